@@ -1,0 +1,81 @@
+"""Alembic environment for uniqc-store.
+
+The URL comes from ``-x url=...``, else the caller's Config, else
+``UNIQC_STORE_URL``, else ``~/.uniqc/cache/tasks.sqlite``. A connection
+passed in ``config.attributes["connection"]`` is used as it is. Each
+revision runs in its own transaction (real ones on SQLite too, through the
+package's pysqlite recipe), and the SQLite header is stamped inside it.
+"""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlalchemy import Connection
+
+from uniqc_store.engine import SQLITE_BEGIN, create_store_engine, resolve_url
+from uniqc_store.migrations import (
+    migration_lock,
+    prepare_database,
+    process_revision_directives,
+    stamp_sqlite_header,
+)
+from uniqc_store.models import Base
+
+config = context.config
+_NO_TRANSACTIONAL_DDL = ("mysql", "mariadb")
+
+
+def _url():  # type: ignore[no-untyped-def]
+    x_url = context.get_x_argument(as_dictionary=True).get("url")
+    return resolve_url(x_url or config.attributes.get("url"))
+
+
+def _configure(dialect_name: str, **kwargs: object) -> None:
+    context.configure(
+        target_metadata=Base.metadata,
+        compare_type=True,
+        transactional_ddl=dialect_name not in _NO_TRANSACTIONAL_DDL,
+        transaction_per_migration=True,
+        on_version_apply=stamp_sqlite_header,
+        process_revision_directives=process_revision_directives,
+        **kwargs,
+    )
+
+
+def run_migrations_offline() -> None:
+    """``--sql``: print the SQL for a DBA instead of running it."""
+    url = _url()
+    _configure(url.get_backend_name(), url=url, literal_binds=True)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_migrations_on(connection: Connection) -> None:
+    """Run the chain on a connection, under the database's migration lock."""
+    with migration_lock(connection):
+        prepare_database(connection)
+        connection.commit()
+        _configure(connection.dialect.name, connection=connection)
+        with context.begin_transaction():
+            context.run_migrations()
+        if connection.in_transaction():
+            connection.commit()
+
+
+def run_migrations_online() -> None:
+    connection = config.attributes.get("connection")
+    if connection is not None:
+        run_migrations_on(connection)
+        return
+    engine = create_store_engine(_url(), foreign_keys=False)
+    try:
+        with engine.connect() as conn:
+            run_migrations_on(conn.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"}))
+    finally:
+        engine.dispose()
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    run_migrations_online()

@@ -1,0 +1,214 @@
+"""v5: re-key legacy platform-id tasks as ``uqt_`` tasks with one shard each.
+
+Data: every row of ``tasks`` / ``archived_tasks`` whose ``task_id`` does not
+start with ``uqt_`` is replaced by a row with a fresh ``uqt_<uuid4 hex>`` id
+and every other field kept. Its metadata gains ``legacy_platform_id`` (JSON
+metadata that is not an object is kept as ``{"legacy_metadata_raw": ...}``;
+unparseable metadata becomes ``{}``). One shard row (circuit_count 1,
+sub_index_offset 0) records the old id as ``platform_task_id`` with the
+task's backend, status, result, error and times; archived rows get theirs in
+``archived_task_shards`` with ``archived_at``. Shards already pointing at a
+legacy id follow it to the new id (the reference's cascade deleted them);
+the synthesised shard then takes the next free index instead of 0.
+Rows already ``uqt_`` are untouched; a NULL ``task_id`` is left as it is.
+Rows are streamed in keyset batches, so memory does not grow with the table.
+Schema: none.
+Downgrade: gives every row this revision re-keyed its legacy id back, drops
+the synthesised shard and ``legacy_platform_id`` (unwrapping
+``legacy_metadata_raw``); metadata that was unparseable stays ``{}``.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0005"
+down_revision = "0004"
+branch_labels = None
+depends_on = None
+
+BATCH_SIZE = 2000
+PREFIX = "uqt_"
+TASK_COLUMNS = (
+    "task_id", "backend", "status", "shots", "submit_time", "update_time",
+    "result_json", "metadata_json", "error_message",
+)  # fmt: skip
+SHARD_COLUMNS = (
+    "uniqc_task_id", "shard_index", "platform_task_id", "backend", "circuit_count",
+    "sub_index_offset", "status", "result_json", "error_message", "submit_time",
+    "update_time",
+)  # fmt: skip
+PAIRS = (("tasks", "task_shards", False), ("archived_tasks", "archived_task_shards", True))
+
+
+def _table(name: str, columns: tuple[str, ...], archived: bool) -> sa.TableClause:
+    extra = ("archived_at",) if archived else ()
+    return sa.table(name, *(sa.column(c) for c in columns + extra))
+
+
+def _batches(conn: sa.Connection, table: sa.TableClause, legacy: bool) -> Iterator[list[Any]]:
+    """Rows whose id is (or is not) ``uqt_``, in key order, a batch at a time."""
+    key = table.c.task_id
+    prefix_test = sa.func.substr(key, 1, len(PREFIX)) == PREFIX
+    base = sa.select(table).where(~prefix_test if legacy else prefix_test).order_by(key)
+    last: str | None = None
+    while True:
+        stmt = base if last is None else base.where(key > last)
+        rows = conn.execute(stmt.limit(BATCH_SIZE)).mappings().all()
+        if not rows:
+            return
+        last = rows[-1]["task_id"]
+        yield list(rows)
+
+
+def _legacy_metadata(raw: str | None, legacy_id: str) -> str:
+    try:
+        metadata = json.loads(raw) if raw else {}
+    except ValueError:
+        metadata = {}
+    if not isinstance(metadata, dict):
+        metadata = {"legacy_metadata_raw": metadata}
+    metadata["legacy_platform_id"] = legacy_id
+    return json.dumps(metadata, ensure_ascii=False)
+
+
+def _next_shard_index(
+    conn: sa.Connection, shards: sa.TableClause, ids: list[str]
+) -> dict[str, int]:
+    """For parents that already have shards: the index after their last one."""
+    stmt = (
+        sa.select(shards.c.uniqc_task_id, sa.func.max(shards.c.shard_index))
+        .where(shards.c.uniqc_task_id.in_(ids))
+        .group_by(shards.c.uniqc_task_id)
+    )
+    return {parent: top + 1 for parent, top in conn.execute(stmt)}
+
+
+def _repoint_shards(
+    conn: sa.Connection, shards: sa.TableClause, moves: list[dict[str, str]]
+) -> None:
+    if moves:
+        conn.execute(
+            shards.update()
+            .where(shards.c.uniqc_task_id == sa.bindparam("old_id"))
+            .values(uniqc_task_id=sa.bindparam("new_id")),
+            moves,
+        )
+
+
+def _rekey_batch(
+    conn: sa.Connection, rows: list[Mapping[str, Any]], tasks: sa.TableClause,
+    shards: sa.TableClause, archived: bool,
+) -> None:  # fmt: skip
+    old_ids = [row["task_id"] for row in rows]
+    next_index = _next_shard_index(conn, shards, old_ids)
+    parents, new_shards, moves = [], [], []
+    for row in rows:
+        old_id, new_id = row["task_id"], f"{PREFIX}{uuid.uuid4().hex}"
+        parents.append(
+            {
+                **row,
+                "task_id": new_id,
+                "metadata_json": _legacy_metadata(row["metadata_json"], old_id),
+            }
+        )
+        shard = {
+            "uniqc_task_id": new_id, "shard_index": next_index.get(old_id, 0),
+            "platform_task_id": old_id, "backend": row["backend"], "circuit_count": 1,
+            "sub_index_offset": 0, "status": row["status"], "result_json": row["result_json"],
+            "error_message": row["error_message"], "submit_time": row["submit_time"],
+            "update_time": row["update_time"],
+        }  # fmt: skip
+        if archived:
+            shard["archived_at"] = row["archived_at"]
+        new_shards.append(shard)
+        if old_id in next_index:
+            moves.append({"old_id": old_id, "new_id": new_id})
+    conn.execute(tasks.insert(), parents)
+    _repoint_shards(conn, shards, moves)
+    conn.execute(shards.insert(), new_shards)
+    conn.execute(tasks.delete().where(tasks.c.task_id.in_(old_ids)))
+
+
+def _restore_metadata(raw: str | None) -> tuple[str | None, str]:
+    """The legacy id recorded in the metadata, and the metadata without it."""
+    try:
+        metadata = json.loads(raw) if raw else {}
+    except ValueError:
+        return None, raw or "{}"
+    if not isinstance(metadata, dict) or not isinstance(metadata.get("legacy_platform_id"), str):
+        return None, raw or "{}"
+    legacy_id = metadata.pop("legacy_platform_id")
+    if set(metadata) == {"legacy_metadata_raw"}:
+        metadata = metadata["legacy_metadata_raw"]
+    return legacy_id, json.dumps(metadata, ensure_ascii=False)
+
+
+def _unkey_batch(
+    conn: sa.Connection, rows: list[Mapping[str, Any]], tasks: sa.TableClause,
+    shards: sa.TableClause,
+) -> None:  # fmt: skip
+    restored, synthetic, moves = [], [], []
+    for row in rows:
+        legacy_id, metadata_json = _restore_metadata(row["metadata_json"])
+        if legacy_id is None:
+            continue
+        marker = sa.select(shards.c.shard_index).where(
+            shards.c.uniqc_task_id == row["task_id"], shards.c.platform_task_id == legacy_id
+        )
+        index = conn.execute(marker.limit(1)).scalar()
+        if index is None:
+            continue  # not a row this revision made
+        restored.append({**row, "task_id": legacy_id, "metadata_json": metadata_json})
+        synthetic.append({"parent": row["task_id"], "index": index})
+        moves.append({"old_id": row["task_id"], "new_id": legacy_id})
+    if not restored:
+        return
+    clash = conn.execute(
+        sa.select(tasks.c.task_id).where(tasks.c.task_id.in_([r["task_id"] for r in restored]))
+    ).first()
+    if clash is not None:
+        raise RuntimeError(f"cannot restore legacy id {clash[0]!r}: a row already has it")
+    conn.execute(tasks.insert(), restored)
+    conn.execute(
+        shards.delete().where(
+            shards.c.uniqc_task_id == sa.bindparam("parent"),
+            shards.c.shard_index == sa.bindparam("index"),
+        ),
+        synthetic,
+    )
+    _repoint_shards(conn, shards, moves)
+    conn.execute(tasks.delete().where(tasks.c.task_id.in_([m["old_id"] for m in moves])))
+
+
+def _check_foreign_keys(conn: sa.Connection) -> None:
+    if conn.dialect.name == "sqlite":
+        broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+        if broken:
+            raise RuntimeError(f"v5 left {len(broken)} shard rows without a parent task")
+
+
+def upgrade() -> None:
+    conn = op.get_bind()
+    for task_table, shard_table, archived in PAIRS:
+        tasks = _table(task_table, TASK_COLUMNS, archived)
+        shards = _table(shard_table, SHARD_COLUMNS, archived)
+        for rows in _batches(conn, tasks, legacy=True):
+            _rekey_batch(conn, rows, tasks, shards, archived)
+    _check_foreign_keys(conn)
+
+
+def downgrade() -> None:
+    conn = op.get_bind()
+    for task_table, shard_table, archived in PAIRS:
+        tasks = _table(task_table, TASK_COLUMNS, archived)
+        shards = _table(shard_table, SHARD_COLUMNS, archived)
+        for rows in _batches(conn, tasks, legacy=False):
+            _unkey_batch(conn, rows, tasks, shards)
+    _check_foreign_keys(conn)

@@ -1,0 +1,143 @@
+"""Records to rows and back: validation, JSON encoding, and tolerant decoding.
+
+Everything a caller passes is checked here before any SQL runs, so a bad
+record raises ``TypeError`` / ``ValueError`` and nothing is written.
+
+A row written by another tool with broken JSON in ``result_json`` or
+``metadata_json`` does not make reads fail: the field reads as
+``{"_invalid_json": "<the stored text>"}`` so nothing is hidden or lost.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from .records import TaskInfo, TaskShard, normalize_status
+
+INVALID_JSON_KEY = "_invalid_json"
+
+
+def encode_json(value: Any, *, field: str, owner: str) -> str:
+    """Strict JSON (no NaN/Infinity), so every engine and reader agrees on it."""
+    try:
+        return json.dumps(value, ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{field} of {owner} cannot be stored as JSON: {exc}") from None
+
+
+def decode_json(raw: str | None, *, empty: Any) -> Any:
+    """Parse a stored JSON column; broken text reads as ``{"_invalid_json": raw}``."""
+    if not raw:
+        return empty
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return {INVALID_JSON_KEY: raw}
+
+
+def check_text(value: Any, field: str, *, optional: bool = False) -> str | None:
+    """``value`` if it is a string (or None when optional), else a TypeError."""
+    if value is None and optional:
+        return None
+    if not isinstance(value, str):
+        kind = "a string or None" if optional else "a string"
+        raise TypeError(f"{field} must be {kind}, not {type(value).__name__}")
+    return value
+
+
+def check_id(value: Any, field: str) -> str:
+    """A non-empty string id."""
+    text = check_text(value, field)
+    if not text:
+        raise ValueError(f"{field} must not be empty")
+    return text
+
+
+def check_int(value: Any, field: str) -> int:
+    """An int (bools are refused: ``True`` is not a shot count)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{field} must be an int, not {type(value).__name__}")
+    return value
+
+
+def task_to_row(info: TaskInfo, now: str) -> dict[str, Any]:
+    """The ``tasks`` row for ``info``, stamped ``update_time = now``."""
+    if not isinstance(info, TaskInfo):
+        raise TypeError(f"expected a TaskInfo, not {type(info).__name__}")
+    task_id = check_id(info.task_id, "TaskInfo.task_id")
+    owner = f"task {task_id!r}"
+    metadata = info.metadata if info.metadata is not None else {}
+    if not isinstance(metadata, Mapping):
+        raise TypeError(f"metadata of {owner} must be a dict, not {type(metadata).__name__}")
+    return {
+        "task_id": task_id,
+        "backend": check_text(info.backend, "TaskInfo.backend"),
+        "status": normalize_status(info.status),
+        "shots": check_int(info.shots, "TaskInfo.shots"),
+        "submit_time": check_text(info.submit_time, "TaskInfo.submit_time"),
+        "update_time": now,
+        "result_json": None
+        if info.result is None
+        else encode_json(info.result, field="result", owner=owner),
+        "metadata_json": encode_json(dict(metadata), field="metadata", owner=owner),
+        "error_message": check_text(info.error_message, "TaskInfo.error_message", optional=True),
+    }
+
+
+def row_to_task(row: Mapping[Any, Any]) -> TaskInfo:
+    """A TaskInfo from a ``tasks`` or ``archived_tasks`` row."""
+    return TaskInfo(
+        task_id=row["task_id"],
+        backend=row["backend"],
+        status=row["status"],
+        shots=int(row["shots"]),
+        submit_time=row["submit_time"],
+        update_time=row["update_time"],
+        result=decode_json(row["result_json"], empty=None),
+        metadata=decode_json(row["metadata_json"], empty={}),
+        error_message=row.get("error_message"),
+        archived_at=row.get("archived_at"),
+    )
+
+
+def shard_to_row(shard: TaskShard, now: str) -> dict[str, Any]:
+    """The ``task_shards`` row for ``shard``, stamped ``update_time = now``."""
+    if not isinstance(shard, TaskShard):
+        raise TypeError(f"expected a TaskShard, not {type(shard).__name__}")
+    parent = check_id(shard.uniqc_task_id, "TaskShard.uniqc_task_id")
+    index = check_int(shard.shard_index, "TaskShard.shard_index")
+    owner = f"shard {index} of task {parent!r}"
+    return {
+        "uniqc_task_id": parent,
+        "shard_index": index,
+        "platform_task_id": check_id(shard.platform_task_id, "TaskShard.platform_task_id"),
+        "backend": check_text(shard.backend, "TaskShard.backend"),
+        "circuit_count": check_int(shard.circuit_count, "TaskShard.circuit_count"),
+        "sub_index_offset": check_int(shard.sub_index_offset, "TaskShard.sub_index_offset"),
+        "status": normalize_status(shard.status),
+        "result_json": None
+        if shard.result is None
+        else encode_json(shard.result, field="result", owner=owner),
+        "error_message": check_text(shard.error_message, "TaskShard.error_message", optional=True),
+        "submit_time": check_text(shard.submit_time, "TaskShard.submit_time"),
+        "update_time": now,
+    }
+
+
+def row_to_shard(row: Mapping[Any, Any]) -> TaskShard:
+    """A TaskShard from a ``task_shards`` or ``archived_task_shards`` row."""
+    return TaskShard(
+        uniqc_task_id=row["uniqc_task_id"],
+        shard_index=int(row["shard_index"]),
+        platform_task_id=row["platform_task_id"],
+        backend=row["backend"],
+        circuit_count=int(row["circuit_count"]),
+        sub_index_offset=int(row["sub_index_offset"]),
+        status=row["status"],
+        result=decode_json(row["result_json"], empty=None),
+        error_message=row["error_message"],
+        submit_time=row["submit_time"],
+        update_time=row["update_time"],
+    )

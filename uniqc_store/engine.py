@@ -1,0 +1,213 @@
+"""Where the database is and how we connect to it.
+
+URL resolution follows the contract (engine > url > cache_dir >
+``UNIQC_STORE_URL`` > ``~/.uniqc/cache/tasks.sqlite``). SQLite engines get
+SQLAlchemy's pysqlite transactional recipe (the driver's own transaction
+handling sends no ``BEGIN`` before DDL), WAL, a busy timeout and foreign keys.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import URL, Engine, create_engine, event, make_url
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.pool import StaticPool
+
+from .errors import ForeignDatabaseError
+from .records import APPLICATION_ID, DB_FILENAME, DEFAULT_CACHE_DIR
+
+URL_ENV_VAR = "UNIQC_STORE_URL"
+#: Execution option for SQLite: how the ``begin`` hook opens a transaction:
+#: ``"IMMEDIATE"`` (writers), ``"DEFERRED"`` (the default) or None (no BEGIN:
+#: single-statement reads in autocommit, each statement its own snapshot).
+SQLITE_BEGIN = "uniqc_sqlite_begin"
+BUSY_TIMEOUT_MS = 30_000
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def default_cache_dir() -> Path:
+    """``~/.uniqc/cache`` (created), else ``<tmp>/uniqc/cache`` like the reference."""
+    for candidate in (DEFAULT_CACHE_DIR, Path(tempfile.gettempdir()) / "uniqc" / "cache"):
+        try:
+            candidate.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            continue
+        if os.access(candidate, os.W_OK):
+            return candidate
+    raise OSError(f"no usable cache directory: {DEFAULT_CACHE_DIR} is not writable")
+
+
+def sqlite_url_for(path: Path) -> URL:
+    """The SQLAlchemy URL of a SQLite file."""
+    return URL.create("sqlite+pysqlite", database=str(path))
+
+
+def resolve_url(
+    url: str | URL | None = None, cache_dir: str | os.PathLike[str] | None = None
+) -> URL:
+    """Pick the database: ``url`` > ``cache_dir`` > ``$UNIQC_STORE_URL`` > the default file."""
+    if url is not None:
+        return parse_url(url)
+    if cache_dir is not None:
+        directory = Path(cache_dir).expanduser()
+        directory.mkdir(parents=True, exist_ok=True)
+        return sqlite_url_for(directory / DB_FILENAME)
+    from_env = os.environ.get(URL_ENV_VAR)
+    if from_env:
+        return parse_url(from_env)
+    return sqlite_url_for(default_cache_dir() / DB_FILENAME)
+
+
+def parse_url(url: str | URL) -> URL:
+    """Parse a URL, with an error that shows it without its password."""
+    if isinstance(url, URL):
+        return url
+    try:
+        return make_url(url)
+    except ArgumentError:
+        raise ValueError(
+            f"not a database URL: {redact_text(url)!r}; expected e.g. "
+            "sqlite:///path/tasks.sqlite or postgresql+psycopg://user@host/db"
+        ) from None
+
+
+def redact_text(url: str) -> str:
+    """A URL string with anything between ``user:`` and ``@`` masked."""
+    head, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    credentials, _, host = rest.rpartition("@")
+    user = credentials.split(":", 1)[0]
+    return f"{head}://{user}:***@{host}" if ":" in credentials else url
+
+
+def redact(url: str | URL) -> str:
+    """The URL as text, with its password (if any) shown as ``***``."""
+    if isinstance(url, URL):
+        return url.render_as_string(hide_password=True)
+    return redact_text(url)
+
+
+def sqlite_file_path(url: URL) -> Path | None:
+    """The file behind a SQLite URL, or None for in-memory / non-SQLite URLs."""
+    if url.get_backend_name() != "sqlite":
+        return None
+    database = url.database or ""
+    if database in ("", ":memory:") or database.startswith("file::memory:"):
+        return None
+    if url.query.get("mode") == "memory":
+        return None
+    if database.startswith("file:"):
+        database = database[len("file:") :].split("?", 1)[0]
+    return Path(database).expanduser()
+
+
+@dataclass(frozen=True)
+class SQLiteHeader:
+    """The two header fields the store cares about, read without opening the file."""
+
+    application_id: int
+    user_version: int
+
+
+def read_sqlite_header(path: Path) -> SQLiteHeader | None:
+    """Read ``application_id`` / ``user_version`` straight from the file header.
+
+    Reading bytes (rather than connecting) guarantees a foreign file is not
+    modified before we refuse it: even switching to WAL rewrites the header.
+    Returns None when the file does not exist or is empty.
+    """
+    try:
+        with path.open("rb") as fh:
+            header = fh.read(100)
+    except FileNotFoundError:
+        return None
+    if not header:
+        return None
+    if len(header) < 100 or not header.startswith(_SQLITE_MAGIC):
+        raise ForeignDatabaseError(
+            f"{path} is not a SQLite database; refusing to touch it. "
+            "Point the store at another file (cache_dir=, url= or UNIQC_STORE_URL)."
+        )
+    return SQLiteHeader(
+        application_id=int.from_bytes(header[68:72], "big"),
+        user_version=int.from_bytes(header[60:64], "big", signed=True),
+    )
+
+
+def check_sqlite_file(path: Path) -> SQLiteHeader | None:
+    """Refuse a SQLite file that belongs to another application."""
+    header = read_sqlite_header(path)
+    if header is not None and header.application_id not in (0, APPLICATION_ID):
+        raise ForeignDatabaseError(
+            f"{path} has application_id 0x{header.application_id:08x}, not "
+            f"0x{APPLICATION_ID:08x} (UNIC): it belongs to another application and "
+            "was left untouched. Point the store at another file."
+        )
+    return header
+
+
+def create_store_engine(url: str | URL, *, foreign_keys: bool = True, **kwargs: Any) -> Engine:
+    """Create the engine a store or a migration runs on.
+
+    A SQLite file is checked (``check_sqlite_file``) before any connection is
+    made. ``foreign_keys=False`` is for migrations, which must not cascade.
+    """
+    url = parse_url(url)
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        return _create_sqlite_engine(url, foreign_keys=foreign_keys, **kwargs)
+    if backend in ("mysql", "mariadb") and "charset" not in url.query:
+        url = url.update_query_dict({"charset": "utf8mb4"})
+    kwargs.setdefault("pool_pre_ping", True)
+    return create_engine(url, **kwargs)
+
+
+def _create_sqlite_engine(url: URL, *, foreign_keys: bool, **kwargs: Any) -> Engine:
+    path = sqlite_file_path(url)
+    if path is None:
+        kwargs.setdefault("poolclass", StaticPool)
+        kwargs.setdefault("connect_args", {"check_same_thread": False})
+    else:
+        check_sqlite_file(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        kwargs.setdefault("connect_args", {"check_same_thread": False})
+    engine = create_engine(url, **kwargs)
+    install_sqlite_recipe(engine, foreign_keys=foreign_keys, wal=path is not None)
+    return engine
+
+
+def install_sqlite_recipe(engine: Engine, *, foreign_keys: bool = True, wal: bool = True) -> None:
+    """Make pysqlite transactional for DDL too, and set our per-connection pragmas.
+
+    ``isolation_level = None`` stops the driver from managing transactions;
+    the ``begin`` hook then emits ``BEGIN`` itself, ``BEGIN IMMEDIATE`` when
+    the connection carries the write-intent execution option, so writers
+    queue on the busy timeout instead of failing with SQLITE_BUSY mid-way.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            cursor.execute(f"PRAGMA foreign_keys = {'ON' if foreign_keys else 'OFF'}")
+            if wal:
+                cursor.execute("PRAGMA journal_mode = WAL")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        mode = conn.get_execution_options().get(SQLITE_BEGIN, "DEFERRED")
+        if mode is not None:
+            conn.exec_driver_sql(f"BEGIN {mode}")

@@ -1,0 +1,229 @@
+"""Running the Alembic chain from code, and what surrounds it.
+
+The chain's revision ids are ``0001`` .. ``0005``: the id *is* the schema
+version, which is also what SQLite's ``PRAGMA user_version`` holds. This
+module adopts files made by the reference store (``user_version`` k, no
+``alembic_version`` table), refuses databases newer than the package,
+stamps the SQLite header after every step and serialises concurrent
+upgraders.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.autogenerate import rewriter
+from alembic.config import Config
+from alembic.operations import ops
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import URL, Connection, Engine, inspect, text
+
+from .engine import parse_url, redact, sqlite_file_path
+from .errors import SchemaTooNewError
+from .records import APPLICATION_ID, CURRENT_SCHEMA_VERSION
+
+try:  # POSIX only; elsewhere concurrent SQLite upgraders are not serialised.
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None  # type: ignore[assignment]
+
+#: Key of the server-side advisory lock held while the chain runs.
+ADVISORY_LOCK_KEY = APPLICATION_ID
+MYSQL_LOCK_NAME = "uniqc_store_migrations"
+MYSQL_LOCK_TIMEOUT_S = 3600
+
+
+def script_location() -> str:
+    """The Alembic environment: shipped inside the wheel, or the checkout's ``alembic/``."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "_alembic", here.parent / "alembic"):
+        if (candidate / "env.py").is_file():
+            return str(candidate)
+    raise FileNotFoundError("the uniqc_store migrations are missing from this installation")
+
+
+def make_config(url: str | URL | None = None, connection: Connection | None = None) -> Config:
+    """An Alembic Config for our chain, on a URL or on a connection we hold."""
+    config = Config()
+    config.set_main_option("script_location", script_location())
+    if url is not None:
+        config.attributes["url"] = parse_url(url)
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def script_directory() -> ScriptDirectory:
+    """The chain of revisions."""
+    return ScriptDirectory.from_config(make_config())
+
+
+def revision_id(version: int) -> str:
+    """The revision id of schema version ``version`` (``0`` is base)."""
+    return f"{version:04d}"
+
+
+def version_of(revision: str | None) -> int:
+    """The schema version a revision id stands for; unknown ids are too new."""
+    if revision is None:
+        return 0
+    if revision.isdigit():
+        return int(revision)
+    raise SchemaTooNewError(
+        f"the database is at revision {revision!r}, which this version of uniqc-store "
+        "does not know; upgrade the uniqc-store package"
+    )
+
+
+def sqlite_user_version(conn: Connection) -> int:
+    """``PRAGMA user_version`` of the connection's main database."""
+    return int(conn.exec_driver_sql("PRAGMA user_version").scalar_one())
+
+
+def database_version(conn: Connection) -> int:
+    """The schema version the database is at (0 for an empty database).
+
+    Reads ``alembic_version`` when it exists and otherwise, on SQLite, the
+    reference store's ``user_version``. Raises SchemaTooNewError for a
+    version this package does not know; nothing is written.
+    """
+    if inspect(conn).has_table("alembic_version"):
+        heads = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+        version = max((version_of(h) for h in heads), default=0)
+    elif conn.dialect.name == "sqlite":
+        version = sqlite_user_version(conn)
+    else:
+        version = 0
+    if version > CURRENT_SCHEMA_VERSION:
+        raise SchemaTooNewError(
+            f"the database is at schema version {version} but this uniqc-store knows "
+            f"versions up to {CURRENT_SCHEMA_VERSION}; upgrade the uniqc-store package "
+            "(nothing was written)"
+        )
+    return version
+
+
+def prepare_database(conn: Connection) -> int:
+    """Check the version and adopt a reference-store file; return the version.
+
+    Refuses a database newer than the package before anything is written. A
+    SQLite file at ``user_version`` k with no ``alembic_version`` table (made
+    by the reference store) is stamped at revision k, so Alembic continues
+    from there. Runs in the connection's current transaction; the caller commits.
+    """
+    version = database_version(conn)
+    if (
+        version > 0
+        and conn.dialect.name == "sqlite"
+        and not inspect(conn).has_table("alembic_version")
+    ):
+        MigrationContext.configure(conn).stamp(script_directory(), revision_id(version))
+    return version
+
+
+def stamp_sqlite_header(ctx: MigrationContext, heads: set[str], **_: Any) -> None:
+    """``on_version_apply`` hook: mirror the new revision into the SQLite header.
+
+    Runs inside the revision's transaction, so the stamp commits or rolls
+    back with the revision's changes.
+    """
+    if ctx.dialect.name != "sqlite":
+        return
+    version = max((version_of(h) for h in heads), default=0)
+    ctx.execute(text(f"PRAGMA user_version = {int(version)}"))
+    ctx.execute(text(f"PRAGMA application_id = {APPLICATION_ID}"))
+
+
+_ignore_primary_key_nullability = rewriter.Rewriter()
+
+
+@_ignore_primary_key_nullability.rewrites(ops.AlterColumnOp)
+def _drop_pk_nullable_change(
+    context: MigrationContext, revision: Any, op: ops.AlterColumnOp
+) -> ops.AlterColumnOp | list[ops.AlterColumnOp]:
+    """Key columns are NOT NULL by definition on servers but nullable in the
+    reference's SQLite DDL: that is not a difference worth a migration."""
+    if op.modify_nullable is None or op.modify_type is not None:
+        return op
+    if context.bind is None:
+        return op
+    key = inspect(context.bind).get_pk_constraint(op.table_name)
+    if op.column_name in key.get("constrained_columns", ()):
+        op.modify_nullable = None
+        if not op.has_changes():
+            return []
+    return op
+
+
+process_revision_directives = _ignore_primary_key_nullability
+
+
+@contextlib.contextmanager
+def migration_lock(conn: Connection) -> Iterator[None]:
+    """Serialise concurrent upgraders of one database.
+
+    PostgreSQL: a session advisory lock; MySQL/MariaDB: ``GET_LOCK``;
+    SQLite file: an ``flock`` on ``<file>.lock`` beside it.
+    """
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": ADVISORY_LOCK_KEY})
+        conn.commit()
+        try:
+            yield
+        finally:
+            conn.rollback()
+            conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": ADVISORY_LOCK_KEY})
+            conn.commit()
+    elif dialect in ("mysql", "mariadb"):
+        got = conn.execute(
+            text("SELECT GET_LOCK(:n, :t)"), {"n": MYSQL_LOCK_NAME, "t": MYSQL_LOCK_TIMEOUT_S}
+        ).scalar()
+        conn.commit()
+        if got != 1:
+            raise TimeoutError("another upgrade of this database is still running")
+        try:
+            yield
+        finally:
+            conn.rollback()
+            conn.execute(text("SELECT RELEASE_LOCK(:n)"), {"n": MYSQL_LOCK_NAME})
+            conn.commit()
+    else:
+        path = sqlite_file_path(conn.engine.url)
+        if path is None or fcntl is None:
+            yield
+            return
+        with open(f"{path}.lock", "a+b") as lock_file:
+            fcntl.flock(lock_file, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+
+def upgrade(connectable: Engine | Connection, revision: str = "head") -> None:
+    """Upgrade the database to ``revision`` (the newest by default)."""
+    _run(connectable, command.upgrade, revision)
+
+
+def downgrade(connectable: Engine | Connection, revision: str) -> None:
+    """Downgrade the database to ``revision`` (``base`` removes every table)."""
+    _run(connectable, command.downgrade, revision)
+
+
+def _run(connectable: Engine | Connection, fn: Any, revision: str) -> None:
+    if isinstance(connectable, Connection):
+        fn(make_config(connection=connectable), revision)
+        return
+    with connectable.connect() as conn:
+        fn(make_config(connection=conn), revision)
+
+
+def upgrade_command(url: str | URL) -> str:
+    """The shell command that upgrades the database at ``url`` (password hidden)."""
+    return f"uniqc-store upgrade --url '{redact(url)}'  (or: alembic -x url=... upgrade head)"

@@ -1,0 +1,132 @@
+"""The declarative schema: the reference's v5 tables, spelled out once.
+
+Every table, column, default, key and index name here is the reference
+store's. Engine differences live in the column types (``with_variant``), not
+in per-engine SQL: on MySQL/MariaDB key and indexed columns become
+``VARCHAR(255)`` with a binary utf8mb4 collation (ids compare exactly, as on
+SQLite) and payloads become ``LONGTEXT``.
+"""
+
+from __future__ import annotations
+
+from typing import cast
+
+from sqlalchemy import ForeignKey, Index, Integer, MetaData, Table, Text, text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from .column_types import MYSQL_TABLE_ARGS, SQLITE_NULLABLE_PK, KeyText, PayloadText
+
+
+class Base(DeclarativeBase):
+    """Declarative base holding the store's metadata."""
+
+    metadata = MetaData(
+        naming_convention={
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+
+
+class _TaskColumns:
+    """Columns shared by ``tasks`` and ``archived_tasks``, in the reference's order."""
+
+    task_id: Mapped[str] = mapped_column(KeyText, primary_key=True, info={SQLITE_NULLABLE_PK: True})
+    backend: Mapped[str] = mapped_column(KeyText)
+    status: Mapped[str] = mapped_column(KeyText)
+    shots: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    submit_time: Mapped[str] = mapped_column(KeyText)
+    update_time: Mapped[str] = mapped_column(Text)
+    result_json: Mapped[str | None] = mapped_column(PayloadText)
+    metadata_json: Mapped[str] = mapped_column(PayloadText, server_default="{}")
+
+
+class _ShardColumns:
+    """Columns shared by ``task_shards`` and ``archived_task_shards``."""
+
+    shard_index: Mapped[int] = mapped_column(Integer, primary_key=True, sort_order=1)
+    platform_task_id: Mapped[str] = mapped_column(KeyText, sort_order=2)
+    backend: Mapped[str] = mapped_column(KeyText, sort_order=3)
+    circuit_count: Mapped[int] = mapped_column(Integer, server_default=text("1"), sort_order=4)
+    sub_index_offset: Mapped[int] = mapped_column(Integer, server_default=text("0"), sort_order=5)
+    status: Mapped[str] = mapped_column(KeyText, sort_order=6)
+    result_json: Mapped[str | None] = mapped_column(PayloadText, sort_order=7)
+    error_message: Mapped[str | None] = mapped_column(PayloadText, sort_order=8)
+    submit_time: Mapped[str] = mapped_column(Text, sort_order=9)
+    update_time: Mapped[str] = mapped_column(Text, sort_order=10)
+
+
+class TaskRow(_TaskColumns, Base):
+    """A live task (table ``tasks``)."""
+
+    __tablename__ = "tasks"
+    __table_args__ = (
+        Index("tasks_backend_idx", "backend"),
+        Index("tasks_status_idx", "status"),
+        Index("tasks_submit_time_idx", "submit_time"),
+        MYSQL_TABLE_ARGS,
+    )
+
+    error_message: Mapped[str | None] = mapped_column(PayloadText, sort_order=100)
+
+    shards: Mapped[list[TaskShardRow]] = relationship(
+        back_populates="task",
+        lazy="raise",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by="TaskShardRow.shard_index",
+    )
+
+
+class ArchivedTaskRow(_TaskColumns, Base):
+    """An archived task (table ``archived_tasks``); v3 added ``error_message`` last."""
+
+    __tablename__ = "archived_tasks"
+    __table_args__ = (
+        Index("archived_backend_idx", "backend"),
+        Index("archived_status_idx", "status"),
+        Index("archived_submit_time_idx", "submit_time"),
+        MYSQL_TABLE_ARGS,
+    )
+
+    archived_at: Mapped[str] = mapped_column(Text, sort_order=100)
+    error_message: Mapped[str | None] = mapped_column(PayloadText, sort_order=101)
+
+
+class TaskShardRow(_ShardColumns, Base):
+    """One platform job of a live task (table ``task_shards``)."""
+
+    __tablename__ = "task_shards"
+    __table_args__ = (
+        Index("task_shards_platform_idx", "platform_task_id"),
+        Index("task_shards_status_idx", "status"),
+        MYSQL_TABLE_ARGS,
+    )
+
+    uniqc_task_id: Mapped[str] = mapped_column(
+        KeyText,
+        ForeignKey("tasks.task_id", ondelete="CASCADE"),
+        primary_key=True,
+        sort_order=0,
+    )
+
+    task: Mapped[TaskRow] = relationship(back_populates="shards", lazy="raise")
+
+
+class ArchivedTaskShardRow(_ShardColumns, Base):
+    """One platform job of an archived task (table ``archived_task_shards``)."""
+
+    __tablename__ = "archived_task_shards"
+    __table_args__ = (
+        Index("archived_task_shards_platform_idx", "platform_task_id"),
+        MYSQL_TABLE_ARGS,
+    )
+
+    uniqc_task_id: Mapped[str] = mapped_column(KeyText, primary_key=True, sort_order=0)
+    archived_at: Mapped[str] = mapped_column(Text, sort_order=11)
+
+
+tasks = cast(Table, TaskRow.__table__)
+archived_tasks = cast(Table, ArchivedTaskRow.__table__)
+task_shards = cast(Table, TaskShardRow.__table__)
+archived_task_shards = cast(Table, ArchivedTaskShardRow.__table__)

@@ -1,0 +1,114 @@
+"""Plain records the store reads and writes: statuses, tasks, shards and ids.
+
+These are the reference store's value types, kept field-for-field so callers
+can switch imports without touching their code.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+DEFAULT_CACHE_DIR: Path = Path.home() / ".uniqc" / "cache"
+DB_FILENAME = "tasks.sqlite"
+
+#: The four ASCII bytes ``UNIC`` kept in the SQLite header of our files.
+APPLICATION_ID: int = 0x554E4943
+
+#: The schema version of the newest revision; also the newest ``user_version``.
+CURRENT_SCHEMA_VERSION: int = 5
+
+TERMINAL_STATUSES: tuple[str, ...] = ("success", "failed", "cancelled")
+
+UNIQC_TASK_ID_PREFIX: str = "uqt_"
+
+
+def generate_uniqc_task_id() -> str:
+    """Return a fresh ``uqt_<32 hex>`` task id (36 characters)."""
+    return f"{UNIQC_TASK_ID_PREFIX}{uuid.uuid4().hex}"
+
+
+def is_uniqc_task_id(task_id: object) -> bool:
+    """Whether ``task_id`` is a uniqc-managed id rather than a platform's."""
+    return isinstance(task_id, str) and task_id.startswith(UNIQC_TASK_ID_PREFIX)
+
+
+def utc_now_iso() -> str:
+    """The current time as the ISO-8601 text every timestamp column holds."""
+    return datetime.now(timezone.utc).isoformat()
+
+
+class TaskStatus(str, Enum):
+    """The statuses a task or shard can be in."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCESS = "success"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+_STATUS_VALUES = frozenset(s.value for s in TaskStatus)
+
+
+def normalize_status(status: object) -> str:
+    """Return the stored text of ``status``, refusing anything not in TaskStatus.
+
+    ``str(TaskStatus.RUNNING)`` is ``"TaskStatus.RUNNING"``, so enum members
+    are unwrapped through ``.value`` rather than ``str()``.
+    """
+    value = status.value if isinstance(status, TaskStatus) else status
+    if not isinstance(value, str) or value not in _STATUS_VALUES:
+        allowed = ", ".join(s.value for s in TaskStatus)
+        raise ValueError(f"unknown task status {status!r}; expected one of: {allowed}")
+    return value
+
+
+@dataclass
+class TaskInfo:
+    """One task: what was submitted where, its state and its result."""
+
+    task_id: str
+    backend: str
+    status: str = TaskStatus.PENDING
+    result: dict[str, Any] | None = None
+    shots: int = 1000
+    submit_time: str = field(default_factory=utc_now_iso)
+    update_time: str = field(default_factory=utc_now_iso)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    error_message: str | None = None
+    archived_at: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as a plain dict (a deep copy)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TaskInfo:
+        """Build a record from ``to_dict()`` output, old snapshots included."""
+        return cls(**{"error_message": None, **data})
+
+
+@dataclass
+class TaskShard:
+    """One platform-side job belonging to a uniqc task."""
+
+    uniqc_task_id: str
+    shard_index: int
+    platform_task_id: str
+    backend: str
+    circuit_count: int = 1
+    sub_index_offset: int = 0
+    status: str = TaskStatus.PENDING
+    result: Any = None
+    error_message: str | None = None
+    submit_time: str = field(default_factory=utc_now_iso)
+    update_time: str = field(default_factory=utc_now_iso)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The shard as a plain dict (a deep copy)."""
+        return asdict(self)

@@ -1,0 +1,122 @@
+"""The SQL the repository runs, built once per dialect.
+
+The few statements that differ by engine (upserts, the tie-breaker of the
+newest-first order) are chosen here; everything else is plain Core.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Delete,
+    Insert,
+    Select,
+    Table,
+    bindparam,
+    delete,
+    func,
+    literal_column,
+    select,
+)
+from sqlalchemy.dialects import mysql, postgresql, sqlite
+
+from .models import archived_task_shards, archived_tasks, task_shards, tasks
+
+_UPSERT_BUILDERS = {
+    "sqlite": sqlite.insert,
+    "postgresql": postgresql.insert,
+}
+
+
+def upsert(table: Table, dialect: str, *, keep: Sequence[str] = ()) -> Insert:
+    """INSERT that updates every non-key column except ``keep`` on a key clash."""
+    keys = {c.name for c in table.primary_key.columns}
+    updated = [c.name for c in table.columns if c.name not in keys and c.name not in keep]
+    if dialect in ("mysql", "mariadb"):
+        my_stmt = mysql.insert(table)
+        return my_stmt.on_duplicate_key_update({c: my_stmt.inserted[c] for c in updated})
+    builder = _UPSERT_BUILDERS.get(dialect)
+    if builder is None:
+        raise ValueError(
+            f"unsupported database engine {dialect!r}: use SQLite, PostgreSQL or MySQL"
+        )
+    stmt: Any = builder(table)
+    return stmt.on_conflict_do_update(  # type: ignore[no-any-return]
+        index_elements=sorted(keys), set_={c: stmt.excluded[c] for c in updated}
+    )
+
+
+def newest_first(table: Table, dialect: str) -> tuple[ColumnElement[Any], ...]:
+    """Newest ``submit_time`` first; ties newest-inserted first where the engine
+    keeps insertion order (SQLite's rowid, as the reference), else by id."""
+    tiebreak = literal_column("rowid") if dialect == "sqlite" else table.c.task_id
+    return (table.c.submit_time.desc(), tiebreak.desc())
+
+
+def filtered(
+    stmt: Select[Any], table: Table, status: str | None, backend: str | None
+) -> Select[Any]:
+    """``stmt`` narrowed to a status and/or a backend."""
+    if status is not None:
+        stmt = stmt.where(table.c.status == status)
+    if backend is not None:
+        stmt = stmt.where(table.c.backend == backend)
+    return stmt
+
+
+@dataclass(frozen=True)
+class Statements:
+    """The fixed statements of one store (compiled once, then cached by SQLAlchemy)."""
+
+    dialect: str
+    upsert_task: Insert
+    upsert_shard: Insert
+    get_task: Select[Any]
+    get_archived: Select[Any]
+    get_shards: Select[Any]
+    get_archived_shards: Select[Any]
+    shard_by_platform: Select[Any]
+    shard_by_platform_backend: Select[Any]
+    delete_task: Delete
+    delete_shards: Delete
+    delete_archived: Delete
+    delete_archived_shards: Delete
+
+    @classmethod
+    def for_dialect(cls, dialect: str) -> Statements:
+        by_shard = (task_shards.c.uniqc_task_id == bindparam("task_id"),)
+        by_platform = task_shards.c.platform_task_id == bindparam("platform_task_id")
+        return cls(
+            dialect=dialect,
+            upsert_task=upsert(tasks, dialect, keep=("submit_time",)),
+            upsert_shard=upsert(task_shards, dialect, keep=("submit_time",)),
+            get_task=select(tasks).where(tasks.c.task_id == bindparam("task_id")),
+            get_archived=select(archived_tasks).where(
+                archived_tasks.c.task_id == bindparam("task_id")
+            ),
+            get_shards=select(task_shards).where(*by_shard).order_by(task_shards.c.shard_index),
+            get_archived_shards=select(archived_task_shards)
+            .where(archived_task_shards.c.uniqc_task_id == bindparam("task_id"))
+            .order_by(archived_task_shards.c.shard_index),
+            shard_by_platform=select(task_shards).where(by_platform).limit(1),
+            shard_by_platform_backend=select(task_shards)
+            .where(by_platform, task_shards.c.backend == bindparam("backend"))
+            .limit(1),
+            delete_task=delete(tasks).where(tasks.c.task_id == bindparam("task_id")),
+            delete_shards=delete(task_shards).where(*by_shard),
+            delete_archived=delete(archived_tasks).where(
+                archived_tasks.c.task_id == bindparam("task_id")
+            ),
+            delete_archived_shards=delete(archived_task_shards).where(
+                archived_task_shards.c.uniqc_task_id == bindparam("task_id")
+            ),
+        )
+
+
+def count_of(table: Table, status: str | None, backend: str | None) -> Select[Any]:
+    """``SELECT count(*)`` over ``table`` with the usual filters."""
+    return filtered(select(func.count()).select_from(table), table, status, backend)

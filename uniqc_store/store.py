@@ -1,0 +1,499 @@
+"""``TaskStore``: the reference store's API on SQLAlchemy Core.
+
+Every public method owns its transaction; helpers take a Connection and
+never commit. The statements are built once per store (``Statements``).
+"""
+
+from __future__ import annotations
+
+import builtins
+import os
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import URL, Connection, Engine, Table, select
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+
+from . import archive, migrations
+from .codec import row_to_shard, row_to_task, shard_to_row, task_to_row
+from .connections import ConnectionManager
+from .engine import (
+    create_store_engine,
+    install_sqlite_recipe,
+    redact,
+    resolve_url,
+    sqlite_file_path,
+)
+from .errors import (
+    DatabaseUnavailableError,
+    ForeignDatabaseError,
+    MissingParentTaskError,
+    PayloadTooLargeError,
+    SchemaOutOfDateError,
+)
+from .models import archived_tasks, task_shards, tasks
+from .records import (
+    APPLICATION_ID,
+    CURRENT_SCHEMA_VERSION,
+    TERMINAL_STATUSES,
+    TaskInfo,
+    TaskShard,
+    TaskStatus,
+    normalize_status,
+    utc_now_iso,
+)
+from .statements import Statements, count_of, filtered, newest_first
+
+T = TypeVar("T")
+
+#: MySQL errors meaning "this statement is larger than the server accepts".
+_MYSQL_TOO_LARGE = {1153, 1301, 2006, 2013}
+
+
+class TaskStore:
+    """Tasks, their shards and their archive, in one database.
+
+    ``TaskStore(cache_dir=None, *, url=None, engine=None, auto_migrate=None)``:
+    the database is ``engine`` > ``url`` > ``cache_dir/tasks.sqlite`` >
+    ``$UNIQC_STORE_URL`` > ``~/.uniqc/cache/tasks.sqlite``. SQLite databases
+    behind head are upgraded on open; server databases only with
+    ``auto_migrate=True`` (else ``SchemaOutOfDateError``).
+    """
+
+    def __init__(
+        self,
+        cache_dir: str | os.PathLike[str] | None = None,
+        *,
+        url: str | URL | None = None,
+        engine: Engine | None = None,
+        auto_migrate: bool | None = None,
+    ) -> None:
+        if engine is not None:
+            self.url = engine.url
+            self._owns_engine = False
+            if engine.dialect.name == "sqlite":
+                install_sqlite_recipe(engine, wal=sqlite_file_path(engine.url) is not None)
+        else:
+            self.url = resolve_url(url, cache_dir)
+            engine = create_store_engine(self.url)
+            self._owns_engine = True
+        self.engine: Engine = engine
+        self.dialect: str = engine.dialect.name
+        self.db_path: Path | None = sqlite_file_path(self.url)
+        self.cache_dir: Path | None = self.db_path.parent if self.db_path else None
+        self._conns = ConnectionManager(engine)
+        self._sql = Statements.for_dialect(self.dialect)
+        try:
+            self._open_schema(auto_migrate)
+        except BaseException:
+            self.close()
+            raise
+
+    # -- lifecycle -------------------------------------------------------
+
+    def _open_schema(self, auto_migrate: bool | None) -> None:
+        try:
+            with self._conns.reading() as conn:
+                self._check_application_id(conn)
+                version = migrations.database_version(conn)
+        except OperationalError as exc:
+            raise DatabaseUnavailableError(
+                f"cannot open the task database at {redact(self.url)}: {exc.orig}"
+            ) from None
+        if version == CURRENT_SCHEMA_VERSION:
+            return
+        if not (self.dialect == "sqlite" if auto_migrate is None else auto_migrate):
+            raise SchemaOutOfDateError(
+                f"the task database at {redact(self.url)} is at schema version {version}, "
+                f"this uniqc-store needs {CURRENT_SCHEMA_VERSION}; run: "
+                f"{migrations.upgrade_command(self.url)}"
+            )
+        self.upgrade()
+
+    def _check_application_id(self, conn: Connection) -> None:
+        if self.dialect != "sqlite":
+            return
+        found = int(conn.exec_driver_sql("PRAGMA application_id").scalar_one())
+        if found not in (0, APPLICATION_ID):
+            raise ForeignDatabaseError(
+                f"the SQLite database at {redact(self.url)} has application_id 0x{found:08x}, "
+                "not UNIC: it belongs to another application and was left untouched"
+            )
+
+    def upgrade(self, revision: str = "head") -> None:
+        """Run the migration chain up to ``revision`` on this store's database."""
+        with self._conns.lock:
+            self._conns.close()
+            with self.engine.connect() as conn:
+                foreign_keys_off(conn)
+                try:
+                    migrations.upgrade(conn, revision)
+                finally:
+                    foreign_keys_on(conn)
+
+    def schema_version(self) -> int:
+        """The schema version the database is at."""
+        with self._conns.reading() as conn:
+            return migrations.database_version(conn)
+
+    def close(self) -> None:
+        """Release the connections (and the engine, if the store created it)."""
+        self._conns.close()
+        if self._owns_engine:
+            self.engine.dispose()
+
+    def __enter__(self) -> TaskStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"TaskStore(url={redact(self.url)!r})"
+
+    # -- tasks -----------------------------------------------------------
+
+    def save(self, task_info: TaskInfo) -> None:
+        """Insert or update a task by id; ``submit_time`` of an existing row is kept.
+
+        Stamps ``task_info.update_time`` with the time written to the row.
+        """
+        now = utc_now_iso()
+        row = task_to_row(task_info, now)
+        self._write(lambda conn: conn.execute(self._sql.upsert_task, row))
+        task_info.update_time = now
+
+    def save_many(self, infos: Iterable[TaskInfo]) -> int:
+        """Upsert many tasks in one transaction; all are validated before any is written."""
+        items = builtins.list(infos)
+        now = utc_now_iso()
+        rows = [task_to_row(info, now) for info in items]
+        if rows:
+            self._write(lambda conn: conn.execute(self._sql.upsert_task, rows))
+        for info in items:
+            info.update_time = now
+        return len(rows)
+
+    def get(self, task_id: str) -> TaskInfo | None:
+        """The task with ``task_id``, or None."""
+        with self._conns.reading() as conn:
+            row = conn.execute(self._sql.get_task, {"task_id": task_id}).mappings().first()
+        return row_to_task(row) if row is not None else None
+
+    def list(
+        self,
+        *,
+        status: str | TaskStatus | None = None,
+        backend: str | None = None,
+        limit: int | None = None,
+        offset: int | None = None,
+    ) -> list[TaskInfo]:
+        """Tasks newest first by ``submit_time`` (ties: newest inserted first on SQLite)."""
+        stmt = filtered(select(tasks), tasks, _status_or_none(status), backend)
+        stmt = paged(stmt.order_by(*newest_first(tasks, self.dialect)), limit, offset)
+        with self._conns.reading() as conn:
+            rows = conn.execute(stmt).mappings().all()
+        return [row_to_task(row) for row in rows]
+
+    def iter_tasks(
+        self,
+        *,
+        status: str | TaskStatus | None = None,
+        backend: str | None = None,
+        batch_size: int = 1000,
+    ) -> Iterator[TaskInfo]:
+        """Every matching task in id order, read a batch at a time (keyset pagination).
+
+        Memory stays flat whatever the table's size; rows written during the
+        walk may or may not be seen.
+        """
+        yield from self._iter_table(tasks, _status_or_none(status), backend, batch_size)
+
+    def _iter_table(
+        self, table: Table, status: str | None, backend: str | None, batch_size: int
+    ) -> Iterator[TaskInfo]:
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        base = filtered(select(table), table, status, backend).order_by(table.c.task_id)
+        last: str | None = None
+        while True:
+            stmt = base if last is None else base.where(table.c.task_id > last)
+            with self._conns.reading() as conn:
+                rows = conn.execute(stmt.limit(batch_size)).mappings().all()
+            if not rows:
+                return
+            last = rows[-1]["task_id"]
+            yield from (row_to_task(row) for row in rows)
+
+    def count(self, *, status: str | TaskStatus | None = None, backend: str | None = None) -> int:
+        """How many tasks match."""
+        stmt = count_of(tasks, _status_or_none(status), backend)
+        with self._conns.reading() as conn:
+            return int(conn.execute(stmt).scalar_one())
+
+    def delete(self, task_id: str) -> bool:
+        """Delete a task and its shards; True if it existed."""
+        result = self._write(lambda conn: conn.execute(self._sql.delete_task, {"task_id": task_id}))
+        return bool(result.rowcount)
+
+    def clear_completed(self, terminal_statuses: Iterable[str] = TERMINAL_STATUSES) -> int:
+        """Delete every task whose status is one of ``terminal_statuses``; return how many."""
+        statuses = [normalize_status(s) for s in terminal_statuses]
+        if not statuses:
+            return 0
+        stmt = tasks.delete().where(tasks.c.status.in_(statuses))
+        return int(self._write(lambda conn: conn.execute(stmt)).rowcount)
+
+    def clear_all(self) -> None:
+        """Remove everything: a SQLite file is deleted (with -wal/-shm) and recreated
+        empty at head; on a server (or in memory) every row of the four tables goes."""
+        if self.db_path is None or not self._owns_engine:
+            self._write(archive.delete_everything)
+            return
+        with self._conns.lock:
+            self._conns.close()
+            self.engine.dispose()
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                Path(f"{self.db_path}{suffix}").unlink(missing_ok=True)
+            self.upgrade()
+
+    # -- shards ----------------------------------------------------------
+
+    def save_shard(self, shard: TaskShard) -> None:
+        """Insert or update a shard (key: task id + index); its parent task must exist."""
+        now = utc_now_iso()
+        row = shard_to_row(shard, now)
+        self._write_shards([row])
+        shard.update_time = now
+
+    def save_shards(self, shards: Iterable[TaskShard]) -> int:
+        """Upsert many shards in one transaction (all or nothing)."""
+        items = builtins.list(shards)
+        now = utc_now_iso()
+        rows = [shard_to_row(shard, now) for shard in items]
+        if rows:
+            self._write_shards(rows)
+        for shard in items:
+            shard.update_time = now
+        return len(rows)
+
+    def _write_shards(self, rows: builtins.list[dict[str, Any]]) -> None:
+        try:
+            self._write(lambda conn: conn.execute(self._sql.upsert_shard, rows))
+        except IntegrityError:
+            parents = sorted({row["uniqc_task_id"] for row in rows})
+            with self._conns.reading() as conn:
+                found = set(
+                    conn.execute(select(tasks.c.task_id).where(tasks.c.task_id.in_(parents)))
+                    .scalars()
+                    .all()
+                )
+            missing = [p for p in parents if p not in found]
+            if not missing:
+                raise
+            raise MissingParentTaskError(
+                f"no task {', '.join(map(repr, missing))} in the store: save the parent "
+                "TaskInfo before its shards (nothing was written)"
+            ) from None
+
+    def get_shards(self, uniqc_task_id: str) -> builtins.list[TaskShard]:
+        """The task's shards, by index."""
+        with self._conns.reading() as conn:
+            rows = conn.execute(self._sql.get_shards, {"task_id": uniqc_task_id}).mappings()
+            return [row_to_shard(row) for row in rows]
+
+    def get_shard_by_platform_id(
+        self, platform_task_id: str, *, backend: str | None = None
+    ) -> TaskShard | None:
+        """A shard by the id its platform gave it (narrowed to ``backend`` if given)."""
+        params = {"platform_task_id": platform_task_id, "backend": backend}
+        stmt = (
+            self._sql.shard_by_platform if backend is None else self._sql.shard_by_platform_backend
+        )
+        with self._conns.reading() as conn:
+            row = conn.execute(stmt, params).mappings().first()
+        return row_to_shard(row) if row is not None else None
+
+    def find_uniqc_id_by_platform_id(
+        self, platform_task_id: str, *, backend: str | None = None
+    ) -> str | None:
+        """The uniqc task id owning a platform task id, or None."""
+        stmt = (
+            self._sql.shard_by_platform if backend is None else self._sql.shard_by_platform_backend
+        ).with_only_columns(task_shards.c.uniqc_task_id)
+        params = {"platform_task_id": platform_task_id, "backend": backend}
+        with self._conns.reading() as conn:
+            found: str | None = conn.execute(stmt, params).scalar()
+        return found
+
+    def delete_shards(self, uniqc_task_id: str) -> int:
+        """Delete a task's shards; return how many."""
+        stmt = self._sql.delete_shards
+        return int(
+            self._write(lambda conn: conn.execute(stmt, {"task_id": uniqc_task_id})).rowcount
+        )
+
+    @staticmethod
+    def aggregate_status(shards: Iterable[TaskShard]) -> str:
+        """A parent's status from its shards' (the reference's rules).
+
+        No shards: pending; any non-terminal: running; all success: success;
+        any failed: failed; otherwise cancelled.
+        """
+        statuses = {normalize_status(s.status) for s in shards}
+        if not statuses:
+            return TaskStatus.PENDING.value
+        if not statuses <= set(TERMINAL_STATUSES):
+            return TaskStatus.RUNNING.value
+        if statuses == {TaskStatus.SUCCESS.value}:
+            return TaskStatus.SUCCESS.value
+        if TaskStatus.FAILED.value in statuses:
+            return TaskStatus.FAILED.value
+        return TaskStatus.CANCELLED.value
+
+    # -- archive ---------------------------------------------------------
+
+    def archive_task(self, task_id: str) -> bool:
+        """Move a task and its shards into the archive; False if there is no such task."""
+        now = utc_now_iso()
+        return self._write(lambda conn: archive.archive_one(conn, task_id, now))
+
+    def restore_task(self, task_id: str) -> bool:
+        """Move an archived task and its shards back; False if it is not archived."""
+        return self._write(lambda conn: archive.restore_one(conn, task_id))
+
+    def get_archived(self, task_id: str) -> TaskInfo | None:
+        """The archived task with ``task_id`` (``archived_at`` set), or None."""
+        with self._conns.reading() as conn:
+            row = conn.execute(self._sql.get_archived, {"task_id": task_id}).mappings().first()
+        return row_to_task(row) if row is not None else None
+
+    def get_archived_shards(self, task_id: str) -> builtins.list[TaskShard]:
+        """The shards of an archived task, by index."""
+        with self._conns.reading() as conn:
+            rows = conn.execute(self._sql.get_archived_shards, {"task_id": task_id}).mappings()
+            return [row_to_shard(row) for row in rows]
+
+    def list_archived(
+        self,
+        *,
+        status: str | TaskStatus | None = None,
+        backend: str | None = None,
+        limit: int | None = None,
+        offset: int | None = None,
+    ) -> builtins.list[TaskInfo]:
+        """Archived tasks, newest ``submit_time`` first."""
+        table = archived_tasks
+        stmt = filtered(select(table), table, _status_or_none(status), backend)
+        stmt = paged(stmt.order_by(*newest_first(table, self.dialect)), limit, offset)
+        with self._conns.reading() as conn:
+            rows = conn.execute(stmt).mappings().all()
+        return [row_to_task(row) for row in rows]
+
+    def iter_archived(
+        self,
+        *,
+        status: str | TaskStatus | None = None,
+        backend: str | None = None,
+        batch_size: int = 1000,
+    ) -> Iterator[TaskInfo]:
+        """Every matching archived task in id order, a batch at a time."""
+        table = archived_tasks
+        yield from self._iter_table(table, _status_or_none(status), backend, batch_size)
+
+    def count_archived(
+        self, *, status: str | TaskStatus | None = None, backend: str | None = None
+    ) -> int:
+        """How many archived tasks match."""
+        stmt = count_of(archived_tasks, _status_or_none(status), backend)
+        with self._conns.reading() as conn:
+            return int(conn.execute(stmt).scalar_one())
+
+    def delete_archived(self, task_id: str) -> bool:
+        """Delete an archived task and its archived shards; True if it existed."""
+        return self._write(lambda conn: archive.delete_archived(conn, task_id))
+
+    def archive_expired(self, hours: float = 72, terminal_only: bool = True) -> dict[str, Any]:
+        """Archive every task last updated more than ``hours`` ago, in one transaction.
+
+        Returns ``archived`` (ids), ``count``, ``hours``, ``terminal_only``,
+        ``skipped_running`` (non-terminal ids left alone when
+        ``terminal_only``) and ``skipped_conflicts`` (ids already archived).
+        """
+        if isinstance(hours, bool) or not isinstance(hours, (int, float)) or hours < 0:
+            raise ValueError(f"hours must be a non-negative number, not {hours!r}")
+        now = utc_now_iso()
+        outcome = self._write(lambda conn: archive.archive_expired(conn, hours, terminal_only, now))
+        return {
+            "archived": outcome.archived,
+            "count": len(outcome.archived),
+            "hours": hours,
+            "terminal_only": terminal_only,
+            "skipped_running": outcome.skipped_running,
+            "skipped_conflicts": outcome.skipped_conflicts,
+        }
+
+    # -- plumbing --------------------------------------------------------
+
+    def _write(self, work: Callable[[Connection], T]) -> T:
+        try:
+            return self._conns.write(work)
+        except DBAPIError as exc:
+            translated = _translate(exc, self.dialect)
+            if translated is exc:
+                raise
+            raise translated from exc
+        except UnicodeEncodeError as exc:
+            raise ValueError(f"text that is not valid Unicode cannot be stored: {exc}") from None
+
+
+def _status_or_none(status: str | TaskStatus | None) -> str | None:
+    return None if status is None else normalize_status(status)
+
+
+def paged(stmt: Any, limit: int | None, offset: int | None) -> Any:
+    """Apply LIMIT / OFFSET (an offset alone is allowed, as in the reference)."""
+    if limit is not None:
+        stmt = stmt.limit(_non_negative(limit, "limit"))
+    if offset is not None:
+        stmt = stmt.offset(_non_negative(offset, "offset"))
+    return stmt
+
+
+def _non_negative(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if value < 0:
+        raise ValueError(f"{name} must not be negative")
+    return value
+
+
+def _translate(exc: DBAPIError, dialect: str) -> Exception:
+    """Our error for a database error the caller can act on; else the original."""
+    orig = exc.orig
+    args = getattr(orig, "args", ())
+    errno = args[0] if args else None
+    if dialect in ("mysql", "mariadb") and errno in _MYSQL_TOO_LARGE:
+        return PayloadTooLargeError(
+            f"the server refused the statement ({orig}); it is probably larger than its "
+            "max_allowed_packet: store a smaller payload or raise that limit. Nothing was written."
+        )
+    return exc
+
+
+def foreign_keys_off(conn: Connection) -> None:
+    """Turn SQLite foreign keys off on this connection (outside any transaction)."""
+    _pragma_outside_transaction(conn, "PRAGMA foreign_keys = OFF")
+
+
+def foreign_keys_on(conn: Connection) -> None:
+    """Turn SQLite foreign keys back on."""
+    _pragma_outside_transaction(conn, "PRAGMA foreign_keys = ON")
+
+
+def _pragma_outside_transaction(conn: Connection, sql: str) -> None:
+    if conn.dialect.name == "sqlite" and not conn.closed:
+        if conn.in_transaction():
+            conn.rollback()
+        conn.connection.dbapi_connection.execute(sql)  # type: ignore[union-attr]
