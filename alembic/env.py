@@ -2,7 +2,7 @@
 
 The URL comes from ``-x url=...``, else the caller's Config, else
 ``UNIQC_STORE_URL``, else ``~/.uniqc/cache/tasks.sqlite``. A connection
-passed in ``config.attributes["connection"]`` is used as it is. Each
+(or engine) passed in ``config.attributes["connection"]`` is used as it is. Each
 revision runs in its own transaction (real ones on SQLite too, through the
 package's pysqlite recipe), and the SQLite header is stamped inside it.
 """
@@ -10,13 +10,12 @@ package's pysqlite recipe), and the SQLite header is stamped inside it.
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine
 
 from uniqc_store.engine import SQLITE_BEGIN, create_store_engine, resolve_url
 from uniqc_store.migrations import (
     migration_lock,
     prepare_database,
-    process_revision_directives,
     stamp_sqlite_header,
 )
 from uniqc_store.models import Base
@@ -37,7 +36,6 @@ def _configure(dialect_name: str, **kwargs: object) -> None:
         transactional_ddl=dialect_name not in _NO_TRANSACTIONAL_DDL,
         transaction_per_migration=True,
         on_version_apply=stamp_sqlite_header,
-        process_revision_directives=process_revision_directives,
         **kwargs,
     )
 
@@ -63,16 +61,17 @@ def run_migrations_on(connection: Connection) -> None:
 
 
 def run_migrations_online() -> None:
-    connection = config.attributes.get("connection")
-    if connection is not None:
-        run_migrations_on(connection)
+    given = config.attributes.get("connection")
+    if isinstance(given, Connection):
+        run_migrations_on(given)
         return
-    engine = create_store_engine(_url(), foreign_keys=False)
+    engine = given if isinstance(given, Engine) else create_store_engine(_url(), foreign_keys=False)
     try:
         with engine.connect() as conn:
             run_migrations_on(conn.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"}))
     finally:
-        engine.dispose()
+        if engine is not given:
+            engine.dispose()
 
 
 if context.is_offline_mode():

@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from alembic import command
-from alembic.autogenerate import rewriter
+from alembic.autogenerate.compare import comparators
 from alembic.config import Config
 from alembic.operations import ops
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import URL, Connection, Engine, inspect, text
+from alembic.util import DispatchPriority, PriorityDispatchResult
+from sqlalchemy import URL, Column, Connection, Engine, inspect, text
 
 from .engine import parse_url, redact, sqlite_file_path
 from .errors import SchemaTooNewError
@@ -139,28 +140,26 @@ def stamp_sqlite_header(ctx: MigrationContext, heads: set[str], **_: Any) -> Non
     ctx.execute(text(f"PRAGMA application_id = {APPLICATION_ID}"))
 
 
-_ignore_primary_key_nullability = rewriter.Rewriter()
+@comparators.dispatch_for("column", subgroup="nullable", priority=DispatchPriority.FIRST)
+def _primary_keys_keep_their_nullability(
+    autogen_context: Any,
+    alter_column_op: ops.AlterColumnOp,
+    schema: str | None,
+    table_name: str,
+    column_name: str,
+    conn_col: Column[Any],
+    metadata_col: Column[Any],
+) -> PriorityDispatchResult:
+    """Autogenerate: no nullability change on key columns.
 
-
-@_ignore_primary_key_nullability.rewrites(ops.AlterColumnOp)
-def _drop_pk_nullable_change(
-    context: MigrationContext, revision: Any, op: ops.AlterColumnOp
-) -> ops.AlterColumnOp | list[ops.AlterColumnOp]:
-    """Key columns are NOT NULL by definition on servers but nullable in the
-    reference's SQLite DDL: that is not a difference worth a migration."""
-    if op.modify_nullable is None or op.modify_type is not None:
-        return op
-    if context.bind is None:
-        return op
-    key = inspect(context.bind).get_pk_constraint(op.table_name)
-    if op.column_name in key.get("constrained_columns", ()):
-        op.modify_nullable = None
-        if not op.has_changes():
-            return []
-    return op
-
-
-process_revision_directives = _ignore_primary_key_nullability
+    Key columns are NOT NULL by definition on servers but nullable in the
+    reference's SQLite DDL (``task_id TEXT PRIMARY KEY``); neither is a
+    difference worth a migration.
+    """
+    if metadata_col.primary_key:
+        alter_column_op.existing_nullable = conn_col.nullable
+        return PriorityDispatchResult.STOP
+    return PriorityDispatchResult.CONTINUE
 
 
 @contextlib.contextmanager
