@@ -1,7 +1,9 @@
 """Records to rows and back: validation, JSON encoding, and tolerant decoding.
 
 Everything a caller passes is checked here before any SQL runs, so a bad
-record raises ``TypeError`` / ``ValueError`` and nothing is written.
+record raises ``TypeError`` / ``ValueError`` and nothing is written. Plain
+text may not hold NUL on any engine, since PostgreSQL cannot store it (JSON
+payloads escape it and are fine).
 
 A row written by another tool with broken JSON in ``result_json`` or
 ``metadata_json`` does not make reads fail: the field reads as
@@ -44,6 +46,8 @@ def check_text(value: Any, field: str, *, optional: bool = False) -> str | None:
     if not isinstance(value, str):
         kind = "a string or None" if optional else "a string"
         raise TypeError(f"{field} must be {kind}, not {type(value).__name__}")
+    if "\x00" in value:
+        raise ValueError(f"{field} must not contain NUL characters (PostgreSQL cannot store them)")
     return value
 
 

@@ -1,0 +1,68 @@
+"""Records, statuses and ids."""
+
+from __future__ import annotations
+
+import pytest
+
+from uniqc_store import (
+    TERMINAL_STATUSES,
+    UNIQC_TASK_ID_PREFIX,
+    TaskInfo,
+    TaskShard,
+    TaskStatus,
+    TaskStore,
+    generate_uniqc_task_id,
+    is_uniqc_task_id,
+)
+from uniqc_store.records import normalize_status
+
+
+def test_ids() -> None:
+    task_id = generate_uniqc_task_id()
+    assert task_id.startswith(UNIQC_TASK_ID_PREFIX) and len(task_id) == 36
+    assert int(task_id[4:], 16) >= 0
+    assert task_id != generate_uniqc_task_id()
+    assert is_uniqc_task_id(task_id)
+    assert not is_uniqc_task_id("abc123") and not is_uniqc_task_id(None)
+
+
+def test_task_info_round_trip_and_old_snapshots() -> None:
+    info = TaskInfo(task_id="t", backend="b", result={"x": [1]}, metadata={"m": 1})
+    assert TaskInfo.from_dict(info.to_dict()) == info
+    old = info.to_dict()
+    del old["error_message"]
+    assert TaskInfo.from_dict(old).error_message is None
+    assert (info.status, info.shots, info.archived_at) == ("pending", 1000, None)
+
+
+def test_shard_defaults() -> None:
+    shard = TaskShard("uqt_x", 0, "p", "b")
+    assert (shard.circuit_count, shard.sub_index_offset, shard.status) == (1, 0, "pending")
+    assert shard.to_dict()["platform_task_id"] == "p"
+
+
+def test_status_normalisation() -> None:
+    assert normalize_status(TaskStatus.RUNNING) == "running"
+    assert normalize_status("failed") == "failed"
+    with pytest.raises(ValueError, match="pending, running, success, failed, cancelled"):
+        normalize_status("done")
+    with pytest.raises(ValueError):
+        normalize_status(3)
+    assert TERMINAL_STATUSES == ("success", "failed", "cancelled")
+
+
+@pytest.mark.parametrize(
+    ("statuses", "expected"),
+    [
+        ([], "pending"),
+        (["success", "running"], "running"),
+        (["pending"], "running"),
+        (["success", "success"], "success"),
+        (["success", "failed", "cancelled"], "failed"),
+        (["cancelled", "success"], "cancelled"),
+        ([TaskStatus.CANCELLED], "cancelled"),
+    ],
+)
+def test_aggregate_status(statuses: list[str], expected: str) -> None:
+    shards = [TaskShard("uqt_x", i, f"p{i}", "b", status=s) for i, s in enumerate(statuses)]
+    assert TaskStore.aggregate_status(shards) == expected

@@ -1,0 +1,284 @@
+"""The repository's task and shard API, on every engine."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from uniqc_store import (
+    MissingParentTaskError,
+    TaskInfo,
+    TaskShard,
+    TaskStatus,
+    TaskStore,
+)
+from uniqc_store.models import task_shards, tasks
+
+
+def task(task_id: str, **fields: object) -> TaskInfo:
+    return TaskInfo(task_id=task_id, backend=fields.pop("backend", "b1"), **fields)  # type: ignore[arg-type]
+
+
+def rows_in(store: TaskStore, table: str) -> int:
+    with store.engine.connect() as conn:
+        return int(conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())
+
+
+def test_save_and_get_round_trip(store: TaskStore) -> None:
+    info = task(
+        "uqt_1",
+        status=TaskStatus.SUCCESS,
+        result={"counts": {"00": 3}, "ε": [1.5, None]},
+        shots=42,
+        metadata={"nested": {"a": [1, 2]}, "emoji": "😀"},
+        error_message="none",
+    )
+    store.save(info)
+    got = store.get("uqt_1")
+    assert got == info
+    assert got is not None and got.status == "success" and type(got.status) is str
+    assert store.get("missing") is None
+
+
+def test_save_stamps_update_time_and_keeps_submit_time(store: TaskStore) -> None:
+    info = task("uqt_1", submit_time="2020-01-01T00:00:00+00:00", update_time="old")
+    store.save(info)
+    assert info.update_time != "old"
+    assert store.get("uqt_1").update_time == info.update_time  # type: ignore[union-attr]
+    first = info.update_time
+    time.sleep(0.002)
+    again = task("uqt_1", submit_time="2030-01-01T00:00:00+00:00", status="running")
+    store.save(again)
+    got = store.get("uqt_1")
+    assert got is not None
+    assert got.submit_time == "2020-01-01T00:00:00+00:00"
+    assert got.status == "running" and got.update_time > first
+
+
+def test_list_order_filters_and_paging(store: TaskStore) -> None:
+    for i in range(6):
+        store.save(
+            task(
+                f"uqt_{i}",
+                backend="a" if i % 2 else "b",
+                status="success" if i < 3 else TaskStatus.RUNNING,
+                submit_time=f"2024-01-0{i + 1}T00:00:00+00:00",
+            )
+        )
+    assert [t.task_id for t in store.list()] == [f"uqt_{i}" for i in range(5, -1, -1)]
+    assert [t.task_id for t in store.list(status=TaskStatus.SUCCESS)] == ["uqt_2", "uqt_1", "uqt_0"]
+    assert [t.task_id for t in store.list(status="running", backend="a")] == ["uqt_5", "uqt_3"]
+    assert [t.task_id for t in store.list(limit=2, offset=1)] == ["uqt_4", "uqt_3"]
+    assert [t.task_id for t in store.list(offset=4)] == ["uqt_1", "uqt_0"]
+    assert store.list(limit=0) == []
+    assert store.count() == 6
+    assert store.count(status="success") == 3
+    assert store.count(backend="a") == 3
+    assert store.count(status=TaskStatus.RUNNING, backend="b") == 1
+    with pytest.raises(ValueError, match="limit must not be negative"):
+        store.list(limit=-1)
+    with pytest.raises(ValueError, match="expected one of"):
+        store.count(status="bogus")
+
+
+def test_list_ties(store: TaskStore, backend: str) -> None:
+    """SQLite keeps the reference's tie order (newest inserted first, by rowid);
+    servers have no insertion order to offer and break ties by id, descending."""
+    for name in ("uqt_b", "uqt_c", "uqt_a"):
+        store.save(task(name, submit_time="2024-01-01T00:00:00+00:00"))
+    expected = ["uqt_a", "uqt_c", "uqt_b"] if backend == "sqlite" else ["uqt_c", "uqt_b", "uqt_a"]
+    assert [t.task_id for t in store.list()] == expected
+
+
+def test_delete_cascades_shards(store: TaskStore) -> None:
+    store.save(task("uqt_1"))
+    store.save_shards([TaskShard("uqt_1", i, f"p{i}", "b1") for i in range(3)])
+    assert store.delete("uqt_1") is True
+    assert store.delete("uqt_1") is False
+    assert store.get_shards("uqt_1") == []
+    assert rows_in(store, "task_shards") == 0
+
+
+def test_clear_completed(store: TaskStore) -> None:
+    for i, status in enumerate(["pending", "running", "success", "failed", "cancelled"]):
+        store.save(task(f"uqt_{i}", status=status))
+    store.save_shard(TaskShard("uqt_2", 0, "p", "b1"))
+    assert store.clear_completed(("failed",)) == 1
+    assert store.clear_completed() == 2
+    assert sorted(t.status for t in store.list()) == ["pending", "running"]
+    assert rows_in(store, "task_shards") == 0
+
+
+def test_clear_all(store: TaskStore, backend: str) -> None:
+    store.save(task("uqt_1"))
+    store.save_shard(TaskShard("uqt_1", 0, "p", "b1"))
+    store.archive_task("uqt_1")
+    store.save(task("uqt_2"))
+    store.clear_all()
+    assert (store.count(), store.count_archived()) == (0, 0)
+    assert store.schema_version() == 5
+    store.save(task("uqt_3"))
+    assert store.count() == 1
+    if backend == "sqlite":
+        assert store.db_path is not None and store.db_path.exists()
+
+
+def test_clear_all_removes_the_sqlite_file(tmp_path: Path) -> None:
+    store = TaskStore(cache_dir=tmp_path)
+    store.save(task("uqt_1"))
+    inode = (tmp_path / "tasks.sqlite").stat().st_ino
+    store.clear_all()
+    assert (tmp_path / "tasks.sqlite").stat().st_ino != inode or store.count() == 0
+    assert store.get("uqt_1") is None and store.count() == 0
+    store.close()
+
+
+def test_shards(store: TaskStore) -> None:
+    store.save(task("uqt_1"))
+    store.save(task("uqt_2"))
+    shard = TaskShard("uqt_1", 1, "plat-b", "b1", circuit_count=4, sub_index_offset=4,
+                      result=[{"00": 1}], submit_time="2020-01-01T00:00:00+00:00")  # fmt: skip
+    store.save_shard(shard)
+    store.save_shard(TaskShard("uqt_1", 0, "plat-a", "b1", status="success"))
+    store.save_shard(TaskShard("uqt_2", 0, "plat-a", "b2"))
+    assert [s.shard_index for s in store.get_shards("uqt_1")] == [0, 1]
+    assert store.get_shards("uqt_1")[1] == shard
+    assert store.get_shard_by_platform_id("plat-b") == shard
+    assert store.get_shard_by_platform_id("plat-a", backend="b2").uniqc_task_id == "uqt_2"  # type: ignore[union-attr]
+    assert store.get_shard_by_platform_id("nope") is None
+    assert store.find_uniqc_id_by_platform_id("plat-a", backend="b1") == "uqt_1"
+    assert store.find_uniqc_id_by_platform_id("plat-a", backend="b3") is None
+    shard.status = "failed"
+    shard.submit_time = "2099-01-01T00:00:00+00:00"
+    store.save_shard(shard)
+    saved = store.get_shards("uqt_1")[1]
+    assert saved.status == "failed" and saved.submit_time == "2020-01-01T00:00:00+00:00"
+    assert saved.update_time == shard.update_time
+    assert store.delete_shards("uqt_1") == 2
+    assert store.get_shards("uqt_1") == []
+
+
+def test_shard_without_parent_is_refused(store: TaskStore) -> None:
+    store.save(task("uqt_1"))
+    with pytest.raises(MissingParentTaskError, match="'uqt_ghost'"):
+        store.save_shard(TaskShard("uqt_ghost", 0, "p", "b1"))
+    with pytest.raises(MissingParentTaskError):
+        store.save_shards([TaskShard("uqt_1", 0, "p", "b1"), TaskShard("uqt_ghost", 0, "q", "b")])
+    assert rows_in(store, "task_shards") == 0
+
+
+def test_save_many_is_one_transaction(store: TaskStore) -> None:
+    infos = [task(f"uqt_{i}", shots=i) for i in range(250)]
+    assert store.save_many(infos) == 250
+    assert store.count() == 250
+    assert store.get("uqt_7").shots == 7  # type: ignore[union-attr]
+    assert all(i.update_time == infos[0].update_time for i in infos)
+    bad = [task("uqt_new"), task("uqt_bad", result={"x": object()})]
+    with pytest.raises(TypeError, match="result of task 'uqt_bad'"):
+        store.save_many(bad)
+    assert store.get("uqt_new") is None
+    assert store.save_many([]) == 0
+
+
+@pytest.mark.parametrize(
+    ("info", "error", "message"),
+    [
+        (task("uqt_1", result={"f": {1, 2}}), TypeError, "result of task 'uqt_1'"),
+        (task("uqt_1", metadata={"when": object()}), TypeError, "metadata of task 'uqt_1'"),
+        (task("uqt_1", result={"x": math.nan}), TypeError, "result of task 'uqt_1'"),
+        (task("uqt_1", metadata=["not", "a", "dict"]), TypeError, "metadata of task 'uqt_1' must be a dict"),
+        (task("uqt_1", status="done"), ValueError, "expected one of: pending, running"),
+        (task(""), ValueError, "must not be empty"),
+        (task("uqt_1", shots="100"), TypeError, "shots must be an int"),
+        (task("uqt_1", backend=7), TypeError, "backend must be a string"),
+        (task("uqt_1", error_message=3), TypeError, "error_message"),
+    ],
+)
+def test_bad_input_writes_nothing(
+    store: TaskStore, info: TaskInfo, error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        store.save(info)
+    assert store.count() == 0
+
+
+def test_bad_shard_input(store: TaskStore) -> None:
+    store.save(task("uqt_1"))
+    with pytest.raises(TypeError, match="result of shard 0 of task 'uqt_1'"):
+        store.save_shard(TaskShard("uqt_1", 0, "p", "b", result=object()))
+    with pytest.raises(ValueError, match="expected one of"):
+        store.save_shard(TaskShard("uqt_1", 0, "p", "b", status="lost"))
+    with pytest.raises(TypeError):
+        store.save(TaskShard("uqt_1", 0, "p", "b"))  # type: ignore[arg-type]
+    assert store.get_shards("uqt_1") == []
+
+
+def test_broken_json_from_other_tools_reads_as_marker(store: TaskStore) -> None:
+    store.save(task("uqt_ok", result={"a": 1}))
+    with store.engine.begin() as conn:
+        conn.execute(
+            tasks.insert().values(
+                task_id="uqt_bad", backend="b1", status="failed", shots=1,
+                submit_time="2025-01-01T00:00:00+00:00", update_time="x",
+                result_json="{not json", metadata_json="[1,",
+            )  # fmt: skip
+        )
+        conn.execute(
+            task_shards.insert().values(
+                uniqc_task_id="uqt_bad", shard_index=0, platform_task_id="p", backend="b1",
+                status="failed", result_json="nan]", submit_time="t", update_time="t",
+            )  # fmt: skip
+        )
+    listed = {t.task_id: t for t in store.list()}
+    assert listed["uqt_bad"].result == {"_invalid_json": "{not json"}
+    assert listed["uqt_bad"].metadata == {"_invalid_json": "[1,"}
+    assert listed["uqt_ok"].result == {"a": 1}
+    assert store.get_shards("uqt_bad")[0].result == {"_invalid_json": "nan]"}
+
+
+def test_iter_tasks_streams_everything_in_id_order(store: TaskStore) -> None:
+    store.save_many([task(f"uqt_{i:04d}", status="success" if i % 3 else "failed") for i in range(257)])
+    seen = [t.task_id for t in store.iter_tasks(batch_size=50)]
+    assert seen == sorted(seen) and len(seen) == 257
+    assert sum(1 for _ in store.iter_tasks(status="failed", batch_size=7)) == 86
+    with pytest.raises(ValueError):
+        next(store.iter_tasks(batch_size=0))
+
+
+def test_unicode_round_trip(store: TaskStore) -> None:
+    text_value = "量子 ✓ 😀 𝔘𝔫𝔦 end"
+    info = task(
+        "uqt_ü😀",
+        backend="后端:WK_😀",
+        metadata={"note": text_value + "\u0000"},
+        result={"😀": ["\x00"]},
+        error_message=text_value,
+    )
+    store.save(info)
+    got = store.get("uqt_ü😀")
+    assert got == info
+    assert store.count(backend="后端:WK_😀") == 1
+
+
+def test_lone_surrogate_is_a_clear_error(store: TaskStore) -> None:
+    with pytest.raises(ValueError, match="not valid Unicode"):
+        store.save(task("uqt_1", error_message="bad \ud800 text"))
+    assert store.count() == 0
+
+
+def test_nul_in_plain_text_is_refused_everywhere(store: TaskStore) -> None:
+    with pytest.raises(ValueError, match="NUL"):
+        store.save(task("uqt_1", error_message="a\x00b"))
+    assert store.count() == 0
+
+
+def test_result_json_is_strict_json(store: TaskStore) -> None:
+    store.save(task("uqt_1", result={"x": 1.5}))
+    with store.engine.connect() as conn:
+        raw = conn.execute(text("SELECT result_json FROM tasks")).scalar_one()
+    assert json.loads(raw) == {"x": 1.5}
