@@ -9,6 +9,7 @@ handling sends no ``BEGIN`` before DDL), WAL, a busy timeout and foreign keys.
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import tempfile
 from dataclasses import dataclass
@@ -79,14 +80,12 @@ def parse_url(url: str | URL) -> URL:
         ) from None
 
 
+_CREDENTIALS = re.compile(r":[^:@/\s]*@")
+
+
 def redact_text(url: str) -> str:
-    """A URL string with anything between ``user:`` and ``@`` masked."""
-    head, sep, rest = url.partition("://")
-    if not sep or "@" not in rest:
-        return url
-    credentials, _, host = rest.rpartition("@")
-    user = credentials.split(":", 1)[0]
-    return f"{head}://{user}:***@{host}" if ":" in credentials else url
+    """URL-ish text with anything between ``user:`` and ``@`` masked, even if unparseable."""
+    return _CREDENTIALS.sub(":***@", url)
 
 
 def redact(url: str | URL) -> str:

@@ -1,0 +1,95 @@
+"""Many writers at once: threads sharing a store, processes each with their own."""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import pytest
+from sqlalchemy import URL
+
+from uniqc_store import TaskInfo, TaskShard, TaskStore
+
+SHARED = "uqt_shared"
+
+
+def writer(url: str, worker: int, count: int) -> int:
+    """Upsert ``count`` own tasks plus the shared task and its shards; return writes."""
+    store = TaskStore(url=url, auto_migrate=True)
+    try:
+        for i in range(count):
+            store.save(TaskInfo(task_id=f"uqt_w{worker}_{i:04d}", backend=f"b{worker % 2}"))
+            store.save(TaskInfo(task_id=SHARED, backend="shared", shots=worker))
+            if i % 10 == 0:
+                store.save_shards(
+                    [TaskShard(SHARED, (worker + j) % 4, f"p{worker}-{i}-{j}", "x") for j in range(2)]
+                )
+        return count
+    finally:
+        store.close()
+
+
+def reader(url: str, rounds: int) -> int:
+    """Read while the writers write; return how many reads succeeded."""
+    store = TaskStore(url=url, auto_migrate=True)
+    try:
+        for _ in range(rounds):
+            store.count()
+            store.list(limit=10)
+            store.get(SHARED)
+        return rounds
+    finally:
+        store.close()
+
+
+def run_processes(url: str, writers: int, count: int, readers: int) -> None:
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=writers + readers, mp_context=context) as pool:
+        futures = [pool.submit(writer, url, w, count) for w in range(writers)]
+        futures += [pool.submit(reader, url, 200) for _ in range(readers)]
+        results = [f.result(timeout=600) for f in futures]
+    assert results == [count] * writers + [200] * readers
+
+
+@pytest.mark.slow
+def test_processes_on_one_sqlite_file(tmp_path: Path) -> None:
+    url = str(URL.create("sqlite+pysqlite", database=str(tmp_path / "tasks.sqlite")))
+    run_processes(url, writers=4, count=500, readers=2)
+    with TaskStore(url=url) as store:
+        assert store.count() == 4 * 500 + 1
+        assert store.count(backend="b0") == store.count(backend="b1") == 1000
+        assert len(store.get_shards(SHARED)) == 4
+
+
+@pytest.mark.slow
+def test_processes_on_a_server(store: TaskStore, backend: str) -> None:
+    if backend == "sqlite":
+        pytest.skip("the SQLite case is test_processes_on_one_sqlite_file")
+    url = store.url.render_as_string(hide_password=False)
+    run_processes(url, writers=8, count=250, readers=1)
+    assert store.count() == 8 * 250 + 1
+    assert store.count(backend="b0") == store.count(backend="b1") == 1000
+    assert len(store.get_shards(SHARED)) == 4
+
+
+def test_threads_share_one_store(store: TaskStore) -> None:
+    errors: list[BaseException] = []
+
+    def work(worker: int) -> None:
+        try:
+            for i in range(100):
+                store.save(TaskInfo(task_id=f"uqt_t{worker}_{i}", backend="b"))
+                store.get(f"uqt_t{worker}_{i}")
+                store.count()
+        except BaseException as exc:  # collected and asserted on below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert store.count() == 600
