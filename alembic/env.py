@@ -9,6 +9,8 @@ package's pysqlite recipe), and the SQLite header is stamped inside it.
 
 from __future__ import annotations
 
+from logging.config import fileConfig
+
 from alembic import context
 from sqlalchemy import Connection, Engine
 
@@ -21,6 +23,8 @@ from uniqc_store.migrations import (
 from uniqc_store.models import Base
 
 config = context.config
+if config.config_file_name is not None:  # the alembic CLI: log what runs
+    fileConfig(config.config_file_name, disable_existing_loggers=False)
 _NO_TRANSACTIONAL_DDL = ("mysql", "mariadb")
 
 

@@ -1,0 +1,161 @@
+"""Migrations and payload limits on every engine (PostgreSQL and MariaDB/MySQL
+when their URLs are set): CLI round trips, the v5 data migration, atomicity
+where the engine has transactional DDL, safe re-runs where it does not, and
+concurrent deployers."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import URL, inspect, select, text
+
+from tests import reference_db as ref
+from uniqc_store import PayloadTooLargeError, TaskInfo, TaskStore
+from uniqc_store.engine import create_store_engine
+from uniqc_store.migrations import database_version, downgrade, upgrade
+from uniqc_store.models import task_shards, tasks
+
+ROOT = Path(__file__).resolve().parent.parent
+MiB = 1024 * 1024
+
+
+def alembic_cli(url: URL, *args: str) -> subprocess.CompletedProcess[str]:
+    plain = url.render_as_string(hide_password=False)
+    return subprocess.run(
+        [sys.executable, "-m", "alembic", "-x", f"url={plain}", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_cli_upgrade_check_downgrade(fresh_url: URL) -> None:
+    for args in (("upgrade", "head"), ("check",), ("downgrade", "base"), ("upgrade", "head")):
+        result = alembic_cli(fresh_url, *args)
+        assert result.returncode == 0, result.stderr
+    engine = create_store_engine(fresh_url)
+    with engine.connect() as conn:
+        assert database_version(conn) == 5
+        assert set(inspect(conn).get_table_names()) >= {
+            "tasks", "archived_tasks", "task_shards", "archived_task_shards",
+        }  # fmt: skip
+    engine.dispose()
+
+
+def test_v5_data_migration_and_its_downgrade(fresh_url: URL) -> None:
+    engine = create_store_engine(fresh_url, foreign_keys=False)
+    upgrade(engine, "0004")
+    rows = ref.legacy_rows(2500)  # more than one batch
+    with engine.begin() as conn:
+        conn.execute(tasks.insert(), rows)
+    upgrade(engine)
+    with engine.connect() as conn:
+        assert conn.execute(select(tasks.c.task_id).where(tasks.c.task_id.like("plat-%"))).first() is None
+        shards = {
+            r.platform_task_id: r
+            for r in conn.execute(select(task_shards)).all()
+        }
+        migrated = {r.task_id: r for r in conn.execute(select(tasks)).all()}
+    assert len(shards) == len(migrated) == 2500
+    for row in rows[:50]:
+        shard = shards[row["task_id"]]
+        parent = migrated[shard.uniqc_task_id]
+        expected = ref.expected_metadata(row["metadata_json"], row["task_id"])
+        assert json.loads(parent.metadata_json) == expected
+        assert (parent.status, parent.shots, parent.error_message) == (
+            row["status"], row["shots"], row["error_message"],
+        )  # fmt: skip
+    downgrade(engine, "0004")
+    with engine.connect() as conn:
+        restored = {r.task_id for r in conn.execute(select(tasks.c.task_id))}
+        assert conn.execute(select(task_shards)).first() is None
+    assert restored == {r["task_id"] for r in rows}
+    engine.dispose()
+
+
+def _fail_v4_midway(monkeypatch: pytest.MonkeyPatch) -> None:
+    from alembic import op
+
+    real = op.create_index
+
+    def failing(name: str, *args: object, **kwargs: object) -> object:
+        if name == "archived_task_shards_platform_idx":
+            raise RuntimeError("injected failure in v4")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(op, "create_index", failing)
+
+
+def test_failed_revision_is_atomic_or_safely_repeatable(
+    fresh_url: URL, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = create_store_engine(fresh_url, foreign_keys=False)
+    upgrade(engine, "0003")
+    with monkeypatch.context() as patch:
+        _fail_v4_midway(patch)
+        with pytest.raises(RuntimeError, match="injected"):
+            upgrade(engine)
+    with engine.connect() as conn:
+        assert database_version(conn) == 3
+        left = set(inspect(conn).get_table_names())
+    if engine.dialect.name in ("mysql", "mariadb"):
+        # no transactional DDL: the tables made before the failure stay...
+        assert {"task_shards", "archived_task_shards"} <= left
+    else:
+        assert not left & {"task_shards", "archived_task_shards"}
+    upgrade(engine)  # ...and running it again completes the revision either way
+    with engine.connect() as conn:
+        assert database_version(conn) == 5
+        names = {i["name"] for i in inspect(conn).get_indexes("archived_task_shards")}
+    assert "archived_task_shards_platform_idx" in names
+    engine.dispose()
+
+
+@pytest.mark.slow
+def test_concurrent_deployers_run_the_chain_once(fresh_url: URL) -> None:
+    plain = fresh_url.render_as_string(hide_password=False)
+    command = [sys.executable, "-m", "alembic", "-x", f"url={plain}", "upgrade", "head"]
+    procs = [
+        subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    outputs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    logs = "".join(out + err for out, err in outputs)
+    assert logs.count("Running upgrade  -> 0001") == 1
+    assert logs.count("Running upgrade 0004 -> 0005") == 1
+
+
+def _ensure_mysql_packet_limit(store: TaskStore, at_least: int) -> int:
+    with store.engine.connect() as conn:
+        limit = int(conn.execute(text("SELECT @@global.max_allowed_packet")).scalar_one())
+        if limit < at_least:
+            conn.execute(text(f"SET GLOBAL max_allowed_packet = {at_least}"))
+            limit = at_least
+    store.engine.dispose()  # new connections see the new limit
+    return limit
+
+
+def test_16_mib_result_and_four_byte_text(store: TaskStore, backend: str) -> None:
+    if backend == "mysql":
+        _ensure_mysql_packet_limit(store, 64 * MiB)
+    big = {"blob": "😀" * (4 * MiB + 10)}  # 16 MiB of UTF-8 and then some
+    info = TaskInfo(task_id="uqt_big", backend="𝔘 backend 😀", result=big, metadata={"k": "😀"})
+    store.save(info)
+    got = store.get("uqt_big")
+    assert got is not None and got.result == big and got.backend == "𝔘 backend 😀"
+
+
+def test_payload_over_the_server_limit_is_a_clear_error(store: TaskStore, backend: str) -> None:
+    if backend != "mysql":
+        pytest.skip("only MySQL/MariaDB limit one statement's size (max_allowed_packet)")
+    limit = _ensure_mysql_packet_limit(store, 64 * MiB)
+    store.save(TaskInfo(task_id="uqt_small", backend="b"))
+    too_big = TaskInfo(task_id="uqt_huge", backend="b", result={"x": "a" * (limit + MiB)})
+    with pytest.raises(PayloadTooLargeError, match="max_allowed_packet"):
+        store.save(too_big)
+    assert store.get("uqt_huge") is None and store.count() == 1
