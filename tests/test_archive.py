@@ -103,7 +103,11 @@ def test_archive_expired(store: TaskStore) -> None:
     ]  # fmt: skip
     assert outcome["count"] == 4 and outcome["skipped_running"] == ["uqt_old_running"]
     assert outcome["hours"] == 72 and outcome["terminal_only"] is True
-    assert sorted(t.task_id for t in store.list()) == ["uqt_garbage", "uqt_new_done", "uqt_old_running"]
+    assert sorted(t.task_id for t in store.list()) == [
+        "uqt_garbage",
+        "uqt_new_done",
+        "uqt_old_running",
+    ]
     assert len(store.get_archived_shards("uqt_old_done")) == 2
 
     everything = store.archive_expired(hours=50, terminal_only=False)

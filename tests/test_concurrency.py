@@ -24,7 +24,10 @@ def writer(url: str, worker: int, count: int) -> int:
             store.save(TaskInfo(task_id=SHARED, backend="shared", shots=worker))
             if i % 10 == 0:
                 store.save_shards(
-                    [TaskShard(SHARED, (worker + j) % 4, f"p{worker}-{i}-{j}", "x") for j in range(2)]
+                    [
+                        TaskShard(SHARED, (worker + j) % 4, f"p{worker}-{i}-{j}", "x")
+                        for j in range(2)
+                    ]
                 )
         return count
     finally:

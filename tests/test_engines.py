@@ -54,11 +54,11 @@ def test_v5_data_migration_and_its_downgrade(fresh_url: URL) -> None:
         conn.execute(tasks.insert(), rows)
     upgrade(engine)
     with engine.connect() as conn:
-        assert conn.execute(select(tasks.c.task_id).where(tasks.c.task_id.like("plat-%"))).first() is None
-        shards = {
-            r.platform_task_id: r
-            for r in conn.execute(select(task_shards)).all()
-        }
+        assert (
+            conn.execute(select(tasks.c.task_id).where(tasks.c.task_id.like("plat-%"))).first()
+            is None
+        )
+        shards = {r.platform_task_id: r for r in conn.execute(select(task_shards)).all()}
         migrated = {r.task_id: r for r in conn.execute(select(tasks)).all()}
     assert len(shards) == len(migrated) == 2500
     for row in rows[:50]:
@@ -120,7 +120,9 @@ def test_concurrent_deployers_run_the_chain_once(fresh_url: URL) -> None:
     plain = fresh_url.render_as_string(hide_password=False)
     command = [sys.executable, "-m", "alembic", "-x", f"url={plain}", "upgrade", "head"]
     procs = [
-        subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         for _ in range(2)
     ]
     outputs = [p.communicate(timeout=300) for p in procs]

@@ -105,7 +105,7 @@ def test_server_behind_head_needs_an_upgrade(backend: str, tmp_path: Path) -> No
     with scratch_url(backend, tmp_path) as url:
         engine = create_store_engine(url)
         upgrade(engine, "0003")
-        with pytest.raises(SchemaOutOfDateError, match="version 3.*uniqc-store upgrade"):
+        with pytest.raises(SchemaOutOfDateError, match=r"version 3.*uniqc-store upgrade"):
             TaskStore(url=url)
         with TaskStore(url=url, auto_migrate=True) as store:
             assert store.schema_version() == 5

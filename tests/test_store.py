@@ -191,7 +191,11 @@ def test_save_many_is_one_transaction(store: TaskStore) -> None:
         (task("uqt_1", result={"f": {1, 2}}), TypeError, "result of task 'uqt_1'"),
         (task("uqt_1", metadata={"when": object()}), TypeError, "metadata of task 'uqt_1'"),
         (task("uqt_1", result={"x": math.nan}), TypeError, "result of task 'uqt_1'"),
-        (task("uqt_1", metadata=["not", "a", "dict"]), TypeError, "metadata of task 'uqt_1' must be a dict"),
+        (
+            task("uqt_1", metadata=["not", "a", "dict"]),
+            TypeError,
+            "metadata of task 'uqt_1' must be a dict",
+        ),
         (task("uqt_1", status="done"), ValueError, "expected one of: pending, running"),
         (task(""), ValueError, "must not be empty"),
         (task("uqt_1", shots="100"), TypeError, "shots must be an int"),
@@ -223,16 +227,27 @@ def test_broken_json_from_other_tools_reads_as_marker(store: TaskStore) -> None:
     with store.engine.begin() as conn:
         conn.execute(
             tasks.insert().values(
-                task_id="uqt_bad", backend="b1", status="failed", shots=1,
-                submit_time="2025-01-01T00:00:00+00:00", update_time="x",
-                result_json="{not json", metadata_json="[1,",
-            )  # fmt: skip
+                task_id="uqt_bad",
+                backend="b1",
+                status="failed",
+                shots=1,
+                submit_time="2025-01-01T00:00:00+00:00",
+                update_time="x",
+                result_json="{not json",
+                metadata_json="[1,",
+            )
         )
         conn.execute(
             task_shards.insert().values(
-                uniqc_task_id="uqt_bad", shard_index=0, platform_task_id="p", backend="b1",
-                status="failed", result_json="nan]", submit_time="t", update_time="t",
-            )  # fmt: skip
+                uniqc_task_id="uqt_bad",
+                shard_index=0,
+                platform_task_id="p",
+                backend="b1",
+                status="failed",
+                result_json="nan]",
+                submit_time="t",
+                update_time="t",
+            )
         )
     listed = {t.task_id: t for t in store.list()}
     assert listed["uqt_bad"].result == {"_invalid_json": "{not json"}
@@ -242,7 +257,9 @@ def test_broken_json_from_other_tools_reads_as_marker(store: TaskStore) -> None:
 
 
 def test_iter_tasks_streams_everything_in_id_order(store: TaskStore) -> None:
-    store.save_many([task(f"uqt_{i:04d}", status="success" if i % 3 else "failed") for i in range(257)])
+    store.save_many(
+        [task(f"uqt_{i:04d}", status="success" if i % 3 else "failed") for i in range(257)]
+    )
     seen = [t.task_id for t in store.iter_tasks(batch_size=50)]
     assert seen == sorted(seen) and len(seen) == 257
     assert sum(1 for _ in store.iter_tasks(status="failed", batch_size=7)) == 86

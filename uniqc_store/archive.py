@@ -140,9 +140,16 @@ def expired_ids(conn: Connection, cutoff: datetime, terminal_only: bool) -> list
     return found
 
 
+def cutoff_for(hours: float) -> datetime:
+    """The moment ``hours`` ago; tasks last touched before it have expired."""
+    if isinstance(hours, bool) or not isinstance(hours, (int, float)) or not 0 <= hours < 1e6:
+        raise ValueError(f"hours must be a number from 0 to 1e6, not {hours!r}")
+    return datetime.now(timezone.utc) - timedelta(hours=hours)
+
+
 def archive_expired(conn: Connection, hours: float, terminal_only: bool, now: str) -> ExpiryOutcome:
     """Archive expired tasks in chunks of set operations; one transaction in all."""
-    cutoff = datetime.now(timezone.utc) - timedelta(hours=hours)
+    cutoff = cutoff_for(hours)
     outcome = ExpiryOutcome()
     if terminal_only:
         running = select(tasks.c.task_id).where(tasks.c.status.not_in(TERMINAL_STATUSES))

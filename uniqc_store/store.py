@@ -421,8 +421,7 @@ class TaskStore:
         ``skipped_running`` (non-terminal ids left alone when
         ``terminal_only``) and ``skipped_conflicts`` (ids already archived).
         """
-        if isinstance(hours, bool) or not isinstance(hours, (int, float)) or hours < 0:
-            raise ValueError(f"hours must be a non-negative number, not {hours!r}")
+        archive.cutoff_for(hours)  # validates before anything runs
         now = utc_now_iso()
         outcome = self._write(lambda conn: archive.archive_expired(conn, hours, terminal_only, now))
         return {
@@ -433,6 +432,12 @@ class TaskStore:
             "skipped_running": outcome.skipped_running,
             "skipped_conflicts": outcome.skipped_conflicts,
         }
+
+    def expired_task_ids(self, hours: float = 72, terminal_only: bool = True) -> builtins.list[str]:
+        """What ``archive_expired`` would archive now (ids), without moving anything."""
+        cutoff = archive.cutoff_for(hours)
+        with self._conns.reading() as conn:
+            return archive.expired_ids(conn, cutoff, terminal_only)
 
     # -- plumbing --------------------------------------------------------
 
