@@ -11,10 +11,11 @@ from __future__ import annotations
 import hmac
 import os
 import re
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from .errors import TaskConflictError
@@ -90,21 +91,27 @@ def _not_found(task_id: str, what: str = "Task") -> HTTPException:
     return HTTPException(status_code=404, detail=f"{what} '{task_id}' not found")
 
 
-def _require_token(expected: str | None) -> Any:
-    async def check(request: Request) -> None:
-        if expected is None:
-            return
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(
-            given.strip().encode(), expected.encode()
-        ):
-            raise HTTPException(
+def _authorised(request: Request, expected: str) -> bool:
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        given.strip().encode(), expected.encode()
+    )
+
+
+def _require_token(app: FastAPI, expected: str) -> None:
+    """Every request (the OpenAPI document and docs included) needs the bearer token."""
+
+    @app.middleware("http")
+    async def check(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        if not _authorised(request, expected):
+            return JSONResponse(
                 status_code=401,
-                detail="missing or wrong bearer token",
+                content={"detail": "missing or wrong bearer token"},
                 headers={"WWW-Authenticate": "Bearer"},
             )
-
-    return check
+        return await call_next(request)
 
 
 Limit = Annotated[int, Query(ge=0, le=MAX_LIMIT, description=f"at most {MAX_LIMIT}")]
@@ -116,10 +123,10 @@ def create_app(store: TaskStore | None = None) -> FastAPI:
     store = store if store is not None else TaskStore()
     token = os.environ.get(TOKEN_ENV) or None
     app = FastAPI(
-        title="uniqc-store",
-        description="Tasks, shards and archive of a uniqc task store.",
-        dependencies=[Depends(_require_token(token))],
+        title="uniqc-store", description="Tasks, shards and archive of a uniqc task store."
     )
+    if token is not None:
+        _require_token(app, token)
 
     @app.exception_handler(TaskConflictError)
     async def conflict(_request: Request, exc: TaskConflictError) -> JSONResponse:

@@ -1,0 +1,201 @@
+"""The REST API: routes and shapes (TestClient, every engine), a real uvicorn
+server over HTTP, bearer tokens, redaction and the OpenAPI document."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+
+import httpx
+import pytest
+import uvicorn
+from fastapi.testclient import TestClient
+from sqlalchemy import update
+
+from uniqc_store import TaskInfo, TaskShard, TaskStore
+from uniqc_store.api import REDACTED, create_app, redact_sensitive
+from uniqc_store.models import tasks
+
+SECRET_METADATA = {
+    "api_key": "k-123",
+    "QUARK_API_KEY": "q-456",
+    "apiKey": "camel",
+    "monkey": "banana",
+    "keyboard": "qwerty",
+    "nested": [{"proxy": {"http": "http://u:p@h"}, "auth_token": "t", "tokens_left": 3}],
+    "password": "",
+    "secret": None,
+    "client_credentials": "c",
+    "author": "ada",
+}
+
+
+def test_redact_sensitive() -> None:
+    out = redact_sensitive(SECRET_METADATA)
+    assert out["api_key"] == out["QUARK_API_KEY"] == out["apiKey"] == REDACTED
+    assert (out["monkey"], out["keyboard"], out["author"]) == ("banana", "qwerty", "ada")
+    assert out["nested"][0]["proxy"] == REDACTED and out["nested"][0]["auth_token"] == REDACTED
+    assert out["nested"][0]["tokens_left"] == REDACTED
+    assert out["password"] == "" and out["secret"] is None
+    assert out["client_credentials"] == REDACTED
+    assert SECRET_METADATA["api_key"] == "k-123"  # the input is not modified
+
+
+@pytest.fixture
+def client(store: TaskStore) -> Iterator[TestClient]:
+    with TestClient(create_app(store)) as test_client:
+        yield test_client
+
+
+def seed(store: TaskStore) -> None:
+    old = (datetime.now(timezone.utc) - timedelta(hours=100)).isoformat()
+    for i, status in enumerate(["pending", "running", "success", "failed", "success"]):
+        store.save(
+            TaskInfo(
+                task_id=f"uqt_{i}",
+                backend="b" if i % 2 else "a",
+                status=status,
+                submit_time=f"2024-01-0{i + 1}T00:00:00+00:00",
+                result={"counts": {"0": i}, "token": "s3cret"},
+                metadata=SECRET_METADATA,
+            )
+        )
+    store.save_shard(TaskShard("uqt_2", 0, "plat-2", "a", result={"big": "x"}))
+    with store.engine.begin() as conn:
+        conn.execute(update(tasks).where(tasks.c.task_id == "uqt_4").values(update_time=old))
+
+
+def test_task_routes(client: TestClient, store: TaskStore) -> None:
+    seed(store)
+    body = client.get("/api/tasks", params={"limit": 2, "offset": 1}).json()
+    assert [t["task_id"] for t in body["tasks"]] == ["uqt_3", "uqt_2"]
+    assert (body["total"], body["limit"], body["offset"]) == (5, 2, 1)
+    assert body["tasks"][0]["has_result"] is True
+    assert body["tasks"][0]["metadata"]["api_key"] == REDACTED
+    assert client.get("/api/tasks", params={"status": "success"}).json()["total"] == 2
+    assert client.get("/api/tasks/counts").json() == {
+        "pending": 1, "running": 1, "success": 2, "failed": 1, "cancelled": 0, "total": 5,
+    }  # fmt: skip
+    detail = client.get("/api/tasks/uqt_2").json()
+    assert detail["result"] == {"counts": {"0": 2}, "token": REDACTED}
+    assert detail["metadata"]["nested"][0]["proxy"] == REDACTED
+    shards = client.get("/api/tasks/uqt_2/shards").json()
+    assert shards["shard_count"] == 1 and "result" not in shards["shards"][0]
+    assert shards["shards"][0]["platform_task_id"] == "plat-2"
+    assert store.get("uqt_2").metadata["api_key"] == "k-123"  # type: ignore[union-attr]
+
+    missing = client.get("/api/tasks/nope")
+    assert missing.status_code == 404 and "nope" in missing.json()["detail"]
+    assert client.get("/api/tasks/nope/shards").status_code == 404
+    assert client.delete("/api/tasks/uqt_0").json() == {"deleted": "uqt_0"}
+    assert client.delete("/api/tasks/uqt_0").status_code == 404
+    bulk = client.post("/api/tasks/bulk-delete", json={"task_ids": ["uqt_1", "nope"]}).json()
+    assert bulk == {"deleted": ["uqt_1"], "missing": ["nope"], "count": 1}
+
+
+def test_archive_routes(client: TestClient, store: TaskStore) -> None:
+    seed(store)
+    expired = client.post("/api/tasks/archive-expired", params={"hours": 72}).json()
+    assert expired["archived"] == ["uqt_4"] and sorted(expired["skipped_running"]) == [
+        "uqt_0",
+        "uqt_1",
+    ]
+    assert client.post("/api/tasks/uqt_2/archive").json() == {"archived": "uqt_2"}
+    assert client.post("/api/tasks/uqt_2/archive").status_code == 404
+    bulk = client.post("/api/tasks/bulk-archive", json={"task_ids": ["uqt_3", "nope"]}).json()
+    assert (bulk["archived"], bulk["missing"], bulk["count"]) == (["uqt_3"], ["nope"], 1)
+    listed = client.get("/api/archive", params={"backend": "a"}).json()
+    assert {t["task_id"] for t in listed["tasks"]} == {"uqt_2", "uqt_4"} and listed["total"] == 2
+    archived = client.get("/api/archive/uqt_2").json()
+    assert archived["archived_at"] and archived["result"]["token"] == REDACTED
+    assert client.get("/api/archive/nope").status_code == 404
+    store.save(TaskInfo(task_id="uqt_2", backend="a"))
+    conflict = client.post("/api/archive/restore/uqt_2")
+    assert conflict.status_code == 409 and "live task" in conflict.json()["detail"]
+    store.delete("uqt_2")
+    assert client.post("/api/archive/restore/uqt_2").json() == {"restored": "uqt_2"}
+    assert store.get_shards("uqt_2")[0].platform_task_id == "plat-2"
+    assert client.delete("/api/archive/uqt_3").json() == {"deleted": "uqt_3"}
+    assert client.delete("/api/archive/uqt_3").status_code == 404
+    assert client.post("/api/archive/restore/uqt_3").status_code == 404
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"limit": -1}, {"limit": 10**9}, {"offset": -5}, {"status": "done"}, {"limit": "x"}],
+)
+def test_bad_parameters_are_422(client: TestClient, params: dict[str, object]) -> None:
+    assert client.get("/api/tasks", params=params).status_code == 422
+    assert client.get("/api/archive", params=params).status_code == 422
+
+
+def test_bad_bodies_are_422(client: TestClient) -> None:
+    assert client.post("/api/tasks/bulk-delete", content=b"not json").status_code == 422
+    assert client.post("/api/tasks/bulk-delete", json={"task_ids": "x"}).status_code == 422
+    assert client.post("/api/tasks/archive-expired", params={"hours": -1}).status_code == 422
+
+
+def test_openapi_document(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    expected = {
+        "/api/tasks": {"get"}, "/api/tasks/counts": {"get"},
+        "/api/tasks/{task_id}": {"get", "delete"},
+        "/api/tasks/{task_id}/shards": {"get"}, "/api/tasks/bulk-delete": {"post"},
+        "/api/tasks/bulk-archive": {"post"}, "/api/tasks/archive-expired": {"post"},
+        "/api/tasks/{task_id}/archive": {"post"}, "/api/archive": {"get"},
+        "/api/archive/{task_id}": {"get", "delete"}, "/api/archive/restore/{task_id}": {"post"},
+    }  # fmt: skip
+    assert {path: set(ops) for path, ops in spec["paths"].items()} == expected
+    limit = next(
+        p for p in spec["paths"]["/api/tasks"]["get"]["parameters"] if p["name"] == "limit"
+    )
+    assert limit["schema"]["maximum"] == 1000 and limit["schema"]["minimum"] == 0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def live_server(
+    store: TaskStore, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[str, TaskStore]]:
+    monkeypatch.setenv("UNIQC_STORE_API_TOKEN", "t0ken-for-tests")
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(store), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}", store
+    finally:
+        server.should_exit = True
+        thread.join(timeout=20)
+
+
+def test_real_server_with_bearer_token(live_server: tuple[str, TaskStore]) -> None:
+    base, store = live_server
+    seed(store)
+    with httpx.Client(base_url=base, timeout=10) as http:
+        assert http.get("/api/tasks").status_code == 401
+        wrong = http.get("/api/tasks", headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 401 and wrong.headers["www-authenticate"] == "Bearer"
+        good = {"Authorization": "Bearer t0ken-for-tests"}
+        body = http.get("/api/tasks", headers=good).json()
+        assert body["total"] == 5
+        assert (
+            http.get("/api/tasks/uqt_3", headers=good).json()["metadata"]["QUARK_API_KEY"]
+            == REDACTED
+        )
+        assert http.post("/api/tasks/uqt_3/archive", headers=good).json() == {"archived": "uqt_3"}
+        assert http.get("/openapi.json").status_code == 401
