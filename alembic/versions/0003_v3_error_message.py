@@ -11,7 +11,7 @@ a column already present is not added again.
 from __future__ import annotations
 
 import sqlalchemy as sa
-from alembic import op
+from alembic import context, op
 
 from uniqc_store.column_types import PayloadText
 
@@ -24,6 +24,8 @@ TABLES = ("tasks", "archived_tasks")
 
 
 def _has_column(table: str) -> bool:
+    if context.is_offline_mode():  # --sql: no database to look at
+        return False
     columns = sa.inspect(op.get_bind()).get_columns(table)
     return any(c["name"] == "error_message" for c in columns)
 
@@ -36,5 +38,5 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     for table in TABLES:
-        if _has_column(table):
+        if context.is_offline_mode() or _has_column(table):
             op.drop_column(table, "error_message")

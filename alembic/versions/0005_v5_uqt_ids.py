@@ -12,6 +12,7 @@ legacy id follow it to the new id (the reference's cascade deleted them);
 the synthesised shard then takes the next free index instead of 0.
 Rows already ``uqt_`` are untouched; a NULL ``task_id`` is left as it is.
 Rows are streamed in keyset batches, so memory does not grow with the table.
+In ``--sql`` (offline) mode this revision only writes a comment.
 Schema: none.
 Downgrade: gives every row this revision re-keyed its legacy id back, drops
 the synthesised shard and ``legacy_platform_id`` (unwrapping
@@ -26,7 +27,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import sqlalchemy as sa
-from alembic import op
+from alembic import context, op
 
 revision = "0005"
 down_revision = "0004"
@@ -194,7 +195,20 @@ def _check_foreign_keys(conn: sa.Connection) -> None:
             raise RuntimeError(f"v5 left {len(broken)} shard rows without a parent task")
 
 
+def _offline() -> bool:
+    """In ``--sql`` mode there are no rows to read: say so in the script instead."""
+    if not context.is_offline_mode():
+        return False
+    op.get_context().impl.static_output(
+        "-- v5 re-keys legacy rows in Python and cannot be written as SQL; an empty\n"
+        "-- database needs nothing here. Run it online: uniqc-store upgrade --url ..."
+    )
+    return True
+
+
 def upgrade() -> None:
+    if _offline():
+        return
     conn = op.get_bind()
     for task_table, shard_table, archived in PAIRS:
         tasks = _table(task_table, TASK_COLUMNS, archived)
@@ -205,6 +219,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    if _offline():
+        return
     conn = op.get_bind()
     for task_table, shard_table, archived in PAIRS:
         tasks = _table(task_table, TASK_COLUMNS, archived)

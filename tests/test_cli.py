@@ -1,0 +1,215 @@
+"""The ``uniqc-store`` command: schema commands, contents, archive, export/import
+across engines, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import httpx
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import URL, select, update
+
+from uniqc_store import TaskInfo, TaskShard, TaskStore
+from uniqc_store.cli import main, parse_hours
+from uniqc_store.models import archived_task_shards, archived_tasks, task_shards, tasks
+
+runner = CliRunner()
+
+
+def plain(url: URL) -> str:
+    return url.render_as_string(hide_password=False)
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = runner.invoke(main, list(args))
+    return result.exit_code, result.output
+
+
+def test_schema_commands(fresh_url: URL) -> None:
+    url = plain(fresh_url)
+    assert run("current", "--url", url)[1].startswith("0000 (schema version 0 of 5): behind")
+    code, out = run("check", "--url", url)
+    assert code == 1 and "schema version 0" in out
+    code, out = run("upgrade", "0002", "--url", url)
+    assert code == 0 and out.endswith(": at schema version 2\n")
+    assert run("upgrade", "--url", url)[0] == 0
+    assert run("current", "--url", url)[1] == "0005 (schema version 5 of 5): up to date\n"
+    assert run("check", "--url", url) == (0, "the schema is at head and matches the models\n")
+    assert "0005  v5: re-key legacy" in run("history")[1]
+    assert run("downgrade", "base", "--url", url)[1].endswith("at schema version 0\n")
+
+
+def test_upgrade_sql_prints_instead_of_running(tmp_path: Path) -> None:
+    path = tmp_path / "tasks.sqlite"
+    code, out = run("upgrade", "--sql", "--url", f"sqlite:///{path}")
+    assert code == 0
+    assert "CREATE TABLE IF NOT EXISTS tasks" in out and "PRAGMA user_version = 5" in out
+    assert (
+        not path.exists() or sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 0
+    )
+    pg = runner.invoke(main, ["upgrade", "--sql", "--url", "postgresql+psycopg://u:pw@nohost/db"])
+    assert (
+        pg.exit_code == 0
+        and "CREATE TABLE IF NOT EXISTS tasks" in pg.output
+        and "BEGIN;" in pg.output
+    )
+
+
+def seed(store: TaskStore) -> None:
+    old = (datetime.now(timezone.utc) - timedelta(hours=100)).isoformat()
+    for i in range(4):
+        status = ("success", "running")[i % 2]
+        info = TaskInfo(f"uqt_{i}", f"b{i % 2}", status, result={"i": i}, metadata={"n": "😀"})
+        store.save(info)
+        store.save_shard(TaskShard(f"uqt_{i}", 0, f"plat-{i}", f"b{i % 2}"))
+    with store.engine.begin() as conn:
+        conn.execute(update(tasks).values(update_time=old))
+
+
+def test_contents_and_archive_commands(store: TaskStore) -> None:
+    seed(store)
+    url = plain(store.url)
+    code, out = run("stats", "--url", url)
+    assert code == 0 and "live: 4  archived: 0" in out and "running" in out
+    code, out = run("list", "--url", url, "--status", "success", "--json")
+    assert code == 0 and {json.loads(line)["task_id"] for line in out.splitlines()} == {
+        "uqt_0",
+        "uqt_2",
+    }
+    assert "uqt_3" in run("list", "--url", url, "--limit", "1")[1]
+    shown = json.loads(run("show", "uqt_1", "--url", url)[1])
+    assert shown["shards"][0]["platform_task_id"] == "plat-1" and shown["metadata"] == {"n": "😀"}
+    assert run("show", "nope", "--url", url) == (1, "error: no task 'nope'\n")
+
+    code, out = run("archive-expired", "--older-than", "72h", "--dry-run", "--url", url)
+    assert code == 0 and out.splitlines()[0] == "would archive 2 task(s)"
+    assert store.count_archived() == 0
+    code, out = run("archive-expired", "--older-than", "3d", "--url", url)
+    assert out == "archived 2 task(s); skipped 2 unfinished, 0 already archived\n"
+    assert json.loads(run("show", "uqt_0", "--url", url)[1])["archived_at"]
+    assert run("restore", "uqt_0", "--url", url) == (0, "restored uqt_0\n")
+    assert run("restore", "uqt_0", "--url", url)[0] == 1
+    assert run("archive-expired", "--older-than", "soon", "--url", url)[0] == 2
+    assert store.count() == 3
+
+
+def test_parse_hours() -> None:
+    assert [parse_hours(t) for t in ("72h", "3d", "90m", "1w", "36", "7200s")] == [
+        72, 72, 1.5, 168, 36, 2,
+    ]  # fmt: skip
+
+
+def dump(store: TaskStore) -> dict[str, list[tuple[object, ...]]]:
+    with store.engine.connect() as conn:
+        return {
+            t.name: sorted(tuple(r) for r in conn.execute(select(t)))
+            for t in (tasks, task_shards, archived_tasks, archived_task_shards)
+        }
+
+
+def test_export_import_round_trip_between_engines(store: TaskStore, tmp_path: Path) -> None:
+    """SQLite -> this engine -> SQLite gives identical rows."""
+    source = TaskStore(cache_dir=tmp_path / "src")
+    seed(source)
+    source.archive_task("uqt_2")
+    source.save(TaskInfo(task_id="uqt_big", backend="b", result={"x": "y" * 100_000}))
+    exported = tmp_path / "one.jsonl"
+    assert run("export", str(exported), "--url", plain(source.url))[0] == 0
+    code, out = run("import", str(exported), "--url", plain(store.url))
+    assert (
+        code == 0
+        and out == "imported 4 tasks, 3 task_shards, 1 archived_tasks, 1 archived_task_shards\n"
+    )
+    assert dump(store) == dump(source)
+    again = tmp_path / "two.jsonl"
+    assert run("export", str(again), "--url", plain(store.url))[0] == 0
+    target = TaskStore(cache_dir=tmp_path / "dst")
+    assert run("import", str(again), "--url", plain(target.url))[0] == 0
+    assert dump(target) == dump(source)
+    source.close()
+    target.close()
+
+
+def test_bad_import_writes_nothing(store: TaskStore, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    row = {"task_id": "uqt_1", "backend": "b", "status": "success", "shots": 1}
+    row |= {"submit_time": "t", "update_time": "t", "result_json": None}
+    good_row = {"table": "tasks", "row": {**row, "metadata_json": "{}", "error_message": None}}
+    bad.write_text(json.dumps(good_row) + "\n" + '{"table": "tasks", "row": {"task_id": 1}}\n')
+    code, out = run("import", str(bad), "--url", plain(store.url))
+    assert code == 1 and out.startswith("error: line 2: tasks rows need the columns")
+    assert store.count() == 0
+
+
+def console_script(
+    *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    exe = Path(sys.executable).with_name("uniqc-store")
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_errors_are_one_line_without_password(tmp_path: Path) -> None:
+    foreign = tmp_path / "tasks.sqlite"
+    conn = sqlite3.connect(foreign)
+    conn.execute("PRAGMA application_id = 7")
+    conn.execute("CREATE TABLE t (x)")
+    conn.commit()
+    conn.close()
+    before = foreign.read_bytes()
+    cases = [
+        ("list", "--url", f"sqlite:///{foreign}"),
+        ("upgrade", "--url", f"sqlite:///{foreign}"),
+        ("current", "--url", "postgresql+psycopg://alice:s3cret@127.0.0.1:9/db"),
+        ("stats", "--url", "mysql+pymysql://alice:s3cret@127.0.0.1:9/db"),
+        ("list", "--url", "nonsense://alice:s3cret@"),
+    ]
+    for args in cases:
+        result = console_script(*args)
+        assert result.returncode == 1, (args, result.stderr)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: "), (args, result.stderr)
+        assert "Traceback" not in result.stderr and "s3cret" not in result.stderr + result.stdout
+    assert foreign.read_bytes() == before
+
+
+def test_server_behind_head_is_one_line(store: TaskStore, backend: str) -> None:
+    if backend == "sqlite":
+        pytest.skip("SQLite files are upgraded on open")
+    url = plain(store.url)
+    assert run("downgrade", "0004", "--url", url)[0] == 0
+    code, out = run("list", "--url", url)
+    assert code == 1 and "schema version 4" in out and "uniqc-store upgrade" in out
+    assert run("upgrade", "--url", url)[0] == 0
+
+
+def test_serve_runs_the_api(tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    exe = Path(sys.executable).with_name("uniqc-store")
+    env = {**os.environ, "UNIQC_STORE_URL": f"sqlite:///{tmp_path / 'tasks.sqlite'}"}
+    env.pop("UNIQC_STORE_API_TOKEN", None)
+    proc = subprocess.Popen([str(exe), "serve", "--port", str(port)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                response = httpx.get(f"http://127.0.0.1:{port}/api/tasks/counts", timeout=2)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline and proc.poll() is None, "serve did not start"
+                time.sleep(0.2)
+        assert response.json()["total"] == 0
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
