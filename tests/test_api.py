@@ -77,8 +77,13 @@ def test_task_routes(client: TestClient, store: TaskStore) -> None:
     assert body["tasks"][0]["metadata"]["api_key"] == REDACTED
     assert client.get("/api/tasks", params={"status": "success"}).json()["total"] == 2
     assert client.get("/api/tasks/counts").json() == {
-        "pending": 1, "running": 1, "success": 2, "failed": 1, "cancelled": 0, "total": 5,
-    }  # fmt: skip
+        "pending": 1,
+        "running": 1,
+        "success": 2,
+        "failed": 1,
+        "cancelled": 0,
+        "total": 5,
+    }
     detail = client.get("/api/tasks/uqt_2").json()
     assert detail["result"] == {"counts": {"0": 2}, "token": REDACTED}
     assert detail["metadata"]["nested"][0]["proxy"] == REDACTED
@@ -141,13 +146,18 @@ def test_bad_bodies_are_422(client: TestClient) -> None:
 def test_openapi_document(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
     expected = {
-        "/api/tasks": {"get"}, "/api/tasks/counts": {"get"},
+        "/api/tasks": {"get"},
+        "/api/tasks/counts": {"get"},
         "/api/tasks/{task_id}": {"get", "delete"},
-        "/api/tasks/{task_id}/shards": {"get"}, "/api/tasks/bulk-delete": {"post"},
-        "/api/tasks/bulk-archive": {"post"}, "/api/tasks/archive-expired": {"post"},
-        "/api/tasks/{task_id}/archive": {"post"}, "/api/archive": {"get"},
-        "/api/archive/{task_id}": {"get", "delete"}, "/api/archive/restore/{task_id}": {"post"},
-    }  # fmt: skip
+        "/api/tasks/{task_id}/shards": {"get"},
+        "/api/tasks/bulk-delete": {"post"},
+        "/api/tasks/bulk-archive": {"post"},
+        "/api/tasks/archive-expired": {"post"},
+        "/api/tasks/{task_id}/archive": {"post"},
+        "/api/archive": {"get"},
+        "/api/archive/{task_id}": {"get", "delete"},
+        "/api/archive/restore/{task_id}": {"post"},
+    }
     assert {path: set(ops) for path, ops in spec["paths"].items()} == expected
     limit = next(
         p for p in spec["paths"]["/api/tasks"]["get"]["parameters"] if p["name"] == "limit"

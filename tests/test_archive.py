@@ -16,8 +16,15 @@ def ago(hours: float) -> str:
 
 
 def seed(store: TaskStore, task_id: str, status: str = "success", shards: int = 2) -> TaskInfo:
-    info = TaskInfo(task_id=task_id, backend="b", status=status, result={"r": task_id},
-                    metadata={"m": 1}, error_message="e", shots=7)  # fmt: skip
+    info = TaskInfo(
+        task_id=task_id,
+        backend="b",
+        status=status,
+        result={"r": task_id},
+        metadata={"m": 1},
+        error_message="e",
+        shots=7,
+    )
     store.save(info)
     store.save_shards(
         TaskShard(task_id, i, f"{task_id}-p{i}", "b", result=[i], status=status)
@@ -99,8 +106,11 @@ def test_archive_expired(store: TaskStore) -> None:
 
     outcome = store.archive_expired(hours=72)
     assert sorted(outcome["archived"]) == [
-        "uqt_offset", "uqt_old_done", "uqt_old_failed", "uqt_zulu",
-    ]  # fmt: skip
+        "uqt_offset",
+        "uqt_old_done",
+        "uqt_old_failed",
+        "uqt_zulu",
+    ]
     assert outcome["count"] == 4 and outcome["skipped_running"] == ["uqt_old_running"]
     assert outcome["hours"] == 72 and outcome["terminal_only"] is True
     assert sorted(t.task_id for t in store.list()) == [

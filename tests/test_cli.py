@@ -104,8 +104,13 @@ def test_contents_and_archive_commands(store: TaskStore) -> None:
 
 def test_parse_hours() -> None:
     assert [parse_hours(t) for t in ("72h", "3d", "90m", "1w", "36", "7200s")] == [
-        72, 72, 1.5, 168, 36, 2,
-    ]  # fmt: skip
+        72,
+        72,
+        1.5,
+        168,
+        36,
+        2,
+    ]
 
 
 def dump(store: TaskStore) -> dict[str, list[tuple[object, ...]]]:
@@ -198,8 +203,12 @@ def test_serve_runs_the_api(tmp_path: Path) -> None:
     exe = Path(sys.executable).with_name("uniqc-store")
     env = {**os.environ, "UNIQC_STORE_URL": f"sqlite:///{tmp_path / 'tasks.sqlite'}"}
     env.pop("UNIQC_STORE_API_TOKEN", None)
-    proc = subprocess.Popen([str(exe), "serve", "--port", str(port)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    proc = subprocess.Popen(
+        [str(exe), "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         deadline = time.monotonic() + 30
         while True:

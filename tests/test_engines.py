@@ -41,8 +41,11 @@ def test_cli_upgrade_check_downgrade(fresh_url: URL) -> None:
     with engine.connect() as conn:
         assert database_version(conn) == 5
         assert set(inspect(conn).get_table_names()) >= {
-            "tasks", "archived_tasks", "task_shards", "archived_task_shards",
-        }  # fmt: skip
+            "tasks",
+            "archived_tasks",
+            "task_shards",
+            "archived_task_shards",
+        }
     engine.dispose()
 
 
@@ -50,8 +53,18 @@ def test_v5_data_migration_and_its_downgrade(fresh_url: URL) -> None:
     engine = create_store_engine(fresh_url, foreign_keys=False)
     upgrade(engine, "0004")
     rows = ref.legacy_rows(2500)  # more than one batch
+    child = {
+        "uniqc_task_id": rows[0]["task_id"],
+        "shard_index": 0,
+        "platform_task_id": "sub-job",
+        "backend": "b",
+        "status": "running",
+        "submit_time": "t",
+        "update_time": "t",
+    }
     with engine.begin() as conn:
         conn.execute(tasks.insert(), rows)
+        conn.execute(task_shards.insert(), [child])  # a shard already under a legacy id
     upgrade(engine)
     with engine.connect() as conn:
         assert (
@@ -67,12 +80,15 @@ def test_v5_data_migration_and_its_downgrade(fresh_url: URL) -> None:
         expected = ref.expected_metadata(row["metadata_json"], row["task_id"])
         assert json.loads(parent.metadata_json) == expected
         assert (parent.status, parent.shots, parent.error_message) == (
-            row["status"], row["shots"], row["error_message"],
-        )  # fmt: skip
+            row["status"],
+            row["shots"],
+            row["error_message"],
+        )
     downgrade(engine, "0004")
     with engine.connect() as conn:
         restored = {r.task_id for r in conn.execute(select(tasks.c.task_id))}
-        assert conn.execute(select(task_shards)).first() is None
+        left = conn.execute(select(task_shards.c.uniqc_task_id, task_shards.c.platform_task_id))
+        assert left.all() == [(rows[0]["task_id"], "sub-job")]
     assert restored == {r["task_id"] for r in rows}
     engine.dispose()
 

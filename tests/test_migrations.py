@@ -245,9 +245,14 @@ def test_v5_repoints_shards_of_legacy_parents(tmp_path: Path) -> None:
     ref.build_reference_file(path, 4)
     ref.insert_rows(path, "tasks", ref.legacy_rows(1))
     shard = {
-        "uniqc_task_id": "plat-000000", "shard_index": 0, "platform_task_id": "sub-job",
-        "backend": "b", "status": "running", "submit_time": "t", "update_time": "t",
-    }  # fmt: skip
+        "uniqc_task_id": "plat-000000",
+        "shard_index": 0,
+        "platform_task_id": "sub-job",
+        "backend": "b",
+        "status": "running",
+        "submit_time": "t",
+        "update_time": "t",
+    }
     ref.insert_rows(path, "task_shards", [shard])
     store = TaskStore(url=sqlite_url(path))
     new_id = store.find_uniqc_id_by_platform_id("sub-job")

@@ -75,8 +75,15 @@ def test_alembic_cli_url_rules(tmp_path: Path) -> None:
     env["UNIQC_STORE_URL"] = f"sqlite:///{tmp_path / 'env.sqlite'}"
     subprocess.run(run, cwd=ROOT, env=env, check=True, capture_output=True)
     assert (tmp_path / "env.sqlite").exists()
-    with_x = [sys.executable, "-m", "alembic", "-x", f"url=sqlite:///{tmp_path / 'x.sqlite'}",
-              "upgrade", "head"]  # fmt: skip
+    with_x = [
+        sys.executable,
+        "-m",
+        "alembic",
+        "-x",
+        f"url=sqlite:///{tmp_path / 'x.sqlite'}",
+        "upgrade",
+        "head",
+    ]
     subprocess.run(with_x, cwd=ROOT, env=env, check=True, capture_output=True)
     assert (tmp_path / "x.sqlite").exists()
 

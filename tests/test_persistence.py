@@ -10,8 +10,15 @@ from uniqc_store import TaskPersistence, TaskStore
 def test_legacy_dict_api(tmp_path: Path) -> None:
     p = TaskPersistence(tmp_path)
     assert p.tasks_file == tmp_path / "tasks.sqlite" and p.cache_dir == tmp_path
-    p.save("task-1", "originq", "running", shots=500, submit_time="2024-01-01T00:00:00+00:00",
-           circuit="bell", job={"n": 2})  # fmt: skip
+    p.save(
+        "task-1",
+        "originq",
+        "running",
+        shots=500,
+        submit_time="2024-01-01T00:00:00+00:00",
+        circuit="bell",
+        job={"n": 2},
+    )
     p.save("task-2", "quafu", "success", result={"counts": {"00": 1}})
     p.save("task-3", "originq", "pending")
     record = p.load("task-1")
@@ -25,8 +32,11 @@ def test_legacy_dict_api(tmp_path: Path) -> None:
     record = p.load("task-1")
     assert record is not None
     assert (record["status"], record["result"], record["circuit"], record["extra"]) == (
-        "success", {"x": 1}, "bell", "kept",
-    )  # fmt: skip
+        "success",
+        {"x": 1},
+        "bell",
+        "kept",
+    )
     assert p.update("nope", status="failed") is False
 
     p.upsert("task-3", "originq", "running", attempt=2)

@@ -41,8 +41,13 @@ def run_machine(store: TaskStore) -> None:
             meta=st.dictionaries(st.text(max_size=4), JSON, max_size=2),
         )
         def save(self, task_id: str, status: str, result: Any, meta: dict[str, Any]) -> None:
-            info = TaskInfo(task_id=task_id, backend="b", status=status,
-                            result=None if result is None else {"r": result}, metadata=meta)  # fmt: skip
+            info = TaskInfo(
+                task_id=task_id,
+                backend="b",
+                status=status,
+                result=None if result is None else {"r": result},
+                metadata=meta,
+            )
             submit = self.live[task_id]["submit_time"] if task_id in self.live else info.submit_time
             store.save(info)
             self.live[task_id] = {**info.to_dict(), "submit_time": submit}

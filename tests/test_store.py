@@ -141,8 +141,16 @@ def test_clear_all_removes_the_sqlite_file(tmp_path: Path) -> None:
 def test_shards(store: TaskStore) -> None:
     store.save(task("uqt_1"))
     store.save(task("uqt_2"))
-    shard = TaskShard("uqt_1", 1, "plat-b", "b1", circuit_count=4, sub_index_offset=4,
-                      result=[{"00": 1}], submit_time="2020-01-01T00:00:00+00:00")  # fmt: skip
+    shard = TaskShard(
+        "uqt_1",
+        1,
+        "plat-b",
+        "b1",
+        circuit_count=4,
+        sub_index_offset=4,
+        result=[{"00": 1}],
+        submit_time="2020-01-01T00:00:00+00:00",
+    )
     store.save_shard(shard)
     store.save_shard(TaskShard("uqt_1", 0, "plat-a", "b1", status="success"))
     store.save_shard(TaskShard("uqt_2", 0, "plat-a", "b2"))

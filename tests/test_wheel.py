@@ -33,11 +33,20 @@ def test_wheel_upgrades_without_a_checkout(tmp_path: Path) -> None:
         assert shipped in names
     target = tmp_path / "site"
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target),
-         str(wheel)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "-q",
+            "--target",
+            str(target),
+            str(wheel),
+        ],
         check=True,
         capture_output=True,
-    )  # fmt: skip
+    )
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     script = (

@@ -172,8 +172,12 @@ def create_app(store: TaskStore | None = None) -> FastAPI:
                 (archived if store.archive_task(task_id) else missing).append(task_id)
             except TaskConflictError:
                 conflicts.append(task_id)
-        return {"archived": archived, "missing": missing, "conflicts": conflicts,
-                "count": len(archived)}  # fmt: skip
+        return {
+            "archived": archived,
+            "missing": missing,
+            "conflicts": conflicts,
+            "count": len(archived),
+        }
 
     @app.post("/api/tasks/archive-expired")
     def archive_expired(

@@ -11,7 +11,21 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Table, delete, func, insert, literal, select
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Connection,
+    Insert,
+    Select,
+    Table,
+    Text,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal,
+    select,
+)
 
 from .errors import TaskConflictError
 from .models import archived_task_shards, archived_tasks, task_shards, tasks
@@ -25,40 +39,61 @@ TASK_COLUMNS = [c.name for c in tasks.columns]
 SHARD_COLUMNS = [c.name for c in task_shards.columns]
 
 
-def _exists(conn: Connection, table: Table, key: str, value: str) -> bool:
-    stmt = select(literal(1)).select_from(table).where(table.c[key] == value).limit(1)
-    return conn.execute(stmt).first() is not None
+IDS: BindParameter[Any] = bindparam("ids", expanding=True)
 
 
-def _move(
-    conn: Connection, source: Table, target: Table, key: str, ids: Sequence[str],
-    columns: list[str], archived_at: str | None,
-) -> int:  # fmt: skip
-    """INSERT INTO target SELECT ... FROM source WHERE key IN ids (plus archived_at)."""
+def _exists_stmt(table: Table, key: str) -> Select[Any]:
+    return select(literal(1)).select_from(table).where(table.c[key] == bindparam("id")).limit(1)
+
+
+def _copy_stmt(source: Table, target: Table, key: str, columns: list[str], stamp: bool) -> Insert:
+    """INSERT INTO target SELECT columns [, :archived_at] FROM source WHERE key IN :ids."""
     selected: list[ColumnElement[Any]] = [source.c[c] for c in columns]
     target_columns = list(columns)
-    if archived_at is not None:
-        selected.append(literal(archived_at).label("archived_at"))
+    if stamp:
+        selected.append(bindparam("archived_at", type_=Text()).label("archived_at"))
         target_columns.append("archived_at")
-    query = select(*selected).where(source.c[key].in_(ids))
-    result = conn.execute(insert(target).from_select(target_columns, query))
-    return int(result.rowcount)
+    return insert(target).from_select(
+        target_columns, select(*selected).where(source.c[key].in_(IDS))
+    )
+
+
+# Built once: every move runs these with ``ids`` (and ``archived_at``) bound.
+LIVE_EXISTS = _exists_stmt(tasks, "task_id")
+ARCHIVED_EXISTS = _exists_stmt(archived_tasks, "task_id")
+ARCHIVED_SHARDS_EXIST = _exists_stmt(archived_task_shards, "uniqc_task_id")
+ARCHIVE_TASKS = _copy_stmt(tasks, archived_tasks, "task_id", TASK_COLUMNS, True)
+ARCHIVE_SHARDS = _copy_stmt(task_shards, archived_task_shards, "uniqc_task_id", SHARD_COLUMNS, True)
+RESTORE_TASKS = _copy_stmt(archived_tasks, tasks, "task_id", TASK_COLUMNS, False)
+RESTORE_SHARDS = _copy_stmt(
+    archived_task_shards, task_shards, "uniqc_task_id", SHARD_COLUMNS, False
+)
+DELETE_LIVE_SHARDS = delete(task_shards).where(task_shards.c.uniqc_task_id.in_(IDS))
+DELETE_LIVE = delete(tasks).where(tasks.c.task_id.in_(IDS))
+DELETE_ARCHIVED_SHARDS = delete(archived_task_shards).where(
+    archived_task_shards.c.uniqc_task_id.in_(IDS)
+)
+DELETE_ARCHIVED = delete(archived_tasks).where(archived_tasks.c.task_id.in_(IDS))
+ARCHIVED_AMONG = select(archived_tasks.c.task_id).where(archived_tasks.c.task_id.in_(IDS))
+
+
+def _exists(conn: Connection, stmt: Select[Any], value: str) -> bool:
+    return conn.execute(stmt, {"id": value}).first() is not None
 
 
 def _archive_ids(conn: Connection, ids: Sequence[str], now: str) -> None:
-    _move(conn, tasks, archived_tasks, "task_id", ids, TASK_COLUMNS, now)
-    _move(conn, task_shards, archived_task_shards, "uniqc_task_id", ids, SHARD_COLUMNS, now)
-    conn.execute(delete(task_shards).where(task_shards.c.uniqc_task_id.in_(ids)))
-    conn.execute(delete(tasks).where(tasks.c.task_id.in_(ids)))
+    params = {"ids": list(ids), "archived_at": now}
+    conn.execute(ARCHIVE_TASKS, params)
+    conn.execute(ARCHIVE_SHARDS, params)
+    conn.execute(DELETE_LIVE_SHARDS, params)
+    conn.execute(DELETE_LIVE, params)
 
 
 def archive_one(conn: Connection, task_id: str, now: str) -> bool:
     """Archive one task and its shards; False if it is not a live task."""
-    if not _exists(conn, tasks, "task_id", task_id):
+    if not _exists(conn, LIVE_EXISTS, task_id):
         return False
-    if _exists(conn, archived_tasks, "task_id", task_id) or _exists(
-        conn, archived_task_shards, "uniqc_task_id", task_id
-    ):
+    if _exists(conn, ARCHIVED_EXISTS, task_id) or _exists(conn, ARCHIVED_SHARDS_EXIST, task_id):
         raise TaskConflictError(
             f"task {task_id!r} is already in the archive; delete_archived() or "
             "restore_task() it first (nothing was moved)"
@@ -69,16 +104,15 @@ def archive_one(conn: Connection, task_id: str, now: str) -> bool:
 
 def restore_one(conn: Connection, task_id: str) -> bool:
     """Move an archived task and its shards back; False if it is not archived."""
-    if not _exists(conn, archived_tasks, "task_id", task_id):
+    if not _exists(conn, ARCHIVED_EXISTS, task_id):
         return False
-    if _exists(conn, tasks, "task_id", task_id):
+    if _exists(conn, LIVE_EXISTS, task_id):
         raise TaskConflictError(
             f"task {task_id!r} exists as a live task; delete() it or delete_archived() "
             "the archived copy first (nothing was moved)"
         )
-    ids = [task_id]
-    _move(conn, archived_tasks, tasks, "task_id", ids, TASK_COLUMNS, None)
-    _move(conn, archived_task_shards, task_shards, "uniqc_task_id", ids, SHARD_COLUMNS, None)
+    conn.execute(RESTORE_TASKS, {"ids": [task_id]})
+    conn.execute(RESTORE_SHARDS, {"ids": [task_id]})
     delete_archived(conn, task_id)
     return True
 
@@ -157,11 +191,7 @@ def archive_expired(conn: Connection, hours: float, terminal_only: bool, now: st
     candidates = expired_ids(conn, cutoff, terminal_only)
     for start in range(0, len(candidates), CHUNK):
         chunk = candidates[start : start + CHUNK]
-        taken = set(
-            conn.execute(
-                select(archived_tasks.c.task_id).where(archived_tasks.c.task_id.in_(chunk))
-            ).scalars()
-        )
+        taken = set(conn.execute(ARCHIVED_AMONG, {"ids": chunk}).scalars())
         movable = [task_id for task_id in chunk if task_id not in taken]
         outcome.skipped_conflicts += [task_id for task_id in chunk if task_id in taken]
         if movable:

@@ -144,8 +144,10 @@ def current(url: str | None) -> None:
     with migration_engine(url) as engine, engine.connect() as conn:
         version = migrations.database_version(conn)
     state = "up to date" if version == CURRENT_SCHEMA_VERSION else "behind head: run upgrade"
-    click.echo(f"{migrations.revision_id(version)} (schema version {version} of "
-               f"{CURRENT_SCHEMA_VERSION}): {state}")  # fmt: skip
+    click.echo(
+        f"{migrations.revision_id(version)} (schema version {version} of "
+        f"{CURRENT_SCHEMA_VERSION}): {state}"
+    )
 
 
 @main.command()
@@ -215,8 +217,10 @@ def stats(url: str | None) -> None:
                 for status, backend, count in conn.execute(stmt):
                     table.add_row(label, status, backend, str(count))
         console.print(table)
-        console.print(f"live: {store.count()}  archived: {store.count_archived()}  "
-                      f"size: {_database_size(store)} bytes")  # fmt: skip
+        console.print(
+            f"live: {store.count()}  archived: {store.count_archived()}  "
+            f"size: {_database_size(store)} bytes"
+        )
 
 
 def _task_dict(info: TaskInfo) -> dict[str, Any]:
@@ -232,8 +236,15 @@ def _task_dict(info: TaskInfo) -> dict[str, Any]:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @url_option
 @reports_errors
-def list_tasks(status: str | None, backend: str | None, limit: int, offset: int,
-               archived: bool, as_json: bool, url: str | None) -> None:  # fmt: skip
+def list_tasks(
+    status: str | None,
+    backend: str | None,
+    limit: int,
+    offset: int,
+    archived: bool,
+    as_json: bool,
+    url: str | None,
+) -> None:
     """List tasks, newest first."""
     with opened_store(url) as store:
         lister = store.list_archived if archived else store.list
@@ -300,8 +311,10 @@ def archive_expired(older_than: str, all_statuses: bool, dry_run: bool, url: str
                 click.echo(task_id)
             return
         outcome = store.archive_expired(hours, terminal_only=not all_statuses)
-    click.echo(f"archived {outcome['count']} task(s); skipped {len(outcome['skipped_running'])} "
-               f"unfinished, {len(outcome['skipped_conflicts'])} already archived")  # fmt: skip
+    click.echo(
+        f"archived {outcome['count']} task(s); skipped {len(outcome['skipped_running'])} "
+        f"unfinished, {len(outcome['skipped_conflicts'])} already archived"
+    )
 
 
 @main.command()

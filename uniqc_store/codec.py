@@ -13,7 +13,7 @@ A row written by another tool with broken JSON in ``result_json`` or
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .records import TaskInfo, TaskShard, normalize_status
@@ -29,12 +29,17 @@ def encode_json(value: Any, *, field: str, owner: str) -> str:
         raise TypeError(f"{field} of {owner} cannot be stored as JSON: {exc}") from None
 
 
+_loads = json.JSONDecoder().decode
+
+
 def decode_json(raw: str | None, *, empty: Any) -> Any:
     """Parse a stored JSON column; broken text reads as ``{"_invalid_json": raw}``."""
     if not raw:
         return empty
+    if raw == "{}":
+        return {}
     try:
-        return json.loads(raw)
+        return _loads(raw)
     except ValueError:
         return {INVALID_JSON_KEY: raw}
 
@@ -90,20 +95,43 @@ def task_to_row(info: TaskInfo, now: str) -> dict[str, Any]:
     }
 
 
-def row_to_task(row: Mapping[Any, Any]) -> TaskInfo:
-    """A TaskInfo from a ``tasks`` or ``archived_tasks`` row."""
-    return TaskInfo(
-        task_id=row["task_id"],
-        backend=row["backend"],
-        status=row["status"],
-        shots=int(row["shots"]),
-        submit_time=row["submit_time"],
-        update_time=row["update_time"],
-        result=decode_json(row["result_json"], empty=None),
-        metadata=decode_json(row["metadata_json"], empty={}),
-        error_message=row.get("error_message"),
-        archived_at=row.get("archived_at"),
-    )
+class TaskDecoder:
+    """Builds TaskInfo records from the positional rows of one task table."""
+
+    def __init__(self, columns: Sequence[str]) -> None:
+        at = {name: i for i, name in enumerate(columns)}
+        self._fields = [
+            at[n]
+            for n in (
+                "task_id",
+                "backend",
+                "status",
+                "shots",
+                "submit_time",
+                "update_time",
+                "result_json",
+                "metadata_json",
+            )
+        ]
+        self._error = at.get("error_message")
+        self._archived = at.get("archived_at")
+
+    def __call__(self, row: Sequence[Any]) -> TaskInfo:
+        task_id, backend, status, shots, submit, update, result, metadata = (
+            row[i] for i in self._fields
+        )
+        return TaskInfo(
+            task_id=task_id,
+            backend=backend,
+            status=status,
+            shots=int(shots),
+            submit_time=submit,
+            update_time=update,
+            result=decode_json(result, empty=None),
+            metadata=decode_json(metadata, empty={}),
+            error_message=None if self._error is None else row[self._error],
+            archived_at=None if self._archived is None else row[self._archived],
+        )
 
 
 def shard_to_row(shard: TaskShard, now: str) -> dict[str, Any]:
@@ -130,18 +158,18 @@ def shard_to_row(shard: TaskShard, now: str) -> dict[str, Any]:
     }
 
 
-def row_to_shard(row: Mapping[Any, Any]) -> TaskShard:
-    """A TaskShard from a ``task_shards`` or ``archived_task_shards`` row."""
+def row_to_shard(row: Sequence[Any]) -> TaskShard:
+    """A TaskShard from a shard row (the shard tables' first eleven columns, in order)."""
     return TaskShard(
-        uniqc_task_id=row["uniqc_task_id"],
-        shard_index=int(row["shard_index"]),
-        platform_task_id=row["platform_task_id"],
-        backend=row["backend"],
-        circuit_count=int(row["circuit_count"]),
-        sub_index_offset=int(row["sub_index_offset"]),
-        status=row["status"],
-        result=decode_json(row["result_json"], empty=None),
-        error_message=row["error_message"],
-        submit_time=row["submit_time"],
-        update_time=row["update_time"],
+        uniqc_task_id=row[0],
+        shard_index=int(row[1]),
+        platform_task_id=row[2],
+        backend=row[3],
+        circuit_count=int(row[4]),
+        sub_index_offset=int(row[5]),
+        status=row[6],
+        result=decode_json(row[7], empty=None),
+        error_message=row[8],
+        submit_time=row[9],
+        update_time=row[10],
     )

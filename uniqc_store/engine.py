@@ -154,23 +154,39 @@ def check_sqlite_file(path: Path) -> SQLiteHeader | None:
     return header
 
 
-def create_store_engine(url: str | URL, *, foreign_keys: bool = True, **kwargs: Any) -> Engine:
+SYNCHRONOUS_LEVELS = ("FULL", "EXTRA", "NORMAL")
+
+
+def create_store_engine(
+    url: str | URL, *, foreign_keys: bool = True, synchronous: str = "FULL", **kwargs: Any
+) -> Engine:
     """Create the engine a store or a migration runs on.
 
     A SQLite file is checked (``check_sqlite_file``) before any connection is
     made. ``foreign_keys=False`` is for migrations, which must not cascade.
+    ``synchronous`` is SQLite's: FULL (the default, the reference's
+    durability: a commit survives power loss) or NORMAL (in WAL mode a commit
+    survives a crash of the process but not of the machine; 3x faster saves).
     """
     url = parse_url(url)
     backend = url.get_backend_name()
     if backend == "sqlite":
-        return _create_sqlite_engine(url, foreign_keys=foreign_keys, **kwargs)
+        level = synchronous.upper()
+        if level not in SYNCHRONOUS_LEVELS:
+            raise ValueError(
+                f"synchronous must be one of {SYNCHRONOUS_LEVELS}, not {synchronous!r}"
+            )
+        return _create_sqlite_engine(url, foreign_keys=foreign_keys, synchronous=level, **kwargs)
     if backend in ("mysql", "mariadb") and "charset" not in url.query:
         url = url.update_query_dict({"charset": "utf8mb4"})
-    kwargs.setdefault("pool_pre_ping", True)
+    # No pool_pre_ping: it costs a round trip per call. A connection the server
+    # dropped is invalidated by SQLAlchemy and the store retries (connections.py).
     return create_engine(url, **kwargs)
 
 
-def _create_sqlite_engine(url: URL, *, foreign_keys: bool, **kwargs: Any) -> Engine:
+def _create_sqlite_engine(
+    url: URL, *, foreign_keys: bool, synchronous: str, **kwargs: Any
+) -> Engine:
     path = sqlite_file_path(url)
     if path is None:
         kwargs.setdefault("poolclass", StaticPool)
@@ -180,11 +196,15 @@ def _create_sqlite_engine(url: URL, *, foreign_keys: bool, **kwargs: Any) -> Eng
         path.parent.mkdir(parents=True, exist_ok=True)
         kwargs.setdefault("connect_args", {"check_same_thread": False})
     engine = create_engine(url, **kwargs)
-    install_sqlite_recipe(engine, foreign_keys=foreign_keys, wal=path is not None)
+    install_sqlite_recipe(
+        engine, foreign_keys=foreign_keys, wal=path is not None, synchronous=synchronous
+    )
     return engine
 
 
-def install_sqlite_recipe(engine: Engine, *, foreign_keys: bool = True, wal: bool = True) -> None:
+def install_sqlite_recipe(
+    engine: Engine, *, foreign_keys: bool = True, wal: bool = True, synchronous: str = "FULL"
+) -> None:
     """Make pysqlite transactional for DDL too, and set our per-connection pragmas.
 
     ``isolation_level = None`` stops the driver from managing transactions;
@@ -202,6 +222,7 @@ def install_sqlite_recipe(engine: Engine, *, foreign_keys: bool = True, wal: boo
             cursor.execute(f"PRAGMA foreign_keys = {'ON' if foreign_keys else 'OFF'}")
             if wal:
                 cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute(f"PRAGMA synchronous = {synchronous}")
         finally:
             cursor.close()
 

@@ -84,8 +84,14 @@ class TaskPersistence:
     def _save_record(self, record: dict[str, Any]) -> None:
         metadata = {k: v for k, v in record.items() if k not in _CORE}
         core = {k: record[k] for k in (*_RESERVED, "error_message") if k in record}
-        self.save(record["task_id"], record["platform"], record["status"], record.get("result"),
-                  **core, **metadata)  # fmt: skip
+        self.save(
+            record["task_id"],
+            record["platform"],
+            record["status"],
+            record.get("result"),
+            **core,
+            **metadata,
+        )
 
     def load(self, task_id: str) -> dict[str, Any] | None:
         """The record, or None."""

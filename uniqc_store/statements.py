@@ -6,6 +6,7 @@ newest-first order) are chosen here; everything else is plain Core.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +15,7 @@ from sqlalchemy import (
     ColumnElement,
     Delete,
     Insert,
+    Integer,
     Select,
     Table,
     bindparam,
@@ -57,15 +59,46 @@ def newest_first(table: Table, dialect: str) -> tuple[ColumnElement[Any], ...]:
     return (table.c.submit_time.desc(), tiebreak.desc())
 
 
-def filtered(
-    stmt: Select[Any], table: Table, status: str | None, backend: str | None
-) -> Select[Any]:
-    """``stmt`` narrowed to a status and/or a backend."""
-    if status is not None:
-        stmt = stmt.where(table.c.status == status)
-    if backend is not None:
-        stmt = stmt.where(table.c.backend == backend)
+def filtered(stmt: Select[Any], table: Table, status: bool, backend: bool) -> Select[Any]:
+    """``stmt`` narrowed by ``:status`` and/or ``:backend`` parameters."""
+    if status:
+        stmt = stmt.where(table.c.status == bindparam("status"))
+    if backend:
+        stmt = stmt.where(table.c.backend == bindparam("backend"))
     return stmt
+
+
+@functools.cache
+def listing(
+    table: Table, dialect: str, status: bool, backend: bool, limit: bool, offset: bool
+) -> Select[Any]:
+    """Newest-first rows of ``table``, with the filters and paging asked for as parameters.
+
+    Cached per shape, so each shape is built and compiled once.
+    """
+    stmt = filtered(select(table), table, status, backend).order_by(*newest_first(table, dialect))
+    if limit:
+        stmt = stmt.limit(bindparam("limit", type_=Integer()))
+    if offset:
+        if not limit and dialect == "sqlite":
+            stmt = stmt.limit(-1)  # SQLite needs a LIMIT before OFFSET
+        stmt = stmt.offset(bindparam("offset", type_=Integer()))
+    return stmt
+
+
+@functools.cache
+def counting(table: Table, status: bool, backend: bool) -> Select[Any]:
+    """``SELECT count(*)`` over ``table`` with the filters asked for as parameters."""
+    return filtered(select(func.count()).select_from(table), table, status, backend)
+
+
+@functools.cache
+def keyset_page(table: Table, status: bool, backend: bool, first: bool) -> Select[Any]:
+    """A page of ``table`` in id order after ``:after`` (from the start when ``first``)."""
+    stmt = filtered(select(table), table, status, backend).order_by(table.c.task_id)
+    if not first:
+        stmt = stmt.where(table.c.task_id > bindparam("after"))
+    return stmt.limit(bindparam("limit", type_=Integer()))
 
 
 @dataclass(frozen=True)
@@ -81,6 +114,8 @@ class Statements:
     get_archived_shards: Select[Any]
     shard_by_platform: Select[Any]
     shard_by_platform_backend: Select[Any]
+    parent_by_platform: Select[Any]
+    parent_by_platform_backend: Select[Any]
     delete_task: Delete
     delete_shards: Delete
     delete_archived: Delete
@@ -90,6 +125,8 @@ class Statements:
     def for_dialect(cls, dialect: str) -> Statements:
         by_shard = (task_shards.c.uniqc_task_id == bindparam("task_id"),)
         by_platform = task_shards.c.platform_task_id == bindparam("platform_task_id")
+        by_backend = task_shards.c.backend == bindparam("backend")
+        parent = select(task_shards.c.uniqc_task_id).where(by_platform)
         return cls(
             dialect=dialect,
             upsert_task=upsert(tasks, dialect, keep=("submit_time",)),
@@ -103,9 +140,9 @@ class Statements:
             .where(archived_task_shards.c.uniqc_task_id == bindparam("task_id"))
             .order_by(archived_task_shards.c.shard_index),
             shard_by_platform=select(task_shards).where(by_platform).limit(1),
-            shard_by_platform_backend=select(task_shards)
-            .where(by_platform, task_shards.c.backend == bindparam("backend"))
-            .limit(1),
+            shard_by_platform_backend=select(task_shards).where(by_platform, by_backend).limit(1),
+            parent_by_platform=parent.limit(1),
+            parent_by_platform_backend=parent.where(by_backend).limit(1),
             delete_task=delete(tasks).where(tasks.c.task_id == bindparam("task_id")),
             delete_shards=delete(task_shards).where(*by_shard),
             delete_archived=delete(archived_tasks).where(
@@ -115,8 +152,3 @@ class Statements:
                 archived_task_shards.c.uniqc_task_id == bindparam("task_id")
             ),
         )
-
-
-def count_of(table: Table, status: str | None, backend: str | None) -> Select[Any]:
-    """``SELECT count(*)`` over ``table`` with the usual filters."""
-    return filtered(select(func.count()).select_from(table), table, status, backend)

@@ -1,8 +1,9 @@
 """v5: re-key legacy platform-id tasks as ``uqt_`` tasks with one shard each.
 
 Data: every row of ``tasks`` / ``archived_tasks`` whose ``task_id`` does not
-start with ``uqt_`` is replaced by a row with a fresh ``uqt_<uuid4 hex>`` id
-and every other field kept. Its metadata gains ``legacy_platform_id`` (JSON
+start with ``uqt_`` gets a fresh ``uqt_<uuid4 hex>`` id in place (an UPDATE:
+every other field, and SQLite's insertion order, is kept). Its metadata gains
+``legacy_platform_id`` (JSON
 metadata that is not an object is kept as ``{"legacy_metadata_raw": ...}``;
 unparseable metadata becomes ``{}``). One shard row (circuit_count 1,
 sub_index_offset 0) records the old id as ``platform_task_id`` with the
@@ -37,14 +38,29 @@ depends_on = None
 BATCH_SIZE = 2000
 PREFIX = "uqt_"
 TASK_COLUMNS = (
-    "task_id", "backend", "status", "shots", "submit_time", "update_time",
-    "result_json", "metadata_json", "error_message",
-)  # fmt: skip
-SHARD_COLUMNS = (
-    "uniqc_task_id", "shard_index", "platform_task_id", "backend", "circuit_count",
-    "sub_index_offset", "status", "result_json", "error_message", "submit_time",
+    "task_id",
+    "backend",
+    "status",
+    "shots",
+    "submit_time",
     "update_time",
-)  # fmt: skip
+    "result_json",
+    "metadata_json",
+    "error_message",
+)
+SHARD_COLUMNS = (
+    "uniqc_task_id",
+    "shard_index",
+    "platform_task_id",
+    "backend",
+    "circuit_count",
+    "sub_index_offset",
+    "status",
+    "result_json",
+    "error_message",
+    "submit_time",
+    "update_time",
+)
 PAIRS = (("tasks", "task_shards", False), ("archived_tasks", "archived_task_shards", True))
 
 
@@ -91,50 +107,106 @@ def _next_shard_index(
     return {parent: top + 1 for parent, top in conn.execute(stmt)}
 
 
+def _executemany(conn: sa.Connection, stmt: sa.Executable, rows: list[dict[str, Any]]) -> None:
+    """Run ``stmt`` once per row, handing the rows straight to the driver.
+
+    SQLAlchemy's per-row parameter processing costs more than SQLite's work
+    here, and these columns need no type conversion.
+    """
+    if not rows:
+        return
+    compiled = stmt.compile(dialect=conn.dialect)
+    if compiled.positional:
+        order = compiled.positiontup or []
+        conn.exec_driver_sql(compiled.string, [tuple(r[n] for n in order) for r in rows])
+    else:
+        conn.exec_driver_sql(compiled.string, rows)
+
+
 def _repoint_shards(
     conn: sa.Connection, shards: sa.TableClause, moves: list[dict[str, str]]
 ) -> None:
-    if moves:
-        conn.execute(
-            shards.update()
-            .where(shards.c.uniqc_task_id == sa.bindparam("old_id"))
-            .values(uniqc_task_id=sa.bindparam("new_id")),
-            moves,
-        )
+    repoint = (
+        shards.update()
+        .where(shards.c.uniqc_task_id == sa.bindparam("old_id"))
+        .values(uniqc_task_id=sa.bindparam("new_id"))
+    )
+    _executemany(conn, repoint, moves)
 
 
 def _rekey_batch(
-    conn: sa.Connection, rows: list[Mapping[str, Any]], tasks: sa.TableClause,
-    shards: sa.TableClause, archived: bool,
-) -> None:  # fmt: skip
+    conn: sa.Connection,
+    rows: list[Mapping[str, Any]],
+    tasks: sa.TableClause,
+    shards: sa.TableClause,
+    archived: bool,
+) -> None:
     old_ids = [row["task_id"] for row in rows]
     next_index = _next_shard_index(conn, shards, old_ids)
-    parents, new_shards, moves = [], [], []
+    renames, new_shards = [], []
     for row in rows:
         old_id, new_id = row["task_id"], f"{PREFIX}{uuid.uuid4().hex}"
-        parents.append(
-            {
-                **row,
-                "task_id": new_id,
-                "metadata_json": _legacy_metadata(row["metadata_json"], old_id),
-            }
-        )
+        metadata = _legacy_metadata(row["metadata_json"], old_id)
+        renames.append({"old_id": old_id, "new_id": new_id, "new_metadata": metadata})
         shard = {
-            "uniqc_task_id": new_id, "shard_index": next_index.get(old_id, 0),
-            "platform_task_id": old_id, "backend": row["backend"], "circuit_count": 1,
-            "sub_index_offset": 0, "status": row["status"], "result_json": row["result_json"],
-            "error_message": row["error_message"], "submit_time": row["submit_time"],
+            "uniqc_task_id": new_id,
+            "shard_index": next_index.get(old_id, 0),
+            "platform_task_id": old_id,
+            "backend": row["backend"],
+            "circuit_count": 1,
+            "sub_index_offset": 0,
+            "status": row["status"],
+            "result_json": row["result_json"],
+            "error_message": row["error_message"],
+            "submit_time": row["submit_time"],
             "update_time": row["update_time"],
-        }  # fmt: skip
+        }
         if archived:
             shard["archived_at"] = row["archived_at"]
         new_shards.append(shard)
-        if old_id in next_index:
-            moves.append({"old_id": old_id, "new_id": new_id})
-    conn.execute(tasks.insert(), parents)
-    _repoint_shards(conn, shards, moves)
-    conn.execute(shards.insert(), new_shards)
-    conn.execute(tasks.delete().where(tasks.c.task_id.in_(old_ids)))
+    _rekey(conn, tasks, shards, renames)
+    columns = SHARD_COLUMNS + (("archived_at",) if archived else ())
+    insert = shards.insert().values({c: sa.bindparam(c) for c in columns})
+    _executemany(conn, insert, new_shards)
+
+
+def _rekey(
+    conn: sa.Connection,
+    tasks: sa.TableClause,
+    shards: sa.TableClause,
+    renames: list[dict[str, str]],
+) -> None:
+    """Give rows a new id and metadata, keeping every other field.
+
+    Rows no shard points at are renamed in place (SQLite keeps their rowid,
+    hence their insertion order). A row with shards is copied under its new
+    id, its shards re-pointed, the old row deleted, so the foreign key holds
+    after every statement on engines that check it.
+    """
+    with_shards = _next_shard_index(conn, shards, [r["old_id"] for r in renames])
+    _rename(conn, tasks, [r for r in renames if r["old_id"] not in with_shards])
+    for r in (r for r in renames if r["old_id"] in with_shards):
+        replaced = {
+            "task_id": sa.literal(r["new_id"]),
+            "metadata_json": sa.literal(r["new_metadata"]),
+        }
+        columns = [c.name for c in tasks.columns]
+        copy = sa.select(*(replaced.get(c, tasks.c[c]) for c in columns))
+        conn.execute(
+            tasks.insert().from_select(columns, copy.where(tasks.c.task_id == r["old_id"]))
+        )
+        _repoint_shards(conn, shards, [r])
+        conn.execute(tasks.delete().where(tasks.c.task_id == r["old_id"]))
+
+
+def _rename(conn: sa.Connection, tasks: sa.TableClause, renames: list[dict[str, str]]) -> None:
+    """New ids and metadata in place, in one statement per batch."""
+    rename = (
+        tasks.update()
+        .where(tasks.c.task_id == sa.bindparam("old_id"))
+        .values(task_id=sa.bindparam("new_id"), metadata_json=sa.bindparam("new_metadata"))
+    )
+    _executemany(conn, rename, renames)
 
 
 def _restore_metadata(raw: str | None) -> tuple[str | None, str]:
@@ -152,10 +224,12 @@ def _restore_metadata(raw: str | None) -> tuple[str | None, str]:
 
 
 def _unkey_batch(
-    conn: sa.Connection, rows: list[Mapping[str, Any]], tasks: sa.TableClause,
+    conn: sa.Connection,
+    rows: list[Mapping[str, Any]],
+    tasks: sa.TableClause,
     shards: sa.TableClause,
-) -> None:  # fmt: skip
-    restored, synthetic, moves = [], [], []
+) -> None:
+    renames, synthetic = [], []
     for row in rows:
         legacy_id, metadata_json = _restore_metadata(row["metadata_json"])
         if legacy_id is None:
@@ -166,17 +240,17 @@ def _unkey_batch(
         index = conn.execute(marker.limit(1)).scalar()
         if index is None:
             continue  # not a row this revision made
-        restored.append({**row, "task_id": legacy_id, "metadata_json": metadata_json})
+        renames.append(
+            {"old_id": row["task_id"], "new_id": legacy_id, "new_metadata": metadata_json}
+        )
         synthetic.append({"parent": row["task_id"], "index": index})
-        moves.append({"old_id": row["task_id"], "new_id": legacy_id})
-    if not restored:
+    if not renames:
         return
     clash = conn.execute(
-        sa.select(tasks.c.task_id).where(tasks.c.task_id.in_([r["task_id"] for r in restored]))
+        sa.select(tasks.c.task_id).where(tasks.c.task_id.in_([r["new_id"] for r in renames]))
     ).first()
     if clash is not None:
         raise RuntimeError(f"cannot restore legacy id {clash[0]!r}: a row already has it")
-    conn.execute(tasks.insert(), restored)
     conn.execute(
         shards.delete().where(
             shards.c.uniqc_task_id == sa.bindparam("parent"),
@@ -184,8 +258,7 @@ def _unkey_batch(
         ),
         synthetic,
     )
-    _repoint_shards(conn, shards, moves)
-    conn.execute(tasks.delete().where(tasks.c.task_id.in_([m["old_id"] for m in moves])))
+    _rekey(conn, tasks, shards, renames)
 
 
 def _check_foreign_keys(conn: sa.Connection) -> None:

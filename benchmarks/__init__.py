@@ -1,0 +1,1 @@
+"""Benchmarks: uniqc-store against the reference store's way of working."""

@@ -1,0 +1,515 @@
+"""``python -m benchmarks``: uniqc-store against the reference's way of working.
+
+Prints a table (and writes JSON) with both sides, the ratio and the target for:
+per-call operations on a SQLite file, ``save_many``, the v5 data migration
+(time and peak RSS), ``archive_expired``, streaming reads, and PostgreSQL
+upsert throughput against raw psycopg (when ``UNIQC_BENCH_POSTGRES_URL`` or
+``UNIQC_TEST_POSTGRES_URL`` is set). ``--quick`` shrinks the sizes for a smoke run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy
+
+from benchmarks.baseline import RawFloor, ReferenceLikeStore, rekey_row_by_row
+from uniqc_store import TaskInfo, TaskShard, TaskStore
+from uniqc_store.engine import create_store_engine, sqlite_url_for
+from uniqc_store.migrations import upgrade
+
+Result = dict[str, Any]
+
+
+def per_call_us(fn: Callable[[int], object], calls: int, repeats: int = 5) -> float:
+    """Median over ``repeats`` runs of the mean time of one call, in microseconds."""
+    samples = []
+    counter = 0
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(calls):
+            fn(counter)
+            counter += 1
+        samples.append((time.perf_counter() - start) / calls * 1e6)
+    return statistics.median(samples)
+
+
+def row(i: int, **extra: Any) -> Result:
+    return {
+        "task_id": f"uqt_{i:08d}",
+        "backend": f"originq:WK_{i % 4}",
+        "status": ("success", "failed", "running", "pending", "cancelled")[i % 5],
+        "shots": 1000,
+        "submit_time": f"2025-01-01T00:{i // 60 % 60:02d}:{i % 60:02d}.{i:06d}+00:00",
+        "result": {"counts": {"00": i, "11": 1000 - i}},
+        "metadata": {"circuit": "bell", "i": i},
+        "error_message": None,
+    } | extra
+
+
+def info(r: Result) -> TaskInfo:
+    return TaskInfo(
+        task_id=r["task_id"],
+        backend=r["backend"],
+        status=r["status"],
+        shots=r["shots"],
+        submit_time=r["submit_time"],
+        result=r["result"],
+        metadata=r["metadata"],
+    )
+
+
+def per_call_section(workdir: Path, rows: int, calls: int) -> list[Result]:
+    ours = TaskStore(cache_dir=workdir / "ours")
+    TaskStore(cache_dir=workdir / "ref").close()  # same schema for the baseline
+    ref = ReferenceLikeStore(workdir / "ref" / "tasks.sqlite")
+    data = [row(i) for i in range(rows)]
+    ours.save_many(info(r) for r in data)
+    for r in data:
+        ref.save(r)
+    for i in range(0, rows, 2):
+        shard = {
+            "uniqc_task_id": data[i]["task_id"],
+            "shard_index": 0,
+            "platform_task_id": f"p{i}",
+            "backend": "b",
+            "circuit_count": 1,
+            "sub_index_offset": 0,
+            "status": "running",
+            "result": None,
+            "error_message": None,
+            "submit_time": "t",
+        }
+        ours.save_shard(TaskShard(**{k: v for k, v in shard.items()}))
+        ref.save_shard(shard)
+    ours.close()  # a store refreshes planner statistics on close; the reference never does
+    ours = TaskStore(cache_dir=workdir / "ours")
+    normal = TaskStore(cache_dir=workdir / "ours", sqlite_synchronous="NORMAL")
+
+    def pick(n: int) -> Result:
+        return data[(n * 7919) % rows]
+
+    cases: list[tuple[str, Callable[[int], object], Callable[[int], object], float]] = [
+        ("save", lambda n: ours.save(info(pick(n))), lambda n: ref.save(pick(n)), 5),
+        ("get", lambda n: ours.get(pick(n)["task_id"]), lambda n: ref.get(pick(n)["task_id"]), 10),
+        (
+            "list(status, limit=50)",
+            lambda n: ours.list(status="running", limit=50),
+            lambda n: ref.list("running", 50),
+            5,
+        ),
+        (
+            "count(backend)",
+            lambda n: ours.count(backend="originq:WK_1"),
+            lambda n: ref.count("originq:WK_1"),
+            10,
+        ),
+        (
+            "save_shard",
+            lambda n: ours.save_shard(TaskShard(pick(n)["task_id"], 1, f"q{n}", "b")),
+            lambda n: ref.save_shard(
+                {
+                    "uniqc_task_id": pick(n)["task_id"],
+                    "shard_index": 1,
+                    "platform_task_id": f"q{n}",
+                    "backend": "b",
+                    "circuit_count": 1,
+                    "sub_index_offset": 0,
+                    "status": "pending",
+                    "result": None,
+                    "error_message": None,
+                    "submit_time": "t",
+                }
+            ),
+            5,
+        ),
+        (
+            "get_shards",
+            lambda n: ours.get_shards(data[(n * 2) % rows]["task_id"]),
+            lambda n: ref.get_shards(data[(n * 2) % rows]["task_id"]),
+            10,
+        ),
+        (
+            "find_uniqc_id_by_platform_id",
+            lambda n: ours.find_uniqc_id_by_platform_id(f"p{(n * 2) % rows}"),
+            lambda n: ref.find_uniqc_id_by_platform_id(f"p{(n * 2) % rows}"),
+            10,
+        ),
+    ]
+    cases.insert(
+        1,
+        (
+            "save, sqlite_synchronous=NORMAL (survives a process crash, not power loss)",
+            lambda n: normal.save(info(pick(n))),
+            lambda n: ref.save(pick(n)),
+            5,
+        ),
+    )
+    results = []
+    for name, our_fn, ref_fn, target in cases:
+        mine, theirs = per_call_us(our_fn, calls), per_call_us(ref_fn, calls)
+        results.append(_ratio(f"{name} (us/call)", mine, theirs, target))
+    # archive_task: each call archives a different task with one shard
+    victims = [row(rows + i) for i in range(calls * 5)]
+    ours.save_many(info(r) for r in victims)
+    for r in victims:
+        ref.save(r)
+    mine = per_call_us(lambda n: ours.archive_task(victims[n]["task_id"]), calls)
+    theirs = per_call_us(lambda n: ref.archive_task(victims[n]["task_id"]), calls)
+    results.append(_ratio("archive_task (us/call)", mine, theirs, 5))
+    # the floor: plain sqlite3 on one connection
+    TaskStore(url=sqlite_url_for(workdir / "floor.sqlite")).close()
+    floor = RawFloor(workdir / "floor.sqlite")
+    params = [
+        {
+            **r,
+            "update_time": "t",
+            "result_json": json.dumps(r["result"]),
+            "metadata_json": json.dumps(r["metadata"]),
+        }
+        for r in data
+    ]
+    floor.insert_many(params)
+    save_floor = per_call_us(lambda n: floor.save(params[n % rows]), calls)
+    get_floor = per_call_us(lambda n: floor.get(params[(n * 7919) % rows]["task_id"]), calls)
+    results.append(
+        {
+            "name": "floor: raw sqlite3 save / get (us/call)",
+            "ours": f"{results[0]['ours']} / {results[2]['ours']}",
+            "other": f"{save_floor:.1f} / {get_floor:.1f}",
+            "ratio": "",
+            "target": "",
+            "ok": True,
+        }
+    )
+    floor.close()
+    ours.close()
+    normal.close()
+    return results
+
+
+def _ratio(name: str, ours: float, other: float, target: float, *, higher: bool = False) -> Result:
+    """``other / ours`` (how many times faster we are) against ``target``."""
+    ratio = ours / other if higher else other / ours
+    return {
+        "name": name,
+        "ours": round(ours, 1),
+        "other": round(other, 1),
+        "ratio": round(ratio, 2),
+        "target": f">= {target}x",
+        "ok": ratio >= target,
+    }
+
+
+def save_many_section(workdir: Path, rows: int) -> list[Result]:
+    data = [row(i) for i in range(rows)]
+    ours = TaskStore(cache_dir=workdir / "many")
+    start = time.perf_counter()
+    ours.save_many(info(r) for r in data)
+    mine = time.perf_counter() - start
+    ours.close()
+    TaskStore(cache_dir=workdir / "raw").close()
+    floor = RawFloor(workdir / "raw" / "tasks.sqlite")
+    start = time.perf_counter()
+    floor.insert_many(
+        [
+            {
+                **r,
+                "update_time": "t",
+                "result_json": json.dumps(r["result"]),
+                "metadata_json": json.dumps(r["metadata"]),
+            }
+            for r in data
+        ]
+    )
+    raw = time.perf_counter() - start
+    floor.close()
+    ratio = mine / raw
+    return [
+        {
+            "name": f"save_many {rows:,} (s) vs raw executemany",
+            "ours": round(mine, 3),
+            "other": round(raw, 3),
+            "ratio": round(ratio, 2),
+            "target": "<= 2x slower",
+            "ok": ratio <= 2,
+        }
+    ]
+
+
+def build_legacy_file(path: Path, live: int, archived: int) -> None:
+    """A reference file at v4 holding legacy (platform-id) rows."""
+    engine = create_store_engine(sqlite_url_for(path), foreign_keys=False)
+    upgrade(engine, "0004")
+    engine.dispose()
+    conn = sqlite3.connect(path)
+    meta = json.dumps({"circuit": "bell", "note": "x" * 40})
+    conn.executemany(
+        "INSERT INTO tasks VALUES (?, 'originq', 'success', 1000, ?, ?, ?, ?, NULL)",
+        (
+            (
+                f"plat-{i:09d}",
+                "2024-01-01T00:00:00+00:00",
+                "2024-01-02T00:00:00+00:00",
+                '{"counts": {"00": 1}}',
+                meta,
+            )
+            for i in range(live)
+        ),
+    )
+    conn.executemany(
+        "INSERT INTO archived_tasks VALUES (?, 'ibm', 'failed', 10, 't', 't', NULL, '[1]', ?, 'e')",
+        ((f"old-{i:09d}", "2024-02-01T00:00:00+00:00") for i in range(archived)),
+    )
+    conn.commit()
+    conn.close()
+
+
+def migrate_in_child(kind: str, path: Path) -> tuple[float, float]:
+    """Run one migration in a fresh process; return (seconds, peak RSS in MB)."""
+    code = (
+        "import resource, sys, time\n"
+        "from pathlib import Path\n"
+        "from benchmarks.run import _child_migrate\n"
+        f"print(_child_migrate({kind!r}, Path({str(path)!r})))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    seconds, rss = out.stdout.split()
+    return float(seconds), float(rss)
+
+
+def _child_migrate(kind: str, path: Path) -> str:
+    from uniqc_store import migrations
+
+    migrations.script_directory()  # imports done before the clock starts
+    start = time.perf_counter()
+    if kind == "ours":
+        engine = create_store_engine(sqlite_url_for(path), foreign_keys=False)
+        upgrade(engine)
+        engine.dispose()
+    else:
+        rekey_row_by_row(path)
+    seconds = time.perf_counter() - start
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return f"{seconds:.3f} {rss_mb:.1f}"
+
+
+def migration_section(workdir: Path, rows: int, large: int) -> list[Result]:
+    archived = rows // 10
+    for name in ("ours", "ref"):
+        build_legacy_file(workdir / f"v5-{name}.sqlite", rows, archived)
+    ours_s, ours_rss = migrate_in_child("ours", workdir / "v5-ours.sqlite")
+    ref_s, ref_rss = migrate_in_child("ref", workdir / "v5-ref.sqlite")
+    results = [
+        _ratio(f"v5 migration {rows:,} + {archived:,} archived (s)", ours_s, ref_s, 5),
+        {
+            "name": f"v5 peak RSS at {rows:,} rows (MB)",
+            "ours": ours_rss,
+            "other": ref_rss,
+            "ratio": "",
+            "target": "< 80 MB",
+            "ok": ours_rss < 80,
+        },
+    ]
+    if large:
+        build_legacy_file(workdir / "v5-large.sqlite", large, large // 10)
+        large_s, large_rss = migrate_in_child("ours", workdir / "v5-large.sqlite")
+        results.append(
+            {
+                "name": f"v5 at {large:,} rows: s / peak RSS MB (ours only)",
+                "ours": f"{large_s:.1f} / {large_rss}",
+                "other": f"{ours_rss} MB at {rows:,}",
+                "ratio": round(large_rss / ours_rss, 2),
+                "target": "no RSS growth (<= 1.1x)",
+                "ok": large_rss <= ours_rss * 1.1,
+            }
+        )
+    return results
+
+
+def archive_expired_section(workdir: Path, rows: int) -> list[Result]:
+    store = TaskStore(cache_dir=workdir / "expire")
+    old = (datetime.now(timezone.utc) - timedelta(days=10)).isoformat()
+    store.save_many(info(row(i, status="success")) for i in range(rows))
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE tasks SET update_time = ?", (old,))
+    start = time.perf_counter()
+    outcome = store.archive_expired(hours=72)
+    seconds = time.perf_counter() - start
+    store.close()
+    per_10k = seconds / rows * 10_000
+    return [
+        {
+            "name": f"archive_expired over {rows:,} tasks (s; s per 10k)",
+            "ours": f"{seconds:.2f}; {per_10k:.3f}",
+            "other": "",
+            "ratio": "",
+            "target": "one pass, well under 1 s per 10k",
+            "ok": outcome["count"] == rows and per_10k < 0.5,
+        }
+    ]
+
+
+def streaming_section(workdir: Path, small: int, large: int) -> list[Result]:
+    store = TaskStore(cache_dir=workdir / "stream")
+    store.save_many(info(row(i)) for i in range(large))
+    peaks = []
+    for limit in (small, large):
+        tracemalloc.start()
+        seen = sum(1 for i, _ in zip(range(limit), store.iter_tasks(), strict=False))
+        peaks.append(tracemalloc.get_traced_memory()[1] / 1024)
+        tracemalloc.stop()
+        assert seen == limit
+    store.close()
+    return [
+        {
+            "name": f"iter_tasks peak traced KB at {small:,} / {large:,} rows",
+            "ours": f"{peaks[0]:.0f} / {peaks[1]:.0f}",
+            "other": "",
+            "ratio": round(peaks[1] / peaks[0], 2),
+            "target": "flat (<= 1.5x)",
+            "ok": peaks[1] <= peaks[0] * 1.5,
+        }
+    ]
+
+
+def _pg_writer(args: tuple[str, str, int, int]) -> float:
+    kind, url, worker, count = args
+    start = time.perf_counter()
+    if kind == "ours":
+        store = TaskStore(url=url)
+        for i in range(count):
+            store.save(info(row(worker * 1_000_000 + i)))
+        store.close()
+    else:
+        import psycopg
+
+        from benchmarks.baseline import TASK_UPSERT
+
+        sql = TASK_UPSERT.replace("ON CONFLICT(task_id)", "ON CONFLICT (task_id)")
+        sql = sql.replace(":", "%(").replace("%(task_id,", "%(task_id)s,")
+        with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
+            for i in range(count):
+                r = row(worker * 1_000_000 + i)
+                params = {
+                    **r,
+                    "update_time": "t",
+                    "result_json": json.dumps(r["result"]),
+                    "metadata_json": json.dumps(r["metadata"]),
+                }
+                conn.execute(_PG_UPSERT, params)
+                conn.commit()
+    return time.perf_counter() - start
+
+
+_PG_UPSERT = (
+    "INSERT INTO tasks (task_id, backend, status, shots, submit_time, update_time, result_json,"
+    " metadata_json, error_message) VALUES (%(task_id)s, %(backend)s, %(status)s, %(shots)s,"
+    " %(submit_time)s, %(update_time)s, %(result_json)s, %(metadata_json)s, %(error_message)s)"
+    " ON CONFLICT (task_id) DO UPDATE SET backend = excluded.backend, status = excluded.status,"
+    " shots = excluded.shots, update_time = excluded.update_time, result_json ="
+    " excluded.result_json, metadata_json = excluded.metadata_json, error_message ="
+    " excluded.error_message"
+)
+
+
+def postgres_section(url: str, count: int) -> list[Result]:
+    from concurrent.futures import ProcessPoolExecutor
+
+    results = []
+    store = TaskStore(url=url, auto_migrate=True)
+    for writers in (1, 8):
+        rates = {}
+        for kind in ("ours", "raw"):
+            store.clear_all()
+            start = time.perf_counter()
+            with ProcessPoolExecutor(writers) as pool:
+                list(pool.map(_pg_writer, [(kind, url, w, count) for w in range(writers)]))
+            rates[kind] = writers * count / (time.perf_counter() - start)
+        ratio = rates["raw"] / rates["ours"]
+        results.append(
+            {
+                "name": f"PostgreSQL upserts/s, {writers} writer(s)",
+                "ours": round(rates["ours"]),
+                "other": round(rates["raw"]),
+                "ratio": round(ratio, 2),
+                "target": "raw within 1.5x",
+                "ok": ratio <= 1.5,
+            }
+        )
+    store.clear_all()
+    store.close()
+    return results
+
+
+def machine() -> Result:
+    return {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "sqlite": sqlite3.sqlite_version,
+        "sqlalchemy": sqlalchemy.__version__,
+        "when": datetime.now(timezone.utc).isoformat(),
+    }
+
+
+def print_table(results: list[Result]) -> None:
+    header = ("benchmark", "uniqc-store", "reference-like", "ratio", "target", "")
+    rows = [header] + [
+        (
+            r["name"],
+            str(r["ours"]),
+            str(r["other"]),
+            str(r["ratio"]),
+            r["target"],
+            "ok" if r["ok"] else "MISSED",
+        )
+        for r in results
+    ]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    for line in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
+    parser.add_argument("--json", type=Path, default=Path("benchmarks/latest.json"))
+    args = parser.parse_args(argv)
+    q = args.quick
+    results: list[Result] = []
+    with tempfile.TemporaryDirectory(prefix="uniqc-bench-") as tmp:
+        work = Path(tmp)
+        results += per_call_section(work, rows=500 if q else 2000, calls=100 if q else 300)
+        results += save_many_section(work, rows=5_000 if q else 100_000)
+        results += migration_section(
+            work, rows=5_000 if q else 100_000, large=0 if q else 1_000_000
+        )
+        results += archive_expired_section(work, rows=5_000 if q else 100_000)
+        results += streaming_section(
+            work, small=2_000 if q else 10_000, large=10_000 if q else 100_000
+        )
+    pg = os.environ.get("UNIQC_BENCH_POSTGRES_URL") or os.environ.get("UNIQC_TEST_POSTGRES_URL")
+    if pg:
+        results += postgres_section(pg, count=200 if q else 1000)
+    report = {"machine": machine(), "results": results}
+    print(json.dumps(report["machine"]))
+    print_table(results)
+    args.json.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nJSON written to {args.json}")
+    return 0 if all(r["ok"] for r in results) else 1
