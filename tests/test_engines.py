@@ -73,7 +73,10 @@ def test_v5_data_migration_and_its_downgrade(fresh_url: URL) -> None:
         )
         shards = {r.platform_task_id: r for r in conn.execute(select(task_shards)).all()}
         migrated = {r.task_id: r for r in conn.execute(select(tasks)).all()}
-    assert len(shards) == len(migrated) == 2500
+    assert len(shards) == 2501 and len(migrated) == 2500
+    moved = shards["sub-job"]
+    assert moved.uniqc_task_id == shards[rows[0]["task_id"]].uniqc_task_id
+    assert (moved.shard_index, shards[rows[0]["task_id"]].shard_index) == (0, 1)
     for row in rows[:50]:
         shard = shards[row["task_id"]]
         parent = migrated[shard.uniqc_task_id]
