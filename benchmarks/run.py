@@ -305,8 +305,18 @@ def _child_migrate(kind: str, path: Path) -> str:
     else:
         rekey_row_by_row(path)
     seconds = time.perf_counter() - start
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return f"{seconds:.3f} {rss_mb:.1f}"
+    return f"{seconds:.3f} {peak_rss_mb():.1f}"
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS. ``VmHWM`` rather than ``ru_maxrss``, which on Linux
+    keeps the parent's high-water mark across fork and exec."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def migration_section(workdir: Path, rows: int, large: int) -> list[Result]:

@@ -96,3 +96,30 @@ def test_threads_share_one_store(store: TaskStore) -> None:
         thread.join()
     assert errors == []
     assert store.count() == 600
+
+
+@pytest.mark.parametrize("synchronous", ["FULL", "NORMAL"])
+def test_committed_save_survives_a_killed_process(tmp_path: Path, synchronous: str) -> None:
+    """SIGKILL right after save() returns: the row is there (FULL also survives power loss)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    code = (
+        "import os, signal\n"
+        "from uniqc_store import TaskInfo, TaskStore\n"
+        f"store = TaskStore({str(tmp_path)!r}, sqlite_synchronous={synchronous!r})\n"
+        "store.save(TaskInfo(task_id='uqt_durable', backend='b'))\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, env=os.environ)
+    assert result.returncode == -signal.SIGKILL
+    with TaskStore(tmp_path) as store:
+        assert store.get("uqt_durable") is not None
+
+
+def test_unknown_synchronous_level_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="synchronous must be one of"):
+        TaskStore(tmp_path, sqlite_synchronous="OFF")
+    assert not (tmp_path / "tasks.sqlite").exists()

@@ -6,15 +6,15 @@ move (insert-from-select, then delete) is all or nothing.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
-    BindParameter,
     ColumnElement,
     Connection,
+    Delete,
     Insert,
     Select,
     Table,
@@ -27,6 +27,7 @@ from sqlalchemy import (
     select,
 )
 
+from .connections import Transaction
 from .errors import TaskConflictError
 from .models import archived_task_shards, archived_tasks, task_shards, tasks
 from .records import TERMINAL_STATUSES
@@ -35,101 +36,124 @@ from .records import TERMINAL_STATUSES
 CHUNK = 500
 _UTC_SUFFIX = "+00:00"
 
-TASK_COLUMNS = [c.name for c in tasks.columns]
-SHARD_COLUMNS = [c.name for c in task_shards.columns]
+Match = Callable[[Table, str], ColumnElement[bool]]
 
 
-IDS: BindParameter[Any] = bindparam("ids", expanding=True)
+def _one(table: Table, key: str) -> ColumnElement[bool]:
+    return table.c[key] == bindparam("id")
 
 
-def _exists_stmt(table: Table, key: str) -> Select[Any]:
-    return select(literal(1)).select_from(table).where(table.c[key] == bindparam("id")).limit(1)
+def _many(table: Table, key: str) -> ColumnElement[bool]:
+    return table.c[key].in_(bindparam("ids", expanding=True))
 
 
-def _copy_stmt(source: Table, target: Table, key: str, columns: list[str], stamp: bool) -> Insert:
-    """INSERT INTO target SELECT columns [, :archived_at] FROM source WHERE key IN :ids."""
+def _copy(source: Table, target: Table, key: str, stamp: bool, match: Match) -> Insert:
+    """INSERT INTO target SELECT <source columns> [, :archived_at] FROM source WHERE <match>."""
+    columns = [c.name for c in source.columns if c.name != "archived_at"]
     selected: list[ColumnElement[Any]] = [source.c[c] for c in columns]
-    target_columns = list(columns)
     if stamp:
         selected.append(bindparam("archived_at", type_=Text()).label("archived_at"))
-        target_columns.append("archived_at")
-    return insert(target).from_select(
-        target_columns, select(*selected).where(source.c[key].in_(IDS))
-    )
+        columns.append("archived_at")
+    return insert(target).from_select(columns, select(*selected).where(match(source, key)))
 
 
-# Built once: every move runs these with ``ids`` (and ``archived_at``) bound.
-LIVE_EXISTS = _exists_stmt(tasks, "task_id")
-ARCHIVED_EXISTS = _exists_stmt(archived_tasks, "task_id")
-ARCHIVED_SHARDS_EXIST = _exists_stmt(archived_task_shards, "uniqc_task_id")
-ARCHIVE_TASKS = _copy_stmt(tasks, archived_tasks, "task_id", TASK_COLUMNS, True)
-ARCHIVE_SHARDS = _copy_stmt(task_shards, archived_task_shards, "uniqc_task_id", SHARD_COLUMNS, True)
-RESTORE_TASKS = _copy_stmt(archived_tasks, tasks, "task_id", TASK_COLUMNS, False)
-RESTORE_SHARDS = _copy_stmt(
-    archived_task_shards, task_shards, "uniqc_task_id", SHARD_COLUMNS, False
+@dataclass(frozen=True)
+class MoveStatements:
+    """The statements of a move, for one id (``:id``) or a list (``:ids``)."""
+
+    archive_tasks: Insert
+    archive_shards: Insert
+    restore_tasks: Insert
+    restore_shards: Insert
+    delete_live_shards: Delete
+    delete_live: Delete
+    delete_archived_shards: Delete
+    delete_archived: Delete
+
+    @classmethod
+    def matching(cls, match: Match) -> MoveStatements:
+        return cls(
+            archive_tasks=_copy(tasks, archived_tasks, "task_id", True, match),
+            archive_shards=_copy(task_shards, archived_task_shards, "uniqc_task_id", True, match),
+            restore_tasks=_copy(archived_tasks, tasks, "task_id", False, match),
+            restore_shards=_copy(archived_task_shards, task_shards, "uniqc_task_id", False, match),
+            delete_live_shards=delete(task_shards).where(match(task_shards, "uniqc_task_id")),
+            delete_live=delete(tasks).where(match(tasks, "task_id")),
+            delete_archived_shards=delete(archived_task_shards).where(
+                match(archived_task_shards, "uniqc_task_id")
+            ),
+            delete_archived=delete(archived_tasks).where(match(archived_tasks, "task_id")),
+        )
+
+
+# Built once. Single-id moves bind ``id`` (and run straight on the SQLite driver);
+# ``archive_expired`` moves chunks of ids bound as ``ids``.
+ONE = MoveStatements.matching(_one)
+MANY = MoveStatements.matching(_many)
+#: Which of ``:id`` is live, archived, or has archived shards (one round trip).
+WHERE_IS = cast(
+    "Select[Any]",
+    select(
+        select(literal(1)).where(_one(tasks, "task_id")).exists(),
+        select(literal(1)).where(_one(archived_tasks, "task_id")).exists(),
+        select(literal(1)).where(_one(archived_task_shards, "uniqc_task_id")).exists(),
+    ),
 )
-DELETE_LIVE_SHARDS = delete(task_shards).where(task_shards.c.uniqc_task_id.in_(IDS))
-DELETE_LIVE = delete(tasks).where(tasks.c.task_id.in_(IDS))
-DELETE_ARCHIVED_SHARDS = delete(archived_task_shards).where(
-    archived_task_shards.c.uniqc_task_id.in_(IDS)
-)
-DELETE_ARCHIVED = delete(archived_tasks).where(archived_tasks.c.task_id.in_(IDS))
-ARCHIVED_AMONG = select(archived_tasks.c.task_id).where(archived_tasks.c.task_id.in_(IDS))
+ARCHIVED_AMONG = select(archived_tasks.c.task_id).where(_many(archived_tasks, "task_id"))
 
 
-def _exists(conn: Connection, stmt: Select[Any], value: str) -> bool:
-    return conn.execute(stmt, {"id": value}).first() is not None
+def _where_is(tx: Transaction, task_id: str) -> tuple[bool, bool, bool]:
+    live, archived, archived_shards = tx.fetch(WHERE_IS, {"id": task_id})[0]
+    return bool(live), bool(archived), bool(archived_shards)
 
 
-def _archive_ids(conn: Connection, ids: Sequence[str], now: str) -> None:
-    params = {"ids": list(ids), "archived_at": now}
-    conn.execute(ARCHIVE_TASKS, params)
-    conn.execute(ARCHIVE_SHARDS, params)
-    conn.execute(DELETE_LIVE_SHARDS, params)
-    conn.execute(DELETE_LIVE, params)
+def _archive(tx: Transaction, moves: MoveStatements, params: dict[str, Any]) -> None:
+    tx.run(moves.archive_tasks, params)
+    tx.run(moves.archive_shards, params)
+    tx.run(moves.delete_live_shards, params)
+    tx.run(moves.delete_live, params)
 
 
-def archive_one(conn: Connection, task_id: str, now: str) -> bool:
+def archive_one(tx: Transaction, task_id: str, now: str) -> bool:
     """Archive one task and its shards; False if it is not a live task."""
-    if not _exists(conn, LIVE_EXISTS, task_id):
+    live, archived, archived_shards = _where_is(tx, task_id)
+    if not live:
         return False
-    if _exists(conn, ARCHIVED_EXISTS, task_id) or _exists(conn, ARCHIVED_SHARDS_EXIST, task_id):
+    if archived or archived_shards:
         raise TaskConflictError(
             f"task {task_id!r} is already in the archive; delete_archived() or "
             "restore_task() it first (nothing was moved)"
         )
-    _archive_ids(conn, [task_id], now)
+    _archive(tx, ONE, {"id": task_id, "archived_at": now})
     return True
 
 
-def restore_one(conn: Connection, task_id: str) -> bool:
+def restore_one(tx: Transaction, task_id: str) -> bool:
     """Move an archived task and its shards back; False if it is not archived."""
-    if not _exists(conn, ARCHIVED_EXISTS, task_id):
+    live, archived, _ = _where_is(tx, task_id)
+    if not archived:
         return False
-    if _exists(conn, LIVE_EXISTS, task_id):
+    if live:
         raise TaskConflictError(
             f"task {task_id!r} exists as a live task; delete() it or delete_archived() "
             "the archived copy first (nothing was moved)"
         )
-    conn.execute(RESTORE_TASKS, {"ids": [task_id]})
-    conn.execute(RESTORE_SHARDS, {"ids": [task_id]})
-    delete_archived(conn, task_id)
+    tx.run(ONE.restore_tasks, {"id": task_id})
+    tx.run(ONE.restore_shards, {"id": task_id})
+    delete_archived(tx, task_id)
     return True
 
 
-def delete_archived(conn: Connection, task_id: str) -> bool:
+def delete_archived(tx: Transaction, task_id: str) -> bool:
     """Delete an archived task and its archived shards; True if the task existed."""
-    conn.execute(
-        delete(archived_task_shards).where(archived_task_shards.c.uniqc_task_id == task_id)
-    )
-    result = conn.execute(delete(archived_tasks).where(archived_tasks.c.task_id == task_id))
-    return bool(result.rowcount)
+    tx.run(ONE.delete_archived_shards, {"id": task_id})
+    return tx.run(ONE.delete_archived, {"id": task_id}) > 0
 
 
-def delete_everything(conn: Connection) -> None:
+def delete_everything(tx: Transaction) -> None:
     """Empty the four tables (children first); the schema stays."""
     for table in (task_shards, archived_task_shards, tasks, archived_tasks):
-        conn.execute(delete(table))
+        tx.run(delete(table), {})
 
 
 @dataclass
@@ -181,20 +205,20 @@ def cutoff_for(hours: float) -> datetime:
     return datetime.now(timezone.utc) - timedelta(hours=hours)
 
 
-def archive_expired(conn: Connection, hours: float, terminal_only: bool, now: str) -> ExpiryOutcome:
+def archive_expired(tx: Transaction, hours: float, terminal_only: bool, now: str) -> ExpiryOutcome:
     """Archive expired tasks in chunks of set operations; one transaction in all."""
     cutoff = cutoff_for(hours)
     outcome = ExpiryOutcome()
     if terminal_only:
         running = select(tasks.c.task_id).where(tasks.c.status.not_in(TERMINAL_STATUSES))
-        outcome.skipped_running = list(conn.execute(running).scalars())
-    candidates = expired_ids(conn, cutoff, terminal_only)
+        outcome.skipped_running = [row[0] for row in tx.fetch(running, {})]
+    candidates = expired_ids(tx.connection, cutoff, terminal_only)
     for start in range(0, len(candidates), CHUNK):
         chunk = candidates[start : start + CHUNK]
-        taken = set(conn.execute(ARCHIVED_AMONG, {"ids": chunk}).scalars())
+        taken = {row[0] for row in tx.fetch(ARCHIVED_AMONG, {"ids": chunk})}
         movable = [task_id for task_id in chunk if task_id not in taken]
         outcome.skipped_conflicts += [task_id for task_id in chunk if task_id in taken]
         if movable:
-            _archive_ids(conn, movable, now)
+            _archive(tx, MANY, {"ids": movable, "archived_at": now})
             outcome.archived += movable
     return outcome

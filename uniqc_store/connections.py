@@ -28,6 +28,7 @@ from .engine import SQLITE_BEGIN
 
 T = TypeVar("T")
 Statement = Select[Any] | Insert | Delete | Update
+Params = Mapping[str, Any] | list[dict[str, Any]]
 Row = Sequence[Any]
 
 #: SQLSTATEs (PostgreSQL) and error numbers (MySQL) worth a retry.
@@ -48,6 +49,24 @@ def is_transient(exc: DBAPIError) -> bool:
         return True
     args: tuple[object, ...] = getattr(orig, "args", ())
     return bool(args) and args[0] in _RETRY_MYSQL_ERRNOS
+
+
+class Transaction:
+    """A write transaction in progress: what helpers receive (they never commit)."""
+
+    __slots__ = ("_manager", "connection")
+
+    def __init__(self, manager: ConnectionManager, connection: Connection) -> None:
+        self._manager = manager
+        self.connection = connection
+
+    def run(self, stmt: Statement, params: Params) -> int:
+        """Execute a DML statement (a list of parameter sets: executemany); the rowcount."""
+        return self._manager.run(self.connection, stmt, params)
+
+    def fetch(self, stmt: Select[Any], params: Mapping[str, Any]) -> list[Row]:
+        """The rows of a query, seen from inside this transaction."""
+        return self._manager.fetch_in(self.connection, stmt, params)
 
 
 def _never_analysed(raw: sqlite3.Connection, table: str) -> bool:
@@ -76,38 +95,44 @@ class ConnectionManager:
             self._held = self.engine.connect()
         return self._held
 
-    def _driver_sql(self, stmt: Statement) -> tuple[str, dict[str, Any]]:
-        """The statement's SQLite text (named parameters) and its fixed values, compiled once."""
+    def _driver_sql(self, stmt: Statement) -> tuple[str, dict[str, Any]] | None:
+        """The statement's SQLite text (named parameters) and fixed values, compiled once;
+        None for statements the driver cannot take as they are (expanding IN lists)."""
         cached = self._sql.get(id(stmt))
         if cached is None or cached[0] is not stmt:
             compiled = stmt.compile(dialect=_NAMED_SQLITE)
             fixed = {k: v for k, v in compiled.params.items() if v is not None}
             cached = (stmt, compiled.string, fixed)
             self._sql[id(stmt)] = cached
+        if "POSTCOMPILE" in cached[1]:
+            return None
         return cached[1], cached[2]
 
     def fetch(self, stmt: Select[Any], params: Mapping[str, Any] | None = None) -> list[Row]:
         """All rows of a read-only statement, as tuples in the statement's column order."""
         if not self._hold:
             return self._retrying(lambda: self._fetch_pooled(stmt, params))
-        sql, fixed = self._driver_sql(stmt)
+        driver = self._driver_sql(stmt)
+        if driver is None:
+            with self.reading() as conn:
+                return list(conn.execute(stmt, params or {}).all())
+        sql, fixed = driver
         values = {**fixed, **params} if params else fixed
         with self._lock:
             raw = self._connection().connection.dbapi_connection
             assert isinstance(raw, sqlite3.Connection)
             return raw.execute(sql, values).fetchall()
 
-    def run(
-        self, conn: Connection, stmt: Statement, params: Mapping[str, Any] | list[dict[str, Any]]
-    ) -> int:
+    def run(self, conn: Connection, stmt: Statement, params: Params) -> int:
         """Execute a prebuilt DML statement in ``conn``'s transaction; return the rowcount.
 
         On SQLite the compiled text goes straight to the driver (``executemany``
         for a list), which halves the cost of bulk upserts.
         """
-        if not self._hold:
+        driver = self._driver_sql(stmt) if self._hold else None
+        if driver is None:
             return int(conn.execute(stmt, params).rowcount)
-        sql, fixed = self._driver_sql(stmt)
+        sql, fixed = driver
         raw = conn.connection.dbapi_connection
         assert isinstance(raw, sqlite3.Connection)
         try:
@@ -116,6 +141,16 @@ class ConnectionManager:
             return raw.execute(sql, {**fixed, **params}).rowcount
         except sqlite3.Error as exc:
             raise DBAPIError.instance(sql, None, exc, sqlite3.Error) from exc
+
+    def fetch_in(self, conn: Connection, stmt: Select[Any], params: Mapping[str, Any]) -> list[Row]:
+        """Rows of a query run inside ``conn``'s transaction."""
+        driver = self._driver_sql(stmt) if self._hold else None
+        if driver is None:
+            return list(conn.execute(stmt, params).all())
+        sql, fixed = driver
+        raw = conn.connection.dbapi_connection
+        assert isinstance(raw, sqlite3.Connection)
+        return raw.execute(sql, {**fixed, **params}).fetchall()
 
     def _fetch_pooled(self, stmt: Select[Any], params: Mapping[str, Any] | None) -> list[Row]:
         with self.engine.connect() as conn:
@@ -140,7 +175,7 @@ class ConnectionManager:
             finally:
                 conn.rollback()
 
-    def write(self, work: Callable[[Connection], T]) -> T:
+    def write(self, work: Callable[[Transaction], T]) -> T:
         """Run ``work`` in one transaction, committed when it returns."""
         return self._retrying(lambda: self._write_once(work))
 
@@ -158,14 +193,14 @@ class ConnectionManager:
                 time.sleep(0.005 * 2**attempt)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _write_once(self, work: Callable[[Connection], T]) -> T:
+    def _write_once(self, work: Callable[[Transaction], T]) -> T:
         if not self._hold:
             with self.engine.connect() as conn, conn.begin():
-                return work(conn)
+                return work(Transaction(self, conn))
         with self._lock:
             conn = self._connection().execution_options(**{SQLITE_BEGIN: "IMMEDIATE"})
             with conn.begin():
-                return work(conn)
+                return work(Transaction(self, conn))
 
     def close(self) -> None:
         """Give the held connection back (the engine stays usable)."""

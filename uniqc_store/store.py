@@ -17,7 +17,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from . import archive, migrations
 from .codec import TaskDecoder, row_to_shard, shard_to_row, task_to_row
-from .connections import ConnectionManager
+from .connections import ConnectionManager, Transaction
 from .engine import (
     create_store_engine,
     install_sqlite_recipe,
@@ -166,7 +166,7 @@ class TaskStore:
         """
         now = utc_now_iso()
         row = task_to_row(task_info, now)
-        self._write(lambda conn: self._conns.run(conn, self._sql.upsert_task, row))
+        self._write(lambda tx: tx.run(self._sql.upsert_task, row))
         task_info.update_time = now
 
     def save_many(self, infos: Iterable[TaskInfo]) -> int:
@@ -175,7 +175,7 @@ class TaskStore:
         now = utc_now_iso()
         rows = [task_to_row(info, now) for info in items]
         if rows:
-            self._write(lambda conn: self._conns.run(conn, self._sql.upsert_task, rows))
+            self._write(lambda tx: tx.run(self._sql.upsert_task, rows))
         for info in items:
             info.update_time = now
         return len(rows)
@@ -269,8 +269,7 @@ class TaskStore:
 
     def delete(self, task_id: str) -> bool:
         """Delete a task and its shards; True if it existed."""
-        result = self._write(lambda conn: conn.execute(self._sql.delete_task, {"task_id": task_id}))
-        return bool(result.rowcount)
+        return self._write(lambda tx: tx.run(self._sql.delete_task, {"task_id": task_id})) > 0
 
     def clear_completed(self, terminal_statuses: Iterable[str] = TERMINAL_STATUSES) -> int:
         """Delete every task whose status is one of ``terminal_statuses``; return how many."""
@@ -278,7 +277,7 @@ class TaskStore:
         if not statuses:
             return 0
         stmt = tasks.delete().where(tasks.c.status.in_(statuses))
-        return int(self._write(lambda conn: conn.execute(stmt)).rowcount)
+        return self._write(lambda tx: tx.run(stmt, {}))
 
     def clear_all(self) -> None:
         """Remove everything: a SQLite file is deleted (with -wal/-shm) and recreated
@@ -315,7 +314,7 @@ class TaskStore:
 
     def _write_shards(self, rows: builtins.list[dict[str, Any]]) -> None:
         try:
-            self._write(lambda conn: self._conns.run(conn, self._sql.upsert_shard, rows))
+            self._write(lambda tx: tx.run(self._sql.upsert_shard, rows))
         except IntegrityError:
             parents = sorted({row["uniqc_task_id"] for row in rows})
             with self._conns.reading() as conn:
@@ -362,9 +361,7 @@ class TaskStore:
     def delete_shards(self, uniqc_task_id: str) -> int:
         """Delete a task's shards; return how many."""
         stmt = self._sql.delete_shards
-        return int(
-            self._write(lambda conn: conn.execute(stmt, {"task_id": uniqc_task_id})).rowcount
-        )
+        return int(self._write(lambda tx: tx.run(stmt, {"task_id": uniqc_task_id})))
 
     @staticmethod
     def aggregate_status(shards: Iterable[TaskShard]) -> str:
@@ -389,11 +386,11 @@ class TaskStore:
     def archive_task(self, task_id: str) -> bool:
         """Move a task and its shards into the archive; False if there is no such task."""
         now = utc_now_iso()
-        return self._write(lambda conn: archive.archive_one(conn, task_id, now))
+        return self._write(lambda tx: archive.archive_one(tx, task_id, now))
 
     def restore_task(self, task_id: str) -> bool:
         """Move an archived task and its shards back; False if it is not archived."""
-        return self._write(lambda conn: archive.restore_one(conn, task_id))
+        return self._write(lambda tx: archive.restore_one(tx, task_id))
 
     def get_archived(self, task_id: str) -> TaskInfo | None:
         """The archived task with ``task_id`` (``archived_at`` set), or None."""
@@ -434,7 +431,7 @@ class TaskStore:
 
     def delete_archived(self, task_id: str) -> bool:
         """Delete an archived task and its archived shards; True if it existed."""
-        return self._write(lambda conn: archive.delete_archived(conn, task_id))
+        return self._write(lambda tx: archive.delete_archived(tx, task_id))
 
     def archive_expired(self, hours: float = 72, terminal_only: bool = True) -> dict[str, Any]:
         """Archive every task last updated more than ``hours`` ago, in one transaction.
@@ -445,7 +442,7 @@ class TaskStore:
         """
         archive.cutoff_for(hours)  # validates before anything runs
         now = utc_now_iso()
-        outcome = self._write(lambda conn: archive.archive_expired(conn, hours, terminal_only, now))
+        outcome = self._write(lambda tx: archive.archive_expired(tx, hours, terminal_only, now))
         return {
             "archived": outcome.archived,
             "count": len(outcome.archived),
@@ -463,7 +460,7 @@ class TaskStore:
 
     # -- plumbing --------------------------------------------------------
 
-    def _write(self, work: Callable[[Connection], T]) -> T:
+    def _write(self, work: Callable[[Transaction], T]) -> T:
         try:
             return self._conns.write(work)
         except DBAPIError as exc:

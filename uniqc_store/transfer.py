@@ -15,6 +15,7 @@ from typing import IO, Any
 
 from sqlalchemy import Connection, Table, select, tuple_
 
+from .connections import Transaction
 from .models import archived_task_shards, archived_tasks, task_shards, tasks
 from .records import normalize_status
 from .statements import upsert
@@ -100,13 +101,13 @@ def import_jsonl(
     """Upsert every exported row from ``lines`` in one transaction; return counts."""
     statements = {name: upsert(table, store.dialect) for name, table in TABLES.items()}
 
-    def work(conn: Connection) -> dict[str, int]:
+    def work(tx: Transaction) -> dict[str, int]:
         counts = dict.fromkeys(TABLES, 0)
         pending: dict[str, list[dict[str, Any]]] = {name: [] for name in TABLES}
 
         def flush(name: str) -> None:
             if pending[name]:
-                conn.execute(statements[name], pending[name])
+                tx.run(statements[name], pending[name])
                 counts[name] += len(pending[name])
                 if progress is not None:
                     progress(len(pending[name]))
