@@ -197,3 +197,17 @@ def reference_open_and_use(path: Path, task_id: str) -> dict[str, Any]:
     row = dict(conn.execute("SELECT * FROM tasks WHERE task_id = ?", (task_id,)).fetchone())
     conn.close()
     return row
+
+
+def fail_v4_midway(monkeypatch: Any) -> None:
+    """Make revision 0004 fail after its two CREATE TABLEs (at its last index)."""
+    from alembic import op
+
+    real = op.create_index
+
+    def failing(name: str, *args: object, **kwargs: object) -> object:
+        if name == "archived_task_shards_platform_idx":
+            raise RuntimeError("injected failure in v4, after two CREATE TABLEs")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(op, "create_index", failing)

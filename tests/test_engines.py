@@ -96,26 +96,13 @@ def test_v5_data_migration_and_its_downgrade(fresh_url: URL) -> None:
     engine.dispose()
 
 
-def _fail_v4_midway(monkeypatch: pytest.MonkeyPatch) -> None:
-    from alembic import op
-
-    real = op.create_index
-
-    def failing(name: str, *args: object, **kwargs: object) -> object:
-        if name == "archived_task_shards_platform_idx":
-            raise RuntimeError("injected failure in v4")
-        return real(name, *args, **kwargs)
-
-    monkeypatch.setattr(op, "create_index", failing)
-
-
 def test_failed_revision_is_atomic_or_safely_repeatable(
     fresh_url: URL, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     engine = create_store_engine(fresh_url, foreign_keys=False)
     upgrade(engine, "0003")
     with monkeypatch.context() as patch:
-        _fail_v4_midway(patch)
+        ref.fail_v4_midway(patch)
         with pytest.raises(RuntimeError, match="injected"):
             upgrade(engine)
     with engine.connect() as conn:
@@ -180,3 +167,21 @@ def test_payload_over_the_server_limit_is_a_clear_error(store: TaskStore, backen
     with pytest.raises(PayloadTooLargeError, match="max_allowed_packet"):
         store.save(too_big)
     assert store.get("uqt_huge") is None and store.count() == 1
+
+
+BACKEND_ID = {"postgresql": "SELECT pg_backend_pid()", "mysql": "SELECT CONNECTION_ID()"}
+KILL = {"postgresql": "SELECT pg_terminate_backend({})", "mysql": "KILL {}"}
+
+
+def test_a_dropped_pooled_connection_is_retried(store: TaskStore, backend: str) -> None:
+    if backend == "sqlite":
+        pytest.skip("a SQLite store holds its own connection to a file; nothing can drop it")
+    store.save(TaskInfo(task_id="uqt_before", backend="b"))
+    with store.engine.connect() as conn:  # the pool's connection, checked back in after
+        backend_id = conn.execute(text(BACKEND_ID[backend])).scalar_one()
+    killer = create_store_engine(store.url)
+    with killer.connect() as conn:
+        conn.execute(text(KILL[backend].format(int(backend_id))))
+    killer.dispose()
+    store.save(TaskInfo(task_id="uqt_after", backend="b"))  # first try hits the dead connection
+    assert store.get("uqt_after") is not None and store.count() == 2

@@ -142,19 +142,10 @@ def test_failing_data_revision_leaves_previous_revision(tmp_path: Path) -> None:
 def test_failing_ddl_revision_leaves_previous_revision(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from alembic import op
-
     path = tmp_path / "t.sqlite"
     migrate(path, "0003")
     before = dump(path)
-    real_create_index = op.create_index
-
-    def failing_create_index(name: str, *args: object, **kwargs: object) -> object:
-        if name == "archived_task_shards_platform_idx":
-            raise RuntimeError("injected failure after two CREATE TABLEs")
-        return real_create_index(name, *args, **kwargs)
-
-    monkeypatch.setattr(op, "create_index", failing_create_index)
+    ref.fail_v4_midway(monkeypatch)
     with pytest.raises(RuntimeError, match="injected"):
         migrate(path)
     assert dump(path) == before

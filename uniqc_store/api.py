@@ -87,6 +87,11 @@ def _detail(info: TaskInfo) -> dict[str, Any]:
     return {**summary, "result": redact_sensitive(info.result)}
 
 
+def _page(found: list[TaskInfo], total: int, limit: int, offset: int) -> dict[str, Any]:
+    """The reference's listing shape: summaries, the total that matched, the paging."""
+    return {"tasks": [_summary(t) for t in found], "total": total, "limit": limit, "offset": offset}
+
+
 def _not_found(task_id: str, what: str = "Task") -> HTTPException:
     return HTTPException(status_code=404, detail=f"{what} '{task_id}' not found")
 
@@ -141,12 +146,7 @@ def create_app(store: TaskStore | None = None) -> FastAPI:
     ) -> dict[str, Any]:
         """Live tasks, newest first, and how many match in all."""
         found = store.list(status=status, backend=backend, limit=limit, offset=offset)
-        return {
-            "tasks": [_summary(t) for t in found],
-            "total": store.count(status=status, backend=backend),
-            "limit": limit,
-            "offset": offset,
-        }
+        return _page(found, store.count(status=status, backend=backend), limit, offset)
 
     @app.get("/api/tasks/counts")
     def task_counts() -> dict[str, int]:
@@ -226,12 +226,7 @@ def create_app(store: TaskStore | None = None) -> FastAPI:
     ) -> dict[str, Any]:
         """Archived tasks, newest first, and how many match in all."""
         found = store.list_archived(status=status, backend=backend, limit=limit, offset=offset)
-        return {
-            "tasks": [_summary(t) for t in found],
-            "total": store.count_archived(status=status, backend=backend),
-            "limit": limit,
-            "offset": offset,
-        }
+        return _page(found, store.count_archived(status=status, backend=backend), limit, offset)
 
     @app.get("/api/archive/{task_id}")
     def get_archived(task_id: str) -> dict[str, Any]:

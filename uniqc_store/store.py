@@ -1,7 +1,7 @@
 """``TaskStore``: the reference store's API on SQLAlchemy Core.
 
-Every public method owns its transaction; helpers take a Connection and
-never commit. The statements are built once per store (``Statements``).
+Every public method owns its transaction; helpers take a ``Transaction``
+and never commit. The statements are built once (``statements.py``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,13 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from . import archive, migrations
 from .codec import TaskDecoder, row_to_shard, shard_to_row, task_to_row
-from .connections import ConnectionManager, Transaction
+from .connections import (
+    ConnectionManager,
+    Transaction,
+    foreign_keys_off,
+    foreign_keys_on,
+    translate_error,
+)
 from .engine import (
     create_store_engine,
     install_sqlite_recipe,
@@ -29,7 +35,6 @@ from .errors import (
     DatabaseUnavailableError,
     ForeignDatabaseError,
     MissingParentTaskError,
-    PayloadTooLargeError,
     SchemaOutOfDateError,
 )
 from .models import archived_tasks, tasks
@@ -46,9 +51,6 @@ from .records import (
 from .statements import Statements, counting, keyset_page, listing
 
 T = TypeVar("T")
-
-#: MySQL errors meaning "this statement is larger than the server accepts".
-_MYSQL_TOO_LARGE = {1153, 1301, 2006, 2013}
 
 
 class TaskStore:
@@ -464,7 +466,7 @@ class TaskStore:
         try:
             return self._conns.write(work)
         except DBAPIError as exc:
-            translated = _translate(exc, self.dialect)
+            translated = translate_error(exc, self.dialect)
             if translated is exc:
                 raise
             raise translated from exc
@@ -486,33 +488,3 @@ def _non_negative(value: Any, name: str) -> int:
     if value < 0:
         raise ValueError(f"{name} must not be negative")
     return value
-
-
-def _translate(exc: DBAPIError, dialect: str) -> Exception:
-    """Our error for a database error the caller can act on; else the original."""
-    orig = exc.orig
-    args = getattr(orig, "args", ())
-    errno = args[0] if args else None
-    if dialect in ("mysql", "mariadb") and errno in _MYSQL_TOO_LARGE:
-        return PayloadTooLargeError(
-            f"the server refused the statement ({orig}); it is probably larger than its "
-            "max_allowed_packet: store a smaller payload or raise that limit. Nothing was written."
-        )
-    return exc
-
-
-def foreign_keys_off(conn: Connection) -> None:
-    """Turn SQLite foreign keys off on this connection (outside any transaction)."""
-    _pragma_outside_transaction(conn, "PRAGMA foreign_keys = OFF")
-
-
-def foreign_keys_on(conn: Connection) -> None:
-    """Turn SQLite foreign keys back on."""
-    _pragma_outside_transaction(conn, "PRAGMA foreign_keys = ON")
-
-
-def _pragma_outside_transaction(conn: Connection, sql: str) -> None:
-    if conn.dialect.name == "sqlite" and not conn.closed:
-        if conn.in_transaction():
-            conn.rollback()
-        conn.connection.dbapi_connection.execute(sql)  # type: ignore[union-attr]
