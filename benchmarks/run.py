@@ -409,10 +409,6 @@ def _pg_writer(args: tuple[str, str, int, int]) -> float:
     else:
         import psycopg
 
-        from benchmarks.baseline import TASK_UPSERT
-
-        sql = TASK_UPSERT.replace("ON CONFLICT(task_id)", "ON CONFLICT (task_id)")
-        sql = sql.replace(":", "%(").replace("%(task_id,", "%(task_id)s,")
         with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
             for i in range(count):
                 r = row(worker * 1_000_000 + i)

@@ -71,9 +71,9 @@ def test_processes_on_a_server(store: TaskStore, backend: str) -> None:
     if backend == "sqlite":
         pytest.skip("the SQLite case is test_processes_on_one_sqlite_file")
     url = store.url.render_as_string(hide_password=False)
-    run_processes(url, writers=8, count=250, readers=1)
-    assert store.count() == 8 * 250 + 1
-    assert store.count(backend="b0") == store.count(backend="b1") == 1000
+    run_processes(url, writers=8, count=500, readers=1)
+    assert store.count() == 8 * 500 + 1
+    assert store.count(backend="b0") == store.count(backend="b1") == 2000
     assert len(store.get_shards(SHARED)) == 4
 
 

@@ -1,4 +1,4 @@
-"""The legacy dict API (``TaskPersistence``)."""
+"""The legacy dict API (``TaskPersistence``), on every engine."""
 
 from __future__ import annotations
 
@@ -7,9 +7,15 @@ from pathlib import Path
 from uniqc_store import TaskPersistence, TaskStore
 
 
-def test_legacy_dict_api(tmp_path: Path) -> None:
+def test_cache_dir_is_the_reference_layout(tmp_path: Path) -> None:
     p = TaskPersistence(tmp_path)
     assert p.tasks_file == tmp_path / "tasks.sqlite" and p.cache_dir == tmp_path
+    p.save("task-1", "originq", "running")
+    assert TaskStore(tmp_path).get("task-1") is not None
+
+
+def test_legacy_dict_api(store: TaskStore) -> None:
+    p = TaskPersistence(store=store)
     p.save(
         "task-1",
         "originq",
@@ -49,7 +55,5 @@ def test_legacy_dict_api(tmp_path: Path) -> None:
     assert p.delete("task-3") is True and p.delete("task-3") is False
     assert [r["task_id"] for r in p.list_all()] == ["task-4"]
 
-    store = TaskStore(tmp_path)
     info = store.get("task-4")
     assert info is not None and info.backend == "ibm"
-    store.close()
