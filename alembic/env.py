@@ -14,8 +14,9 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy import Connection, Engine
 
-from uniqc_store.engine import SQLITE_BEGIN, create_store_engine, resolve_url
+from uniqc_store.engine import create_store_engine, resolve_url
 from uniqc_store.migrations import (
+    migration_connection,
     migration_lock,
     prepare_database,
     stamp_sqlite_header,
@@ -71,8 +72,8 @@ def run_migrations_online() -> None:
         return
     engine = given if isinstance(given, Engine) else create_store_engine(_url(), foreign_keys=False)
     try:
-        with engine.connect() as conn:
-            run_migrations_on(conn.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"}))
+        with migration_connection(engine) as conn:
+            run_migrations_on(conn)
     finally:
         if engine is not given:
             engine.dispose()

@@ -383,3 +383,15 @@ def test_alembic_check_is_clean(tmp_path: Path) -> None:
         )
         assert result.returncode == 0, result.stderr
     assert "No new upgrade operations detected" in result.stdout + result.stderr
+
+
+def test_migrations_run_with_foreign_keys_off_and_restore_them(tmp_path: Path) -> None:
+    from uniqc_store.migrations import migration_connection
+
+    engine = create_store_engine(sqlite_url(tmp_path / "t.sqlite"))  # a store's engine: keys on
+    with migration_connection(engine) as conn:
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 0
+        conn.rollback()
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    engine.dispose()

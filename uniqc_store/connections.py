@@ -272,20 +272,3 @@ def translate_error(exc: DBAPIError, dialect: str) -> Exception:
             "max_allowed_packet: store a smaller payload or raise that limit. Nothing was written."
         )
     return exc
-
-
-def foreign_keys_off(conn: Connection) -> None:
-    """Turn SQLite foreign keys off on this connection (outside any transaction)."""
-    _pragma_outside_transaction(conn, "PRAGMA foreign_keys = OFF")
-
-
-def foreign_keys_on(conn: Connection) -> None:
-    """Turn SQLite foreign keys back on."""
-    _pragma_outside_transaction(conn, "PRAGMA foreign_keys = ON")
-
-
-def _pragma_outside_transaction(conn: Connection, sql: str) -> None:
-    if conn.dialect.name == "sqlite" and not conn.closed:
-        if conn.in_transaction():
-            conn.rollback()
-        conn.connection.dbapi_connection.execute(sql)  # type: ignore[union-attr]

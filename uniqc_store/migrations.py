@@ -24,7 +24,7 @@ from alembic.script import ScriptDirectory
 from alembic.util import DispatchPriority, PriorityDispatchResult
 from sqlalchemy import URL, Column, Connection, Engine, inspect, text
 
-from .engine import parse_url, redact, sqlite_file_path
+from .engine import SQLITE_BEGIN, parse_url, redact, sqlite_file_path
 from .errors import SchemaTooNewError
 from .records import APPLICATION_ID, CURRENT_SCHEMA_VERSION
 
@@ -205,6 +205,31 @@ def migration_lock(conn: Connection) -> Iterator[None]:
                 fcntl.flock(lock_file, fcntl.LOCK_UN)
 
 
+@contextlib.contextmanager
+def migration_connection(engine: Engine) -> Iterator[Connection]:
+    """A connection to run revisions on.
+
+    On SQLite it takes the write lock up front (``BEGIN IMMEDIATE``, so a
+    revision waits for busy writers instead of failing half-way) and has
+    foreign keys off, so no rebuild or re-key cascades into child rows; the
+    revisions check the keys themselves (``PRAGMA foreign_key_check``).
+    """
+    with engine.connect() as conn:
+        if conn.dialect.name != "sqlite":
+            yield conn
+            return
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        enforced = raw.execute("PRAGMA foreign_keys").fetchone()[0]
+        raw.execute("PRAGMA foreign_keys = OFF")  # a no-op inside a transaction: none is open
+        try:
+            yield conn.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"})
+        finally:
+            if conn.in_transaction():
+                conn.rollback()
+            raw.execute(f"PRAGMA foreign_keys = {int(enforced)}")
+
+
 def upgrade(connectable: Engine | Connection, revision: str = "head") -> None:
     """Upgrade the database to ``revision`` (the newest by default)."""
     _run(connectable, command.upgrade, revision)
@@ -219,7 +244,7 @@ def _run(connectable: Engine | Connection, fn: Any, revision: str) -> None:
     if isinstance(connectable, Connection):
         fn(make_config(connection=connectable), revision)
         return
-    with connectable.connect() as conn:
+    with migration_connection(connectable) as conn:
         fn(make_config(connection=conn), revision)
 
 

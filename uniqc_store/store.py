@@ -20,8 +20,6 @@ from .codec import TaskDecoder, row_to_shard, shard_to_row, task_to_row
 from .connections import (
     ConnectionManager,
     Transaction,
-    foreign_keys_off,
-    foreign_keys_on,
     translate_error,
 )
 from .engine import (
@@ -132,12 +130,7 @@ class TaskStore:
         """Run the migration chain up to ``revision`` on this store's database."""
         with self._conns.lock:
             self._conns.close()
-            with self.engine.connect() as conn:
-                foreign_keys_off(conn)
-                try:
-                    migrations.upgrade(conn, revision)
-                finally:
-                    foreign_keys_on(conn)
+            migrations.upgrade(self.engine, revision)
 
     def schema_version(self) -> int:
         """The schema version the database is at."""
