@@ -13,6 +13,8 @@ legacy id follow it to the new id (the reference's cascade deleted them);
 the synthesised shard then takes the next free index instead of 0.
 Rows already ``uqt_`` are untouched; a NULL ``task_id`` is left as it is.
 Rows are streamed in keyset batches, so memory does not grow with the table.
+On SQLite (with its JSON functions) each batch is three set statements in the
+database; elsewhere Python rewrites each batch and hands it back in bulk.
 In ``--sql`` (offline) mode this revision only writes a comment.
 Schema: none.
 Downgrade: gives every row this revision re-keyed its legacy id back, drops
@@ -279,11 +281,71 @@ def _offline() -> bool:
     return True
 
 
+# --- the same rules as set statements, for SQLite ------------------------------
+SQL_BATCH_SIZE = 20_000
+# 'uqt_' + 32 random hex digits with uuid4's version (4) and variant (8-b) digits
+SQL_NEW_ID = (
+    "'uqt_' || lower(substr(h, 1, 12) || '4' || substr(h, 14, 3)"
+    " || substr('89ab', 1 + abs(random()) % 4, 1) || substr(h, 18, 15))"
+)
+SQL_METADATA = (
+    "json_set(CASE WHEN json_valid(metadata_json) AND json_type(metadata_json) = 'object'"
+    " THEN metadata_json WHEN json_valid(metadata_json)"
+    " THEN json_object('legacy_metadata_raw', json(metadata_json)) ELSE '{}' END,"
+    " '$.legacy_platform_id', task_id)"
+)
+
+
+def _sqlite_has_json(conn: sa.Connection) -> bool:
+    try:
+        conn.exec_driver_sql("SELECT json_valid('{}')")
+    except sa.exc.OperationalError:
+        return False
+    return True
+
+
+def _rekey_in_sqlite(conn: sa.Connection, tasks: str, shards: str, archived: bool) -> None:
+    """Batch by batch: map old ids to new, add the shards, move old shards, rename."""
+    extra = ", archived_at" if archived else ""
+    statements = [
+        f"INSERT INTO {shards} ({', '.join(SHARD_COLUMNS)}{extra})"
+        " SELECT m.new_id, coalesce((SELECT max(s.shard_index) + 1 FROM"
+        f" {shards} s WHERE s.uniqc_task_id = t.task_id), 0), t.task_id, t.backend, 1, 0,"
+        " t.status, t.result_json, t.error_message, t.submit_time, t.update_time"
+        f"{extra.replace(' ', ' t.')} FROM temp.v5_map m JOIN {tasks} t ON t.task_id = m.old_id"
+        " ORDER BY m.new_id",
+        f"UPDATE {shards} SET uniqc_task_id = (SELECT new_id FROM temp.v5_map"
+        f" WHERE old_id = {shards}.uniqc_task_id)"
+        " WHERE uniqc_task_id IN (SELECT old_id FROM temp.v5_map)",
+        f"UPDATE {tasks} SET metadata_json = {SQL_METADATA}, task_id = (SELECT new_id"
+        f" FROM temp.v5_map WHERE old_id = {tasks}.task_id)"
+        " WHERE task_id IN (SELECT old_id FROM temp.v5_map)",
+    ]
+    next_batch = sa.text(
+        f"INSERT INTO temp.v5_map (old_id, new_id) SELECT task_id, {SQL_NEW_ID} FROM"
+        f" (SELECT task_id, hex(randomblob(16)) AS h FROM {tasks}"
+        f" WHERE substr(task_id, 1, 4) != '{PREFIX}' AND task_id > :after"
+        " ORDER BY task_id LIMIT :n)"
+    )
+    conn.exec_driver_sql("CREATE TEMP TABLE v5_map (old_id TEXT PRIMARY KEY, new_id TEXT)")
+    after = ""
+    while conn.execute(next_batch, {"after": after, "n": SQL_BATCH_SIZE}).rowcount:
+        after = conn.exec_driver_sql("SELECT max(old_id) FROM temp.v5_map").scalar_one()
+        for statement in statements:
+            conn.exec_driver_sql(statement)
+        conn.exec_driver_sql("DELETE FROM temp.v5_map")
+    conn.exec_driver_sql("DROP TABLE temp.v5_map")
+
+
 def upgrade() -> None:
     if _offline():
         return
     conn = op.get_bind()
+    in_sqlite = conn.dialect.name == "sqlite" and _sqlite_has_json(conn)
     for task_table, shard_table, archived in PAIRS:
+        if in_sqlite:
+            _rekey_in_sqlite(conn, task_table, shard_table, archived)
+            continue
         tasks = _table(task_table, TASK_COLUMNS, archived)
         shards = _table(shard_table, SHARD_COLUMNS, archived)
         for rows in _batches(conn, tasks, legacy=True):
