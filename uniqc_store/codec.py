@@ -13,6 +13,7 @@ A row written by another tool with broken JSON in ``result_json`` or
 from __future__ import annotations
 
 import json
+import operator
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -95,42 +96,37 @@ def task_to_row(info: TaskInfo, now: str) -> dict[str, Any]:
     }
 
 
+_TASK_FIELDS = (
+    "task_id", "backend", "status", "shots", "submit_time", "update_time",
+    "result_json", "metadata_json", "error_message",
+)  # fmt: skip
+
+
 class TaskDecoder:
-    """Builds TaskInfo records from the positional rows of one task table."""
+    """Builds TaskInfo records from the positional rows of one task table.
+
+    Decoding is most of the cost of ``list()``, so the column positions are
+    worked out once per table.
+    """
 
     def __init__(self, columns: Sequence[str]) -> None:
         at = {name: i for i, name in enumerate(columns)}
-        self._fields = [
-            at[n]
-            for n in (
-                "task_id",
-                "backend",
-                "status",
-                "shots",
-                "submit_time",
-                "update_time",
-                "result_json",
-                "metadata_json",
-            )
-        ]
-        self._error = at.get("error_message")
-        self._archived = at.get("archived_at")
+        self._pick = operator.itemgetter(*(at[name] for name in _TASK_FIELDS))
+        self._archived_at = at.get("archived_at")
 
     def __call__(self, row: Sequence[Any]) -> TaskInfo:
-        task_id, backend, status, shots, submit, update, result, metadata = (
-            row[i] for i in self._fields
-        )
+        task_id, backend, status, shots, submit, update, result, metadata, error = self._pick(row)
         return TaskInfo(
-            task_id=task_id,
-            backend=backend,
-            status=status,
-            shots=int(shots),
-            submit_time=submit,
-            update_time=update,
-            result=decode_json(result, empty=None),
-            metadata=decode_json(metadata, empty={}),
-            error_message=None if self._error is None else row[self._error],
-            archived_at=None if self._archived is None else row[self._archived],
+            task_id,
+            backend,
+            status,
+            decode_json(result, empty=None),
+            int(shots),
+            submit,
+            update,
+            decode_json(metadata, empty={}),
+            error,
+            None if self._archived_at is None else row[self._archived_at],
         )
 
 
