@@ -189,6 +189,7 @@ def test_reference_file_is_adopted(tmp_path: Path, version: int) -> None:
         if version >= 2:
             check_rekeyed(store, archived, archived=True)
     store.close()
+    assert ref.reference_open_and_use(path, "uqt_from_reference")["status"] == "running"
 
 
 def check_rekeyed(store: TaskStore, rows: list[dict[str, object]], *, archived: bool) -> None:
