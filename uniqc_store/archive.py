@@ -26,6 +26,7 @@ from sqlalchemy import (
     literal,
     select,
 )
+from sqlalchemy.exc import IntegrityError
 
 from .connections import Transaction
 from .errors import TaskConflictError
@@ -65,7 +66,6 @@ class MoveStatements:
     archive_shards: Insert
     restore_tasks: Insert
     restore_shards: Insert
-    delete_live_shards: Delete
     delete_live: Delete
     delete_archived_shards: Delete
     delete_archived: Delete
@@ -77,7 +77,6 @@ class MoveStatements:
             archive_shards=_copy(task_shards, archived_task_shards, "uniqc_task_id", True, match),
             restore_tasks=_copy(archived_tasks, tasks, "task_id", False, match),
             restore_shards=_copy(archived_task_shards, task_shards, "uniqc_task_id", False, match),
-            delete_live_shards=delete(task_shards).where(match(task_shards, "uniqc_task_id")),
             delete_live=delete(tasks).where(match(tasks, "task_id")),
             delete_archived_shards=delete(archived_task_shards).where(
                 match(archived_task_shards, "uniqc_task_id")
@@ -90,47 +89,50 @@ class MoveStatements:
 # ``archive_expired`` moves chunks of ids bound as ``ids``.
 ONE = MoveStatements.matching(_one)
 MANY = MoveStatements.matching(_many)
-#: Which of ``:id`` is live, archived, or has archived shards (one round trip).
+#: Whether ``:id`` is live and whether it is archived (one round trip).
 WHERE_IS = cast(
     "Select[Any]",
     select(
         select(literal(1)).where(_one(tasks, "task_id")).exists(),
         select(literal(1)).where(_one(archived_tasks, "task_id")).exists(),
-        select(literal(1)).where(_one(archived_task_shards, "uniqc_task_id")).exists(),
     ),
 )
 ARCHIVED_AMONG = select(archived_tasks.c.task_id).where(_many(archived_tasks, "task_id"))
 
 
-def _where_is(tx: Transaction, task_id: str) -> tuple[bool, bool, bool]:
-    live, archived, archived_shards = tx.fetch(WHERE_IS, {"id": task_id})[0]
-    return bool(live), bool(archived), bool(archived_shards)
+def _where_is(tx: Transaction, task_id: str) -> tuple[bool, bool]:
+    live, archived = tx.fetch(WHERE_IS, {"id": task_id})[0]
+    return bool(live), bool(archived)
 
 
-def _archive(tx: Transaction, moves: MoveStatements, params: dict[str, Any]) -> None:
-    tx.run(moves.archive_tasks, params)
-    tx.run(moves.archive_shards, params)
-    tx.run(moves.delete_live_shards, params)
-    tx.run(moves.delete_live, params)
+def _archive(tx: Transaction, moves: MoveStatements, params: dict[str, Any]) -> int:
+    """Copy tasks and shards into the archive, then delete the tasks (their shards
+    go by the foreign key's cascade, on every engine); how many tasks moved."""
+    moved = tx.run(moves.archive_tasks, params)
+    if moved:
+        tx.run(moves.archive_shards, params)
+        tx.run(moves.delete_live, params)
+    return moved
 
 
 def archive_one(tx: Transaction, task_id: str, now: str) -> bool:
-    """Archive one task and its shards; False if it is not a live task."""
-    live, archived, archived_shards = _where_is(tx, task_id)
-    if not live:
-        return False
-    if archived or archived_shards:
+    """Archive one task and its shards; False if it is not a live task.
+
+    An id already in the archive makes the copy fail on its primary key: the
+    transaction is rolled back and nothing moves.
+    """
+    try:
+        return _archive(tx, ONE, {"id": task_id, "archived_at": now}) > 0
+    except IntegrityError as exc:
         raise TaskConflictError(
             f"task {task_id!r} is already in the archive; delete_archived() or "
             "restore_task() it first (nothing was moved)"
-        )
-    _archive(tx, ONE, {"id": task_id, "archived_at": now})
-    return True
+        ) from exc
 
 
 def restore_one(tx: Transaction, task_id: str) -> bool:
     """Move an archived task and its shards back; False if it is not archived."""
-    live, archived, _ = _where_is(tx, task_id)
+    live, archived = _where_is(tx, task_id)
     if not archived:
         return False
     if live:
