@@ -307,3 +307,21 @@ def test_result_json_is_strict_json(store: TaskStore) -> None:
     with store.engine.connect() as conn:
         raw = conn.execute(text("SELECT result_json FROM tasks")).scalar_one()
     assert json.loads(raw) == {"x": 1.5}
+
+
+def test_reads_hold_no_lock_on_sqlite(tmp_path: Path) -> None:
+    """A read, even one SQLAlchemy must expand (an IN list), leaves no transaction
+    open: another connection can take the write lock at once."""
+    import sqlite3
+
+    from sqlalchemy import bindparam, select
+
+    with TaskStore(tmp_path) as store:
+        store.save(task("uqt_1"))
+        in_list = select(tasks).where(tasks.c.task_id.in_(bindparam("ids", expanding=True)))
+        assert len(store._conns.fetch(in_list, {"ids": ["uqt_1", "uqt_2"]})) == 1
+        assert store.get("uqt_1") is not None and store.count() == 1
+        other = sqlite3.connect(tmp_path / "tasks.sqlite", timeout=0, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("ROLLBACK")
+        other.close()

@@ -147,6 +147,9 @@ class ConnectionManager:
         """All rows of a read-only statement, as tuples in the statement's column order."""
         if not self._hold:
             return self._retrying(lambda: self._fetch_pooled(stmt, params or {}))
+        if self._driver_sql(stmt) is None:  # no BEGIN, and rolled back: see reading()
+            with self.reading() as conn:
+                return list(conn.execute(stmt, params or {}).all())
         with self._lock:
             return self.fetch_in(self._connection(), stmt, params or {})
 
