@@ -95,6 +95,12 @@ class ConnectionManager:
         named = engine.dialect.paramstyle in ("named", "pyformat")
         self._compile_for = _NAMED_SQLITE if self._hold else engine.dialect if named else None
         self._dbapi_error: type[Exception] = engine.dialect.loaded_dbapi.Error
+        # psycopg switches autocommit without a round trip; MySQL drivers would pay two
+        self._autocommit = (
+            engine.execution_options(isolation_level="AUTOCOMMIT")
+            if self.dialect == "postgresql"
+            else None
+        )
 
     def _connection(self) -> Connection:
         if self._held is None or self._held.closed or self._held.invalidated:
@@ -199,6 +205,21 @@ class ConnectionManager:
     def write(self, work: Callable[[Transaction], T]) -> T:
         """Run ``work`` in one transaction, committed when it returns."""
         return self._retrying(lambda: self._write_once(work))
+
+    def write_one(self, stmt: Statement, params: Mapping[str, Any]) -> int:
+        """Run one DML statement as its own transaction; return the rowcount.
+
+        On PostgreSQL a single statement is atomic by itself, so it runs in
+        autocommit: one round trip instead of BEGIN, the statement, COMMIT.
+        """
+        if self._autocommit is None:
+            return self.write(lambda tx: tx.run(stmt, params))
+        autocommit = self._autocommit
+        return self._retrying(lambda: self._run_autocommit(autocommit, stmt, params))
+
+    def _run_autocommit(self, engine: Engine, stmt: Statement, params: Mapping[str, Any]) -> int:
+        with engine.connect() as conn:
+            return self.run(conn, stmt, params)
 
     @staticmethod
     def _retrying(attempt_once: Callable[[], T]) -> T:

@@ -161,7 +161,7 @@ class TaskStore:
         """
         now = utc_now_iso()
         row = task_to_row(task_info, now)
-        self._write(lambda tx: tx.run(self._sql.upsert_task, row))
+        self._write_one(self._sql.upsert_task, row)
         task_info.update_time = now
 
     def save_many(self, infos: Iterable[TaskInfo]) -> int:
@@ -264,7 +264,7 @@ class TaskStore:
 
     def delete(self, task_id: str) -> bool:
         """Delete a task and its shards; True if it existed."""
-        return self._write(lambda tx: tx.run(self._sql.delete_task, {"task_id": task_id})) > 0
+        return self._write_one(self._sql.delete_task, {"task_id": task_id}) > 0
 
     def clear_completed(self, terminal_statuses: Iterable[str] = TERMINAL_STATUSES) -> int:
         """Delete every task whose status is one of ``terminal_statuses``; return how many."""
@@ -272,7 +272,7 @@ class TaskStore:
         if not statuses:
             return 0
         stmt = tasks.delete().where(tasks.c.status.in_(statuses))
-        return self._write(lambda tx: tx.run(stmt, {}))
+        return self._write_one(stmt, {})
 
     def clear_all(self) -> None:
         """Remove everything: a SQLite file is deleted (with -wal/-shm) and recreated
@@ -309,7 +309,10 @@ class TaskStore:
 
     def _write_shards(self, rows: builtins.list[dict[str, Any]]) -> None:
         try:
-            self._write(lambda tx: tx.run(self._sql.upsert_shard, rows))
+            if len(rows) == 1:
+                self._write_one(self._sql.upsert_shard, rows[0])
+            else:
+                self._write(lambda tx: tx.run(self._sql.upsert_shard, rows))
         except IntegrityError:
             parents = sorted({row["uniqc_task_id"] for row in rows})
             with self._conns.reading() as conn:
@@ -355,8 +358,7 @@ class TaskStore:
 
     def delete_shards(self, uniqc_task_id: str) -> int:
         """Delete a task's shards; return how many."""
-        stmt = self._sql.delete_shards
-        return int(self._write(lambda tx: tx.run(stmt, {"task_id": uniqc_task_id})))
+        return self._write_one(self._sql.delete_shards, {"task_id": uniqc_task_id})
 
     @staticmethod
     def aggregate_status(shards: Iterable[TaskShard]) -> str:
@@ -456,8 +458,16 @@ class TaskStore:
     # -- plumbing --------------------------------------------------------
 
     def _write(self, work: Callable[[Transaction], T]) -> T:
+        """Run ``work`` in one transaction, with the store's errors."""
+        return self._translating(lambda: self._conns.write(work))
+
+    def _write_one(self, stmt: Any, params: dict[str, Any]) -> int:
+        """Run one DML statement as its own transaction, with the store's errors."""
+        return self._translating(lambda: self._conns.write_one(stmt, params))
+
+    def _translating(self, call: Callable[[], T]) -> T:
         try:
-            return self._conns.write(work)
+            return call()
         except DBAPIError as exc:
             translated = translate_error(exc, self.dialect)
             if translated is exc:
