@@ -13,7 +13,7 @@ import json
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
-from sqlalchemy import Connection, Table, select, tuple_
+from sqlalchemy import Connection, Table, func, select, tuple_
 
 from .connections import Transaction
 from .models import archived_task_shards, archived_tasks, task_shards, tasks
@@ -32,8 +32,6 @@ Progress = Callable[[int], None]
 
 def count_rows(store: TaskStore) -> int:
     """How many rows an export will write."""
-    from sqlalchemy import func
-
     with store.engine.connect() as conn:
         return sum(
             int(conn.execute(select(func.count()).select_from(t)).scalar_one())
