@@ -79,9 +79,7 @@ def listing(
     stmt = filtered(select(table), table, status, backend).order_by(*newest_first(table, dialect))
     if limit:
         stmt = stmt.limit(bindparam("limit", type_=Integer()))
-    if offset:
-        if not limit and dialect == "sqlite":
-            stmt = stmt.limit(-1)  # SQLite needs a LIMIT before OFFSET
+    if offset:  # an offset alone is fine: SQLAlchemy adds SQLite's "LIMIT -1"
         stmt = stmt.offset(bindparam("offset", type_=Integer()))
     return stmt
 
@@ -118,8 +116,6 @@ class Statements:
     parent_by_platform_backend: Select[Any]
     delete_task: Delete
     delete_shards: Delete
-    delete_archived: Delete
-    delete_archived_shards: Delete
 
     @classmethod
     def for_dialect(cls, dialect: str) -> Statements:
@@ -145,10 +141,4 @@ class Statements:
             parent_by_platform_backend=parent.where(by_backend).limit(1),
             delete_task=delete(tasks).where(tasks.c.task_id == bindparam("task_id")),
             delete_shards=delete(task_shards).where(*by_shard),
-            delete_archived=delete(archived_tasks).where(
-                archived_tasks.c.task_id == bindparam("task_id")
-            ),
-            delete_archived_shards=delete(archived_task_shards).where(
-                archived_task_shards.c.uniqc_task_id == bindparam("task_id")
-            ),
         )

@@ -16,7 +16,7 @@ from sqlalchemy import URL, Connection, Engine, Table, select
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from . import archive, migrations
-from .codec import TaskDecoder, row_to_shard, shard_to_row, task_to_row
+from .codec import TaskDecoder, check_int, row_to_shard, shard_to_row, task_to_row
 from .connections import (
     ConnectionManager,
     Transaction,
@@ -315,12 +315,8 @@ class TaskStore:
                 self._write(lambda tx: tx.run(self._sql.upsert_shard, rows))
         except IntegrityError:
             parents = sorted({row["uniqc_task_id"] for row in rows})
-            with self._conns.reading() as conn:
-                found = set(
-                    conn.execute(select(tasks.c.task_id).where(tasks.c.task_id.in_(parents)))
-                    .scalars()
-                    .all()
-                )
+            known = select(tasks.c.task_id).where(tasks.c.task_id.in_(parents))
+            found = {row[0] for row in self._conns.fetch(known)}
             missing = [p for p in parents if p not in found]
             if not missing:
                 raise
@@ -486,8 +482,7 @@ def _status_or_none(status: str | TaskStatus | None) -> str | None:
 
 
 def _non_negative(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
-    if value < 0:
+    number = check_int(value, name)
+    if number < 0:
         raise ValueError(f"{name} must not be negative")
-    return value
+    return number
