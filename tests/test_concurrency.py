@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -64,6 +65,30 @@ def test_processes_on_one_sqlite_file(tmp_path: Path) -> None:
         assert store.count() == 4 * 500 + 1
         assert store.count(backend="b0") == store.count(backend="b1") == 1000
         assert len(store.get_shards(SHARED)) == 4
+
+
+def open_at(url: str, start: float) -> str:
+    """Wait for ``start``, then open (and so create and upgrade) the store."""
+    while time.time() < start:
+        pass
+    TaskStore(url=url, auto_migrate=True).close()
+    return "opened"
+
+
+@pytest.mark.slow
+def test_processes_create_one_sqlite_file_at_once(tmp_path: Path) -> None:
+    """Switching a new file to WAL bypasses the busy handler; openers must wait, not fail."""
+    openers, rounds = 6, 15
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=openers, mp_context=context) as pool:
+        list(pool.map(str, range(openers)))  # workers up before the first round
+        for n in range(rounds):
+            url = str(URL.create("sqlite+pysqlite", database=str(tmp_path / f"{n}.sqlite")))
+            start = time.time() + 0.2
+            results = list(pool.map(open_at, [url] * openers, [start] * openers, timeout=120))
+            assert results == ["opened"] * openers
+            with TaskStore(url=url) as store:
+                assert store.schema_version() == 5
 
 
 @pytest.mark.slow

@@ -13,6 +13,7 @@ A row written by another tool with broken JSON in ``result_json`` or
 from __future__ import annotations
 
 import json
+import json.scanner
 import operator
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -30,7 +31,11 @@ def encode_json(value: Any, *, field: str, owner: str) -> str:
         raise TypeError(f"{field} of {owner} cannot be stored as JSON: {exc}") from None
 
 
-_loads = json.JSONDecoder().decode
+_decoder = json.JSONDecoder()
+_loads = _decoder.decode
+# The C scanner behind ``decode``, without its two whitespace regexes: it
+# halves the cost of the small documents a listing decodes by the hundred.
+_scan = json.scanner.make_scanner(_decoder)
 
 
 def decode_json(raw: str | None, *, empty: Any) -> Any:
@@ -39,6 +44,12 @@ def decode_json(raw: str | None, *, empty: Any) -> Any:
         return empty
     if raw == "{}":
         return {}
+    try:
+        value, end = _scan(raw, 0)
+        if end == len(raw):
+            return value
+    except (StopIteration, ValueError):
+        pass  # whitespace around the document, or broken: the full decoder decides
     try:
         return _loads(raw)
     except ValueError:

@@ -3,15 +3,17 @@
 A SQLite store keeps one connection for its lifetime, guarded by a lock
 (as the reference serialises calls with a per-instance lock), so a call
 costs a statement, not a connect. Its reads run without ``BEGIN`` (each
-SQLite statement is its own snapshot); its writes run in a SQLAlchemy
-transaction opened with ``BEGIN IMMEDIATE``, which waits on the busy timeout
+SQLite statement is its own snapshot); its writes run in a transaction
+opened with ``BEGIN IMMEDIATE``, which waits on the busy timeout
 instead of failing half-way. A server store checks a pooled connection out
 per call and retries a transaction the server aborted (deadlock,
 serialization failure) or a connection it dropped.
 
-Transactions are SQLAlchemy's; the statements themselves are compiled once
-by SQLAlchemy and handed to the driver's cursor, which costs a fraction of a
-full ``Connection.execute`` per call.
+Statements are compiled once by SQLAlchemy and handed to the driver's
+cursor, which costs a fraction of a full ``Connection.execute`` per call.
+Server transactions are SQLAlchemy's; on the held SQLite connection
+``BEGIN IMMEDIATE`` / ``COMMIT`` go to the driver the same way (SQLAlchemy's
+begin and commit events cost as much as the statement itself there).
 """
 
 from __future__ import annotations
@@ -103,8 +105,9 @@ class ConnectionManager:
         )
 
     def _connection(self) -> Connection:
+        """The held SQLite connection; its transactions are begun by hand (see ``_write_once``)."""
         if self._held is None or self._held.closed or self._held.invalidated:
-            self._held = self.engine.connect()
+            self._held = self.engine.connect().execution_options(**{SQLITE_BEGIN: None})
         return self._held
 
     def _driver_sql(self, stmt: Statement) -> tuple[str, dict[str, Any]] | None:
@@ -196,7 +199,7 @@ class ConnectionManager:
                 yield conn
             return
         with self._lock:
-            conn = self._connection().execution_options(**{SQLITE_BEGIN: None})
+            conn = self._connection()
             try:
                 yield conn
             finally:
@@ -242,9 +245,26 @@ class ConnectionManager:
             with self.engine.connect() as conn, conn.begin():
                 return work(Transaction(self, conn))
         with self._lock:
-            conn = self._connection().execution_options(**{SQLITE_BEGIN: "IMMEDIATE"})
-            with conn.begin():
-                return work(Transaction(self, conn))
+            conn = self._connection()
+            self._execute(conn, "BEGIN IMMEDIATE", {}, fetch=False)
+            try:
+                result = work(Transaction(self, conn))
+                if conn.in_transaction():  # a statement went through SQLAlchemy
+                    conn.commit()
+                else:
+                    self._execute(conn, "COMMIT", {}, fetch=False)
+            except BaseException:
+                self._rollback(conn)
+                raise
+            return result
+
+    def _rollback(self, conn: Connection) -> None:
+        """End a failed held-connection write, whoever began the transaction."""
+        if conn.in_transaction():
+            conn.rollback()
+        raw = conn.connection.dbapi_connection
+        if isinstance(raw, sqlite3.Connection) and raw.in_transaction:
+            raw.rollback()
 
     def close(self) -> None:
         """Give the held connection back (the engine stays usable)."""

@@ -12,6 +12,7 @@ import os
 import re
 import sqlite3
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -202,6 +203,25 @@ def _create_sqlite_engine(
     return engine
 
 
+def _switch_to_wal(cursor: sqlite3.Cursor) -> None:
+    """``PRAGMA journal_mode = WAL``, waiting out other connections doing the same.
+
+    The switch takes an exclusive lock without going through the busy
+    handler, so processes opening a new file at once would otherwise fail
+    with "database is locked"; they retry until the busy timeout instead.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            busy = getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY
+            if not busy or time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
+
+
 def install_sqlite_recipe(
     engine: Engine, *, foreign_keys: bool = True, wal: bool = True, synchronous: str = "FULL"
 ) -> None:
@@ -221,7 +241,7 @@ def install_sqlite_recipe(
             cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             cursor.execute(f"PRAGMA foreign_keys = {'ON' if foreign_keys else 'OFF'}")
             if wal:
-                cursor.execute("PRAGMA journal_mode = WAL")
+                _switch_to_wal(cursor)
             cursor.execute(f"PRAGMA synchronous = {synchronous}")
         finally:
             cursor.close()
