@@ -35,7 +35,7 @@ _decoder = json.JSONDecoder()
 _loads = _decoder.decode
 # The C scanner behind ``decode``, without its two whitespace regexes: it
 # halves the cost of the small documents a listing decodes by the hundred.
-_scan = json.scanner.make_scanner(_decoder)
+_scan = json.scanner.make_scanner(_decoder)  # type: ignore[arg-type]  # typeshed expects a scanner
 
 
 def decode_json(raw: str | None, *, empty: Any) -> Any:

@@ -32,6 +32,7 @@ URL_ENV_VAR = "UNIQC_STORE_URL"
 SQLITE_BEGIN = "uniqc_sqlite_begin"
 BUSY_TIMEOUT_MS = 30_000
 
+_SQLITE_BUSY = 5  # the result code (typeshed lacks sqlite3.SQLITE_BUSY)
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
@@ -216,7 +217,7 @@ def _switch_to_wal(cursor: sqlite3.Cursor) -> None:
             cursor.execute("PRAGMA journal_mode = WAL")
             return
         except sqlite3.OperationalError as exc:
-            busy = getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY
+            busy = getattr(exc, "sqlite_errorcode", None) == _SQLITE_BUSY
             if not busy or time.monotonic() > deadline:
                 raise
             time.sleep(0.005)
