@@ -10,6 +10,7 @@ floor nobody can beat by much.
 
 from __future__ import annotations
 
+import builtins
 import json
 import sqlite3
 import threading
@@ -117,7 +118,7 @@ class ReferenceLikeStore:
         with self._tx() as conn:
             conn.execute(SHARD_UPSERT, params)
 
-    def get_shards(self, task_id: str) -> list[dict[str, Any]]:
+    def get_shards(self, task_id: str) -> builtins.list[dict[str, Any]]:
         sql = "SELECT * FROM task_shards WHERE uniqc_task_id = ? ORDER BY shard_index ASC"
         with self._tx() as conn:
             return [dict(r) for r in conn.execute(sql, (task_id,)).fetchall()]

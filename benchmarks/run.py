@@ -74,6 +74,24 @@ def info(r: Result) -> TaskInfo:
     )
 
 
+def add_shard(ours: TaskStore, ref: ReferenceLikeStore, task_id: str, platform_id: str) -> None:
+    """The same shard (index 0) on both sides."""
+    shard: dict[str, Any] = {
+        "uniqc_task_id": task_id,
+        "shard_index": 0,
+        "platform_task_id": platform_id,
+        "backend": "b",
+        "circuit_count": 1,
+        "sub_index_offset": 0,
+        "status": "running",
+        "result": None,
+        "error_message": None,
+        "submit_time": "t",
+    }
+    ours.save_shard(TaskShard(**shard))
+    ref.save_shard(shard)
+
+
 def per_call_section(workdir: Path, rows: int, calls: int) -> list[Result]:
     ours = TaskStore(cache_dir=workdir / "ours")
     TaskStore(cache_dir=workdir / "ref").close()  # same schema for the baseline
@@ -83,20 +101,7 @@ def per_call_section(workdir: Path, rows: int, calls: int) -> list[Result]:
     for r in data:
         ref.save(r)
     for i in range(0, rows, 2):
-        shard = {
-            "uniqc_task_id": data[i]["task_id"],
-            "shard_index": 0,
-            "platform_task_id": f"p{i}",
-            "backend": "b",
-            "circuit_count": 1,
-            "sub_index_offset": 0,
-            "status": "running",
-            "result": None,
-            "error_message": None,
-            "submit_time": "t",
-        }
-        ours.save_shard(TaskShard(**{k: v for k, v in shard.items()}))
-        ref.save_shard(shard)
+        add_shard(ours, ref, data[i]["task_id"], f"p{i}")
     ours.close()  # a store refreshes planner statistics on close; the reference never does
     ours = TaskStore(cache_dir=workdir / "ours")
     normal = TaskStore(cache_dir=workdir / "ours", sqlite_synchronous="NORMAL")
@@ -169,6 +174,7 @@ def per_call_section(workdir: Path, rows: int, calls: int) -> list[Result]:
     ours.save_many(info(r) for r in victims)
     for r in victims:
         ref.save(r)
+        add_shard(ours, ref, r["task_id"], f"v{r['task_id']}")
     mine = per_call_us(lambda n: ours.archive_task(victims[n]["task_id"]), calls)
     theirs = per_call_us(lambda n: ref.archive_task(victims[n]["task_id"]), calls)
     results.append(_ratio("archive_task (us/call)", mine, theirs, 5))

@@ -14,6 +14,7 @@ from uniqc_store import (
     generate_uniqc_task_id,
     is_uniqc_task_id,
 )
+from uniqc_store.codec import decode_json
 from uniqc_store.records import normalize_status
 
 
@@ -66,3 +67,23 @@ def test_status_normalisation() -> None:
 def test_aggregate_status(statuses: list[str], expected: str) -> None:
     shards = [TaskShard("uqt_x", i, f"p{i}", "b", status=s) for i, s in enumerate(statuses)]
     assert TaskStore.aggregate_status(shards) == expected
+
+
+@pytest.mark.parametrize(
+    ("stored", "expected"),
+    [
+        ('{"a": [1, {"b": null}]}', {"a": [1, {"b": None}]}),
+        ('\n  {"a": 1}\n', {"a": 1}),  # pretty-printed by another tool
+        ("[1, 2]", [1, 2]),
+        ('"text"', "text"),
+        ("{}", {}),
+        ('{"a": 1} x', {"_invalid_json": '{"a": 1} x'}),
+        ("{} {}", {"_invalid_json": "{} {}"}),
+        ('{"a": 1', {"_invalid_json": '{"a": 1'}),
+        ("\ufeff{}", {"_invalid_json": "\ufeff{}"}),
+        ("", "empty"),
+        (None, "empty"),
+    ],
+)
+def test_stored_json_decoding(stored: str | None, expected: object) -> None:
+    assert decode_json(stored, "empty") == expected

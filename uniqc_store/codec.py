@@ -38,12 +38,10 @@ _loads = _decoder.decode
 _scan = json.scanner.make_scanner(_decoder)  # type: ignore[arg-type]  # typeshed expects a scanner
 
 
-def decode_json(raw: str | None, *, empty: Any) -> Any:
+def decode_json(raw: str | None, empty: Any) -> Any:
     """Parse a stored JSON column; broken text reads as ``{"_invalid_json": raw}``."""
     if not raw:
         return empty
-    if raw == "{}":
-        return {}
     try:
         value, end = _scan(raw, 0)
         if end == len(raw):
@@ -131,11 +129,11 @@ class TaskDecoder:
             task_id,
             backend,
             status,
-            decode_json(result, empty=None),
+            decode_json(result, None),
             int(shots),
             submit,
             update,
-            decode_json(metadata, empty={}),
+            decode_json(metadata, {}),
             error,
             None if self._archived_at is None else row[self._archived_at],
         )
@@ -175,7 +173,7 @@ def row_to_shard(row: Sequence[Any]) -> TaskShard:
         circuit_count=int(row[4]),
         sub_index_offset=int(row[5]),
         status=row[6],
-        result=decode_json(row[7], empty=None),
+        result=decode_json(row[7], None),
         error_message=row[8],
         submit_time=row[9],
         update_time=row[10],
