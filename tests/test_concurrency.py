@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import multiprocessing
+import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -148,3 +150,71 @@ def test_unknown_synchronous_level_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="synchronous must be one of"):
         TaskStore(tmp_path, sqlite_synchronous="OFF")
     assert not (tmp_path / "tasks.sqlite").exists()
+
+
+fork_only = pytest.mark.skipif(
+    "fork" not in multiprocessing.get_all_start_methods(), reason="needs os.fork()"
+)
+
+
+def save_and_read(store: TaskStore, prefix: str, count: int) -> int:
+    """Save ``count`` tasks through ``store`` and read each back; return how many matched."""
+    seen = 0
+    for i in range(count):
+        store.save(TaskInfo(task_id=f"uqt_{prefix}{i:04d}", backend=prefix, shots=i))
+        got = store.get(f"uqt_{prefix}{i:04d}")
+        seen += got is not None and got.shots == i
+    return seen
+
+
+def _forked(target: Callable[[], bool]) -> multiprocessing.Process:
+    """Run ``target`` in a forked child; its exit code is 0 when ``target`` returns true."""
+    context = multiprocessing.get_context("fork")
+    child = context.Process(target=lambda: sys.exit(0 if target() else 1))
+    child.start()
+    return child
+
+
+def _joined(child: multiprocessing.Process, timeout: float) -> int | None:
+    """The child's exit code; a child still running after ``timeout`` is killed (None)."""
+    child.join(timeout)
+    if child.is_alive():
+        child.kill()
+        child.join()
+        return None
+    return child.exitcode
+
+
+@fork_only
+def test_a_store_opened_before_fork_serves_children_and_parent(store: TaskStore) -> None:
+    """Forked children must not talk through the parent's connections (pooled or held)."""
+    store.save(TaskInfo(task_id="uqt_before", backend="x"))
+    children = [
+        _forked(lambda name=name: save_and_read(store, name, 300) == 300) for name in ("one", "two")
+    ]
+    assert [_joined(child, 120) for child in children] == [0, 0]
+    assert store.count(backend="one") == store.count(backend="two") == 300
+    assert save_and_read(store, "parent", 50) == 50
+    assert store.get("uqt_before") is not None
+
+
+@fork_only
+def test_sqlite_writes_from_a_forked_child_survive_the_parent_closing(tmp_path: Path) -> None:
+    """A connection carried across fork lacks the parent's locks: when the parent
+    closed the file, SQLite deleted the WAL under the child and its commit vanished."""
+    store = TaskStore(cache_dir=tmp_path)
+    store.save(TaskInfo(task_id="uqt_parent", backend="x"))
+    context = multiprocessing.get_context("fork")
+    parent_closed = context.Event()
+
+    def child_work() -> int:
+        parent_closed.wait(30)
+        store.save(TaskInfo(task_id="uqt_child", backend="x"))
+        return store.count()
+
+    child = _forked(lambda: child_work() == 2)
+    store.close()
+    parent_closed.set()
+    assert _joined(child, 60) == 0
+    with TaskStore(cache_dir=tmp_path) as reopened:
+        assert {t.task_id for t in reopened.list()} == {"uqt_parent", "uqt_child"}

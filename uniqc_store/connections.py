@@ -19,18 +19,20 @@ begin and commit events cost as much as the statement itself there).
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
+from weakref import WeakSet
 
 from sqlalchemy import Connection, Delete, Engine, Insert, Select, Update
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from .engine import SQLITE_BEGIN
+from .engine import SQLITE_BEGIN, sqlite_file_path
 from .errors import PayloadTooLargeError
 
 T = TypeVar("T")
@@ -44,6 +46,20 @@ _RETRY_MYSQL_ERRNOS = {1205, 1213}
 MAX_ATTEMPTS = 8
 
 _NAMED_SQLITE = sqlite_dialect.dialect(paramstyle="named")
+
+#: Every live manager, so a forked child can make each one start afresh.
+_MANAGERS: WeakSet[ConnectionManager] = WeakSet()
+#: Connections a forked child inherited: kept referenced so they are never closed there.
+_INHERITED: list[Connection] = []
+
+
+def _after_fork_in_child() -> None:
+    for manager in list(_MANAGERS):
+        manager.forget_parent_connections()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which cannot fork
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def is_transient(exc: DBAPIError) -> bool:
@@ -103,6 +119,26 @@ class ConnectionManager:
             if self.dialect == "postgresql"
             else None
         )
+        _MANAGERS.add(self)
+
+    def forget_parent_connections(self) -> None:
+        """In a forked child: never touch the parent's connections again.
+
+        A SQLite connection carried across ``fork()`` does not hold the
+        parent's file locks, so writes through it can be lost when the parent
+        closes the database (SQLite forbids it); a pooled server connection
+        would share the parent's socket. The child leaves them alone (not even
+        closing them) and opens its own on the next call. The lock is new too:
+        the thread holding the parent's does not exist here. An in-memory
+        SQLite database is the child's own copy, so it keeps that connection.
+        """
+        self._lock = threading.RLock()
+        if sqlite_file_path(self.engine.url) is None and self.dialect == "sqlite":
+            return
+        if self._held is not None:
+            _INHERITED.append(self._held)
+            self._held = None
+        self.engine.dispose(close=False)
 
     def _connection(self) -> Connection:
         """The held SQLite connection; its transactions are begun by hand (see ``_write_once``)."""
