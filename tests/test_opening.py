@@ -137,3 +137,10 @@ def test_sqlite_file_behind_head_is_upgraded_on_open(tmp_path: Path) -> None:
         downgrade(engine, "0004")
         engine.dispose()
         TaskStore(tmp_path, auto_migrate=False)
+
+
+def test_a_directory_where_the_file_should_be_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "tasks.sqlite").mkdir()
+    with pytest.raises(DatabaseUnavailableError, match=r"tasks\.sqlite: Is a directory"):
+        TaskStore(tmp_path)
+    assert list((tmp_path / "tasks.sqlite").iterdir()) == []

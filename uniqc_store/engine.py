@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import StaticPool
 
-from .errors import ForeignDatabaseError
+from .errors import DatabaseUnavailableError, ForeignDatabaseError
 from .records import APPLICATION_ID, DB_FILENAME, DEFAULT_CACHE_DIR
 
 URL_ENV_VAR = "UNIQC_STORE_URL"
@@ -131,6 +131,11 @@ def read_sqlite_header(path: Path) -> SQLiteHeader | None:
             header = fh.read(100)
     except FileNotFoundError:
         return None
+    except OSError as exc:  # a directory, no permission, ...
+        raise DatabaseUnavailableError(
+            f"cannot read the task database file {path}: {exc.strerror or exc}. "
+            "Point the store at a readable file (cache_dir=, url= or UNIQC_STORE_URL)."
+        ) from None
     if not header:
         return None
     if len(header) < 100 or not header.startswith(_SQLITE_MAGIC):
