@@ -133,7 +133,7 @@ class ConnectionManager:
         SQLite database is the child's own copy, so it keeps that connection.
         """
         self._lock = threading.RLock()
-        if sqlite_file_path(self.engine.url) is None and self.dialect == "sqlite":
+        if self.dialect == "sqlite" and sqlite_file_path(self.engine.url) is None:
             return
         if self._held is not None:
             _INHERITED.append(self._held)
