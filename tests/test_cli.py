@@ -144,14 +144,25 @@ def test_export_import_round_trip_between_engines(store: TaskStore, tmp_path: Pa
     target.close()
 
 
-def test_bad_import_writes_nothing(store: TaskStore, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("second_line", "error"),
+    [
+        ('{"table": "tasks", "row": {"task_id": 1}}', "line 2: tasks rows need the columns"),
+        ('{"table": "tasks", "row": {"task_id"', "line 2: not JSON (Expecting ':' delimiter at"),
+        ('{"kind": "tasks"}', 'line 2: not an export record (expected {"table": ...'),
+        ('{"table": "jobs", "row": {}}', "line 2: unknown table 'jobs'"),
+    ],
+)
+def test_bad_import_writes_nothing(
+    store: TaskStore, tmp_path: Path, second_line: str, error: str
+) -> None:
     bad = tmp_path / "bad.jsonl"
     row = {"task_id": "uqt_1", "backend": "b", "status": "success", "shots": 1}
     row |= {"submit_time": "t", "update_time": "t", "result_json": None}
     good_row = {"table": "tasks", "row": {**row, "metadata_json": "{}", "error_message": None}}
-    bad.write_text(json.dumps(good_row) + "\n" + '{"table": "tasks", "row": {"task_id": 1}}\n')
+    bad.write_text(json.dumps(good_row) + "\n" + second_line + "\n")
     code, out = run("import", str(bad), "--url", plain(store.url))
-    assert code == 1 and out.startswith("error: line 2: tasks rows need the columns")
+    assert code == 1 and out.startswith(f"error: {error}")
     assert store.count() == 0
 
 

@@ -74,9 +74,16 @@ def export_jsonl(
 def _parse(line_number: int, line: str) -> tuple[str, dict[str, Any]]:
     try:
         item = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ValueError(
+            f"line {line_number}: not JSON ({exc.msg} at column {exc.pos + 1})"
+        ) from None
+    try:
         name, row = item["table"], item["row"]
-    except (ValueError, KeyError, TypeError):
-        raise ValueError(f"line {line_number}: not an export record") from None
+    except (KeyError, TypeError):
+        raise ValueError(
+            f'line {line_number}: not an export record (expected {{"table": ..., "row": {{...}}}})'
+        ) from None
     table = TABLES.get(name) if isinstance(name, str) else None
     if table is None or not isinstance(row, dict):
         raise ValueError(f"line {line_number}: unknown table {name!r}")
