@@ -325,3 +325,50 @@ def test_reads_hold_no_lock_on_sqlite(tmp_path: Path) -> None:
         other.execute("BEGIN IMMEDIATE")
         other.execute("ROLLBACK")
         other.close()
+
+
+def test_failed_sqlite_writes_leave_no_transaction_open(tmp_path: Path) -> None:
+    """A write that fails half-way, or cannot get the write lock, ends its
+    transaction: nothing of it is kept and the next writer gets the lock at once."""
+    import sqlite3
+
+    from sqlalchemy import delete
+    from sqlalchemy.exc import OperationalError
+
+    from uniqc_store.connections import Transaction
+
+    def lock_is_free() -> bool:
+        other = sqlite3.connect(tmp_path / "tasks.sqlite", timeout=0, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            other.execute("ROLLBACK")
+            return True
+        except sqlite3.OperationalError:
+            return False
+        finally:
+            other.close()
+
+    def half_then_fail(tx: Transaction) -> None:
+        tx.run(delete(tasks).where(tasks.c.task_id == "uqt_1"), {})
+        raise RuntimeError("the caller's work failed")
+
+    with TaskStore(tmp_path) as store:
+        store.save(task("uqt_1"))
+        with pytest.raises(RuntimeError, match="work failed"):
+            store._conns.write(half_then_fail)
+        assert lock_is_free()
+        assert store.get("uqt_1") is not None
+
+        holder = sqlite3.connect(tmp_path / "tasks.sqlite", isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        with store._conns.lock:  # a short busy timeout instead of the 30 s default
+            raw = store._conns._connection().connection.driver_connection
+            assert isinstance(raw, sqlite3.Connection)
+            raw.execute("PRAGMA busy_timeout = 50")
+        with pytest.raises(OperationalError, match="locked"):
+            store.save(task("uqt_2"))
+        holder.execute("ROLLBACK")
+        holder.close()
+        assert lock_is_free()
+        store.save(task("uqt_2"))
+        assert store.count() == 2
