@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from uniqc_store import (
     TERMINAL_STATUSES,
@@ -87,3 +91,25 @@ def test_aggregate_status(statuses: list[str], expected: str) -> None:
 )
 def test_stored_json_decoding(stored: str | None, expected: object) -> None:
     assert decode_json(stored, "empty") == expected
+
+
+def _reference_decode(text: str) -> object:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return {"_invalid_json": text}
+
+
+@given(
+    st.text(alphabet=' \t\n{}[]":,0123456789.-+eEtruefalsnNIfinity\\ab\u00e9', max_size=30)
+    | st.recursive(
+        st.none() | st.booleans() | st.floats(allow_nan=False) | st.text(max_size=5),
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner),
+        max_leaves=5,
+    ).map(lambda value: json.dumps(value, indent=1))
+)
+def test_stored_json_decodes_like_json_loads(text: str) -> None:
+    """The scanner fast path never disagrees with the full decoder."""
+    expected = _reference_decode(text) if text else "empty"
+    got = decode_json(text, "empty")
+    assert repr(got) == repr(expected)  # repr: NaN is not equal to itself
