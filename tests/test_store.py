@@ -372,3 +372,67 @@ def test_failed_sqlite_writes_leave_no_transaction_open(tmp_path: Path) -> None:
         assert lock_is_free()
         store.save(task("uqt_2"))
         assert store.count() == 2
+
+
+def _listing_plan(path: Path) -> str:
+    import sqlite3
+
+    conn = sqlite3.connect(path)
+    try:
+        plan = conn.execute(
+            "EXPLAIN QUERY PLAN SELECT * FROM tasks WHERE status = 'running'"
+            " ORDER BY submit_time DESC, rowid DESC LIMIT 50"
+        ).fetchall()
+    finally:
+        conn.close()
+    return " | ".join(str(step[-1]) for step in plan)
+
+
+def test_a_growing_sqlite_store_keeps_planner_statistics(tmp_path: Path) -> None:
+    """Without statistics SQLite lists by sorting every match; a long-lived store
+    makes them as it grows instead of waiting for close."""
+    with TaskStore(tmp_path) as store:
+        store.save_many(
+            task(f"uqt_{i:05d}", status="running" if i % 5 else "success") for i in range(300)
+        )
+        assert "TEMP B-TREE" in _listing_plan(tmp_path / "tasks.sqlite")  # too small to bother yet
+        store.save_many(task(f"uqt_{i:05d}b", status="running") for i in range(800))
+        assert _listing_plan(tmp_path / "tasks.sqlite") == (
+            "SCAN tasks USING INDEX tasks_submit_time_idx"
+        )
+        assert len(store.list(status="running", limit=50)) == 50
+
+
+def _has_statistics(path: Path) -> bool:
+    import sqlite3
+
+    conn = sqlite3.connect(path)
+    try:
+        query = "SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'"
+        if conn.execute(query).fetchone() is None:
+            return False
+        return conn.execute("SELECT 1 FROM sqlite_stat1 WHERE tbl = 'tasks'").fetchone() is not None
+    finally:
+        conn.close()
+
+
+def test_opening_a_file_without_statistics_makes_them_unless_locked(tmp_path: Path) -> None:
+    import sqlite3
+
+    from tests.reference_db import build_reference_file, insert_rows, legacy_rows
+
+    path = tmp_path / "tasks.sqlite"
+    build_reference_file(path, 5)  # the reference never runs ANALYZE
+    insert_rows(path, "tasks", legacy_rows(50, prefix="uqt_"))
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # statistics wait for nobody
+    started = time.monotonic()
+    with TaskStore(tmp_path) as store:
+        assert store.count() == 50
+        assert time.monotonic() - started < 10  # not the 30 s busy timeout
+    holder.execute("ROLLBACK")
+    holder.close()
+    assert not _has_statistics(path)
+    with TaskStore(tmp_path) as store:
+        assert _has_statistics(path)
+        assert store.count() == 50

@@ -32,7 +32,7 @@ from sqlalchemy import Connection, Delete, Engine, Insert, Select, Update
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from .engine import SQLITE_BEGIN, sqlite_file_path
+from .engine import BUSY_TIMEOUT_MS, SQLITE_BEGIN, sqlite_file_path
 from .errors import PayloadTooLargeError
 
 T = TypeVar("T")
@@ -44,6 +44,9 @@ Row = Sequence[Any]
 _RETRY_SQLSTATES = {"40001", "40P01"}
 _RETRY_MYSQL_ERRNOS = {1205, 1213}
 MAX_ATTEMPTS = 8
+#: Rows a SQLite store writes before it first refreshes planner statistics; each
+#: refresh doubles the next threshold, so the cost per write stays constant.
+FIRST_STATISTICS_AT = 1000
 
 _NAMED_SQLITE = sqlite_dialect.dialect(paramstyle="named")
 
@@ -90,6 +93,28 @@ class Transaction:
         return self._manager.fetch_in(self.connection, stmt, params)
 
 
+def _refresh_statistics(raw: sqlite3.Connection, *, optimize: bool) -> None:
+    """Give SQLite's planner statistics, best effort and without waiting for a lock.
+
+    With statistics ``list(status=, limit=)`` walks the submit_time index and
+    stops early instead of sorting every match (the reference never makes
+    any). A table never analysed while holding rows gets a bounded
+    ``ANALYZE``; after that, with ``optimize``, ``PRAGMA optimize`` refreshes
+    what SQLite judges stale. Neither touches the schema or ``user_version``;
+    when another connection holds the write lock this is simply skipped.
+    """
+    with contextlib.suppress(sqlite3.Error):  # statistics never fail or block a call
+        raw.execute("PRAGMA busy_timeout = 0")
+        try:
+            raw.execute("PRAGMA analysis_limit = 1000")
+            if _never_analysed(raw, "tasks"):
+                raw.execute("ANALYZE")
+            elif optimize:
+                raw.execute("PRAGMA optimize")
+        finally:
+            raw.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+
+
 def _never_analysed(raw: sqlite3.Connection, table: str) -> bool:
     """Whether ``table`` holds rows but has no statistics yet."""
     has_rows = raw.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone() is not None
@@ -109,6 +134,7 @@ class ConnectionManager:
         self._hold = self.dialect == "sqlite"
         self._lock = threading.RLock()
         self._held: Connection | None = None
+        self._statistics_at = FIRST_STATISTICS_AT
         self._sql: dict[int, tuple[Statement, str, dict[str, Any]]] = {}
         named = engine.dialect.paramstyle in ("named", "pyformat")
         self._compile_for = _NAMED_SQLITE if self._hold else engine.dialect if named else None
@@ -292,7 +318,29 @@ class ConnectionManager:
             except BaseException:
                 self._rollback(conn)
                 raise
+            self._keep_statistics(conn)
             return result
+
+    def _keep_statistics(self, conn: Connection) -> None:
+        """Refresh planner statistics while the tables grow, not only on close.
+
+        SQLite counts the rows written (``total_changes``); at 1,000 and at
+        each doubling after that the store does what ``close`` does, so a
+        long-lived store's listings get the good plan too.
+        """
+        raw = conn.connection.dbapi_connection
+        if isinstance(raw, sqlite3.Connection) and raw.total_changes >= self._statistics_at:
+            self._statistics_at = 2 * raw.total_changes
+            _refresh_statistics(raw, optimize=True)
+
+    def ensure_statistics(self) -> None:
+        """On open: a SQLite file holding rows but no statistics gets them."""
+        if not self._hold:
+            return
+        with self._lock:
+            raw = self._connection().connection.dbapi_connection
+            if isinstance(raw, sqlite3.Connection):
+                _refresh_statistics(raw, optimize=False)
 
     def _rollback(self, conn: Connection) -> None:
         """End a failed held-connection write, whoever began the transaction."""
@@ -307,29 +355,11 @@ class ConnectionManager:
         with self._lock:
             if self._held is not None:
                 if not self._held.closed and not self._held.invalidated:
-                    self._optimize(self._held)
+                    raw = self._held.connection.dbapi_connection
+                    if isinstance(raw, sqlite3.Connection):
+                        _refresh_statistics(raw, optimize=True)  # as SQLite advises, on close
                 self._held.close()
                 self._held = None
-
-    @staticmethod
-    def _optimize(conn: Connection) -> None:
-        """Keep planner statistics current on close, as SQLite advises.
-
-        With statistics ``list(status=, limit=)`` walks the submit_time index
-        and stops early instead of sorting every match. Tables never analysed
-        while holding rows get a bounded ``ANALYZE``; after that ``PRAGMA
-        optimize`` refreshes them when it judges it worth it. Neither touches
-        the schema or ``user_version``.
-        """
-        raw = conn.connection.dbapi_connection
-        if not isinstance(raw, sqlite3.Connection):
-            return
-        with contextlib.suppress(sqlite3.Error):  # never fail a close for statistics
-            raw.execute("PRAGMA analysis_limit = 1000")
-            if _never_analysed(raw, "tasks"):
-                raw.execute("ANALYZE")
-            else:
-                raw.execute("PRAGMA optimize")
 
     @property
     def lock(self) -> threading.RLock:

@@ -106,15 +106,15 @@ class TaskStore:
             raise DatabaseUnavailableError(
                 f"cannot open the task database at {redact(self.url)}: {exc.orig}"
             ) from None
-        if version == CURRENT_SCHEMA_VERSION:
-            return
-        if not (self.dialect == "sqlite" if auto_migrate is None else auto_migrate):
-            raise SchemaOutOfDateError(
-                f"the task database at {redact(self.url)} is at schema version {version}, "
-                f"this uniqc-store needs {CURRENT_SCHEMA_VERSION}; run: "
-                f"{migrations.upgrade_command(self.url)}"
-            )
-        self.upgrade()
+        if version != CURRENT_SCHEMA_VERSION:
+            if not (self.dialect == "sqlite" if auto_migrate is None else auto_migrate):
+                raise SchemaOutOfDateError(
+                    f"the task database at {redact(self.url)} is at schema version {version}, "
+                    f"this uniqc-store needs {CURRENT_SCHEMA_VERSION}; run: "
+                    f"{migrations.upgrade_command(self.url)}"
+                )
+            self.upgrade()
+        self._conns.ensure_statistics()
 
     def _check_application_id(self, conn: Connection) -> None:
         if self.dialect != "sqlite":
