@@ -120,17 +120,20 @@ class TaskDecoder:
 
     def __init__(self, columns: Sequence[str]) -> None:
         at = {name: i for i, name in enumerate(columns)}
+        # the live table's rows already come in this order: no reordering needed
+        self._in_order = tuple(columns) == _TASK_FIELDS
         self._pick = operator.itemgetter(*(at[name] for name in _TASK_FIELDS))
         self._archived_at = at.get("archived_at")
 
     def __call__(self, row: Sequence[Any]) -> TaskInfo:
-        task_id, backend, status, shots, submit, update, result, metadata, error = self._pick(row)
+        fields = row if self._in_order else self._pick(row)
+        task_id, backend, status, shots, submit, update, result, metadata, error = fields
         return TaskInfo(
             task_id,
             backend,
             status,
             decode_json(result, None),
-            int(shots),
+            shots if type(shots) is int else int(shots),  # another tool may have stored text
             submit,
             update,
             decode_json(metadata, {}),
