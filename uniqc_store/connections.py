@@ -93,7 +93,13 @@ class Transaction:
         return self._manager.fetch_in(self.connection, stmt, params)
 
 
-def _refresh_statistics(raw: sqlite3.Connection, *, optimize: bool) -> None:
+def _sqlite_driver(conn: Connection) -> sqlite3.Connection | None:
+    """The ``sqlite3`` connection under ``conn``, or None on other drivers."""
+    raw = conn.connection.dbapi_connection
+    return raw if isinstance(raw, sqlite3.Connection) else None
+
+
+def _refresh_statistics(conn: Connection, *, optimize: bool) -> None:
     """Give SQLite's planner statistics, best effort and without waiting for a lock.
 
     With statistics ``list(status=, limit=)`` walks the submit_time index and
@@ -103,6 +109,9 @@ def _refresh_statistics(raw: sqlite3.Connection, *, optimize: bool) -> None:
     what SQLite judges stale. Neither touches the schema or ``user_version``;
     when another connection holds the write lock this is simply skipped.
     """
+    raw = _sqlite_driver(conn)
+    if raw is None:
+        return
     with contextlib.suppress(sqlite3.Error):  # statistics never fail or block a call
         raw.execute("PRAGMA busy_timeout = 0")
         try:
@@ -328,26 +337,24 @@ class ConnectionManager:
         each doubling after that the store does what ``close`` does, so a
         long-lived store's listings get the good plan too.
         """
-        raw = conn.connection.dbapi_connection
-        if isinstance(raw, sqlite3.Connection) and raw.total_changes >= self._statistics_at:
+        raw = _sqlite_driver(conn)
+        if raw is not None and raw.total_changes >= self._statistics_at:
             self._statistics_at = 2 * raw.total_changes
-            _refresh_statistics(raw, optimize=True)
+            _refresh_statistics(conn, optimize=True)
 
     def ensure_statistics(self) -> None:
         """On open: a SQLite file holding rows but no statistics gets them."""
         if not self._hold:
             return
         with self._lock:
-            raw = self._connection().connection.dbapi_connection
-            if isinstance(raw, sqlite3.Connection):
-                _refresh_statistics(raw, optimize=False)
+            _refresh_statistics(self._connection(), optimize=False)
 
     def _rollback(self, conn: Connection) -> None:
         """End a failed held-connection write, whoever began the transaction."""
         if conn.in_transaction():
             conn.rollback()
-        raw = conn.connection.dbapi_connection
-        if isinstance(raw, sqlite3.Connection) and raw.in_transaction:
+        raw = _sqlite_driver(conn)
+        if raw is not None and raw.in_transaction:
             raw.rollback()
 
     def close(self) -> None:
@@ -355,9 +362,7 @@ class ConnectionManager:
         with self._lock:
             if self._held is not None:
                 if not self._held.closed and not self._held.invalidated:
-                    raw = self._held.connection.dbapi_connection
-                    if isinstance(raw, sqlite3.Connection):
-                        _refresh_statistics(raw, optimize=True)  # as SQLite advises, on close
+                    _refresh_statistics(self._held, optimize=True)  # as SQLite advises, on close
                 self._held.close()
                 self._held = None
 
