@@ -121,6 +121,29 @@ def legacy_rows(count: int, *, prefix: str = "plat-") -> list[dict[str, Any]]:
     return rows
 
 
+def child_shard(parent: str) -> dict[str, Any]:
+    """A shard row pointing at ``parent`` (a legacy id, before v5 re-keys it)."""
+    return {
+        "uniqc_task_id": parent,
+        "shard_index": 0,
+        "platform_task_id": "sub-job",
+        "backend": "b",
+        "status": "running",
+        "submit_time": "t",
+        "update_time": "t",
+    }
+
+
+def foreign_file(path: Path, application_id: int) -> bytes:
+    """A SQLite file of another application; returns its bytes, to compare later."""
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA application_id = {application_id}")
+    conn.execute("CREATE TABLE theirs (x)")
+    conn.commit()
+    conn.close()
+    return path.read_bytes()
+
+
 def insert_rows(path: Path, table: str, rows: list[dict[str, Any]]) -> None:
     """Insert rows with plain sqlite3 (columns a version lacks are dropped)."""
     conn = sqlite3.connect(path)

@@ -18,6 +18,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import URL, select, update
 
+from tests import reference_db as ref
 from uniqc_store import TaskInfo, TaskShard, TaskStore
 from uniqc_store.cli import main, parse_hours
 from uniqc_store.models import archived_task_shards, archived_tasks, task_shards, tasks
@@ -175,12 +176,7 @@ def console_script(
 
 def test_errors_are_one_line_without_password(tmp_path: Path) -> None:
     foreign = tmp_path / "tasks.sqlite"
-    conn = sqlite3.connect(foreign)
-    conn.execute("PRAGMA application_id = 7")
-    conn.execute("CREATE TABLE t (x)")
-    conn.commit()
-    conn.close()
-    before = foreign.read_bytes()
+    before = ref.foreign_file(foreign, 7)
     cases = [
         ("list", "--url", f"sqlite:///{foreign}"),
         ("upgrade", "--url", f"sqlite:///{foreign}"),

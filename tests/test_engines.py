@@ -53,15 +53,7 @@ def test_v5_data_migration_and_its_downgrade(fresh_url: URL) -> None:
     engine = create_store_engine(fresh_url, foreign_keys=False)
     upgrade(engine, "0004")
     rows = ref.legacy_rows(2500)  # more than one batch
-    child = {
-        "uniqc_task_id": rows[0]["task_id"],
-        "shard_index": 0,
-        "platform_task_id": "sub-job",
-        "backend": "b",
-        "status": "running",
-        "submit_time": "t",
-        "update_time": "t",
-    }
+    child = ref.child_shard(rows[0]["task_id"])
     with engine.begin() as conn:
         conn.execute(tasks.insert(), rows)
         conn.execute(task_shards.insert(), [child])  # a shard already under a legacy id

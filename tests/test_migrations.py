@@ -236,16 +236,7 @@ def test_v5_repoints_shards_of_legacy_parents(tmp_path: Path) -> None:
     path = tmp_path / "tasks.sqlite"
     ref.build_reference_file(path, 4)
     ref.insert_rows(path, "tasks", ref.legacy_rows(1))
-    shard = {
-        "uniqc_task_id": "plat-000000",
-        "shard_index": 0,
-        "platform_task_id": "sub-job",
-        "backend": "b",
-        "status": "running",
-        "submit_time": "t",
-        "update_time": "t",
-    }
-    ref.insert_rows(path, "task_shards", [shard])
+    ref.insert_rows(path, "task_shards", [ref.child_shard("plat-000000")])
     store = TaskStore(url=sqlite_url(path))
     new_id = store.find_uniqc_id_by_platform_id("sub-job")
     assert new_id is not None and new_id.startswith("uqt_")
@@ -277,12 +268,7 @@ def test_v5_downgrade_restores_legacy_ids(tmp_path: Path) -> None:
 
 def test_foreign_file_is_refused_untouched(tmp_path: Path) -> None:
     path = tmp_path / "tasks.sqlite"
-    conn = sqlite3.connect(path)
-    conn.execute("PRAGMA application_id = 1234")
-    conn.execute("CREATE TABLE theirs (x)")
-    conn.commit()
-    conn.close()
-    before = path.read_bytes()
+    before = ref.foreign_file(path, 1234)
     with pytest.raises(ForeignDatabaseError, match="application_id 0x000004d2"):
         TaskStore(cache_dir=tmp_path)
     result = subprocess.run(
