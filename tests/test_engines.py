@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import URL, inspect, select, text
 
 from tests import reference_db as ref
-from uniqc_store import PayloadTooLargeError, TaskInfo, TaskStore
+from uniqc_store import MissingParentTaskError, PayloadTooLargeError, TaskInfo, TaskShard, TaskStore
 from uniqc_store.engine import create_store_engine
 from uniqc_store.migrations import database_version, downgrade, upgrade
 from uniqc_store.models import task_shards, tasks
@@ -177,3 +177,18 @@ def test_a_dropped_pooled_connection_is_retried(store: TaskStore, backend: str) 
     killer.dispose()
     store.save(TaskInfo(task_id="uqt_after", backend="b"))  # first try hits the dead connection
     assert store.get("uqt_after") is not None and store.count() == 2
+
+
+def test_single_statement_writes_give_pooled_connections_back_transactional(
+    store: TaskStore,
+) -> None:
+    """On PostgreSQL a lone write runs in autocommit; the pool must not keep that mode."""
+    store.save(TaskInfo(task_id="uqt_parent", backend="b"))
+    with pytest.raises(MissingParentTaskError):  # a statement the server refuses
+        store.save_shard(TaskShard("uqt_ghost", 0, "p-ghost", "b"))
+    with store.engine.connect() as first, store.engine.connect() as second:
+        for n, conn in enumerate((first, second)):  # whatever the pool holds
+            undone = {"backend": "b", "status": "x", "submit_time": "t", "update_time": "t"}
+            conn.execute(tasks.insert().values(task_id=f"uqt_undone_{n}", **undone))
+            conn.rollback()
+    assert store.count() == 1

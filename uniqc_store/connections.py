@@ -149,11 +149,7 @@ class ConnectionManager:
         self._compile_for = _NAMED_SQLITE if self._hold else engine.dialect if named else None
         self._dbapi_error: type[Exception] = engine.dialect.loaded_dbapi.Error
         # psycopg switches autocommit without a round trip; MySQL drivers would pay two
-        self._autocommit = (
-            engine.execution_options(isolation_level="AUTOCOMMIT")
-            if self.dialect == "postgresql"
-            else None
-        )
+        self._autocommit = self.dialect == "postgresql"
         _MANAGERS.add(self)
 
     def forget_parent_connections(self) -> None:
@@ -286,14 +282,27 @@ class ConnectionManager:
         On PostgreSQL a single statement is atomic by itself, so it runs in
         autocommit: one round trip instead of BEGIN, the statement, COMMIT.
         """
-        if self._autocommit is None:
+        if not self._autocommit:
             return self.write(lambda tx: tx.run(stmt, params))
-        autocommit = self._autocommit
-        return self._retrying(lambda: self._run_autocommit(autocommit, stmt, params))
+        return self._retrying(lambda: self._run_autocommit(stmt, params))
 
-    def _run_autocommit(self, engine: Engine, stmt: Statement, params: Mapping[str, Any]) -> int:
-        with engine.connect() as conn:
-            return self.run(conn, stmt, params)
+    def _run_autocommit(self, stmt: Statement, params: Mapping[str, Any]) -> int:
+        """One statement on a pooled connection switched to autocommit for its length.
+
+        The driver's switch is an attribute, no round trip; an autocommit
+        execution option would cost more than the statement's own Python
+        work (SQLAlchemy resets the isolation level at every check-in). The
+        connection goes back to the pool as it came, even after an error.
+        """
+        with self.engine.connect() as conn:
+            driver = conn.connection.driver_connection
+            assert driver is not None
+            driver.autocommit = True
+            try:
+                return self.run(conn, stmt, params)
+            finally:
+                with contextlib.suppress(self._dbapi_error):  # a dropped connection is discarded
+                    driver.autocommit = False
 
     @staticmethod
     def _retrying(attempt_once: Callable[[], T]) -> T:
