@@ -36,17 +36,19 @@ from uniqc_store.migrations import upgrade
 Result = dict[str, Any]
 
 
-def per_call_us(fn: Callable[[int], object], calls: int, repeats: int = 5) -> float:
-    """Median over ``repeats`` runs of the mean time of one call, in microseconds."""
-    samples = []
-    counter = 0
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(calls):
-            fn(counter)
-            counter += 1
-        samples.append((time.perf_counter() - start) / calls * 1e6)
-    return statistics.median(samples)
+def compare_us(fns: list[Callable[[int], object]], calls: int, repeats: int = 5) -> list[float]:
+    """Each function's median over ``repeats`` runs of the mean time of one call, in
+    microseconds. The functions take turns run by run, so a slow spell of the machine
+    falls on every side rather than on one; each one's argument counts up across its
+    runs (0, 1, ...), so no call repeats an earlier one's work."""
+    samples: list[list[float]] = [[] for _ in fns]
+    for repeat in range(repeats):
+        for fn, mine in zip(fns, samples, strict=True):
+            start = time.perf_counter()
+            for n in range(repeat * calls, (repeat + 1) * calls):
+                fn(n)
+            mine.append((time.perf_counter() - start) / calls * 1e6)
+    return [statistics.median(mine) for mine in samples]
 
 
 def row(i: int, **extra: Any) -> Result:
@@ -166,7 +168,7 @@ def per_call_section(workdir: Path, rows: int, calls: int) -> list[Result]:
     )
     results = []
     for name, our_fn, ref_fn, target in cases:
-        mine, theirs = per_call_us(our_fn, calls), per_call_us(ref_fn, calls)
+        mine, theirs = compare_us([our_fn, ref_fn], calls)
         results.append(_ratio(f"{name} (us/call)", mine, theirs, target))
     # archive_task: each call archives a different task with one shard
     victims = [row(rows + i) for i in range(calls * 5)]
@@ -174,8 +176,13 @@ def per_call_section(workdir: Path, rows: int, calls: int) -> list[Result]:
     for r in victims:
         ref.save(r)
         add_shard(ours, ref, r["task_id"], f"v{r['task_id']}")
-    mine = per_call_us(lambda n: ours.archive_task(victims[n]["task_id"]), calls)
-    theirs = per_call_us(lambda n: ref.archive_task(victims[n]["task_id"]), calls)
+    mine, theirs = compare_us(
+        [
+            lambda n: ours.archive_task(victims[n]["task_id"]),
+            lambda n: ref.archive_task(victims[n]["task_id"]),
+        ],
+        calls,
+    )
     results.append(_ratio("archive_task (us/call)", mine, theirs, 5))
     # the floor: plain sqlite3 on one connection
     TaskStore(url=sqlite_url_for(workdir / "floor.sqlite")).close()
@@ -190,8 +197,13 @@ def per_call_section(workdir: Path, rows: int, calls: int) -> list[Result]:
         for r in data
     ]
     floor.insert_many(params)
-    save_floor = per_call_us(lambda n: floor.save(params[n % rows]), calls)
-    get_floor = per_call_us(lambda n: floor.get(params[(n * 7919) % rows]["task_id"]), calls)
+    save_floor, get_floor = compare_us(
+        [
+            lambda n: floor.save(params[n % rows]),
+            lambda n: floor.get(params[(n * 7919) % rows]["task_id"]),
+        ],
+        calls,
+    )
     results.append(
         {
             "name": "floor: raw sqlite3 save / get (us/call)",
@@ -324,14 +336,35 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def migration_section(workdir: Path, rows: int, large: int) -> list[Result]:
+def migrate_repeatedly(workdir: Path, rows: int, repeats: int) -> dict[str, tuple[float, float]]:
+    """Each side migrates a fresh legacy file ``repeats`` times, the two sides taking
+    turns (so a slow spell of the machine hits both); the median seconds and the
+    largest peak RSS of each side."""
+    runs: dict[str, list[tuple[float, float]]] = {"ours": [], "ref": []}
+    for _ in range(repeats):
+        for kind, samples in runs.items():
+            path = workdir / f"v5-{kind}.sqlite"
+            for leftover in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+                leftover.unlink(missing_ok=True)
+            build_legacy_file(path, rows, rows // 10)
+            samples.append(migrate_in_child(kind, path))
+    return {
+        kind: (statistics.median(s for s, _ in samples), max(rss for _, rss in samples))
+        for kind, samples in runs.items()
+    }
+
+
+def migration_section(workdir: Path, rows: int, large: int, repeats: int) -> list[Result]:
     archived = rows // 10
-    for name in ("ours", "ref"):
-        build_legacy_file(workdir / f"v5-{name}.sqlite", rows, archived)
-    ours_s, ours_rss = migrate_in_child("ours", workdir / "v5-ours.sqlite")
-    ref_s, ref_rss = migrate_in_child("ref", workdir / "v5-ref.sqlite")
+    measured = migrate_repeatedly(workdir, rows, repeats)
+    (ours_s, ours_rss), (ref_s, ref_rss) = measured["ours"], measured["ref"]
     results = [
-        _ratio(f"v5 migration {rows:,} + {archived:,} archived (s)", ours_s, ref_s, 5),
+        _ratio(
+            f"v5 migration {rows:,} + {archived:,} archived (s, median of {repeats})",
+            ours_s,
+            ref_s,
+            5,
+        ),
         {
             "name": f"v5 peak RSS at {rows:,} rows (MB)",
             "ours": ours_rss,
@@ -439,19 +472,23 @@ _PG_UPSERT = (
 )
 
 
-def postgres_section(url: str, count: int) -> list[Result]:
+def postgres_section(url: str, count: int, repeats: int) -> list[Result]:
+    """Upserts per second with 1 and 8 writer processes: the median of ``repeats``
+    runs per side, the sides taking turns."""
     from concurrent.futures import ProcessPoolExecutor
 
     results = []
     store = TaskStore(url=url, auto_migrate=True)
     for writers in (1, 8):
-        rates = {}
-        for kind in ("ours", "raw"):
-            store.clear_all()
-            start = time.perf_counter()
-            with ProcessPoolExecutor(writers) as pool:
-                list(pool.map(_pg_writer, [(kind, url, w, count) for w in range(writers)]))
-            rates[kind] = writers * count / (time.perf_counter() - start)
+        samples: dict[str, list[float]] = {"ours": [], "raw": []}
+        for _ in range(repeats):
+            for kind, runs in samples.items():
+                store.clear_all()
+                start = time.perf_counter()
+                with ProcessPoolExecutor(writers) as pool:
+                    list(pool.map(_pg_writer, [(kind, url, w, count) for w in range(writers)]))
+                runs.append(writers * count / (time.perf_counter() - start))
+        rates = {kind: statistics.median(runs) for kind, runs in samples.items()}
         ratio = rates["raw"] / rates["ours"]
         results.append(
             {
@@ -509,7 +546,7 @@ def main(argv: list[str] | None = None) -> int:
         results += per_call_section(work, rows=500 if q else 2000, calls=100 if q else 300)
         results += save_many_section(work, rows=5_000 if q else 100_000)
         results += migration_section(
-            work, rows=5_000 if q else 100_000, large=0 if q else 1_000_000
+            work, rows=5_000 if q else 100_000, large=0 if q else 1_000_000, repeats=1 if q else 3
         )
         results += archive_expired_section(work, rows=5_000 if q else 100_000)
         results += streaming_section(
@@ -517,7 +554,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     pg = os.environ.get("UNIQC_BENCH_POSTGRES_URL") or os.environ.get("UNIQC_TEST_POSTGRES_URL")
     if pg:
-        results += postgres_section(pg, count=200 if q else 1000)
+        results += postgres_section(pg, count=200 if q else 1000, repeats=1 if q else 3)
     report = {"machine": machine(), "results": results}
     print(json.dumps(report["machine"]))
     print_table(results)
