@@ -21,10 +21,10 @@ import sys
 import tempfile
 import time
 import tracemalloc
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy
 
@@ -34,21 +34,35 @@ from uniqc_store.engine import create_store_engine, sqlite_url_for
 from uniqc_store.migrations import upgrade
 
 Result = dict[str, Any]
+T = TypeVar("T")
+
+
+def take_turns(sides: Mapping[str, Callable[[int], T]], repeats: int) -> dict[str, list[T]]:
+    """Each side's measurement (given the run's number), ``repeats`` times; the sides
+    take turns run by run, so a slow spell of the machine falls on every side."""
+    samples: dict[str, list[T]] = {name: [] for name in sides}
+    for repeat in range(repeats):
+        for name, measure in sides.items():
+            samples[name].append(measure(repeat))
+    return samples
 
 
 def compare_us(fns: list[Callable[[int], object]], calls: int, repeats: int = 5) -> list[float]:
     """Each function's median over ``repeats`` runs of the mean time of one call, in
-    microseconds. The functions take turns run by run, so a slow spell of the machine
-    falls on every side rather than on one; each one's argument counts up across its
-    runs (0, 1, ...), so no call repeats an earlier one's work."""
-    samples: list[list[float]] = [[] for _ in fns]
-    for repeat in range(repeats):
-        for fn, mine in zip(fns, samples, strict=True):
+    microseconds, the functions taking turns. Each one's argument counts up across
+    its runs (0, 1, ...), so no call repeats an earlier one's work."""
+
+    def mean_us(fn: Callable[[int], object]) -> Callable[[int], float]:
+        def run(repeat: int) -> float:
             start = time.perf_counter()
             for n in range(repeat * calls, (repeat + 1) * calls):
                 fn(n)
-            mine.append((time.perf_counter() - start) / calls * 1e6)
-    return [statistics.median(mine) for mine in samples]
+            return (time.perf_counter() - start) / calls * 1e6
+
+        return run
+
+    samples = take_turns({str(i): mean_us(fn) for i, fn in enumerate(fns)}, repeats)
+    return [statistics.median(runs) for runs in samples.values()]
 
 
 def row(i: int, **extra: Any) -> Result:
@@ -265,10 +279,13 @@ def save_many_section(workdir: Path, rows: int, repeats: int) -> list[Result]:
         floor.close()
         return seconds
 
-    samples: dict[str, list[float]] = {"ours": [], "raw": []}
-    for n in range(repeats):
-        samples["ours"].append(ours(workdir / f"many-ours-{n}.sqlite"))
-        samples["raw"].append(raw(workdir / f"many-raw-{n}.sqlite"))
+    samples = take_turns(
+        {
+            "ours": lambda n: ours(workdir / f"many-ours-{n}.sqlite"),
+            "raw": lambda n: raw(workdir / f"many-raw-{n}.sqlite"),
+        },
+        repeats,
+    )
     mine, raw_s = (statistics.median(samples[kind]) for kind in ("ours", "raw"))
     ratio = mine / raw_s
     return [
@@ -350,28 +367,28 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def migrate_repeatedly(workdir: Path, rows: int, repeats: int) -> dict[str, tuple[float, float]]:
-    """Each side migrates a fresh legacy file ``repeats`` times, the two sides taking
-    turns (so a slow spell of the machine hits both); the median seconds and the
-    largest peak RSS of each side."""
-    runs: dict[str, list[tuple[float, float]]] = {"ours": [], "ref": []}
-    for _ in range(repeats):
-        for kind, samples in runs.items():
-            path = workdir / f"v5-{kind}.sqlite"
-            for leftover in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
-                leftover.unlink(missing_ok=True)
-            build_legacy_file(path, rows, rows // 10)
-            samples.append(migrate_in_child(kind, path))
-    return {
-        kind: (statistics.median(s for s, _ in samples), max(rss for _, rss in samples))
-        for kind, samples in runs.items()
-    }
+def migrate_fresh_file(kind: str, workdir: Path, rows: int) -> tuple[float, float]:
+    """Build a legacy file and migrate it in a child; (seconds, peak RSS in MB)."""
+    path = workdir / f"v5-{kind}.sqlite"
+    for leftover in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        leftover.unlink(missing_ok=True)
+    build_legacy_file(path, rows, rows // 10)
+    return migrate_in_child(kind, path)
 
 
 def migration_section(workdir: Path, rows: int, large: int, repeats: int) -> list[Result]:
     archived = rows // 10
-    measured = migrate_repeatedly(workdir, rows, repeats)
-    (ours_s, ours_rss), (ref_s, ref_rss) = measured["ours"], measured["ref"]
+    runs = take_turns(
+        {
+            "ours": lambda _: migrate_fresh_file("ours", workdir, rows),
+            "ref": lambda _: migrate_fresh_file("ref", workdir, rows),
+        },
+        repeats,
+    )
+    (ours_s, ours_rss), (ref_s, ref_rss) = (
+        (statistics.median(s for s, _ in runs[kind]), max(rss for _, rss in runs[kind]))
+        for kind in ("ours", "ref")
+    )
     results = [
         _ratio(
             f"v5 migration {rows:,} + {archived:,} archived (s, median of {repeats})",
@@ -494,14 +511,17 @@ def postgres_section(url: str, count: int, repeats: int) -> list[Result]:
     results = []
     store = TaskStore(url=url, auto_migrate=True)
     for writers in (1, 8):
-        samples: dict[str, list[float]] = {"ours": [], "raw": []}
-        for _ in range(repeats):
-            for kind, runs in samples.items():
-                store.clear_all()
-                start = time.perf_counter()
-                with ProcessPoolExecutor(writers) as pool:
-                    list(pool.map(_pg_writer, [(kind, url, w, count) for w in range(writers)]))
-                runs.append(writers * count / (time.perf_counter() - start))
+
+        def rate(kind: str, writers: int = writers) -> float:
+            store.clear_all()
+            start = time.perf_counter()
+            with ProcessPoolExecutor(writers) as pool:
+                list(pool.map(_pg_writer, [(kind, url, w, count) for w in range(writers)]))
+            return writers * count / (time.perf_counter() - start)
+
+        samples = take_turns(
+            {"ours": lambda _: rate("ours"), "raw": lambda _: rate("raw")}, repeats
+        )
         rates = {kind: statistics.median(runs) for kind, runs in samples.items()}
         ratio = rates["raw"] / rates["ours"]
         results.append(
