@@ -78,6 +78,16 @@ def row(i: int, **extra: Any) -> Result:
     } | extra
 
 
+def raw_params(r: Result) -> Result:
+    """A ``row`` as raw SQL parameters: what the floor and raw psycopg write."""
+    return {
+        **r,
+        "update_time": "t",
+        "result_json": json.dumps(r["result"]),
+        "metadata_json": json.dumps(r["metadata"]),
+    }
+
+
 def info(r: Result) -> TaskInfo:
     return TaskInfo(
         task_id=r["task_id"],
@@ -201,15 +211,7 @@ def per_call_section(workdir: Path, rows: int, calls: int) -> list[Result]:
     # the floor: plain sqlite3 on one connection
     TaskStore(url=sqlite_url_for(workdir / "floor.sqlite")).close()
     floor = RawFloor(workdir / "floor.sqlite")
-    params = [
-        {
-            **r,
-            "update_time": "t",
-            "result_json": json.dumps(r["result"]),
-            "metadata_json": json.dumps(r["metadata"]),
-        }
-        for r in data
-    ]
+    params = [raw_params(r) for r in data]
     floor.insert_many(params)
     save_floor, get_floor = compare_us(
         [
@@ -264,17 +266,7 @@ def save_many_section(workdir: Path, rows: int, repeats: int) -> list[Result]:
         TaskStore(url=sqlite_url_for(path)).close()  # the same schema
         floor = RawFloor(path)
         start = time.perf_counter()
-        floor.insert_many(
-            [
-                {
-                    **r,
-                    "update_time": "t",
-                    "result_json": json.dumps(r["result"]),
-                    "metadata_json": json.dumps(r["metadata"]),
-                }
-                for r in data
-            ]
-        )
+        floor.insert_many([raw_params(r) for r in data])
         seconds = time.perf_counter() - start
         floor.close()
         return seconds
@@ -481,13 +473,7 @@ def _pg_writer(args: tuple[str, str, int, int]) -> float:
         with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
             for i in range(count):
                 r = row(worker * 1_000_000 + i)
-                params = {
-                    **r,
-                    "update_time": "t",
-                    "result_json": json.dumps(r["result"]),
-                    "metadata_json": json.dumps(r["metadata"]),
-                }
-                conn.execute(_PG_UPSERT, params)
+                conn.execute(_PG_UPSERT, raw_params(r))
                 conn.commit()
     return time.perf_counter() - start
 
