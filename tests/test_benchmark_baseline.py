@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -39,18 +40,27 @@ def _by_legacy_id(path: Path, tasks: str, shards: str) -> dict[str, tuple[Any, .
     return out
 
 
-def test_row_by_row_v5_gives_what_our_v5_gives(tmp_path: Path) -> None:
+@pytest.mark.parametrize("rekey", ["rekey_row_by_row", "rekey_floor"])
+def test_baseline_and_floor_v5_give_what_our_v5_gives(tmp_path: Path, rekey: str) -> None:
     ours, ref = tmp_path / "ours.sqlite", tmp_path / "ref.sqlite"
     for path in (ours, ref):
         bench.build_legacy_file(path, 300, 30)
     engine = create_store_engine(sqlite_url_for(ours), foreign_keys=False)
     upgrade(engine)
     engine.dispose()
-    baseline.rekey_row_by_row(ref)
+    getattr(baseline, rekey)(ref)
     for tasks, shards in (("tasks", "task_shards"), ("archived_tasks", "archived_task_shards")):
         mine, theirs = _by_legacy_id(ours, tasks, shards), _by_legacy_id(ref, tasks, shards)
         assert len(mine) == (300 if tasks == "tasks" else 30)
         assert mine == theirs
+        for path in (ours, ref):
+            assert all(_is_uqt_uuid4(r["task_id"]) for r in _rows(path, tasks))
+
+
+def _is_uqt_uuid4(task_id: str) -> bool:
+    hex_digits = task_id.removeprefix("uqt_")
+    parsed = uuid.UUID(hex_digits)
+    return parsed.hex == hex_digits and parsed.version == 4 and parsed.variant == uuid.RFC_4122
 
 
 def test_reference_like_store_reads_and_writes_what_the_store_does(tmp_path: Path) -> None:
