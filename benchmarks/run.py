@@ -2,9 +2,10 @@
 
 Prints a table (and writes JSON) with both sides, the ratio and the target for:
 per-call operations on a SQLite file, ``save_many``, the v5 data migration
-(time and peak RSS), ``archive_expired``, streaming reads, and PostgreSQL
-upsert throughput against raw psycopg (when ``UNIQC_BENCH_POSTGRES_URL`` or
-``UNIQC_TEST_POSTGRES_URL`` is set). ``--quick`` shrinks the sizes for a smoke run.
+(time against row by row and against SQLite's floor, and peak RSS),
+``archive_expired``, streaming reads, and PostgreSQL upsert throughput against
+raw psycopg (when ``UNIQC_BENCH_POSTGRES_URL`` or ``UNIQC_TEST_POSTGRES_URL`` is
+set). ``--quick`` shrinks the sizes for a smoke run.
 """
 
 from __future__ import annotations
