@@ -38,6 +38,8 @@ from .errors import PayloadTooLargeError
 T = TypeVar("T")
 Statement = Select[Any] | Insert | Delete | Update
 Params = Mapping[str, Any] | list[dict[str, Any]]
+#: A statement's text for the driver and its fixed parameter values.
+DriverSQL = tuple[str, dict[str, Any]]
 Row = Sequence[Any]
 
 #: SQLSTATEs (PostgreSQL) and error numbers (MySQL) worth a retry.
@@ -144,7 +146,7 @@ class ConnectionManager:
         self._lock = threading.RLock()
         self._held: Connection | None = None
         self._statistics_at = FIRST_STATISTICS_AT
-        self._sql: dict[int, tuple[Statement, str, dict[str, Any]]] = {}
+        self._sql: dict[int, tuple[Statement, DriverSQL | None]] = {}
         named = engine.dialect.paramstyle in ("named", "pyformat")
         self._compile_for = _NAMED_SQLITE if self._hold else engine.dialect if named else None
         self._dbapi_error: type[Exception] = engine.dialect.loaded_dbapi.Error
@@ -177,7 +179,7 @@ class ConnectionManager:
             self._held = self.engine.connect().execution_options(**{SQLITE_BEGIN: None})
         return self._held
 
-    def _driver_sql(self, stmt: Statement) -> tuple[str, dict[str, Any]] | None:
+    def _driver_sql(self, stmt: Statement) -> DriverSQL | None:
         """The statement's text for the driver (named parameters) and its fixed values,
         compiled once; None where the driver cannot take it as it is (expanding IN)."""
         if self._compile_for is None:
@@ -186,11 +188,11 @@ class ConnectionManager:
         if cached is None or cached[0] is not stmt:
             compiled = stmt.compile(dialect=self._compile_for)
             fixed = {k: v for k, v in compiled.params.items() if v is not None}
-            cached = (stmt, compiled.string, fixed)
+            # decided once: an expanding IN is rendered per call by SQLAlchemy
+            driver = None if "POSTCOMPILE" in compiled.string else (compiled.string, fixed)
+            cached = (stmt, driver)
             self._sql[id(stmt)] = cached
-        if "POSTCOMPILE" in cached[1]:
-            return None
-        return cached[1], cached[2]
+        return cached[1]
 
     def _execute(
         self, conn: Connection, sql: str, params: Params, fetch: bool
