@@ -286,7 +286,7 @@ SQL_BATCH_SIZE = 20_000
 # 'uqt_' + 32 random hex digits with uuid4's version (4) and variant (8-b) digits
 SQL_NEW_ID = (
     "'uqt_' || lower(substr(h, 1, 12) || '4' || substr(h, 14, 3)"
-    " || substr('89ab', 1 + abs(random()) % 4, 1) || substr(h, 18, 15))"
+    " || substr('89ab', 1 + (random() & 3), 1) || substr(h, 18, 15))"
 )
 SQL_METADATA = (
     "json_set(CASE WHEN json_valid(metadata_json) AND json_type(metadata_json) = 'object'"
