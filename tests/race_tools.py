@@ -20,7 +20,7 @@ from uniqc_store import TaskStore
 
 #: How long the concurrent call gets before the mover is let go (it may be
 #: waiting on the mover's locks, which is the point).
-CONCURRENT_HEAD_START = 0.25
+CONCURRENT_HEAD_START = 0.15
 
 
 class PausedAfter:
