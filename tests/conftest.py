@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from sqlalchemy import URL, Engine, make_url, text
+from sqlalchemy import URL, Engine, event, make_url, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from uniqc_store import TaskStore
@@ -94,19 +94,51 @@ def fresh_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[URL]:
         yield url
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
+@pytest.fixture(scope="module")
 def module_url(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[URL]:
-    """A database of each backend shared by one test module (emptied between tests)."""
+    """A database of each backend shared by one test module (emptied between tests);
+    parametrized over the backends by ``pytest_generate_tests``."""
     with scratch_url(request.param, tmp_path_factory.mktemp("db")) as url:
         yield url
 
 
+#: Where the repository contract runs: every engine and, on SQLite, both execution
+#: paths (the direct path while nothing watches; SQLAlchemy's with a listener on).
+STORE_VARIANTS = [
+    pytest.param("sqlite", False, id="sqlite"),
+    pytest.param("sqlite", True, id="sqlite-watched"),
+    pytest.param("postgresql", False, id="postgresql"),
+    pytest.param("mysql", False, id="mysql"),
+]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test taking ``store`` runs over ``STORE_VARIANTS`` (``one_path``: the
+    unwatched ones only, for tests that watch the engine themselves)."""
+    if "store" not in metafunc.fixturenames:
+        if "module_url" in metafunc.fixturenames:
+            metafunc.parametrize("module_url", BACKENDS, indirect=True, scope="module")
+        return
+    variants = STORE_VARIANTS
+    if metafunc.definition.get_closest_marker("one_path"):
+        variants = [v for v in variants if not v.values[1]]
+    metafunc.parametrize(
+        ("module_url", "watched"), variants, indirect=["module_url"], scope="module"
+    )
+
+
+def _ignore(*_args: object) -> None:
+    """A cursor listener that only makes the engine watched."""
+
+
 @pytest.fixture
-def store(module_url: URL) -> Iterator[TaskStore]:
-    """A migrated, empty store on each backend."""
+def store(module_url: URL, watched: bool) -> Iterator[TaskStore]:
+    """A migrated, empty store on each backend (and execution path)."""
     task_store = TaskStore(url=module_url, auto_migrate=True)
+    if watched:
+        event.listen(task_store.engine, "before_cursor_execute", _ignore)
     try:
         yield task_store
     finally:

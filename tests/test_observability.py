@@ -20,6 +20,9 @@ from uniqc_store import TaskInfo, TaskShard, TaskStore
 from uniqc_store.direct import DriverStatements
 from uniqc_store.statements import Statements
 
+pytestmark = pytest.mark.one_path  # these watch the engine themselves
+
+
 CALLS: dict[str, tuple[Callable[[TaskStore], Any], str]] = {
     "save": (lambda s: s.save(TaskInfo(task_id="uqt_2", backend="b")), "INSERT INTO tasks"),
     "get": (lambda s: s.get("uqt_1"), "FROM tasks"),

@@ -27,6 +27,8 @@ from uniqc_store import (
 
 from .race_tools import Outcome, orphan_archived_shards, race, shard_markers, task_markers
 
+pytestmark = pytest.mark.one_path  # these watch the engine themselves
+
 #: A move has at most this many statements (BEGIN included); the loop stops earlier.
 MAX_STATEMENTS = 12
 _ids = itertools.count()

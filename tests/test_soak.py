@@ -34,6 +34,8 @@ from uniqc_store import (
 
 from .race_tools import orphan_archived_shards, shard_markers, task_markers
 
+pytestmark = pytest.mark.one_path  # the workers open their own stores
+
 PROCESSES = 8
 SECONDS = 3.0
 IDS = [f"uqt_soak_{k}" for k in range(16)]

@@ -15,8 +15,9 @@ when all of these hold, each checked rather than assumed:
 
 The SQL is the text SQLAlchemy itself compiles for the engine's dialect, with
 the same parameter order; errors are wrapped exactly as SQLAlchemy wraps them
-(``DBAPIError.instance``, invalidating a dropped connection). The contract
-suite runs over both paths (``tests/test_contract.py``).
+(``DBAPIError.instance``, invalidating a dropped connection). Every test of
+the repository contract runs over both paths (``sqlite`` and ``sqlite-watched``
+in ``tests/conftest.py``).
 """
 
 from __future__ import annotations

@@ -1,0 +1,129 @@
+"""No SQLAlchemy or driver exception leaves a public call: each becomes the store's own.
+
+Busy past the timeout -> ``DatabaseBusyError``; read-only, full, corrupt,
+unreachable or dropped -> ``DatabaseUnavailableError``; the original is always
+the ``__cause__`` and nothing is written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from pathlib import Path
+
+import pytest
+from sqlalchemy import URL, create_engine, event, text
+from sqlalchemy.exc import SQLAlchemyError
+
+from uniqc_store import (
+    DatabaseUnavailableError,
+    StoreError,
+    TaskInfo,
+    TaskStore,
+)
+
+
+def _sqlite_url(path: Path, **query: str) -> URL:
+    return URL.create("sqlite+pysqlite", database=str(path), query=query)
+
+
+def test_read_only_file_is_unavailable_and_reads_still_work(tmp_path: Path) -> None:
+    with TaskStore(tmp_path) as store:
+        store.save(TaskInfo(task_id="uqt_1", backend="b"))
+    uri = f"file:{tmp_path / 'tasks.sqlite'}?mode=ro"
+    engine = create_engine(_sqlite_url(Path(uri), uri="true"))
+    with TaskStore(engine=engine) as store:
+        assert store.get("uqt_1") is not None
+        with pytest.raises(DatabaseUnavailableError, match=r"readonly|read-only") as caught:
+            store.save(TaskInfo(task_id="uqt_2", backend="b"))
+        assert isinstance(caught.value.__cause__, SQLAlchemyError)
+        assert store.count() == 1
+    engine.dispose()
+
+
+def test_full_database_is_unavailable_and_nothing_is_written(tmp_path: Path) -> None:
+    TaskStore(tmp_path).close()
+    engine = create_engine(_sqlite_url(tmp_path / "tasks.sqlite"))
+
+    @event.listens_for(engine, "connect")
+    def _small(dbapi_connection: object, _record: object) -> None:
+        dbapi_connection.execute("PRAGMA max_page_count = 20")  # type: ignore[attr-defined]
+
+    with TaskStore(engine=engine) as store:
+        with pytest.raises(DatabaseUnavailableError, match="full"):
+            store.save(TaskInfo(task_id="uqt_big", backend="b", result={"x": "a" * 200_000}))
+        assert store.get("uqt_big") is None
+        store.save(TaskInfo(task_id="uqt_small", backend="b"))
+        assert store.count() == 1
+    engine.dispose()
+
+
+def test_corrupt_file_is_unavailable(tmp_path: Path) -> None:
+    with TaskStore(tmp_path) as store:
+        store.save_many(TaskInfo(task_id=f"uqt_{i}", backend="b") for i in range(500))
+    path = tmp_path / "tasks.sqlite"
+    data = bytearray(path.read_bytes())
+    data[4096:8192] = b"\xff" * 4096  # a page of garbage in the middle of the file
+    path.write_bytes(bytes(data))
+    with pytest.raises(StoreError) as caught, TaskStore(tmp_path) as store:
+        store.count()
+        list(store.iter_tasks())
+    assert isinstance(caught.value, DatabaseUnavailableError)
+    assert isinstance(caught.value.__cause__, SQLAlchemyError)
+
+
+def test_unreachable_server_is_unavailable() -> None:
+    with pytest.raises(DatabaseUnavailableError) as caught:
+        TaskStore(url="postgresql+psycopg://alice:s3cret@127.0.0.1:1/tasks")
+    assert "s3cret" not in str(caught.value)
+
+
+def test_a_server_connection_killed_again_and_again(store: TaskStore, backend: str) -> None:
+    """Connections dropped under the store: each call retries once on a fresh
+    connection, and a call that still fails raises the store's error, never the driver's."""
+    if backend == "sqlite":
+        pytest.skip("a SQLite store holds its own file; nothing can drop it")
+    store.save(TaskInfo(task_id="uqt_1", backend="b"))
+    kill = {
+        "postgresql": "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        "mysql": None,
+    }[backend]
+    admin = create_engine(store.url, isolation_level="AUTOCOMMIT")
+    stop = threading.Event()
+
+    def killer() -> None:
+        with admin.connect() as conn:
+            while not stop.is_set():
+                if kill is not None:
+                    conn.execute(text(kill))
+                else:
+                    ids = conn.execute(
+                        text(
+                            "SELECT id FROM information_schema.processlist "
+                            "WHERE db = DATABASE() AND id <> CONNECTION_ID()"
+                        )
+                    ).scalars()
+                    for pid in list(ids):
+                        with contextlib.suppress(SQLAlchemyError):  # already gone
+                            conn.execute(text(f"KILL {int(pid)}"))
+                stop.wait(0.002)
+
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    outcomes: set[str] = set()
+    try:
+        for i in range(150):
+            try:
+                store.save(TaskInfo(task_id=f"uqt_k{i}", backend="b"))
+                store.get("uqt_1")
+                outcomes.add("ok")
+            except DatabaseUnavailableError as exc:
+                assert isinstance(exc.__cause__, SQLAlchemyError)
+                outcomes.add("unavailable")
+    finally:
+        stop.set()
+        thread.join(10)
+        admin.dispose()
+    assert outcomes <= {"ok", "unavailable"}
+    assert store.get("uqt_1") is not None
