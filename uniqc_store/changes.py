@@ -1,0 +1,199 @@
+"""A cheap "did the tasks change?" signal, and a feed that shares it between listeners.
+
+The dashboard's live updates need to know when another process wrote to the
+store, without re-reading the tables. Each engine has a marker that is cheap to
+read and changes whenever the tables do:
+
+- SQLite: ``PRAGMA data_version`` on one dedicated connection (it changes when
+  any *other* connection commits) plus ``total_changes()`` (the writes of that
+  same connection, which matter for in-memory databases whose only connection
+  is shared).
+- PostgreSQL: the insert/update/delete counters of our four tables in
+  ``pg_stat_user_tables``. ``LISTEN/NOTIFY`` would need triggers, i.e. a schema
+  change; the statistics counters need none, but a backend reports them at most
+  once a second, so a change shows up within about a second.
+- MariaDB/MySQL: the server's ``Innodb_rows_inserted/updated/deleted`` counters.
+  They count every database on the server, so a write elsewhere costs a
+  needless refresh, never a missed one.
+
+:class:`ChangeFeed` polls the marker (every 0.5 s) only while someone listens
+and wakes every listener when it moves; with no listener it holds no connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable, Hashable
+from typing import Protocol
+
+import anyio.to_thread
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import SQLAlchemyError
+
+from .engine import SQLITE_BEGIN
+
+log = logging.getLogger(__name__)
+
+TABLES = ("tasks", "archived_tasks", "task_shards", "archived_task_shards")
+POLL_SECONDS = 0.5
+
+_POSTGRES_MARKER = text(
+    "SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0), count(*) "
+    "FROM pg_stat_user_tables WHERE relid IN "
+    "(to_regclass('tasks'), to_regclass('archived_tasks'), "
+    "to_regclass('task_shards'), to_regclass('archived_task_shards'))"
+)
+_MYSQL_COUNTERS = frozenset({"innodb_rows_inserted", "innodb_rows_updated", "innodb_rows_deleted"})
+
+
+class ChangeSignal(Protocol):
+    """Something whose :meth:`read` returns a different value after the tables change."""
+
+    def read(self) -> Hashable: ...
+
+    def close(self) -> None: ...
+
+
+class _DedicatedConnection:
+    """One connection kept open between polls (SQLite's marker is per connection)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._conn: Connection | None = None
+
+    def _connection(self) -> Connection:
+        if self._conn is None:
+            conn = self._engine.connect()
+            if self._engine.dialect.name == "sqlite":
+                # No BEGIN: each poll is its own snapshot, and no read
+                # transaction is left open to hold back WAL checkpoints.
+                conn = conn.execution_options(**{SQLITE_BEGIN: None})
+            else:
+                conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+            self._conn = conn
+        return self._conn
+
+    def read(self) -> Hashable:
+        """The current marker; a broken connection is dropped and reopened next time."""
+        conn = self._connection()
+        try:
+            marker = self._marker(conn)
+            conn.rollback()
+            return marker
+        except SQLAlchemyError:
+            self.close()
+            raise
+
+    def _marker(self, conn: Connection) -> Hashable:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            conn.close()
+
+
+class SQLiteSignal(_DedicatedConnection):
+    def _marker(self, conn: Connection) -> Hashable:
+        version = conn.exec_driver_sql("PRAGMA data_version").scalar()
+        own = conn.exec_driver_sql("SELECT total_changes()").scalar()
+        return (version, own)
+
+
+class PostgresSignal(_DedicatedConnection):
+    def _marker(self, conn: Connection) -> Hashable:
+        row = conn.execute(_POSTGRES_MARKER).one()
+        return (int(row[0]), int(row[1]))
+
+
+class MySQLSignal(_DedicatedConnection):
+    def _marker(self, conn: Connection) -> Hashable:
+        rows = conn.exec_driver_sql("SHOW GLOBAL STATUS LIKE 'Innodb_rows_%%'").all()
+        return tuple(sorted((n, v) for n, v in rows if str(n).lower() in _MYSQL_COUNTERS))
+
+
+def open_signal(engine: Engine) -> ChangeSignal:
+    """The cheapest change signal for ``engine``'s database."""
+    name = engine.dialect.name
+    if name == "sqlite":
+        return SQLiteSignal(engine)
+    if name == "postgresql":
+        return PostgresSignal(engine)
+    if name in ("mysql", "mariadb"):
+        return MySQLSignal(engine)
+    raise ValueError(f"no change signal for {name!r} databases")
+
+
+class ChangeFeed:
+    """Polls a change signal while anyone listens; wakes every listener when it moves.
+
+    One poller serves every listener, so ten open dashboards cost one query
+    every ``interval`` seconds, and none costs nothing.
+    """
+
+    def __init__(
+        self, make_signal: Callable[[], ChangeSignal], interval: float = POLL_SECONDS
+    ) -> None:
+        self._make_signal = make_signal
+        self._interval = interval
+        self.generation = 0
+        self._listeners = 0
+        self._changed: asyncio.Condition | None = None
+        self._poller: asyncio.Task[None] | None = None
+
+    async def listen(self, heartbeat: float) -> AsyncIterator[int | None]:
+        """Yield the new generation after each change, or None after ``heartbeat`` quiet seconds."""
+        changed = self._condition()
+        self._listeners += 1
+        if self._poller is None:
+            self._poller = asyncio.create_task(self._poll())
+        seen = self.generation
+        try:
+            while True:
+                async with changed:
+                    try:
+                        await asyncio.wait_for(changed.wait_for(self._since(seen)), heartbeat)
+                    except asyncio.TimeoutError:
+                        yield None
+                        continue
+                seen = self.generation
+                yield seen
+        finally:
+            self._listeners -= 1
+            if self._listeners == 0 and self._poller is not None:
+                # The old poller closes its connection in the background; a
+                # listener arriving meanwhile starts a fresh one.
+                self._poller.cancel()
+                self._poller = None
+
+    def _since(self, seen: int) -> Callable[[], bool]:
+        return lambda: self.generation != seen
+
+    def _condition(self) -> asyncio.Condition:
+        if self._changed is None:
+            self._changed = asyncio.Condition()
+        return self._changed
+
+    async def _poll(self) -> None:
+        signal = self._make_signal()
+        last: Hashable = None
+        try:
+            while self._listeners:
+                try:
+                    marker = await anyio.to_thread.run_sync(signal.read)
+                except SQLAlchemyError as exc:
+                    log.warning("change signal failed (retrying): %s", exc)
+                else:
+                    if last is not None and marker != last:
+                        await self._announce()
+                    last = marker
+                await asyncio.sleep(self._interval)
+        finally:
+            await anyio.to_thread.run_sync(signal.close)
+
+    async def _announce(self) -> None:
+        changed = self._condition()
+        async with changed:
+            self.generation += 1
+            changed.notify_all()
