@@ -8,13 +8,20 @@ read and changes whenever the tables do:
   any *other* connection commits) plus ``total_changes()`` (the writes of that
   same connection, which matter for in-memory databases whose only connection
   is shared).
-- PostgreSQL: the insert/update/delete counters of our four tables in
-  ``pg_stat_user_tables``. ``LISTEN/NOTIFY`` would need triggers, i.e. a schema
-  change; the statistics counters need none, but a backend reports them at most
-  once a second, so a change shows up within about a second.
-- MariaDB/MySQL: the server's ``Innodb_rows_inserted/updated/deleted`` counters.
-  They count every database on the server, so a write elsewhere costs a
-  needless refresh, never a missed one.
+- PostgreSQL: the next transaction id (``pg_snapshot_xmax(pg_current_snapshot())``),
+  which moves whenever a writing transaction ends. ``LISTEN/NOTIFY`` would need
+  triggers, i.e. a schema change; the per-table counters of
+  ``pg_stat_user_tables`` need none but reach other sessions up to 10 s late
+  (an idle backend flushes its statistics that rarely). The transaction id is
+  immediate but counts the whole cluster: a write elsewhere costs a needless
+  refresh, never a missed one.
+- MariaDB/MySQL: the server's statement counters ``Com_insert``, ``Com_update``,
+  ``Com_delete`` and their multi-table and ``REPLACE`` forms (MariaDB 10.6+
+  dropped ``Innodb_rows_*``; ``Handler_*`` also count temporary tables, so
+  ``SHOW STATUS`` itself would move them). They count every database on the
+  server (a write elsewhere costs a needless refresh) and move when a
+  statement starts, before its transaction commits, so the feed announces once
+  more on the poll after they stop moving.
 
 :class:`ChangeFeed` polls the marker (every 0.5 s) only while someone listens
 and wakes every listener when it moves; with no listener it holds no connection.
@@ -35,20 +42,22 @@ from .engine import SQLITE_BEGIN
 
 log = logging.getLogger(__name__)
 
-TABLES = ("tasks", "archived_tasks", "task_shards", "archived_task_shards")
 POLL_SECONDS = 0.5
 
-_POSTGRES_MARKER = text(
-    "SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0), count(*) "
-    "FROM pg_stat_user_tables WHERE relid IN "
-    "(to_regclass('tasks'), to_regclass('archived_tasks'), "
-    "to_regclass('task_shards'), to_regclass('archived_task_shards'))"
+_POSTGRES_MARKER = text("SELECT pg_snapshot_xmax(pg_current_snapshot())::text")
+_MYSQL_MARKER = text(
+    "SHOW GLOBAL STATUS WHERE Variable_name IN ('Com_insert', 'Com_insert_select', "
+    "'Com_update', 'Com_update_multi', 'Com_delete', 'Com_delete_multi', 'Com_replace', "
+    "'Com_replace_select')"
 )
-_MYSQL_COUNTERS = frozenset({"innodb_rows_inserted", "innodb_rows_updated", "innodb_rows_deleted"})
 
 
 class ChangeSignal(Protocol):
     """Something whose :meth:`read` returns a different value after the tables change."""
+
+    #: False when the marker can move before the change commits (then the
+    #: feed announces again one poll after it settles).
+    exact: bool
 
     def read(self) -> Hashable: ...
 
@@ -57,6 +66,8 @@ class ChangeSignal(Protocol):
 
 class _DedicatedConnection:
     """One connection kept open between polls (SQLite's marker is per connection)."""
+
+    exact = True
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
@@ -103,14 +114,14 @@ class SQLiteSignal(_DedicatedConnection):
 
 class PostgresSignal(_DedicatedConnection):
     def _marker(self, conn: Connection) -> Hashable:
-        row = conn.execute(_POSTGRES_MARKER).one()
-        return (int(row[0]), int(row[1]))
+        return conn.execute(_POSTGRES_MARKER).scalar()
 
 
 class MySQLSignal(_DedicatedConnection):
+    exact = False
+
     def _marker(self, conn: Connection) -> Hashable:
-        rows = conn.exec_driver_sql("SHOW GLOBAL STATUS LIKE 'Innodb_rows_%%'").all()
-        return tuple(sorted((n, v) for n, v in rows if str(n).lower() in _MYSQL_COUNTERS))
+        return tuple(sorted((str(n), str(v)) for n, v in conn.execute(_MYSQL_MARKER)))
 
 
 def open_signal(engine: Engine) -> ChangeSignal:
@@ -178,6 +189,7 @@ class ChangeFeed:
     async def _poll(self) -> None:
         signal = self._make_signal()
         last: Hashable = None
+        settling = False
         try:
             while self._listeners:
                 try:
@@ -185,8 +197,10 @@ class ChangeFeed:
                 except SQLAlchemyError as exc:
                     log.warning("change signal failed (retrying): %s", exc)
                 else:
-                    if last is not None and marker != last:
+                    moved = last is not None and marker != last
+                    if moved or settling:
                         await self._announce()
+                    settling = moved and not signal.exact
                     last = marker
                 await asyncio.sleep(self._interval)
         finally:

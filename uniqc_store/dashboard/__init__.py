@@ -83,7 +83,10 @@ def mount_dashboard(
 
     app.mount(ASSETS_PREFIX.rstrip("/"), StaticFiles(directory=STATIC_DIR), name="dashboard")
     feed = ChangeFeed(lambda: open_signal(store.engine))
-    router = APIRouter(prefix="/api", dependencies=[Depends(_token_guard(token))])
+    # The page's own routes: not part of the REST contract, so not in the OpenAPI document.
+    router = APIRouter(
+        prefix="/api", dependencies=[Depends(_token_guard(token))], include_in_schema=False
+    )
     _add_reads(router, store, redact_sensitive)
     _add_events(router, feed)
     app.include_router(router)
