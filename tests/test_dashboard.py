@@ -258,3 +258,17 @@ def test_inexact_signal_is_announced_again_after_it_settles() -> None:
         return seen
 
     assert asyncio.run(scenario()) == [1, 2, None]
+
+
+def test_closing_the_feed_ends_every_stream() -> None:
+    """``uniqc-store serve`` closes the feed on Ctrl-C, so open tabs do not hold the exit."""
+    feed = ChangeFeed(FakeSignal, interval=0.01)
+
+    async def scenario() -> list[int | None]:
+        listener = feed.listen(heartbeat=5)
+        waiting = asyncio.ensure_future(anext(listener, "ended"))
+        await asyncio.sleep(0.05)
+        feed.close()
+        return [await asyncio.wait_for(waiting, 1)]  # type: ignore[list-item]
+
+    assert asyncio.run(scenario()) == ["ended"]

@@ -152,10 +152,15 @@ class ChangeFeed:
         self._listeners = 0
         self._changed: asyncio.Condition | None = None
         self._poller: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.closed = False
 
     async def listen(self, heartbeat: float) -> AsyncIterator[int | None]:
         """Yield the new generation after each change, or None after ``heartbeat`` quiet seconds."""
+        if self.closed:
+            return
         changed = self._condition()
+        self._loop = asyncio.get_running_loop()
         self._listeners += 1
         if self._poller is None:
             self._poller = asyncio.create_task(self._poll())
@@ -168,6 +173,8 @@ class ChangeFeed:
                     except asyncio.TimeoutError:
                         yield None
                         continue
+                if self.closed:
+                    return
                 seen = self.generation
                 yield seen
         finally:
@@ -177,6 +184,12 @@ class ChangeFeed:
                 # listener arriving meanwhile starts a fresh one.
                 self._poller.cancel()
                 self._poller = None
+
+    def close(self) -> None:
+        """End every listener (callable from a signal handler or another thread)."""
+        self.closed = True
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(lambda: asyncio.ensure_future(self._announce()))
 
     def _since(self, seen: int) -> Callable[[], bool]:
         return lambda: self.generation != seen

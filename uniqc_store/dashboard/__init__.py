@@ -51,6 +51,13 @@ def is_public_path(path: str) -> bool:
     return path == "/" or path.startswith(ASSETS_PREFIX)
 
 
+def close_streams(app: FastAPI) -> None:
+    """End the open ``/api/events`` streams, so a server can stop without waiting on tabs."""
+    feed = getattr(app.state, "change_feed", None)
+    if isinstance(feed, ChangeFeed):
+        feed.close()
+
+
 def _token_guard(token: str | None) -> Callable[[Request], None]:
     def guard(request: Request) -> None:
         if token is None:
@@ -83,6 +90,7 @@ def mount_dashboard(
 
     app.mount(ASSETS_PREFIX.rstrip("/"), StaticFiles(directory=STATIC_DIR), name="dashboard")
     feed = ChangeFeed(lambda: open_signal(store.engine))
+    app.state.change_feed = feed
     # The page's own routes: not part of the REST contract, so not in the OpenAPI document.
     router = APIRouter(
         prefix="/api", dependencies=[Depends(_token_guard(token))], include_in_schema=False
