@@ -37,6 +37,7 @@ async function run(fn) {
 }
 
 function showAuth() {
+  if (!$("auth").hidden) return; // already asking (several calls can fail at once)
   const hadToken = Boolean(token.get());
   token.clear();
   stopEvents();
@@ -113,13 +114,8 @@ function stopEvents() {
 async function boot() {
   $("auth").hidden = true;
   $("view").hidden = false;
-  try {
-    await loadFooter();
-  } catch (error) {
-    if (error instanceof AuthError) return showAuth();
-    showAlert(error.message);
-  }
-  await route();
+  // The footer and the view load side by side; either one's 401 shows the prompt.
+  await Promise.all([run(loadFooter), route()]);
   if (!$("auth").hidden) return;
   startEvents();
 }

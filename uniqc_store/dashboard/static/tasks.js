@@ -50,7 +50,7 @@ export function tasksView(which, params, ctx) {
     state.order = orderSelect.value;
     state.cursors = [null];
     history.replaceState(null, "", hashFor({}));
-    ctx.run(refresh);
+    ctx.run(refreshRows);
   };
   for (const element of [statusSelect, backendSelect, orderSelect]) {
     element.addEventListener("change", onFilter);
@@ -64,11 +64,11 @@ export function tasksView(which, params, ctx) {
   const pageInfo = h("span", { id: "page-info" });
   prev.addEventListener("click", () => {
     state.cursors.pop();
-    ctx.run(refresh);
+    ctx.run(refreshRows);
   });
   next.addEventListener("click", () => {
     state.cursors.push(state.next);
-    ctx.run(refresh);
+    ctx.run(refreshRows);
   });
 
   const root = h(
@@ -112,17 +112,17 @@ export function tasksView(which, params, ctx) {
     which === "live" ? expiredPanel(ctx) : null,
   );
 
-  async function refresh() {
+  // The rows and the charts load side by side; the rows (the cheaper call) show first.
+  const refresh = () => Promise.all([refreshRows(), refreshCounts()]);
+
+  async function refreshRows() {
     const cursor = state.cursors.at(-1);
-    const [page, counts] = await Promise.all([
-      api("/api/dashboard/tasks", {
-        query: {
-          table: which, status: state.status, backend: state.backend,
-          order: state.order, limit: state.size, cursor,
-        },
-      }),
-      api("/api/dashboard/counts", { query: { table: which } }),
-    ]);
+    const page = await api("/api/dashboard/tasks", {
+      query: {
+        table: which, status: state.status, backend: state.backend,
+        order: state.order, limit: state.size, cursor,
+      },
+    });
     const first = (state.cursors.length - 1) * state.size;
     total.textContent = page.total === 1 ? "1 task" : `${page.total.toLocaleString()} tasks`;
     rows.replaceChildren(...page.tasks.map((t) => taskRow(t, which)));
@@ -135,6 +135,10 @@ export function tasksView(which, params, ctx) {
     pageInfo.textContent = page.tasks.length
       ? `Page ${state.cursors.length}: ${first + 1}–${first + page.tasks.length} of ${page.total.toLocaleString()}`
       : `Page ${state.cursors.length}`;
+  }
+
+  async function refreshCounts() {
+    const counts = await api("/api/dashboard/counts", { query: { table: which } });
     const backends = Object.keys(counts.backend).sort();
     if (state.backend && !backends.includes(state.backend)) backends.push(state.backend);
     backendSelect.replaceChildren(
