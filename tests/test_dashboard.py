@@ -6,10 +6,14 @@ The browser tests are in ``test_dashboard_browser.py``.
 from __future__ import annotations
 
 import asyncio
+import socket
+import threading
 import time
 from collections.abc import Iterator
 
+import httpx
 import pytest
+import uvicorn
 from fastapi.testclient import TestClient
 from sqlalchemy import URL
 
@@ -20,6 +24,12 @@ from uniqc_store.dashboard import queries
 from uniqc_store.engine import redact
 
 TOKEN = "t0ken-for-dashboard"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def seed(store: TaskStore, n: int = 7) -> list[str]:
@@ -224,19 +234,17 @@ def test_feed_polls_only_while_listened_to() -> None:
     signal = FakeSignal()
     feed = ChangeFeed(lambda: signal, interval=0.01)
 
-    async def scenario() -> list[int | None]:
-        seen: list[int | None] = []
+    async def scenario() -> list[str]:
         listener = feed.listen(heartbeat=0.2)
-        first = asyncio.ensure_future(anext(listener))
-        await asyncio.sleep(0.05)
+        seen = [await anext(listener)]  # ready: the first marker is read
         signal.value = 1
-        seen.append(await first)
+        seen.append(await anext(listener))
         seen.append(await anext(listener))  # quiet: a heartbeat
         await listener.aclose()
         await asyncio.sleep(0.05)
         return seen
 
-    assert asyncio.run(scenario()) == [1, None]
+    assert asyncio.run(scenario()) == ["ready", "change", "heartbeat"]
     reads = signal.reads
     time.sleep(0.05)
     assert signal.reads == reads and signal.closed == 1
@@ -248,27 +256,56 @@ def test_inexact_signal_is_announced_again_after_it_settles() -> None:
     signal.exact = False
     feed = ChangeFeed(lambda: signal, interval=0.01)
 
-    async def scenario() -> list[int | None]:
+    async def scenario() -> list[str]:
         listener = feed.listen(heartbeat=0.3)
-        first = asyncio.ensure_future(anext(listener))
-        await asyncio.sleep(0.05)
+        seen = [await anext(listener)]
         signal.value = 1
-        seen = [await first, await anext(listener), await anext(listener)]
+        seen += [await anext(listener), await anext(listener), await anext(listener)]
         await listener.aclose()
         return seen
 
-    assert asyncio.run(scenario()) == [1, 2, None]
+    assert asyncio.run(scenario()) == ["ready", "change", "change", "heartbeat"]
 
 
 def test_closing_the_feed_ends_every_stream() -> None:
     """``uniqc-store serve`` closes the feed on Ctrl-C, so open tabs do not hold the exit."""
     feed = ChangeFeed(FakeSignal, interval=0.01)
 
-    async def scenario() -> list[int | None]:
+    async def scenario() -> list[str]:
         listener = feed.listen(heartbeat=5)
+        seen = [await anext(listener)]
         waiting = asyncio.ensure_future(anext(listener, "ended"))
         await asyncio.sleep(0.05)
         feed.close()
-        return [await asyncio.wait_for(waiting, 1)]  # type: ignore[list-item]
+        seen.append(await asyncio.wait_for(waiting, 1))
+        return seen
 
-    assert asyncio.run(scenario()) == ["ended"]
+    assert asyncio.run(scenario()) == ["ready", "ended"]
+
+
+def test_a_closed_tab_stops_the_polling(store: TaskStore, backend: str) -> None:
+    """Over real HTTP: a stream that ends leaves no listener, no poller, no connection."""
+    if backend != "sqlite":
+        pytest.skip("one engine is enough: the feed does not depend on it")
+    app = create_app(store)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            time.sleep(0.05)
+        feed = app.state.change_feed
+        with httpx.stream("GET", f"http://127.0.0.1:{port}/api/events", timeout=5) as stream:
+            lines = stream.iter_lines()
+            assert [next(lines) for _ in range(3)] == ["retry: 3000", "event: ready", "data: {}"]
+            store.save(TaskInfo(task_id="uqt_seen", backend="b"))
+            assert next(line for line in lines if line.startswith("event:")) == "event: change"
+            assert feed._listeners == 1
+        deadline = time.monotonic() + 5
+        while feed._listeners or feed._poller is not None:
+            assert time.monotonic() < deadline, "the stream's listener outlived its client"
+            time.sleep(0.05)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

@@ -71,7 +71,8 @@ class Server:
     store: TaskStore  # this test process's own store: "another process" to the server
 
 
-def start_server(url: URL, token: str | None) -> subprocess.Popen[bytes]:
+def start_server(url: URL, token: str | None) -> tuple[subprocess.Popen[bytes], str]:
+    """``uniqc-store serve`` on a free loopback port, once it answers; and its base URL."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "UNIQC_STORE_API_TOKEN"}
     if token is not None:
@@ -88,15 +89,13 @@ def start_server(url: URL, token: str | None) -> subprocess.Popen[bytes]:
     while True:
         try:
             httpx.get(f"{base}/", timeout=1)
-            break
+            return process, base
         except httpx.TransportError:
             if process.poll() is not None or time.monotonic() > deadline:
                 process.kill()
                 _, err = process.communicate()
                 raise AssertionError(f"uniqc-store serve did not start: {err.decode()}") from None
             time.sleep(0.1)
-    process.base = base  # type: ignore[attr-defined]
-    return process
 
 
 def stop_server(process: subprocess.Popen[bytes]) -> None:
@@ -116,9 +115,9 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[URL]:
 
 def serve(db_url: URL, token: str | None = None) -> Iterator[Server]:
     store = TaskStore(url=db_url, auto_migrate=True)
-    process = start_server(db_url, token)
+    process, base = start_server(db_url, token)
     try:
-        yield Server(process.base, store)  # type: ignore[attr-defined]
+        yield Server(base, store)
     finally:
         stop_server(process)
         store.close()

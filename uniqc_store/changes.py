@@ -32,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Hashable
-from typing import Protocol
+from typing import Literal, Protocol
 
 import anyio.to_thread
 from sqlalchemy import Connection, Engine, text
@@ -43,6 +43,7 @@ from .engine import SQLITE_BEGIN
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.5
+FeedEvent = Literal["ready", "change", "heartbeat"]
 
 _POSTGRES_MARKER = text("SELECT pg_snapshot_xmax(pg_current_snapshot())::text")
 _MYSQL_MARKER = text(
@@ -153,30 +154,30 @@ class ChangeFeed:
         self._changed: asyncio.Condition | None = None
         self._poller: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._primed = asyncio.Event()
         self.closed = False
 
-    async def listen(self, heartbeat: float) -> AsyncIterator[int | None]:
-        """Yield the new generation after each change, or None after ``heartbeat`` quiet seconds."""
+    async def listen(self, heartbeat: float) -> AsyncIterator[FeedEvent]:
+        """``ready`` once changes are watched, then ``change`` after each change and
+        ``heartbeat`` after ``heartbeat`` quiet seconds, until the feed is closed."""
         if self.closed:
             return
-        changed = self._condition()
         self._loop = asyncio.get_running_loop()
         self._listeners += 1
-        if self._poller is None:
-            self._poller = asyncio.create_task(self._poll())
-        seen = self.generation
         try:
-            while True:
-                async with changed:
-                    try:
-                        await asyncio.wait_for(changed.wait_for(self._since(seen)), heartbeat)
-                    except asyncio.TimeoutError:
-                        yield None
-                        continue
+            if self._poller is None:
+                self._primed = asyncio.Event()
+                self._poller = asyncio.create_task(self._poll(self._primed))
+            await self._primed.wait()  # the marker to compare with has been read
+            seen = self.generation
+            yield "ready"
+            while not self.closed:
+                moved = await self._moved_past(seen, heartbeat)
                 if self.closed:
                     return
-                seen = self.generation
-                yield seen
+                if moved:
+                    seen = self.generation
+                yield "change" if moved else "heartbeat"
         finally:
             self._listeners -= 1
             if self._listeners == 0 and self._poller is not None:
@@ -184,6 +185,19 @@ class ChangeFeed:
                 # listener arriving meanwhile starts a fresh one.
                 self._poller.cancel()
                 self._poller = None
+
+    async def _moved_past(self, seen: int, timeout: float) -> bool:
+        """Whether the generation moves past ``seen`` within ``timeout`` seconds.
+
+        The lock is released before returning, so a slow client never holds it.
+        """
+        changed = self._condition()
+        async with changed:
+            try:
+                await asyncio.wait_for(changed.wait_for(self._since(seen)), timeout)
+            except asyncio.TimeoutError:
+                return False
+        return True
 
     def close(self) -> None:
         """End every listener (callable from a signal handler or another thread)."""
@@ -199,7 +213,7 @@ class ChangeFeed:
             self._changed = asyncio.Condition()
         return self._changed
 
-    async def _poll(self) -> None:
+    async def _poll(self, primed: asyncio.Event) -> None:
         signal = self._make_signal()
         last: Hashable = None
         settling = False
@@ -215,6 +229,7 @@ class ChangeFeed:
                         await self._announce()
                     settling = moved and not signal.exact
                     last = marker
+                primed.set()
                 await asyncio.sleep(self._interval)
         finally:
             await anyio.to_thread.run_sync(signal.close)

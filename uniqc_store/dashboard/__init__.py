@@ -202,9 +202,10 @@ def _add_events(router: APIRouter, feed: ChangeFeed) -> None:
 
 
 async def _event_stream(feed: ChangeFeed) -> AsyncIterator[str]:
-    yield "retry: 3000\nevent: ready\ndata: {}\n\n"
-    async for generation in feed.listen(HEARTBEAT_SECONDS):
-        if generation is None:
-            yield ": heartbeat\n\n"
+    async for event in feed.listen(HEARTBEAT_SECONDS):
+        if event == "ready":  # changes from here on are announced: the page reloads its data
+            yield "retry: 3000\nevent: ready\ndata: {}\n\n"
+        elif event == "change":
+            yield f"event: change\ndata: {json.dumps({'generation': feed.generation})}\n\n"
         else:
-            yield f"event: change\ndata: {json.dumps({'generation': generation})}\n\n"
+            yield ": heartbeat\n\n"
