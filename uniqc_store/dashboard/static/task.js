@@ -14,10 +14,11 @@ const FIELDS = [
 
 export function taskView(taskId, ctx) {
   const body = h("div");
+  const back = h("a", { href: "#/live" }, "← Live tasks");
   const root = h(
     "section",
     { "aria-labelledby": "view-title" },
-    h("p", {}, h("a", { href: "#/live" }, "← Tasks")),
+    h("p", {}, back),
     h("h2", { id: "view-title", class: "id" }, taskId),
     body,
   );
@@ -32,7 +33,12 @@ export function taskView(taskId, ctx) {
       body.replaceChildren(h("p", { role: "status" }, "This task no longer exists (deleted)."));
       return;
     }
+    // A live refresh rebuilds the view: keep the keyboard focus on the same control.
+    const focused = document.activeElement?.dataset?.key;
     body.replaceChildren(...render(found).filter(Boolean));
+    if (focused) body.querySelector(`[data-key="${focused}"]`)?.focus();
+    back.href = found.archived ? "#/archived" : "#/live";
+    back.textContent = found.archived ? "← Archive" : "← Live tasks";
   }
 
   function render({ task, shards, archived }) {
@@ -45,7 +51,7 @@ export function taskView(taskId, ctx) {
       ctx.announce(archived ? "Task restored." : "Task archived.");
       await refresh();
     }));
-    const remove = h("button", { type: "button", id: "task-delete", class: "danger" }, "Delete…");
+    const remove = h("button", { type: "button", id: "task-delete", class: "danger", "data-key": "delete" }, "Delete…");
     remove.addEventListener("click", () => ctx.run(async () => {
       const sure = await ctx.confirm(`Delete task ${taskId} and its ${shards.length} shard(s)? This cannot be undone.`);
       if (!sure) return;
