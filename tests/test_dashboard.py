@@ -10,6 +10,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -283,10 +284,9 @@ def test_closing_the_feed_ends_every_stream() -> None:
     assert asyncio.run(scenario()) == ["ready", "ended"]
 
 
-def test_a_closed_tab_stops_the_polling(store: TaskStore, backend: str) -> None:
+def test_a_closed_tab_stops_the_polling(tmp_path: Path) -> None:
     """Over real HTTP: a stream that ends leaves no listener, no poller, no connection."""
-    if backend != "sqlite":
-        pytest.skip("one engine is enough: the feed does not depend on it")
+    store = TaskStore(cache_dir=tmp_path)
     app = create_app(store)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
@@ -309,3 +309,4 @@ def test_a_closed_tab_stops_the_polling(store: TaskStore, backend: str) -> None:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+        store.close()

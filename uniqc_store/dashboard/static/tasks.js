@@ -130,6 +130,7 @@ export function tasksView(which, params, ctx) {
       rows.append(h("tr", {}, h("td", { colspan: "6", class: "muted" }, "No tasks match.")));
     }
     state.next = page.next_cursor;
+    performance.mark("uniqc:rows"); // user timing, read by benchmarks/dashboard.py
     prev.disabled = state.cursors.length === 1;
     next.disabled = !page.next_cursor;
     pageInfo.textContent = page.tasks.length
@@ -149,6 +150,7 @@ export function tasksView(which, params, ctx) {
       bars("By status", counts.status, (s) => hashFor({ status: s })),
       bars("By backend", counts.backend, (b) => hashFor({ backend: b })),
     );
+    performance.mark("uniqc:charts");
   }
 
   return { root, refresh };
