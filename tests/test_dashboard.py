@@ -310,3 +310,13 @@ def test_a_closed_tab_stops_the_polling(tmp_path: Path) -> None:
         server.should_exit = True
         thread.join(timeout=10)
         store.close()
+
+
+def test_benchmark_smoke(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """``python -m benchmarks.dashboard`` on a small store, without the browser."""
+    from benchmarks.dashboard import main
+
+    path = tmp_path / "bench.sqlite"
+    assert main(["--tasks", "300", "--repeats", "1", "--no-browser", "--file", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "300 live tasks" in out and "first page (info + tasks + counts)" in out
