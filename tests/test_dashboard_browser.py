@@ -1,5 +1,6 @@
 """The dashboard in a real browser: Playwright driving Debian's Chromium against a
-real ``uniqc-store serve`` process on a free loopback port.
+real ``uniqc-store serve`` process on a free loopback port, on a SQLite file and, when
+their URLs are set, on PostgreSQL and MariaDB.
 
 Skipped (with the reason) when Playwright or Chromium is missing, unless ``CI``
 is set: CI installs both (``.ci/run``), so there a missing browser fails.
@@ -107,7 +108,7 @@ def stop_server(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", "postgresql", "mysql"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[URL]:
     with scratch_url(request.param, tmp_path) as url:
         yield url
