@@ -29,6 +29,8 @@ def test_wheel_upgrades_without_a_checkout(tmp_path: Path) -> None:
         "uniqc_store/_alembic/versions/0001_v1_tasks.py",
         "uniqc_store/_alembic/versions/0005_v5_uqt_ids.py",
         "uniqc_store/py.typed",
+        "uniqc_store/dashboard/static/index.html",
+        "uniqc_store/dashboard/static/app.js",
     ):
         assert shipped in names
     target = tmp_path / "site"

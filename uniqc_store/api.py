@@ -18,6 +18,7 @@ from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
+from .dashboard import is_public_path, mount_dashboard
 from .errors import TaskConflictError
 from .records import TaskInfo, TaskStatus
 from .store import TaskStore
@@ -104,13 +105,16 @@ def _authorised(request: Request, expected: str) -> bool:
 
 
 def _require_token(app: FastAPI, expected: str) -> None:
-    """Every request (the OpenAPI document and docs included) needs the bearer token."""
+    """Every request (the OpenAPI document and docs included) needs the bearer token.
+
+    Except the dashboard's page and assets, which hold no data.
+    """
 
     @app.middleware("http")
     async def check(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
-        if not _authorised(request, expected):
+        if not is_public_path(request.url.path) and not _authorised(request, expected):
             return JSONResponse(
                 status_code=401,
                 content={"detail": "missing or wrong bearer token"},
@@ -250,4 +254,5 @@ def create_app(store: TaskStore | None = None) -> FastAPI:
             raise _not_found(task_id, "Archived task")
         return {"restored": task_id}
 
+    mount_dashboard(app, store, token=token, redact_sensitive=redact_sensitive)
     return app

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import Any, TypeVar
 
 try:
@@ -381,16 +382,26 @@ def _progress(total: int, label: str, quiet: bool = False) -> Iterator[Callable[
 @url_option
 @reports_errors
 def serve(host: str, port: int, url: str | None) -> None:
-    """Run the REST API with uvicorn (the api extra)."""
+    """Run the REST API and the dashboard (at /) with uvicorn (the api extra)."""
     try:
         import uvicorn
 
         from .api import create_app
+        from .dashboard import close_streams
     except ImportError:
         fail("the REST API needs the api extra: pip install 'uniqc-store[api]'")
         return
-    store = TaskStore(url=url)
-    uvicorn.run(create_app(store), host=host, port=port, log_level="info")
+    app = create_app(TaskStore(url=url))
+
+    class Server(uvicorn.Server):
+        """Ends the dashboards' event streams on Ctrl-C: they would hold the shutdown."""
+
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            close_streams(app)
+            super().handle_exit(sig, frame)
+
+    config = uvicorn.Config(app, host=host, port=port, log_level="info")
+    Server(config).run()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,81 @@
+// Talking to the store's /api: the bearer token (kept for this tab only),
+// JSON requests, and the live-update stream.
+
+const TOKEN_KEY = "uniqc-store-token";
+
+/** Raised for a 401: the page asks for the token instead of breaking. */
+export class AuthError extends Error {}
+
+export const token = {
+  get: () => sessionStorage.getItem(TOKEN_KEY),
+  set: (value) => sessionStorage.setItem(TOKEN_KEY, value),
+  clear: () => sessionStorage.removeItem(TOKEN_KEY),
+};
+
+function headers(extra = {}) {
+  const value = token.get();
+  return value ? { ...extra, Authorization: `Bearer ${value}` } : extra;
+}
+
+/** A JSON request to the API; throws AuthError on 401, Error with the server's detail otherwise. */
+export async function api(path, { method = "GET", query } = {}) {
+  const url = new URL(path, location.origin);
+  for (const [key, value] of Object.entries(query ?? {})) {
+    if (value !== undefined && value !== null && value !== "") url.searchParams.set(key, value);
+  }
+  const response = await fetch(url, { method, headers: headers({ Accept: "application/json" }) });
+  if (response.status === 401) throw new AuthError("missing or wrong token");
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    const detail = typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail);
+    throw new Error(`${response.status}: ${detail ?? response.statusText}`);
+  }
+  return body;
+}
+
+/**
+ * Follow /api/events (Server-Sent Events) until `signal` aborts.
+ *
+ * EventSource cannot send an Authorization header, so the stream is read with
+ * fetch(): the token stays in a header and never appears in a URL or a log.
+ * Calls onEvent(name) for each event and reconnects after a drop;
+ * onState("live" | "reconnecting" | "auth") says how it is going.
+ */
+export async function followEvents({ signal, onEvent, onState }) {
+  let delay = 1000;
+  while (!signal.aborted) {
+    try {
+      const response = await fetch("/api/events", { headers: headers(), signal });
+      if (response.status === 401) {
+        onState("auth");
+        return;
+      }
+      if (!response.ok || !response.body) throw new Error(`events: ${response.status}`);
+      onState("live");
+      delay = 1000;
+      await readEvents(response.body, onEvent);
+    } catch (error) {
+      if (signal.aborted) return;
+    }
+    onState("reconnecting");
+    await new Promise((resolve) => setTimeout(resolve, delay));
+    delay = Math.min(delay * 2, 15000);
+  }
+}
+
+async function readEvents(body, onEvent) {
+  const reader = body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += value;
+    let end;
+    while ((end = buffer.indexOf("\n\n")) >= 0) {
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      const name = block.split("\n").find((line) => line.startsWith("event:"));
+      if (name) onEvent(name.slice(6).trim());
+    }
+  }
+}
