@@ -38,7 +38,7 @@ def test_redact_sensitive() -> None:
     assert out["api_key"] == out["QUARK_API_KEY"] == out["apiKey"] == REDACTED
     assert (out["monkey"], out["keyboard"], out["author"]) == ("banana", "qwerty", "ada")
     assert out["nested"][0]["proxy"] == REDACTED and out["nested"][0]["auth_token"] == REDACTED
-    assert out["nested"][0]["tokens_left"] == REDACTED
+    assert out["nested"][0]["tokens_left"] == 3  # a count, not a credential
     assert out["password"] == "" and out["secret"] is None
     assert out["client_credentials"] == REDACTED
     assert SECRET_METADATA["api_key"] == "k-123"  # the input is not modified
@@ -61,9 +61,12 @@ def seed(store: TaskStore) -> None:
                 submit_time=f"2024-01-0{i + 1}T00:00:00+00:00",
                 result={"counts": {"0": i}, "token": "s3cret"},
                 metadata=SECRET_METADATA,
+                error_message="upstream: https://ada:pw0rd@quark.example/x failed",
             )
         )
-    store.save_shard(TaskShard("uqt_2", 0, "plat-2", "a", result={"big": "x"}))
+    store.save_shard(
+        TaskShard("uqt_2", 0, "plat-2", "a", result={"big": "x"}, error_message="token=abc")
+    )
     with store.engine.begin() as conn:
         conn.execute(update(tasks).where(tasks.c.task_id == "uqt_4").values(update_time=old))
 
@@ -84,12 +87,14 @@ def test_task_routes(client: TestClient, store: TaskStore) -> None:
         "cancelled": 0,
         "total": 5,
     }
+    assert body["tasks"][0]["error_message"] == "upstream: https://ada:***@quark.example/x failed"
     detail = client.get("/api/tasks/uqt_2").json()
     assert detail["result"] == {"counts": {"0": 2}, "token": REDACTED}
     assert detail["metadata"]["nested"][0]["proxy"] == REDACTED
     shards = client.get("/api/tasks/uqt_2/shards").json()
     assert shards["shard_count"] == 1 and "result" not in shards["shards"][0]
     assert shards["shards"][0]["platform_task_id"] == "plat-2"
+    assert shards["shards"][0]["error_message"] == "token=***"
     assert store.get("uqt_2").metadata["api_key"] == "k-123"  # type: ignore[union-attr]
 
     missing = client.get("/api/tasks/nope")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hmac
 import os
-import re
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
@@ -20,44 +19,12 @@ from pydantic import BaseModel, Field
 
 from .errors import TaskConflictError
 from .records import TaskInfo, TaskStatus
+from .redaction import REDACTED, redact_record, redact_sensitive
 from .store import TaskStore
 
 TOKEN_ENV = "UNIQC_STORE_API_TOKEN"
-REDACTED = "[REDACTED]"
 MAX_LIMIT = 1000
-SENSITIVE_WORDS = frozenset(
-    {"token", "key", "secret", "password", "passwd", "credential", "proxy", "auth"}
-)
-_PLURALS = {"proxies": "proxy"}
-_WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
-
-
-def _names_a_credential(key: str) -> bool:
-    """Whether a key's words (``api_key``, ``QUARK_API_KEY``, ``apiKey``) name a credential."""
-    for word in _WORDS.findall(key):
-        word = word.lower()
-        word = _PLURALS.get(word, word[:-1] if word.endswith("s") and len(word) > 3 else word)
-        if word in SENSITIVE_WORDS:
-            return True
-    return False
-
-
-def redact_sensitive(value: Any) -> Any:
-    """A copy of ``value`` with every truthy value under a credential-like key replaced.
-
-    Works at any depth through dicts and lists; falsy values are kept so a
-    dashboard can still tell "unset" from "set".
-    """
-    if isinstance(value, dict):
-        return {
-            k: REDACTED
-            if isinstance(k, str) and _names_a_credential(k) and v
-            else redact_sensitive(v)
-            for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [redact_sensitive(v) for v in value]
-    return value
+__all__ = ["REDACTED", "create_app", "redact_sensitive"]
 
 
 class TaskIdsRequest(BaseModel):
@@ -76,7 +43,7 @@ def _summary(info: TaskInfo) -> dict[str, Any]:
         "update_time": info.update_time,
         "has_result": info.result is not None,
         "metadata": redact_sensitive(info.metadata),
-        "error_message": info.error_message,
+        "error_message": redact_sensitive(info.error_message),
         "archived_at": info.archived_at,
     }
 
@@ -200,7 +167,9 @@ def create_app(store: TaskStore | None = None) -> FastAPI:
         if store.get(task_id) is None:
             raise _not_found(task_id)
         shards = store.get_shards(task_id)
-        rows = [{k: v for k, v in s.to_dict().items() if k != "result"} for s in shards]
+        rows = [
+            redact_record({k: v for k, v in s.to_dict().items() if k != "result"}) for s in shards
+        ]
         return {"task_id": task_id, "shard_count": len(rows), "shards": rows}
 
     @app.delete("/api/tasks/{task_id}")
