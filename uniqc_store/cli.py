@@ -85,7 +85,8 @@ def migration_engine(url: str | None) -> Iterator[Engine]:
             pass
     except SQLAlchemyError as exc:
         raise DatabaseUnavailableError(
-            f"cannot open the task database at {redact(engine.url)}: {getattr(exc, 'orig', exc)}"
+            f"cannot open the task database at {redact(engine.url)}: "
+            f"{redact_text(str(getattr(exc, 'orig', exc)))}"
         ) from None
     try:
         yield engine

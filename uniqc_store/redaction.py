@@ -148,11 +148,10 @@ _BARE_USERINFO = re.compile(
 )
 _BEARER = re.compile(r"(?i)(?P<head>\bbearer\s+)(?P<secret>[\w\-.~+/]{8,}=*)")
 _JWT = re.compile(r"\beyJ[\w\-]{5,}\.eyJ[\w\-]{5,}\.[\w\-]*")
-# ``KEY=value``, ``key: value``, ``"token": "..."``, ``?password=...&``
-_PAIR = re.compile(
-    r"(?<![\w.\-])(?P<q>[\"']?)(?P<key>[^\W\d][\w.\-]*)(?P=q)(?P<sep>[ \t]*[=:][ \t]*)"
-    r"(?P<value>(?:(?:bearer|basic|digest|token)[ \t]+)?"
-    r"(?:\"[^\"]*\"|'[^']*'|[^\s&,;\"'}\]]+))",
+# ``KEY=value``, ``key: value``, ``"token": "..."``, ``?password=...&``: the key, then its value
+_KEY_SEP = re.compile(r"(?<![\w.\-])(?P<q>[\"']?)(?P<key>[^\W\d][\w.\-]*)(?P=q)[ \t]*[=:][ \t]*")
+_VALUE = re.compile(
+    r"(?:(?:bearer|basic|digest|token)[ \t]+)?(?:\"[^\"]*\"|'[^']*'|[^\s&,;\"'}\]]+)",
     re.IGNORECASE,
 )
 _MAYBE = re.compile(r"[:=@]|bearer|eyJ", re.IGNORECASE)
@@ -166,12 +165,25 @@ def _mask_bearer(match: re.Match[str]) -> str:
     return f"{match['head']}{MASK}"
 
 
-def _mask_pair(match: re.Match[str]) -> str:
-    value = match["value"]
-    if not names_a_credential(match["key"]) or value.strip("\"'") == MASK:
-        return match[0]
-    quote = value[0] if value[0] in "\"'" else ""
-    return f"{match['q']}{match['key']}{match['q']}{match['sep']}{quote}{MASK}{quote}"
+def _mask_pairs(text: str) -> str:
+    """Mask the value after every key that names a credential.
+
+    Keys are found without consuming their values, so ``scheme://u@h/x?password=...``
+    is not swallowed by the ``scheme:`` before it.
+    """
+    out: list[str] = []
+    done = 0
+    for key in _KEY_SEP.finditer(text):
+        if key.start() < done or not names_a_credential(key["key"]):
+            continue
+        value = _VALUE.match(text, key.end())
+        if value is None or value[0].strip("\"'") == MASK:
+            continue
+        quote = value[0][0] if value[0][0] in "\"'" else ""
+        out += [text[done : key.end()], quote, MASK, quote]
+        done = value.end()
+    out.append(text[done:])
+    return "".join(out)
 
 
 def mask_text(text: str) -> str:
@@ -188,7 +200,7 @@ def mask_text(text: str) -> str:
     text = _BARE_USERINFO.sub(_mask_userinfo, text)
     text = _BEARER.sub(_mask_bearer, text)
     text = _JWT.sub(MASK, text)
-    return _PAIR.sub(_mask_pair, text)
+    return _mask_pairs(text)
 
 
 # -- JSON-like values ----------------------------------------------------------

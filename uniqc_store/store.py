@@ -26,6 +26,7 @@ from .engine import (
     create_store_engine,
     install_sqlite_recipe,
     redact,
+    redact_text,
     resolve_url,
     sqlite_file_path,
 )
@@ -104,7 +105,7 @@ class TaskStore:
                 version = migrations.database_version(conn)
         except OperationalError as exc:
             raise DatabaseUnavailableError(
-                f"cannot open the task database at {redact(self.url)}: {exc.orig}"
+                f"cannot open the task database at {redact(self.url)}: {redact_text(str(exc.orig))}"
             ) from None
         if version != CURRENT_SCHEMA_VERSION:
             if not (self.dialect == "sqlite" if auto_migrate is None else auto_migrate):
