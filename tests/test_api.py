@@ -3,11 +3,13 @@ server over HTTP, bearer tokens, redaction and the OpenAPI document."""
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -17,6 +19,7 @@ from sqlalchemy import update
 
 from uniqc_store import TaskInfo, TaskShard, TaskStore
 from uniqc_store.api import REDACTED, create_app, redact_sensitive
+from uniqc_store.codec import MAX_JSON_DEPTH
 from uniqc_store.models import tasks
 
 SECRET_METADATA = {
@@ -214,3 +217,170 @@ def test_real_server_with_bearer_token(live_server: tuple[str, TaskStore]) -> No
         )
         assert http.post("/api/tasks/uqt_3/archive", headers=good).json() == {"archived": "uqt_3"}
         assert http.get("/openapi.json").status_code == 401
+
+
+# -- no input gives a 500 ------------------------------------------------------
+
+BAD_TEXT = ["a\x00b", "\ud800", "x\udfffy"]
+PATH_ROUTES = [
+    ("GET", "/api/tasks/{}"),
+    ("GET", "/api/tasks/{}/shards"),
+    ("DELETE", "/api/tasks/{}"),
+    ("POST", "/api/tasks/{}/archive"),
+    ("GET", "/api/archive/{}"),
+    ("DELETE", "/api/archive/{}"),
+    ("POST", "/api/archive/restore/{}"),
+]
+
+
+@pytest.mark.parametrize("text", BAD_TEXT, ids=["nul", "surrogate", "inner-surrogate"])
+def test_nul_and_lone_surrogates_are_422_everywhere(client: TestClient, text: str) -> None:
+    """In a URL a surrogate's bytes decode to U+FFFD (valid text); NUL is refused.
+    In a JSON body ``\\ud800`` escapes do give lone surrogates: refused."""
+    quoted = quote(text.encode("utf-8", "surrogatepass"), safe="")
+    refused = "\x00" in text
+    for method, path in PATH_ROUTES:
+        response = client.request(method, path.format(quoted))
+        assert response.status_code == (422 if refused else 404), (method, path, response.text)
+    for path in ("/api/tasks", "/api/archive"):
+        response = client.get(f"{path}?backend={quoted}")
+        assert response.status_code == (422 if refused else 200)
+    for route in ("bulk-delete", "bulk-archive"):
+        body = json.dumps({"task_ids": ["uqt_ok", text]}).encode()  # \\u escapes: valid JSON
+        response = client.post(
+            f"/api/tasks/{route}", content=body, headers={"content-type": "application/json"}
+        )
+        assert response.status_code == 422 and response.json()["detail"][0]["loc"][:2] == [
+            "body",
+            "task_ids",
+        ]
+
+
+def test_unknown_body_fields_are_422(client: TestClient) -> None:
+    response = client.post("/api/tasks/bulk-delete", json={"task_ids": [], "force": True})
+    assert response.status_code == 422 and response.json()["detail"][0]["loc"] == [
+        "body",
+        "force",
+    ]
+    odd_key = b'{"task_ids": [], "\\ud800": 1}'
+    response = client.post(
+        "/api/tasks/bulk-archive", content=odd_key, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 422
+
+
+@pytest.mark.parametrize(
+    ("hours", "status"), [("999999", 200), ("1000000", 422), ("1e300", 422), ("nan", 422)]
+)
+def test_archive_expired_bounds_match_the_store(
+    client: TestClient, hours: str, status: int
+) -> None:
+    response = client.post("/api/tasks/archive-expired", params={"hours": hours})
+    assert response.status_code == status, response.text
+
+
+def test_method_not_allowed_names_every_method(client: TestClient) -> None:
+    for path in ("/api/tasks/uqt_1", "/api/archive/uqt_1"):
+        for method in ("OPTIONS", "PUT", "PATCH"):
+            response = client.request(method, path)
+            assert response.status_code == 405
+            assert set(response.headers["allow"].split(", ")) == {"GET", "DELETE"}
+    assert client.options("/api/tasks/bulk-delete").headers["allow"] == "DELETE, GET, POST"
+
+
+def test_a_trailing_slash_is_a_404_not_a_redirect(client: TestClient) -> None:
+    assert client.get("/api/tasks/uqt_1/", follow_redirects=False).status_code == 404
+
+
+def test_results_too_deep_to_serve_are_refused_at_save(
+    client: TestClient, store: TaskStore
+) -> None:
+    def nested(depth: int) -> object:
+        value: object = 1
+        for _ in range(depth):
+            value = {"a": value}
+        return value
+
+    store.save(TaskInfo(task_id="uqt_deep", backend="b", result=nested(MAX_JSON_DEPTH)))
+    assert client.get("/api/tasks/uqt_deep").json()["result"] == nested(MAX_JSON_DEPTH)
+    for too_deep in (nested(MAX_JSON_DEPTH + 1), nested(5000)):
+        with pytest.raises(ValueError, match=f"more than {MAX_JSON_DEPTH} levels deep"):
+            store.save(TaskInfo(task_id="uqt_deeper", backend="b", result=too_deep))
+        with pytest.raises(ValueError, match="levels deep"):
+            store.save(TaskInfo(task_id="uqt_deeper", backend="b", metadata={"m": too_deep}))
+        with pytest.raises(ValueError, match="levels deep"):
+            store.save_shard(TaskShard("uqt_deep", 0, "p", "b", result=too_deep))
+    assert store.get("uqt_deeper") is None and store.get_shards("uqt_deep") == []
+
+
+# -- the token fails closed, and the OpenAPI document says what is needed ----
+
+
+@pytest.mark.parametrize(
+    ("token", "reason"),
+    [
+        ("", "set but empty"),
+        ("   ", "set but blank"),
+        ("\t\n", "set but blank"),
+        (" padded", "leading or trailing whitespace"),
+        ("padded\n", "leading or trailing whitespace"),
+        ("tök3n", "non-ASCII"),
+        ("two words", "spaces or control characters"),
+        ("ctl\x01char", "spaces or control characters"),
+    ],
+)
+def test_unusable_tokens_are_refused(
+    store: TaskStore, monkeypatch: pytest.MonkeyPatch, token: str, reason: str
+) -> None:
+    monkeypatch.setenv("UNIQC_STORE_API_TOKEN", token)
+    with pytest.raises(ValueError, match=reason) as excinfo:
+        create_app(store)
+    assert "UNIQC_STORE_API_TOKEN" in str(excinfo.value)
+    if token.strip():
+        assert token.strip() not in str(excinfo.value)  # the token is never echoed
+
+
+def test_openapi_declares_statuses_and_the_bearer_scheme(
+    store: TaskStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("UNIQC_STORE_API_TOKEN", "t0ken-for-tests")
+    with TestClient(create_app(store)) as http:
+        assert http.get("/openapi.json").status_code == 401
+        assert http.get("/docs").status_code == 401
+        spec = http.get("/openapi.json", headers={"Authorization": "Bearer t0ken-for-tests"})
+    document = spec.json()
+    assert document["components"]["securitySchemes"]["HTTPBearer"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "The value of UNIQC_STORE_API_TOKEN (only when the server has one set).",
+    }
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            declared = set(operation["responses"])
+            assert {"200", "401"} <= declared, (method, path)
+            assert operation["security"] == [{"HTTPBearer": []}], (method, path)
+            if "{task_id}" in path:
+                assert {"404", "422"} <= declared, (method, path)
+    for path in ("/api/tasks/{task_id}/archive", "/api/archive/restore/{task_id}"):
+        assert "409" in document["paths"][path]["post"]["responses"]
+
+
+def test_without_a_token_nothing_declares_401(client: TestClient) -> None:
+    document = client.get("/openapi.json").json()
+    for operations in document["paths"].values():
+        for operation in operations.values():
+            assert "401" not in operation["responses"] and "security" not in operation
+
+
+def test_token_checks_on_routes_and_documents(
+    store: TaskStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("UNIQC_STORE_API_TOKEN", "t0ken-for-tests")
+    with TestClient(create_app(store)) as http:
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic x"}):
+            for path in ("/api/tasks", "/api/tasks/uqt_1", "/openapi.json", "/nope"):
+                response = http.get(path, headers=headers)
+                assert response.status_code == 401 and response.headers["www-authenticate"]
+        good = {"Authorization": "Bearer t0ken-for-tests"}
+        assert http.get("/api/tasks", headers=good).status_code == 200
+        assert http.get("/api/tasks/uqt_1", headers=good).status_code == 404
