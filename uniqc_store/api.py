@@ -18,10 +18,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from .api_auth import TOKEN_ENV, api_token, guard_every_path, token_dependency
 from .api_errors import (
     MAX_TEXT,
+    TEXT_SCHEMA,
     BackendQuery,
     StorableText,
     TaskIdPath,
     install_error_handlers,
+    reject_unknown_query,
     responses,
 )
 from .errors import TaskConflictError
@@ -41,9 +43,11 @@ class TaskIdsRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    task_ids: list[Annotated[StorableText, Field(max_length=MAX_TEXT)]] = Field(
-        default_factory=list, max_length=MAX_IDS
-    )
+    task_ids: list[
+        Annotated[
+            StorableText, Field(min_length=1, max_length=MAX_TEXT, json_schema_extra=TEXT_SCHEMA)
+        ]
+    ] = Field(default_factory=list, max_length=MAX_IDS)
 
 
 def _summary(info: TaskInfo) -> dict[str, Any]:
@@ -94,7 +98,10 @@ def create_app(store: TaskStore | None = None) -> FastAPI:
         description="Tasks, shards and archive of a uniqc task store. "
         "Credentials in metadata, results and error messages are redacted.",
         redirect_slashes=False,  # a redirect is not an answer a client of this API expects
-        dependencies=[Depends(token_dependency(token))] if token is not None else [],
+        dependencies=[
+            *([Depends(token_dependency(token))] if token is not None else []),
+            Depends(reject_unknown_query),
+        ],
     )
     if token is not None:
         guard_every_path(app, token)
@@ -124,14 +131,14 @@ def _task_routes(app: FastAPI, store: TaskStore, token: bool) -> None:
         counts = {s.value: store.count(status=s) for s in TaskStatus}
         return {**counts, "total": sum(counts.values())}
 
-    @app.post("/api/tasks/bulk-delete", responses=responses(token=token))
+    @app.post("/api/tasks/bulk-delete", responses=responses(400, token=token))
     def bulk_delete(payload: TaskIdsRequest) -> dict[str, Any]:
         """Delete live tasks by id."""
         deleted = [t for t in payload.task_ids if store.delete(t)]
         missing = [t for t in payload.task_ids if t not in set(deleted)]
         return {"deleted": deleted, "missing": missing, "count": len(deleted)}
 
-    @app.post("/api/tasks/bulk-archive", responses=responses(token=token))
+    @app.post("/api/tasks/bulk-archive", responses=responses(400, token=token))
     def bulk_archive(payload: TaskIdsRequest) -> dict[str, Any]:
         """Archive live tasks by id; ids already archived are reported as conflicts."""
         archived: list[str] = []

@@ -32,13 +32,45 @@ def _storable(value: str) -> str:
     return value
 
 
+#: The NUL rule for the OpenAPI document, so schema-valid data is storable data. (Lone
+#: surrogates cannot be written in a pattern that fuzzers and validators agree on;
+#: JSON text that is valid Unicode has none.)
+STORABLE_PATTERN = r"^[^\x00]*$"
+TEXT_SCHEMA: dict[str, Any] = {"pattern": STORABLE_PATTERN}
+
 StorableText = Annotated[str, AfterValidator(_storable)]
 TaskIdPath = Annotated[
-    StorableText, Path(min_length=1, max_length=MAX_TEXT, description="A task id (uqt_...).")
+    StorableText,
+    Path(
+        min_length=1,
+        max_length=MAX_TEXT,
+        json_schema_extra=TEXT_SCHEMA,
+        description="A task id (uqt_...).",
+    ),
 ]
 BackendQuery = Annotated[
-    StorableText | None, Query(min_length=1, max_length=MAX_TEXT, description="Exact backend.")
+    StorableText | None,
+    Query(
+        min_length=1,
+        max_length=MAX_TEXT,
+        json_schema_extra=TEXT_SCHEMA,
+        description="Exact backend name.",
+    ),
 ]
+
+
+def reject_unknown_query(request: Request) -> None:
+    """A query parameter the route does not take is a mistake worth a 422, not silence."""
+    dependant = getattr(request.scope.get("route"), "dependant", None)
+    known = {field.alias for field in dependant.query_params} if dependant else set()
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        raise RequestValidationError(
+            [
+                {"loc": ("query", name), "msg": "unknown parameter", "type": "extra_forbidden"}
+                for name in unknown
+            ]
+        )
 
 
 class Detail(BaseModel):
@@ -48,6 +80,7 @@ class Detail(BaseModel):
 
 
 _DESCRIPTIONS = {
+    400: "The body cannot be read as UTF-8 JSON text.",
     401: "Missing or wrong bearer token (only when UNIQC_STORE_API_TOKEN is set).",
     404: "No such task.",
     409: "The task is already there (live or archived): delete or restore it first.",
@@ -82,11 +115,19 @@ def _validation_body(errors: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def allowed_methods(app: FastAPI, request: Request) -> list[str]:
-    """Every method some route serves at the request's path."""
+    """The methods of the documented path the request names.
+
+    The first route whose path matches decides which path that is (literal
+    paths are registered before templated ones: ``/api/tasks/counts`` is not
+    ``/api/tasks/{task_id}``), so ``Allow`` agrees with the OpenAPI document.
+    """
+    matching = [r for r in app.router.routes if r.matches(request.scope)[0] is not Match.NONE]
+    if not matching:
+        return []
+    path = getattr(matching[0], "path", None)
     methods: set[str] = set()
-    for route in app.router.routes:
-        match, _ = route.matches(request.scope)
-        if match is not Match.NONE:
+    for route in matching:
+        if getattr(route, "path", None) == path:
             methods |= getattr(route, "methods", None) or set()
     return sorted(methods)
 
