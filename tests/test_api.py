@@ -359,12 +359,21 @@ def test_openapi_declares_statuses_and_the_bearer_scheme(
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
             declared = set(operation["responses"])
-            assert {"200", "401"} <= declared, (method, path)
+            assert {"200", "401", "422"} <= declared, (method, path)
             assert operation["security"] == [{"HTTPBearer": []}], (method, path)
             if "{task_id}" in path:
                 assert {"404", "422"} <= declared, (method, path)
     for path in ("/api/tasks/{task_id}/archive", "/api/archive/restore/{task_id}"):
         assert "409" in document["paths"][path]["post"]["responses"]
+    for path in ("/api/tasks/bulk-delete", "/api/tasks/bulk-archive"):
+        assert "400" in document["paths"][path]["post"]["responses"]
+
+
+def test_unknown_query_parameters_are_422(client: TestClient) -> None:
+    for path in ("/api/tasks/counts", "/api/tasks?limitt=5", "/api/tasks/uqt_1?x=1"):
+        sep = "&" if "?" in path else "?"
+        response = client.get(f"{path}{sep}debug=1")
+        assert response.status_code == 422 and response.json()["detail"][-1]["loc"][0] == "query"
 
 
 def test_without_a_token_nothing_declares_401(client: TestClient) -> None:

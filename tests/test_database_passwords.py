@@ -4,6 +4,7 @@ malformed URLs), and upgrade hints that can be run as printed."""
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -62,9 +63,13 @@ def assert_no_secret(text: str) -> None:
 
 
 @pytest.mark.parametrize(("shape", "url"), list(urls()), ids=[i for i, _ in urls()])
-def test_library_errors_never_hold_the_password(shape: str, url: str) -> None:
+def test_library_errors_never_hold_the_password(
+    shape: str, url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
     with pytest.raises((ValueError, StoreError)) as excinfo:
         TaskStore(url=url)
+    assert_no_secret(caplog.text)
     for exc in chain(excinfo.value):
         assert_no_secret(str(exc))
         assert_no_secret(repr(exc))

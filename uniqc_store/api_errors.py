@@ -87,10 +87,26 @@ _DESCRIPTIONS = {
 }
 
 
+_VALIDATION_ERROR = {
+    "description": "Bad input: a bound crossed, NUL or a lone surrogate, an unknown field or "
+    "query parameter, or an argument the store refuses.",
+    "content": {
+        "application/json": {"schema": {"$ref": "#/components/schemas/HTTPValidationError"}}
+    },
+}
+
+
 def responses(*statuses: int, token: bool) -> dict[int | str, dict[str, Any]]:
-    """The OpenAPI ``responses`` of a route: its own error statuses, and 401 with a token."""
+    """The OpenAPI ``responses`` of a route: its own error statuses, 422, and 401 with a token.
+
+    422 is declared on every route, parameterless ones too: any route refuses
+    an unknown query parameter.
+    """
     codes = (*statuses, 401) if token else statuses
-    return {code: {"model": Detail, "description": _DESCRIPTIONS[code]} for code in codes}
+    declared: dict[int | str, dict[str, Any]] = {
+        code: {"model": Detail, "description": _DESCRIPTIONS[code]} for code in codes
+    }
+    return {**declared, 422: _VALIDATION_ERROR}
 
 
 def _clean(text: Any) -> Any:
