@@ -117,7 +117,7 @@ def test_a_masked_url_is_never_offered_as_a_command() -> None:
     assert "***" not in hint and "Pq7" not in hint and "UNIQC_STORE_URL" in hint
     # no secret in the URL: the command is complete and can be pasted as printed
     assert upgrade_command("postgresql+psycopg://alice@db/x").startswith(
-        "uniqc-store upgrade --url 'postgresql+psycopg://alice@db/x'"
+        "uniqc-store upgrade --url postgresql+psycopg://alice@db/x"
     )
 
 

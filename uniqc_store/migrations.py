@@ -11,6 +11,7 @@ upgraders.
 from __future__ import annotations
 
 import contextlib
+import shlex
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -261,5 +262,5 @@ def upgrade_command(url: str | URL) -> str:
             f"{URL_ENV_VAR}=<your url> uniqc-store upgrade  "
             f"(or: alembic -x url=<your url> upgrade head)"
         )
-    shown = parsed.render_as_string(hide_password=False)
-    return f"uniqc-store upgrade --url '{shown}'  (or: alembic -x url='{shown}' upgrade head)"
+    shown = shlex.quote(parsed.render_as_string(hide_password=False))
+    return f"uniqc-store upgrade --url {shown}  (or: alembic -x url={shown} upgrade head)"

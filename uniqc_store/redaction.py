@@ -235,9 +235,12 @@ def redact_sensitive(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _under_key(k, v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        if _is_header_pair(value) and value[1]:
-            return type(value)((value[0], REDACTED))
-        return type(value)(redact_sensitive(v) for v in value)
+        items = (
+            [value[0], REDACTED]
+            if _is_header_pair(value) and value[1]
+            else [redact_sensitive(v) for v in value]
+        )
+        return items if isinstance(value, list) else tuple(items)
     return value
 
 
