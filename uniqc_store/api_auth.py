@@ -74,7 +74,7 @@ def token_dependency(expected: str) -> Callable[..., None]:
     def require_token(
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
     ) -> None:
-        if credentials is None or not _matches(credentials.credentials, expected):
+        if credentials is None or not _matches(credentials.credentials.strip(), expected):
             raise HTTPException(status_code=401, detail=UNAUTHORISED, headers=_CHALLENGE)
 
     return require_token
