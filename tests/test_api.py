@@ -21,6 +21,7 @@ from uniqc_store import TaskInfo, TaskShard, TaskStore
 from uniqc_store.api import REDACTED, create_app, redact_sensitive
 from uniqc_store.codec import MAX_JSON_DEPTH
 from uniqc_store.models import tasks
+from uniqc_store.redaction import TOO_DEEP
 
 SECRET_METADATA = {
     "api_key": "k-123",
@@ -395,3 +396,18 @@ def test_token_checks_on_routes_and_documents(
         good = {"Authorization": "Bearer t0ken-for-tests"}
         assert http.get("/api/tasks", headers=good).status_code == 200
         assert http.get("/api/tasks/uqt_1", headers=good).status_code == 404
+
+
+@pytest.mark.parametrize("depth", [MAX_JSON_DEPTH + 1, 450, 5000])
+def test_rows_too_deep_from_other_tools_are_served_without_a_500(
+    client: TestClient, store: TaskStore, depth: int
+) -> None:
+    store.save(TaskInfo(task_id="uqt_deep", backend="b"))
+    deep = '{"a":' * depth + '{"token": "s3cret"}' + "}" * depth
+    with store.engine.begin() as conn:
+        conn.execute(update(tasks).values(result_json=deep, metadata_json=deep))
+    response = client.get("/api/tasks/uqt_deep")
+    assert response.status_code == 200 and "s3cret" not in response.text
+    assert TOO_DEEP in response.text or "_invalid_json" in response.text
+    listed = client.get("/api/tasks")
+    assert listed.status_code == 200 and "s3cret" not in listed.text

@@ -10,9 +10,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from uniqc_store.codec import MAX_JSON_DEPTH
 from uniqc_store.redaction import (
     MASK,
     REDACTED,
+    TOO_DEEP,
     mask_text,
     names_a_credential,
     redact_record,
@@ -214,3 +216,13 @@ json_like = st.recursive(
 @given(json_like)
 def test_values_without_credentials_are_never_changed(value: Any) -> None:
     assert redact_sensitive(value) == value
+
+
+def test_what_is_too_deep_to_check_is_hidden() -> None:
+    value: Any = {"token": "s3cret"}
+    for _ in range(MAX_JSON_DEPTH):
+        value = {"a": [value]}
+    out = redact_sensitive(value)
+    for _ in range(MAX_JSON_DEPTH // 2):
+        out = out["a"][0]
+    assert out == TOO_DEEP

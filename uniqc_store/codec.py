@@ -85,11 +85,11 @@ def decode_json(raw: str | None, empty: Any) -> Any:
         value, end = _scan(raw, 0)
         if end == len(raw):
             return value
-    except (StopIteration, ValueError):
+    except (StopIteration, ValueError, RecursionError):
         pass  # whitespace around the document, or broken: the full decoder decides
     try:
         return _loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deep to decode
         return {INVALID_JSON_KEY: raw}
 
 

@@ -26,8 +26,12 @@ import re
 import unicodedata
 from typing import Any
 
+from .codec import MAX_JSON_DEPTH
+
 REDACTED = "[REDACTED]"
 MASK = "***"
+#: What stands for a part nested too deep to check (and to serialize).
+TOO_DEEP = "[REDACTED: nested more than 100 levels]"
 
 #: Words (and known compounds) that name a credential wherever they appear in a key.
 CREDENTIAL_WORDS = frozenset(
@@ -211,12 +215,12 @@ def _is_header_pair(value: list[Any] | tuple[Any, ...]) -> bool:
     return len(value) == 2 and isinstance(value[0], str) and names_a_credential(value[0])
 
 
-def _under_key(key: Any, value: Any) -> Any:
+def _under_key(key: Any, value: Any, depth: int) -> Any:
     kind = classify_key(key) if isinstance(key, str) else None
     if kind is None or not value:
-        return redact_sensitive(value)
+        return _redact(value, depth)
     if kind == "container" and isinstance(value, (dict, list, tuple)):
-        return redact_sensitive(value)
+        return _redact(value, depth)
     return REDACTED
 
 
@@ -229,19 +233,28 @@ def redact_sensitive(value: Any) -> Any:
     is searched key by key. Falsy values are kept. Header pairs
     ``[name, value]`` hide the value. Every other string goes through
     :func:`mask_text`; numbers, booleans and None are returned as they are.
+    What lies deeper than :data:`~uniqc_store.codec.MAX_JSON_DEPTH` levels
+    (only rows another tool wrote can be) is not walked, so it cannot be
+    checked: it becomes :data:`TOO_DEEP`.
     """
+    return _redact(value, 0)
+
+
+def _redact(value: Any, depth: int) -> Any:
     if isinstance(value, str):
         return mask_text(value)
+    if not isinstance(value, (dict, list, tuple)):
+        return value
+    if depth >= MAX_JSON_DEPTH:
+        return TOO_DEEP
     if isinstance(value, dict):
-        return {k: _under_key(k, v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        items = (
-            [value[0], REDACTED]
-            if _is_header_pair(value) and value[1]
-            else [redact_sensitive(v) for v in value]
-        )
-        return items if isinstance(value, list) else tuple(items)
-    return value
+        return {k: _under_key(k, v, depth + 1) for k, v in value.items()}
+    items = (
+        [value[0], REDACTED]
+        if _is_header_pair(value) and value[1]
+        else [_redact(v, depth + 1) for v in value]
+    )
+    return items if isinstance(value, list) else tuple(items)
 
 
 _PAYLOAD_FIELDS = ("metadata", "result")
