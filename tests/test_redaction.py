@@ -3,6 +3,7 @@ strings hold one, and that nothing else is ever changed."""
 
 from __future__ import annotations
 
+import json
 import string
 from typing import Any
 
@@ -86,6 +87,8 @@ def test_reference_rules() -> None:
     assert out["proxy"] == REDACTED
     assert out["credentials"] == {"access_key": REDACTED, "region": "cn", "secret_key": REDACTED}
     assert out["client_credentials"] == REDACTED
+    bundle = redact_sensitive({"credentials": ["AKIA1", ("s3", ""), {"region": "cn"}]})
+    assert bundle == {"credentials": [REDACTED, (REDACTED, ""), {"region": "cn"}]}
 
 
 def test_headers_nested_and_as_pairs() -> None:
@@ -226,3 +229,38 @@ def test_what_is_too_deep_to_check_is_hidden() -> None:
     for _ in range(MAX_JSON_DEPTH // 2):
         out = out["a"][0]
     assert out == TOO_DEEP
+
+
+secret_value = st.text(alphabet=string.ascii_letters + string.digits, min_size=6, max_size=20).map(
+    lambda s: f"S3CR-{s}"
+)
+secret_text = st.builds(
+    lambda template, secret: template.format(secret),
+    st.sampled_from(
+        [
+            "https://ada:{}@host/x",
+            "token={}&page=2",
+            "QUARK_API_KEY={} then",
+            "Authorization: Bearer {}",
+            "password: {}",
+            '{{"api_key": "{}"}}',
+        ]
+    ),
+    secret_value,
+)
+
+
+@settings(max_examples=200, derandomize=True)
+@given(
+    json_like,
+    st.sampled_from([*CREDENTIAL_KEYS, "credentials", "credentials", "creds"]),
+    st.one_of(
+        secret_value,
+        st.lists(secret_value, min_size=1, max_size=3),
+        st.lists(st.lists(secret_value, min_size=1), min_size=1, max_size=2),
+    ),
+    secret_text,
+)
+def test_credentials_never_survive_redaction(around: Any, key: str, secret: Any, text: str) -> None:
+    value = {"outer": [around, {key: secret}], "message": text}
+    assert "S3CR-" not in json.dumps(redact_sensitive(value), ensure_ascii=False)

@@ -220,8 +220,22 @@ def _under_key(key: Any, value: Any, depth: int) -> Any:
     if kind is None or not value:
         return _redact(value, depth)
     if kind == "container" and isinstance(value, (dict, list, tuple)):
-        return _redact(value, depth)
+        return _in_bundle(value, depth)
     return REDACTED
+
+
+def _in_bundle(value: Any, depth: int) -> Any:
+    """Inside a credentials bundle: dicts are judged key by key, bare values are hidden.
+
+    ``credentials: {"access_key": ..., "region": "cn"}`` keeps ``region``;
+    ``credentials: ["AKIA...", "s3cret"]`` has no key to say a value is harmless.
+    """
+    if isinstance(value, dict) or depth >= MAX_JSON_DEPTH:
+        return _redact(value, depth)
+    if isinstance(value, (list, tuple)):
+        items = [_in_bundle(v, depth + 1) for v in value]
+        return items if isinstance(value, list) else tuple(items)
+    return REDACTED if value else value
 
 
 def redact_sensitive(value: Any) -> Any:
