@@ -127,6 +127,11 @@ def test_headers_nested_and_as_pairs() -> None:
         ("apiKey=abc", "apiKey=***"),
         ("ｔｏｋｅｎ=abc", "ｔｏｋｅｎ=***"),
         ("jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.c2ln", "jwt ***"),
+        ("run --password hunter2 --verbose", "run --password *** --verbose"),
+        ("cli --api-key=zz -v", "cli --api-key=*** -v"),
+        ("Set-Cookie: session=abc; Path=/", "Set-Cookie: ***; Path=/"),
+        ("redis://:hunter2@cache:6379/0", "redis://:***@cache:6379/0"),
+        ("postgresql://u@h/db?sslpassword=x&sslmode=require", "postgresql://u@h/db?sslpassword=***&sslmode=require"),
     ],
 )  # fmt: skip
 def test_credentials_inside_text_are_masked(text: str, masked: str) -> None:
@@ -147,6 +152,8 @@ def test_credentials_inside_text_are_masked(text: str, masked: str) -> None:
         "the job failed: timeout after 30s",
         "monkey=banana keyboard: qwerty",
         "max_tokens=100 key_count: 3",
+        "run --verbose --region cn -n 5",
+        "well-known values -5 and --",
     ],
 )
 def test_text_without_credentials_is_kept(text: str) -> None:

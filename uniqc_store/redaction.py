@@ -153,12 +153,16 @@ _BARE_USERINFO = re.compile(
 _BEARER = re.compile(r"(?i)(?P<head>\bbearer\s+)(?P<secret>[\w\-.~+/]{8,}=*)")
 _JWT = re.compile(r"\beyJ[\w\-]{5,}\.eyJ[\w\-]{5,}\.[\w\-]*")
 # ``KEY=value``, ``key: value``, ``"token": "..."``, ``?password=...&``: the key, then its value
-_KEY_SEP = re.compile(r"(?<![\w.\-])(?P<q>[\"']?)(?P<key>[^\W\d][\w.\-]*)(?P=q)[ \t]*[=:][ \t]*")
+_KEY_SEP = re.compile(
+    r"(?<![\w.\-])(?P<q>[\"']?)(?P<key>(?:--?)?[^\W\d][\w.\-]*)(?P=q)[ \t]*[=:][ \t]*"
+)
+# a command-line flag and its value: ``--password hunter2``
+_FLAG = re.compile(r"(?<![\w.\-])(?P<key>--?[^\W\d][\w\-]*)[ \t]+(?=[^\s\-])")
 _VALUE = re.compile(
     r"(?:(?:bearer|basic|digest|token)[ \t]+)?(?:\"[^\"]*\"|'[^']*'|[^\s&,;\"'}\]]+)",
     re.IGNORECASE,
 )
-_MAYBE = re.compile(r"[:=@]|bearer|eyJ", re.IGNORECASE)
+_MAYBE = re.compile(r"[:=@]|bearer|eyJ|(?<![\w.\-])-", re.IGNORECASE)
 
 
 def _mask_userinfo(match: re.Match[str]) -> str:
@@ -169,7 +173,7 @@ def _mask_bearer(match: re.Match[str]) -> str:
     return f"{match['head']}{MASK}"
 
 
-def _mask_pairs(text: str) -> str:
+def _mask_pairs(text: str, keys: re.Pattern[str]) -> str:
     """Mask the value after every key that names a credential.
 
     Keys are found without consuming their values, so ``scheme://u@h/x?password=...``
@@ -177,7 +181,7 @@ def _mask_pairs(text: str) -> str:
     """
     out: list[str] = []
     done = 0
-    for key in _KEY_SEP.finditer(text):
+    for key in keys.finditer(text):
         if key.start() < done or not names_a_credential(key["key"]):
             continue
         value = _VALUE.match(text, key.end())
@@ -195,7 +199,8 @@ def mask_text(text: str) -> str:
 
     Masks URL user-info passwords (with or without a scheme, holding ``:``
     or ``@``), bearer tokens, JWTs, and the values of ``KEY=value`` /
-    ``key: value`` pairs and query parameters whose key names a credential.
+    ``key: value`` pairs, query parameters and ``--flag value`` options whose
+    key names a credential.
     """
     if not _MAYBE.search(text):
         return text
@@ -204,7 +209,7 @@ def mask_text(text: str) -> str:
     text = _BARE_USERINFO.sub(_mask_userinfo, text)
     text = _BEARER.sub(_mask_bearer, text)
     text = _JWT.sub(MASK, text)
-    return _mask_pairs(text)
+    return _mask_pairs(_mask_pairs(text, _KEY_SEP), _FLAG)
 
 
 # -- JSON-like values ----------------------------------------------------------
