@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import string
+import time
 from typing import Any
 
 import pytest
@@ -271,3 +272,23 @@ secret_text = st.builds(
 def test_credentials_never_survive_redaction(around: Any, key: str, secret: Any, text: str) -> None:
     value = {"outer": [around, {key: secret}], "message": text}
     assert "S3CR-" not in json.dumps(redact_sensitive(value), ensure_ascii=False)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a" * 100_000 + ":",
+        "a.b-c" * 20_000 + "=",
+        "a://b:" + "x@" * 50_000,
+        "x:" * 50_000,
+        "u:" + "p@" * 50_000,
+        "--" + "x" * 100_000 + " y",
+        "bearer " * 20_000,
+    ],
+    ids=["word", "dotted", "at-signs", "colons", "bare-at", "flag", "bearers"],
+)
+def test_masking_stays_linear_on_hostile_text(text: str) -> None:
+    """Error messages and results may be large or crafted: no regex may backtrack badly."""
+    started = time.perf_counter()
+    mask_text(text)
+    assert time.perf_counter() - started < 2.0

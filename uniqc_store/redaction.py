@@ -100,16 +100,25 @@ def _in(word: str, vocabulary: frozenset[str]) -> bool:
     return any(form in vocabulary for form in _forms(word))
 
 
+_LONGEST = max(map(len, CREDENTIAL_WORDS)) + 3  # room for a plural ending
+
+
 def is_credential_word(word: str) -> bool:
-    """Whether one lower-case word is a credential word or a compound of one."""
+    """Whether one lower-case word is a credential word or a compound of one.
+
+    Only cuts that leave a vocabulary-sized tail or head are tried, so a
+    long word costs no more than a short one.
+    """
     if _in(word, CREDENTIAL_WORDS):
         return True
-    for cut in range(1, len(word)):
+    for cut in range(max(1, len(word) - _LONGEST), len(word)):
         head, tail = word[:cut], word[cut:]
         if _in(tail, CREDENTIAL_WORDS) and (
             head in CREDENTIAL_WORDS or head in _MODIFIERS or _in(tail, _STRONG)
         ):
             return True
+    for cut in range(1, min(len(word), _LONGEST)):
+        head, tail = word[:cut], word[cut:]
         if head in _STRONG and (_in(tail, CREDENTIAL_WORDS) or tail in _TAILS):
             return True
     return False
@@ -139,11 +148,11 @@ def names_a_credential(key: str) -> bool:
 
 # a user-info password ends at the last "@" before the path: it may hold ":" and "@"
 _URL_USERINFO = re.compile(
-    r"(?P<head>\b[A-Za-z][\w+.\-]*://[^\s:/?#@]*):(?P<secret>[^\s/?#]*)@(?=[^\s@/?#]*(?:[/?#\s]|$))"
+    r"(?P<head>(?<![\w+.\-])[A-Za-z][\w+.\-]*://[^\s:/?#@]*):(?P<secret>[^\s/?#]*)@(?=[^\s@/?#]*(?:[/?#\s]|$))"
 )
 # a password holding "/", "?" or "#" too: up to the run's last "@" (a port is not a password)
 _URL_USERINFO_SLASH = re.compile(
-    r"(?P<head>\b[A-Za-z][\w+.\-]*://[^\s:/?#@]*):(?!\d*(?:[/?#\s]|$)|\*\*\*@)"
+    r"(?P<head>(?<![\w+.\-])[A-Za-z][\w+.\-]*://[^\s:/?#@]*):(?!\d*(?:[/?#\s]|$)|\*\*\*@)"
     r"(?P<secret>\S*)@(?=[^\s@]*(?:\s|$))"
 )
 # no scheme: ``alice:s3cret@host``
