@@ -3,11 +3,13 @@ server over HTTP, bearer tokens, redaction and the OpenAPI document."""
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -17,7 +19,9 @@ from sqlalchemy import update
 
 from uniqc_store import TaskInfo, TaskShard, TaskStore
 from uniqc_store.api import REDACTED, create_app, redact_sensitive
+from uniqc_store.codec import MAX_JSON_DEPTH
 from uniqc_store.models import tasks
+from uniqc_store.redaction import TOO_DEEP
 
 SECRET_METADATA = {
     "api_key": "k-123",
@@ -38,7 +42,7 @@ def test_redact_sensitive() -> None:
     assert out["api_key"] == out["QUARK_API_KEY"] == out["apiKey"] == REDACTED
     assert (out["monkey"], out["keyboard"], out["author"]) == ("banana", "qwerty", "ada")
     assert out["nested"][0]["proxy"] == REDACTED and out["nested"][0]["auth_token"] == REDACTED
-    assert out["nested"][0]["tokens_left"] == REDACTED
+    assert out["nested"][0]["tokens_left"] == 3  # a count, not a credential
     assert out["password"] == "" and out["secret"] is None
     assert out["client_credentials"] == REDACTED
     assert SECRET_METADATA["api_key"] == "k-123"  # the input is not modified
@@ -61,9 +65,12 @@ def seed(store: TaskStore) -> None:
                 submit_time=f"2024-01-0{i + 1}T00:00:00+00:00",
                 result={"counts": {"0": i}, "token": "s3cret"},
                 metadata=SECRET_METADATA,
+                error_message="upstream: https://ada:pw0rd@quark.example/x failed",
             )
         )
-    store.save_shard(TaskShard("uqt_2", 0, "plat-2", "a", result={"big": "x"}))
+    store.save_shard(
+        TaskShard("uqt_2", 0, "plat-2", "a", result={"big": "x"}, error_message="token=abc")
+    )
     with store.engine.begin() as conn:
         conn.execute(update(tasks).where(tasks.c.task_id == "uqt_4").values(update_time=old))
 
@@ -84,12 +91,14 @@ def test_task_routes(client: TestClient, store: TaskStore) -> None:
         "cancelled": 0,
         "total": 5,
     }
+    assert body["tasks"][0]["error_message"] == "upstream: https://ada:***@quark.example/x failed"
     detail = client.get("/api/tasks/uqt_2").json()
     assert detail["result"] == {"counts": {"0": 2}, "token": REDACTED}
     assert detail["metadata"]["nested"][0]["proxy"] == REDACTED
     shards = client.get("/api/tasks/uqt_2/shards").json()
     assert shards["shard_count"] == 1 and "result" not in shards["shards"][0]
     assert shards["shards"][0]["platform_task_id"] == "plat-2"
+    assert shards["shards"][0]["error_message"] == "token=***"
     assert store.get("uqt_2").metadata["api_key"] == "k-123"  # type: ignore[union-attr]
 
     missing = client.get("/api/tasks/nope")
@@ -209,3 +218,196 @@ def test_real_server_with_bearer_token(live_server: tuple[str, TaskStore]) -> No
         )
         assert http.post("/api/tasks/uqt_3/archive", headers=good).json() == {"archived": "uqt_3"}
         assert http.get("/openapi.json").status_code == 401
+
+
+# -- no input gives a 500 ------------------------------------------------------
+
+BAD_TEXT = ["a\x00b", "\ud800", "x\udfffy"]
+PATH_ROUTES = [
+    ("GET", "/api/tasks/{}"),
+    ("GET", "/api/tasks/{}/shards"),
+    ("DELETE", "/api/tasks/{}"),
+    ("POST", "/api/tasks/{}/archive"),
+    ("GET", "/api/archive/{}"),
+    ("DELETE", "/api/archive/{}"),
+    ("POST", "/api/archive/restore/{}"),
+]
+
+
+@pytest.mark.parametrize("text", BAD_TEXT, ids=["nul", "surrogate", "inner-surrogate"])
+def test_nul_and_lone_surrogates_are_422_everywhere(client: TestClient, text: str) -> None:
+    """In a URL a surrogate's bytes decode to U+FFFD (valid text); NUL is refused.
+    In a JSON body ``\\ud800`` escapes do give lone surrogates: refused."""
+    quoted = quote(text.encode("utf-8", "surrogatepass"), safe="")
+    refused = "\x00" in text
+    for method, path in PATH_ROUTES:
+        response = client.request(method, path.format(quoted))
+        assert response.status_code == (422 if refused else 404), (method, path, response.text)
+    for path in ("/api/tasks", "/api/archive"):
+        response = client.get(f"{path}?backend={quoted}")
+        assert response.status_code == (422 if refused else 200)
+    for route in ("bulk-delete", "bulk-archive"):
+        body = json.dumps({"task_ids": ["uqt_ok", text]}).encode()  # \\u escapes: valid JSON
+        response = client.post(
+            f"/api/tasks/{route}", content=body, headers={"content-type": "application/json"}
+        )
+        assert response.status_code == 422 and response.json()["detail"][0]["loc"][:2] == [
+            "body",
+            "task_ids",
+        ]
+
+
+def test_unknown_body_fields_are_422(client: TestClient) -> None:
+    response = client.post("/api/tasks/bulk-delete", json={"task_ids": [], "force": True})
+    assert response.status_code == 422 and response.json()["detail"][0]["loc"] == [
+        "body",
+        "force",
+    ]
+    odd_key = b'{"task_ids": [], "\\ud800": 1}'
+    response = client.post(
+        "/api/tasks/bulk-archive", content=odd_key, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 422
+
+
+@pytest.mark.parametrize(
+    ("hours", "status"), [("999999", 200), ("1000000", 422), ("1e300", 422), ("nan", 422)]
+)
+def test_archive_expired_bounds_match_the_store(
+    client: TestClient, hours: str, status: int
+) -> None:
+    response = client.post("/api/tasks/archive-expired", params={"hours": hours})
+    assert response.status_code == status, response.text
+
+
+def test_method_not_allowed_names_every_method(client: TestClient) -> None:
+    for path in ("/api/tasks/uqt_1", "/api/archive/uqt_1"):
+        for method in ("OPTIONS", "PUT", "PATCH"):
+            response = client.request(method, path)
+            assert response.status_code == 405
+            assert set(response.headers["allow"].split(", ")) == {"GET", "DELETE"}
+    # a literal path is its own resource, as in the OpenAPI document
+    assert client.options("/api/tasks/bulk-delete").headers["allow"] == "POST"
+    assert client.options("/api/tasks/counts").headers["allow"] == "GET"
+
+
+def test_a_trailing_slash_is_a_404_not_a_redirect(client: TestClient) -> None:
+    assert client.get("/api/tasks/uqt_1/", follow_redirects=False).status_code == 404
+
+
+def test_results_too_deep_to_serve_are_refused_at_save(
+    client: TestClient, store: TaskStore
+) -> None:
+    def nested(depth: int) -> object:
+        value: object = 1
+        for _ in range(depth):
+            value = {"a": value}
+        return value
+
+    store.save(TaskInfo(task_id="uqt_deep", backend="b", result=nested(MAX_JSON_DEPTH)))
+    assert client.get("/api/tasks/uqt_deep").json()["result"] == nested(MAX_JSON_DEPTH)
+    for too_deep in (nested(MAX_JSON_DEPTH + 1), nested(5000)):
+        with pytest.raises(ValueError, match=f"more than {MAX_JSON_DEPTH} levels deep"):
+            store.save(TaskInfo(task_id="uqt_deeper", backend="b", result=too_deep))
+        with pytest.raises(ValueError, match="levels deep"):
+            store.save(TaskInfo(task_id="uqt_deeper", backend="b", metadata={"m": too_deep}))
+        with pytest.raises(ValueError, match="levels deep"):
+            store.save_shard(TaskShard("uqt_deep", 0, "p", "b", result=too_deep))
+    assert store.get("uqt_deeper") is None and store.get_shards("uqt_deep") == []
+
+
+# -- the token fails closed, and the OpenAPI document says what is needed ----
+
+
+@pytest.mark.parametrize(
+    ("token", "reason"),
+    [
+        ("", "set but empty"),
+        ("   ", "set but blank"),
+        ("\t\n", "set but blank"),
+        (" padded", "leading or trailing whitespace"),
+        ("padded\n", "leading or trailing whitespace"),
+        ("tök3n", "non-ASCII"),
+        ("two words", "spaces or control characters"),
+        ("ctl\x01char", "spaces or control characters"),
+    ],
+)
+def test_unusable_tokens_are_refused(
+    store: TaskStore, monkeypatch: pytest.MonkeyPatch, token: str, reason: str
+) -> None:
+    monkeypatch.setenv("UNIQC_STORE_API_TOKEN", token)
+    with pytest.raises(ValueError, match=reason) as excinfo:
+        create_app(store)
+    assert "UNIQC_STORE_API_TOKEN" in str(excinfo.value)
+    if token.strip():
+        assert token.strip() not in str(excinfo.value)  # the token is never echoed
+
+
+def test_openapi_declares_statuses_and_the_bearer_scheme(
+    store: TaskStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("UNIQC_STORE_API_TOKEN", "t0ken-for-tests")
+    with TestClient(create_app(store)) as http:
+        assert http.get("/openapi.json").status_code == 401
+        assert http.get("/docs").status_code == 401
+        spec = http.get("/openapi.json", headers={"Authorization": "Bearer t0ken-for-tests"})
+    document = spec.json()
+    assert document["components"]["securitySchemes"]["HTTPBearer"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "The value of UNIQC_STORE_API_TOKEN (only when the server has one set).",
+    }
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            declared = set(operation["responses"])
+            assert {"200", "401", "422"} <= declared, (method, path)
+            assert operation["security"] == [{"HTTPBearer": []}], (method, path)
+            if "{task_id}" in path:
+                assert {"404", "422"} <= declared, (method, path)
+    for path in ("/api/tasks/{task_id}/archive", "/api/archive/restore/{task_id}"):
+        assert "409" in document["paths"][path]["post"]["responses"]
+    for path in ("/api/tasks/bulk-delete", "/api/tasks/bulk-archive"):
+        assert "400" in document["paths"][path]["post"]["responses"]
+
+
+def test_unknown_query_parameters_are_422(client: TestClient) -> None:
+    for path in ("/api/tasks/counts", "/api/tasks?limitt=5", "/api/tasks/uqt_1?x=1"):
+        sep = "&" if "?" in path else "?"
+        response = client.get(f"{path}{sep}debug=1")
+        assert response.status_code == 422 and response.json()["detail"][-1]["loc"][0] == "query"
+
+
+def test_without_a_token_nothing_declares_401(client: TestClient) -> None:
+    document = client.get("/openapi.json").json()
+    for operations in document["paths"].values():
+        for operation in operations.values():
+            assert "401" not in operation["responses"] and "security" not in operation
+
+
+def test_token_checks_on_routes_and_documents(
+    store: TaskStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("UNIQC_STORE_API_TOKEN", "t0ken-for-tests")
+    with TestClient(create_app(store)) as http:
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic x"}):
+            for path in ("/api/tasks", "/api/tasks/uqt_1", "/openapi.json", "/nope"):
+                response = http.get(path, headers=headers)
+                assert response.status_code == 401 and response.headers["www-authenticate"]
+        good = {"Authorization": "Bearer t0ken-for-tests"}
+        assert http.get("/api/tasks", headers=good).status_code == 200
+        assert http.get("/api/tasks/uqt_1", headers=good).status_code == 404
+
+
+@pytest.mark.parametrize("depth", [MAX_JSON_DEPTH + 1, 450, 5000])
+def test_rows_too_deep_from_other_tools_are_served_without_a_500(
+    client: TestClient, store: TaskStore, depth: int
+) -> None:
+    store.save(TaskInfo(task_id="uqt_deep", backend="b"))
+    deep = '{"a":' * depth + '{"token": "s3cret"}' + "}" * depth
+    with store.engine.begin() as conn:
+        conn.execute(update(tasks).values(result_json=deep, metadata_json=deep))
+    response = client.get("/api/tasks/uqt_deep")
+    assert response.status_code == 200 and "s3cret" not in response.text
+    assert TOO_DEEP in response.text or "_invalid_json" in response.text
+    listed = client.get("/api/tasks")
+    assert listed.status_code == 200 and "s3cret" not in listed.text

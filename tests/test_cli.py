@@ -229,3 +229,87 @@ def test_serve_runs_the_api(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+SECRET_RECORD = {"api_key": "k-123", "region": "cn", "headers": {"Authorization": "Bearer abc"}}
+
+
+def test_show_and_list_json_redact_unless_revealed(store: TaskStore) -> None:
+    store.save(
+        TaskInfo(
+            "uqt_s",
+            "b",
+            "failed",
+            result={"token": "t-1", "counts": {"0": 3}},
+            metadata=SECRET_RECORD,
+            error_message="upstream: token=abc",
+        )
+    )
+    store.save_shard(TaskShard("uqt_s", 0, "plat", "b", error_message="password=pw"))
+    url = plain(store.url)
+    shown = json.loads(run("show", "uqt_s", "--url", url)[1])
+    assert shown["metadata"] == {
+        "api_key": "[REDACTED]",
+        "region": "cn",
+        "headers": {"Authorization": "[REDACTED]"},
+    }
+    assert shown["result"] == {"token": "[REDACTED]", "counts": {"0": 3}}
+    assert shown["error_message"] == "upstream: token=***"
+    assert shown["shards"][0]["error_message"] == "password=***"
+    raw = json.loads(run("show", "uqt_s", "--reveal", "--url", url)[1])
+    assert raw["metadata"] == SECRET_RECORD and raw["shards"][0]["error_message"] == "password=pw"
+
+    listed = json.loads(run("list", "--json", "--url", url)[1])
+    assert listed["metadata"]["api_key"] == listed["result"]["token"] == "[REDACTED]"
+    assert listed["error_message"] == "upstream: token=***"
+    revealed = json.loads(run("list", "--json", "--reveal", "--url", url)[1])
+    assert revealed["metadata"] == SECRET_RECORD and revealed["error_message"].endswith("abc")
+    assert "k-123" not in run("list", "--url", url)[1]
+
+
+def test_export_is_lossless_and_says_so(store: TaskStore, tmp_path: Path) -> None:
+    store.save(TaskInfo("uqt_s", "b", metadata=SECRET_RECORD))
+    out = tmp_path / "backup.jsonl"
+    assert run("export", str(out), "--url", plain(store.url))[0] == 0
+    assert "k-123" in out.read_text() and "Bearer abc" in out.read_text()
+    help_text = " ".join(run("export", "--help")[1].split())
+    assert "lossless backup" in help_text and "NOT redacted" in help_text
+
+
+@pytest.mark.parametrize("token", ["", "   ", " padded", "tök3n"])
+def test_serve_refuses_an_unusable_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, token: str
+) -> None:
+    calls = serve_calls(monkeypatch)
+    monkeypatch.setenv("UNIQC_STORE_API_TOKEN", token)
+    result = CliRunner().invoke(main, ["serve", "--url", f"sqlite:///{tmp_path / 't.sqlite'}"])
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 1 and len(lines) == 1 and "UNIQC_STORE_API_TOKEN" in lines[0]
+    assert calls == [] and not (tmp_path / "t.sqlite").exists()  # refused before opening
+
+
+@pytest.mark.parametrize(
+    ("host", "warned"),
+    [("127.0.0.1", False), ("localhost", False), ("::1", False), ("0.0.0.0", True),
+     ("192.168.1.5", True), ("tasks.example", True)],
+)  # fmt: skip
+def test_serve_warns_without_a_token_off_loopback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, host: str, warned: bool
+) -> None:
+    calls = serve_calls(monkeypatch)
+    monkeypatch.delenv("UNIQC_STORE_API_TOKEN", raising=False)
+    args = ["serve", "--host", host, "--url", f"sqlite:///{tmp_path / 't.sqlite'}"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0 and calls == [host]
+    assert ("warning: serving on" in result.output) is warned
+    monkeypatch.setenv("UNIQC_STORE_API_TOKEN", "t0ken")
+    assert "warning" not in CliRunner().invoke(main, args).output
+
+
+def serve_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Stub uvicorn.run: the hosts ``serve`` would have listened on."""
+    import uvicorn
+
+    calls: list[str] = []
+    monkeypatch.setattr(uvicorn, "run", lambda _app, host, port, log_level: calls.append(host))
+    return calls

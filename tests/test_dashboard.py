@@ -167,17 +167,21 @@ def test_page_is_public_and_data_needs_the_token(
         assert client.get("/dashboard/../api/tasks").status_code == 401
 
 
-def test_routes_are_guarded_without_the_middleware(store: TaskStore) -> None:
-    """The dashboard's routes check the token themselves (defence in depth)."""
-    from fastapi import FastAPI
+def test_dashboard_routes_carry_the_apps_token_dependency(
+    store: TaskStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Besides the middleware, each dashboard route checks the token itself (the app's
+    dependency), while the page stays a plain route outside it."""
+    from fastapi.routing import APIRoute
 
-    from uniqc_store.dashboard import mount_dashboard
-
-    app = FastAPI()
-    mount_dashboard(app, store, token=TOKEN, redact_sensitive=lambda v: v)
-    with TestClient(app) as client:
-        assert client.get("/api/dashboard/info").status_code == 401
-        assert client.get("/").status_code == 200
+    monkeypatch.setenv("UNIQC_STORE_API_TOKEN", TOKEN)
+    app = create_app(store)
+    dashboard = [r for r in app.routes if isinstance(r, APIRoute) and "dashboard" in r.path]
+    assert dashboard
+    for route in dashboard:
+        names = {d.call.__name__ for d in route.dependant.dependencies if d.call is not None}
+        assert "require_token" in names, route.path
+    assert not any(isinstance(r, APIRoute) and r.path == "/" for r in app.routes)
 
 
 def wait_for_change(read: object, before: object, seconds: float = 5.0) -> object:

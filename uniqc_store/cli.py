@@ -7,6 +7,7 @@ default). Errors print one line and exit 1: no traceback, no password.
 from __future__ import annotations
 
 import functools
+import ipaddress
 import json
 import re
 import sys
@@ -37,6 +38,7 @@ from .engine import create_store_engine, redact, redact_text, resolve_url, sqlit
 from .errors import DatabaseUnavailableError, StoreError
 from .models import archived_tasks, tasks
 from .records import CURRENT_SCHEMA_VERSION, TaskInfo
+from .redaction import redact_record
 from .store import TaskStore
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -86,7 +88,8 @@ def migration_engine(url: str | None) -> Iterator[Engine]:
             pass
     except SQLAlchemyError as exc:
         raise DatabaseUnavailableError(
-            f"cannot open the task database at {redact(engine.url)}: {getattr(exc, 'orig', exc)}"
+            f"cannot open the task database at {redact(engine.url)}: "
+            f"{redact_text(str(getattr(exc, 'orig', exc)))}"
         ) from None
     try:
         yield engine
@@ -215,8 +218,18 @@ def stats(url: str | None) -> None:
         )
 
 
-def _task_dict(info: TaskInfo) -> dict[str, Any]:
-    return info.to_dict()
+def _task_dict(info: TaskInfo, reveal: bool) -> dict[str, Any]:
+    """The record as JSON-ready data, credentials hidden unless the operator asked."""
+    record = info.to_dict()
+    return record if reveal else redact_record(record)
+
+
+reveal_option = click.option(
+    "--reveal",
+    is_flag=True,
+    help="Print credentials in metadata, results and error messages as stored "
+    "(hidden by default, as in the REST API).",
+)
 
 
 @main.command("list")
@@ -226,6 +239,7 @@ def _task_dict(info: TaskInfo) -> dict[str, Any]:
 @click.option("--offset", type=click.IntRange(min=0), default=0)
 @click.option("--archived", is_flag=True, help="List the archive instead of live tasks.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@reveal_option
 @url_option
 @reports_errors
 def list_tasks(
@@ -235,6 +249,7 @@ def list_tasks(
     offset: int,
     archived: bool,
     as_json: bool,
+    reveal: bool,
     url: str | None,
 ) -> None:
     """List tasks, newest first."""
@@ -243,7 +258,7 @@ def list_tasks(
         found = lister(status=status, backend=backend, limit=limit, offset=offset)
     if as_json:
         for info in found:
-            click.echo(json.dumps(_task_dict(info), ensure_ascii=False))
+            click.echo(json.dumps(_task_dict(info, reveal), ensure_ascii=False))
         return
     table = Table()
     for column in ("task_id", "backend", "status", "shots", "submit_time"):
@@ -257,9 +272,10 @@ def list_tasks(
 
 @main.command()
 @click.argument("task_id")
+@reveal_option
 @url_option
 @reports_errors
-def show(task_id: str, url: str | None) -> None:
+def show(task_id: str, reveal: bool, url: str | None) -> None:
     """Show one task (live or archived) with its shards, as JSON."""
     with opened_store(url) as store:
         info = store.get(task_id)
@@ -270,7 +286,9 @@ def show(task_id: str, url: str | None) -> None:
     if info is None:
         fail(f"no task {task_id!r}")
         return
-    record = {**_task_dict(info), "shards": [s.to_dict() for s in shards]}
+    record = {**info.to_dict(), "shards": [s.to_dict() for s in shards]}
+    if not reveal:
+        record = redact_record(record)
     click.echo(json.dumps(record, ensure_ascii=False, indent=2))
 
 
@@ -326,7 +344,12 @@ def restore(task_id: str, url: str | None) -> None:
 @url_option
 @reports_errors
 def export_command(file: str, url: str | None) -> None:
-    """Write every task, shard and archived row to FILE as JSON Lines (- for stdout)."""
+    """Write every task, shard and archived row to FILE as JSON Lines (- for stdout).
+
+    The export is a lossless backup: credentials in metadata, results and
+    error messages are written as stored, NOT redacted. Keep the file as
+    private as the database itself.
+    """
     with opened_store(url) as store:
         total = transfer.count_rows(store)
         with _progress(total, "exporting", file == "-") as advance:
@@ -382,15 +405,29 @@ def _progress(total: int, label: str, quiet: bool = False) -> Iterator[Callable[
 @url_option
 @reports_errors
 def serve(host: str, port: int, url: str | None) -> None:
-    """Run the REST API and the dashboard (at /) with uvicorn (the api extra)."""
+    """Run the REST API and the dashboard (at /) with uvicorn (the api extra).
+
+    Credentials in responses are redacted. Set UNIQC_STORE_API_TOKEN to require
+    "Authorization: Bearer <token>" on every API request; a token that is set but
+    empty, blank or not sendable in a header is refused.
+    """
     try:
         import uvicorn
 
         from .api import create_app
+        from .api_auth import api_token
         from .dashboard import close_streams
     except ImportError:
         fail("the REST API needs the api extra: pip install 'uniqc-store[api]'")
         return
+    token = api_token()  # before opening anything: a bad token is a ValueError, one line
+    if token is None and not _is_loopback(host):
+        click.echo(
+            f"warning: serving on {host} without UNIQC_STORE_API_TOKEN: anyone who can reach "
+            f"port {port} can read, archive and delete every task. Set UNIQC_STORE_API_TOKEN "
+            "to require a bearer token.",
+            err=True,
+        )
     app = create_app(TaskStore(url=url))
 
     class Server(uvicorn.Server):
@@ -402,6 +439,16 @@ def serve(host: str, port: int, url: str | None) -> None:
 
     config = uvicorn.Config(app, host=host, port=port, log_level="info")
     Server(config).run()
+
+
+def _is_loopback(host: str) -> bool:
+    """Whether ``host`` only listens on this machine (``localhost``, 127.0.0.0/8, ``::1``)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
 
 
 if __name__ == "__main__":  # pragma: no cover

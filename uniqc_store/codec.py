@@ -15,20 +15,58 @@ from __future__ import annotations
 import json
 import json.scanner
 import operator
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .records import TaskInfo, TaskShard, normalize_status
 
 INVALID_JSON_KEY = "_invalid_json"
+#: The deepest nesting of dicts and lists a payload may have. Python's JSON
+#: decoder, FastAPI's encoder and the redaction walk all recurse per level:
+#: a much deeper document is saved fine but cannot be read back or served.
+MAX_JSON_DEPTH = 100
+
+
+_JSON_STRING = re.compile(r'"[^"\\]*+(?:\\.[^"\\]*+)*+"')
+_INNERMOST = re.compile(r"\[[^\[\]{}]*+\]|\{[^\[\]{}]*+\}")
+
+
+def _too_deep(field: str, owner: str) -> ValueError:
+    return ValueError(
+        f"{field} of {owner} is nested more than {MAX_JSON_DEPTH} levels deep; flatten it "
+        "(the store keeps at most that, so that every reader can decode and serve it)"
+    )
+
+
+def check_depth(text: str, *, field: str, owner: str) -> None:
+    """Refuse JSON text nested deeper than :data:`MAX_JSON_DEPTH`.
+
+    Works on the encoded text at C speed: a document with few brackets is
+    shallow enough by count alone; otherwise strings are dropped and each
+    pass removes the innermost arrays and objects, one level per pass.
+    """
+    if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:
+        return
+    rest = _JSON_STRING.sub("", text)
+    for _ in range(MAX_JSON_DEPTH + 1):  # the last pass must find nothing left
+        rest, removed = _INNERMOST.subn("", rest)
+        if not removed:
+            return
+    raise _too_deep(field, owner)
 
 
 def encode_json(value: Any, *, field: str, owner: str) -> str:
-    """Strict JSON (no NaN/Infinity), so every engine and reader agrees on it."""
+    """Strict JSON (no NaN/Infinity), at most :data:`MAX_JSON_DEPTH` deep, for every engine."""
     try:
         text = json.dumps(value, ensure_ascii=False, allow_nan=False)
+    except RecursionError:
+        text = None  # far too deep to encode at all: refused below, outside the handler
     except (TypeError, ValueError) as exc:
         raise TypeError(f"{field} of {owner} cannot be stored as JSON: {exc}") from None
+    if text is None:
+        raise _too_deep(field, owner)
+    check_depth(text, field=field, owner=owner)
     _check_encodable(text, f"{field} of {owner}")
     return text
 
@@ -60,11 +98,11 @@ def decode_json(raw: str | None, empty: Any) -> Any:
         value, end = _scan(raw, 0)
         if end == len(raw):
             return value
-    except (StopIteration, ValueError):
+    except (StopIteration, ValueError, RecursionError):
         pass  # whitespace around the document, or broken: the full decoder decides
     try:
         return _loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deep to decode
         return {INVALID_JSON_KEY: raw}
 
 

@@ -9,21 +9,22 @@ handling sends no ``BEGIN`` before DDL), WAL, a busy timeout and foreign keys.
 from __future__ import annotations
 
 import os
-import re
 import sqlite3
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import URL, Engine, create_engine, event, make_url
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.pool import StaticPool
 
 from .errors import DatabaseUnavailableError, ForeignDatabaseError
 from .records import APPLICATION_ID, DB_FILENAME, DEFAULT_CACHE_DIR
+from .redaction import MASK, mask_text, names_a_credential
 
 URL_ENV_VAR = "UNIQC_STORE_URL"
 #: Execution option for SQLite: how the ``begin`` hook opens a transaction:
@@ -72,31 +73,66 @@ def resolve_url(
 
 
 def parse_url(url: str | URL) -> URL:
-    """Parse a URL, with an error that shows it without its password."""
-    if isinstance(url, URL):
-        return url
-    try:
-        return make_url(url)
-    except ArgumentError:
+    """Parse a URL; an error never shows it, since it may hold a password.
+
+    SQLAlchemy splits user-info at the first ``@``, so an unencoded ``@`` in
+    a password turns the rest of it into the host name (which the driver
+    would then print): such URLs are refused, with the fix.
+    """
+    parsed = url if isinstance(url, URL) else _make_url(url)
+    if parsed is None:
         raise ValueError(
-            f"not a database URL: {redact_text(url)!r}; expected e.g. "
-            "sqlite:///path/tasks.sqlite or postgresql+psycopg://user@host/db"
-        ) from None
+            f"not a database URL ({_scheme_of(url)}...; the rest is not shown as it may hold "
+            "a password): expected e.g. sqlite:///path/tasks.sqlite or "
+            "postgresql+psycopg://user:password@host/db, with @ : / in the password "
+            "percent-encoded (%40 %3A %2F)"
+        )
+    if parsed.host and "@" in parsed.host:
+        raise ValueError(
+            f"the {parsed.drivername} URL has an unencoded '@' in its password (or user "
+            f"name): percent-encode it as %40, e.g. {parsed.drivername}://user:p%40ss@host/db"
+        )
+    return parsed
 
 
-_CREDENTIALS = re.compile(r":[^:@/\s]*@")
+def _make_url(text: str) -> URL | None:
+    """``make_url``, or None; outside the ``except`` so no exception chain keeps the text."""
+    try:
+        return make_url(text)
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
+        return None
 
 
-def redact_text(url: str) -> str:
-    """URL-ish text with anything between ``user:`` and ``@`` masked, even if unparseable."""
-    return _CREDENTIALS.sub(":***@", url)
+def _scheme_of(url: object) -> str:
+    """The part of a URL that cannot hold a password: its scheme, if it has one."""
+    head, sep, _ = str(url).partition("://")
+    return f"{head}://" if sep and head.replace("+", "").isalnum() else "''"
+
+
+def redact_text(text: str) -> str:
+    """Text (a URL, a message, a driver's error) with every credential in it masked.
+
+    One set of rules for everything: :func:`uniqc_store.redaction.mask_text`
+    (user-info passwords, also holding ``:`` or ``@``, ``password=`` query
+    parameters, tokens).
+    """
+    return mask_text(text)
 
 
 def redact(url: str | URL) -> str:
-    """The URL as text, with its password (if any) shown as ``***``."""
-    if isinstance(url, URL):
-        return url.render_as_string(hide_password=True)
-    return redact_text(url)
+    """The URL as text, with its password (in the user-info or the query) shown as ``***``."""
+    if not isinstance(url, URL):
+        return redact_text(url)
+    if url.host and "@" in url.host:  # an unencoded "@": the host starts with password text
+        url = url.set(host=url.host.rpartition("@")[2])
+    query = {key: MASK if names_a_credential(key) else value for key, value in url.query.items()}
+    shown = url.set(query=query).render_as_string(hide_password=True)
+    return shown.replace(quote(MASK), MASK)  # the query is percent-encoded
+
+
+def holds_secret(url: URL) -> bool:
+    """Whether ``url`` carries a password (user-info or query) that must not be printed."""
+    return url.password is not None or any(names_a_credential(key) for key in url.query)
 
 
 def sqlite_file_path(url: URL) -> Path | None:
@@ -206,7 +242,19 @@ def create_store_engine(
         url = url.update_query_dict({"charset": "utf8mb4"})
     # No pool_pre_ping: it costs a round trip per call. A connection the server
     # dropped is invalidated by SQLAlchemy and the store retries (connections.py).
-    return create_engine(url, **kwargs)
+    return _create_engine(url, **kwargs)
+
+
+def _create_engine(url: URL, **kwargs: Any) -> Engine:
+    """``create_engine``, with an unknown scheme reported as a bad argument."""
+    try:
+        return create_engine(url, **kwargs)
+    except NoSuchModuleError:
+        pass  # raised below, outside the handler: no exception chain to carry the URL
+    raise ValueError(
+        f"no SQLAlchemy dialect for {url.drivername!r}: use a URL starting with "
+        "sqlite://, postgresql+psycopg:// or mysql+pymysql:// (or install the dialect)"
+    )
 
 
 def _create_sqlite_engine(

@@ -11,6 +11,7 @@ upgraders.
 from __future__ import annotations
 
 import contextlib
+import shlex
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from alembic.script import ScriptDirectory
 from alembic.util import DispatchPriority, PriorityDispatchResult
 from sqlalchemy import URL, Column, Connection, Engine, inspect, text
 
-from .engine import SQLITE_BEGIN, parse_url, redact, sqlite_file_path
+from .engine import SQLITE_BEGIN, URL_ENV_VAR, holds_secret, parse_url, sqlite_file_path
 from .errors import SchemaTooNewError
 from .records import APPLICATION_ID, CURRENT_SCHEMA_VERSION
 
@@ -249,5 +250,17 @@ def _run(connectable: Engine | Connection, fn: Any, revision: str) -> None:
 
 
 def upgrade_command(url: str | URL) -> str:
-    """The shell command that upgrades the database at ``url`` (password hidden)."""
-    return f"uniqc-store upgrade --url '{redact(url)}'  (or: alembic -x url=... upgrade head)"
+    """The shell command that upgrades the database at ``url``, ready to run.
+
+    A URL holding a password is never printed, and a masked one (``***``)
+    would not work if pasted: then the command takes the URL from
+    ``UNIQC_STORE_URL`` and says so.
+    """
+    parsed = parse_url(url)
+    if holds_secret(parsed):
+        return (
+            f"{URL_ENV_VAR}=<your url> uniqc-store upgrade  "
+            f"(or: alembic -x url=<your url> upgrade head)"
+        )
+    shown = shlex.quote(parsed.render_as_string(hide_password=False))
+    return f"uniqc-store upgrade --url {shown}  (or: alembic -x url={shown} upgrade head)"

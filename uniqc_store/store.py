@@ -36,6 +36,7 @@ from .engine import (
     create_store_engine,
     install_sqlite_recipe,
     redact,
+    redact_text,
     resolve_url,
     sqlite_file_path,
 )
@@ -115,7 +116,7 @@ class TaskStore:
             version = self._executor.read(self._checked_version)
         except OperationalError as exc:
             raise DatabaseUnavailableError(
-                f"cannot open the task database at {redact(self.url)}: {exc.orig}"
+                f"cannot open the task database at {redact(self.url)}: {redact_text(str(exc.orig))}"
             ) from exc
         if version != CURRENT_SCHEMA_VERSION:
             if not (self.dialect == "sqlite" if auto_migrate is None else auto_migrate):

@@ -1,0 +1,175 @@
+"""What the REST API refuses, and how it says so: never with a 500.
+
+Inputs are checked before the store sees them (no NUL, no lone surrogate:
+PostgreSQL cannot take the first, no engine can encode the second), the
+store's own argument errors become 422, every status a route can give is
+declared in the OpenAPI document, and a 405 names every method the path
+has (Starlette's names only the methods of the first route it tried).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import FastAPI, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import AfterValidator, BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
+
+from .errors import TaskConflictError
+
+MAX_TEXT = 1024  # ids, backends and filters: far above any real one, bounded for the fuzzers
+
+
+def _storable(value: str) -> str:
+    """Refuse text no engine can store or compare (checked here so it is a 422, not a 500)."""
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    if any("\ud800" <= ch <= "\udfff" for ch in value):
+        raise ValueError("must not contain lone surrogates (not valid Unicode)")
+    return value
+
+
+#: The NUL rule for the OpenAPI document, so schema-valid data is storable data. (Lone
+#: surrogates cannot be written in a pattern that fuzzers and validators agree on;
+#: JSON text that is valid Unicode has none.)
+STORABLE_PATTERN = r"^[^\x00]*$"
+TEXT_SCHEMA: dict[str, Any] = {"pattern": STORABLE_PATTERN}
+
+StorableText = Annotated[str, AfterValidator(_storable)]
+TaskIdPath = Annotated[
+    StorableText,
+    Path(
+        min_length=1,
+        max_length=MAX_TEXT,
+        json_schema_extra=TEXT_SCHEMA,
+        description="A task id (uqt_...).",
+    ),
+]
+BackendQuery = Annotated[
+    StorableText | None,
+    Query(
+        min_length=1,
+        max_length=MAX_TEXT,
+        json_schema_extra=TEXT_SCHEMA,
+        description="Exact backend name.",
+    ),
+]
+
+
+def reject_unknown_query(request: Request) -> None:
+    """A query parameter the route does not take is a mistake worth a 422, not silence."""
+    dependant = getattr(request.scope.get("route"), "dependant", None)
+    known = {field.alias for field in dependant.query_params} if dependant else set()
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        raise RequestValidationError(
+            [
+                {"loc": ("query", name), "msg": "unknown parameter", "type": "extra_forbidden"}
+                for name in unknown
+            ]
+        )
+
+
+class Detail(BaseModel):
+    """The body of every error other than a validation error."""
+
+    detail: str
+
+
+_DESCRIPTIONS = {
+    400: "The body cannot be read as UTF-8 JSON text.",
+    401: "Missing or wrong bearer token (only when UNIQC_STORE_API_TOKEN is set).",
+    404: "No such task.",
+    409: "The task is already there (live or archived): delete or restore it first.",
+}
+
+
+_VALIDATION_ERROR = {
+    "description": "Bad input: a bound crossed, NUL or a lone surrogate, an unknown field or "
+    "query parameter, or an argument the store refuses.",
+    "content": {
+        "application/json": {"schema": {"$ref": "#/components/schemas/HTTPValidationError"}}
+    },
+}
+
+
+def responses(*statuses: int, token: bool) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI ``responses`` of a route: its own error statuses, 422, and 401 with a token.
+
+    422 is declared on every route, parameterless ones too: any route refuses
+    an unknown query parameter.
+    """
+    codes = (*statuses, 401) if token else statuses
+    declared: dict[int | str, dict[str, Any]] = {
+        code: {"model": Detail, "description": _DESCRIPTIONS[code]} for code in codes
+    }
+    return {**declared, 422: _VALIDATION_ERROR}
+
+
+def _clean(text: Any) -> Any:
+    """A string with lone surrogates replaced, so the error itself can be encoded as JSON."""
+    if not isinstance(text, str):
+        return text
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+def _validation_body(errors: list[dict[str, Any]]) -> dict[str, Any]:
+    """FastAPI's 422 shape without the offending input (it may be unencodable or secret)."""
+    return {
+        "detail": [
+            {
+                "loc": [_clean(part) for part in error.get("loc", ())],
+                "msg": _clean(error.get("msg", "")),
+                "type": _clean(error.get("type", "value_error")),
+            }
+            for error in errors
+        ]
+    }
+
+
+def allowed_methods(app: FastAPI, request: Request) -> list[str]:
+    """The methods of the documented path the request names.
+
+    The first route whose path matches decides which path that is (literal
+    paths are registered before templated ones: ``/api/tasks/counts`` is not
+    ``/api/tasks/{task_id}``), so ``Allow`` agrees with the OpenAPI document.
+    """
+    matching = [r for r in app.router.routes if r.matches(request.scope)[0] is not Match.NONE]
+    if not matching:
+        return []
+    path = getattr(matching[0], "path", None)
+    methods: set[str] = set()
+    for route in matching:
+        if getattr(route, "path", None) == path:
+            methods |= getattr(route, "methods", None) or set()
+    return sorted(methods)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """422 for bad input (the store's ValueError/TypeError included), 409, and a full 405."""
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse(status_code=422, content=_validation_body(list(exc.errors())))
+
+    @app.exception_handler(ValueError)
+    @app.exception_handler(TypeError)
+    async def refused(_request: Request, exc: Exception) -> JSONResponse:
+        error = {"loc": ["request"], "msg": str(exc), "type": "value_error"}
+        return JSONResponse(status_code=422, content=_validation_body([error]))
+
+    @app.exception_handler(TaskConflictError)
+    async def conflict(_request: Request, exc: TaskConflictError) -> JSONResponse:
+        return JSONResponse(status_code=409, content={"detail": str(exc)})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(allowed_methods(app, request))
+        return JSONResponse(
+            status_code=exc.status_code, content={"detail": exc.detail}, headers=headers
+        )
