@@ -217,6 +217,8 @@ class Executor:
         """
         with self.source.unit() as conn:
             driver: Any = conn.connection.driver_connection
+            if driver.info.transaction_status:  # not idle: e.g. a connect listener's query
+                driver.rollback()  # what the pool's reset would have done
             driver.autocommit = True
             try:
                 return int(conn.execute(stmt, params).rowcount)
