@@ -307,9 +307,13 @@ def test_serve_warns_without_a_token_off_loopback(
 
 
 def serve_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Stub uvicorn.run: the hosts ``serve`` would have listened on."""
+    """Stub uvicorn's ``Server.run``: the hosts ``serve`` would have listened on."""
     import uvicorn
 
     calls: list[str] = []
-    monkeypatch.setattr(uvicorn, "run", lambda _app, host, port, log_level: calls.append(host))
+
+    def run(server: uvicorn.Server, sockets: object = None) -> None:
+        calls.append(server.config.host)
+
+    monkeypatch.setattr(uvicorn.Server, "run", run)
     return calls
