@@ -46,6 +46,7 @@ from .records import (
     normalize_status,
     utc_now_iso,
 )
+from .sqlite_files import check_sqlite_file
 from .statements import Statements, counting, keyset_page, listing
 
 T = TypeVar("T")
@@ -78,7 +79,10 @@ class TaskStore:
             self.url = engine.url
             self._owns_engine = False
             if engine.dialect.name == "sqlite":
-                install_sqlite_recipe(engine, wal=sqlite_file_path(engine.url) is not None)
+                path = sqlite_file_path(engine.url)
+                if path is not None:  # before anything connects: a foreign file stays as it is
+                    check_sqlite_file(path)
+                install_sqlite_recipe(engine, wal=path is not None)
         else:
             self.url = resolve_url(url, cache_dir)
             engine = create_store_engine(self.url, synchronous=sqlite_synchronous)
