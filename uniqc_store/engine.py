@@ -54,18 +54,30 @@ def sqlite_url_for(path: Path) -> URL:
 
 
 def resolve_url(
-    url: str | URL | None = None, cache_dir: str | os.PathLike[str] | None = None
+    url: str | URL | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    *,
+    create_dirs: bool = True,
 ) -> URL:
-    """Pick the database: ``url`` > ``cache_dir`` > ``$UNIQC_STORE_URL`` > the default file."""
+    """Pick the database: ``url`` > ``cache_dir`` > ``$UNIQC_STORE_URL`` > the default file.
+
+    ``create_dirs=False`` only names the file (commands that must not create
+    anything): the default is then whichever of the two default files exists.
+    """
     if url is not None:
         return parse_url(url)
     if cache_dir is not None:
         directory = Path(cache_dir).expanduser()
-        directory.mkdir(parents=True, exist_ok=True)
+        if create_dirs:
+            directory.mkdir(parents=True, exist_ok=True)
         return sqlite_url_for(directory / DB_FILENAME)
     from_env = os.environ.get(URL_ENV_VAR)
     if from_env:
         return parse_url(from_env)
+    if not create_dirs:
+        fallback = Path(tempfile.gettempdir()) / "uniqc" / "cache" / DB_FILENAME
+        default = DEFAULT_CACHE_DIR / DB_FILENAME
+        return sqlite_url_for(fallback if fallback.exists() and not default.exists() else default)
     return sqlite_url_for(default_cache_dir() / DB_FILENAME)
 
 
