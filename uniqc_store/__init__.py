@@ -9,6 +9,7 @@ from __future__ import annotations
 from .archive_store import ArchiveStore
 from .errors import (
     DatabaseUnavailableError,
+    DriverNotInstalledError,
     ForeignDatabaseError,
     MissingParentTaskError,
     PayloadTooLargeError,
@@ -42,6 +43,7 @@ __all__ = [
     "UNIQC_TASK_ID_PREFIX",
     "ArchiveStore",
     "DatabaseUnavailableError",
+    "DriverNotInstalledError",
     "ForeignDatabaseError",
     "MissingParentTaskError",
     "PayloadTooLargeError",
