@@ -24,7 +24,10 @@ from uniqc_store.migrations import (
 from uniqc_store.models import Base
 
 config = context.config
-if config.config_file_name is not None:  # the alembic CLI: log what runs
+_LOGGING_SECTIONS = ("loggers", "handlers", "formatters")
+if config.config_file_name is not None and all(  # an ini with logging sections: log what runs
+    config.file_config.has_section(section) for section in _LOGGING_SECTIONS
+):
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 _NO_TRANSACTIONAL_DDL = ("mysql", "mariadb")
 
