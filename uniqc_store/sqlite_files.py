@@ -15,17 +15,22 @@ from pathlib import Path
 from urllib.parse import quote
 
 from .errors import DatabaseUnavailableError, ForeignDatabaseError
-from .records import APPLICATION_ID
+from .records import APPLICATION_ID, CURRENT_SCHEMA_VERSION
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 #: The tables a task database may hold (``sqlite_*`` are SQLite's own).
 STORE_TABLES = frozenset({"tasks", "archived_tasks", "task_shards", "archived_task_shards"})
-#: Where Alembic records our revision: our own table, and the shared default
-#: that releases before 0.2 used (``migrations.py`` moves our row out of it).
-VERSION_TABLE = "uniqc_store_alembic_version"
+#: Where Alembic records our revision: our own table (``versions.version_table``),
+#: and the shared default that releases before 0.2 used.
 LEGACY_VERSION_TABLE = "alembic_version"
 #: Revision ids of our chain (the id is the schema version).
-OUR_REVISIONS = frozenset({"0001", "0002", "0003", "0004", "0005"})
+OUR_REVISIONS = frozenset(f"{v:04d}" for v in range(1, CURRENT_SCHEMA_VERSION + 1))
+
+
+def _version_table() -> str:
+    from .versions import version_table  # versions imports engine, which imports us
+
+    return version_table()
 
 
 @dataclass(frozen=True)
@@ -48,7 +53,7 @@ class SQLiteContents:
     @property
     def foreign_tables(self) -> list[str]:
         """Tables that are neither the store's, a version table, nor SQLite's own."""
-        ours = STORE_TABLES | {VERSION_TABLE, LEGACY_VERSION_TABLE}
+        ours = STORE_TABLES | {_version_table(), LEGACY_VERSION_TABLE}
         return sorted(t for t in self.tables if t not in ours and not t.startswith("sqlite_"))
 
     @property
@@ -114,7 +119,7 @@ def read_contents(path: Path) -> SQLiteContents | None:
                 for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
             )
             revisions: set[str] = set()
-            for table in (VERSION_TABLE, LEGACY_VERSION_TABLE):
+            for table in (_version_table(), LEGACY_VERSION_TABLE):
                 if table in tables:
                     rows = conn.execute(f"SELECT version_num FROM {table}").fetchall()
                     revisions |= {str(r[0]) for r in rows if str(r[0]) in OUR_REVISIONS}

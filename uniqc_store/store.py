@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from sqlalchemy import URL, Connection, Engine, Table, select
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-from . import archive, migrations
+from . import archive, versions
 from .codec import TaskDecoder, check_int, row_to_shard, shard_to_row, task_to_row
 from .connections import (
     ConnectionManager,
@@ -105,17 +105,19 @@ class TaskStore:
         try:
             with self._conns.reading() as conn:
                 self._check_application_id(conn)
-                version = migrations.database_version(conn)
+                version = versions.database_version(conn)
+                # a release before 0.2 kept our row in alembic_version: upgrade moves it
+                moved = self.dialect == "sqlite" and bool(versions.legacy_revisions(conn))
         except OperationalError as exc:
             raise DatabaseUnavailableError(
                 f"cannot open the task database at {redact(self.url)}: {exc.orig}"
             ) from None
-        if version != CURRENT_SCHEMA_VERSION:
+        if version != CURRENT_SCHEMA_VERSION or moved:
             if not (self.dialect == "sqlite" if auto_migrate is None else auto_migrate):
                 raise SchemaOutOfDateError(
                     f"the task database at {redact(self.url)} is at schema version {version}, "
                     f"this uniqc-store needs {CURRENT_SCHEMA_VERSION}; run: "
-                    f"{migrations.upgrade_command(self.url)}"
+                    f"{versions.upgrade_command(self.url)}"
                 )
             self.upgrade()
         self._conns.ensure_statistics()
@@ -132,6 +134,8 @@ class TaskStore:
 
     def upgrade(self, revision: str = "head") -> None:
         """Run the migration chain up to ``revision`` on this store's database."""
+        from . import migrations  # imports Alembic: only when a migration runs
+
         with self._conns.lock:
             self._conns.close()
             migrations.upgrade(self.engine, revision)
@@ -139,7 +143,7 @@ class TaskStore:
     def schema_version(self) -> int:
         """The schema version the database is at."""
         with self._conns.reading() as conn:
-            return migrations.database_version(conn)
+            return versions.database_version(conn)
 
     def close(self) -> None:
         """Release the connections (and the engine, if the store created it)."""
