@@ -49,7 +49,7 @@ def test_schema_commands(fresh_url: URL) -> None:
     assert run("current", "--url", url)[1] == "0005 (schema version 5 of 5): up to date\n"
     assert run("check", "--url", url) == (0, "the schema is at head and matches the models\n")
     assert "0005  v5: re-key legacy" in run("history")[1]
-    assert run("downgrade", "base", "--url", url)[1].endswith("at schema version 0\n")
+    assert run("downgrade", "base", "--yes", "--url", url)[1].endswith("at schema version 0\n")
 
 
 def test_upgrade_sql_prints_instead_of_running(tmp_path: Path) -> None:
