@@ -78,3 +78,19 @@ def test_the_library_still_creates_its_database_where_pointed(tmp_path: Path) ->
     with TaskStore(tmp_path / "a" / "b") as store:
         assert store.schema_version() == 5
     assert (tmp_path / "a" / "b" / "tasks.sqlite").exists()
+
+
+def test_version_and_python_dash_m() -> None:
+    from uniqc_store import __version__
+
+    assert invoke("--version") == (0, f"uniqc-store, version {__version__}\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "uniqc_store", "--version"], capture_output=True, text=True
+    )
+    assert result.returncode == 0 and result.stdout == f"uniqc-store, version {__version__}\n"
+    assert (
+        "0005  v5"
+        in subprocess.run(
+            [sys.executable, "-m", "uniqc_store", "history"], capture_output=True, text=True
+        ).stdout
+    )

@@ -34,6 +34,11 @@ def test_wheel_upgrades_without_a_checkout(tmp_path: Path) -> None:
         "uniqc_store/py.typed",
     ):
         assert shipped in names
+    (dist_info,) = {n.split("/")[0] for n in names if n.split("/")[0].endswith(".dist-info")}
+    assert {n.split("/")[0] for n in names} == {"uniqc_store", dist_info}  # no benchmarks
+    assert f"{dist_info}/licenses/LICENSE" in names
+    metadata = zipfile.ZipFile(wheel).read(f"{dist_info}/METADATA").decode()
+    assert "Project-URL: Changelog, https://" in metadata and "License-Expression: MIT" in metadata
     target = tmp_path / "site"
     subprocess.run(
         [

@@ -91,7 +91,7 @@ def prepare_database(conn: Connection) -> int:
     """Check the version, move or adopt the version record; return the version.
 
     Refuses a database newer than the package before anything is written. Our
-    revision left in ``alembic_version`` by a release before 0.2 moves into our
+    revision left in ``alembic_version`` by an earlier version moves into our
     version table (other chains' rows there stay). A SQLite file at
     ``user_version`` k with no version table (made by the reference store) is
     stamped at revision k, so Alembic continues from there. Runs in the

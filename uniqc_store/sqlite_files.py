@@ -21,7 +21,7 @@ _SQLITE_MAGIC = b"SQLite format 3\x00"
 #: The tables a task database may hold (``sqlite_*`` are SQLite's own).
 STORE_TABLES = frozenset({"tasks", "archived_tasks", "task_shards", "archived_task_shards"})
 #: Where Alembic records our revision: our own table (``versions.version_table``),
-#: and the shared default that releases before 0.2 used.
+#: and the shared default that earlier versions of this package used.
 LEGACY_VERSION_TABLE = "alembic_version"
 #: Revision ids of our chain (the id is the schema version).
 OUR_REVISIONS = frozenset(f"{v:04d}" for v in range(1, CURRENT_SCHEMA_VERSION + 1))

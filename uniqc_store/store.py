@@ -106,7 +106,7 @@ class TaskStore:
             with self._conns.reading() as conn:
                 self._check_application_id(conn)
                 version = versions.database_version(conn)
-                # a release before 0.2 kept our row in alembic_version: upgrade moves it
+                # earlier versions kept our row in alembic_version: upgrade moves it
                 moved = self.dialect == "sqlite" and bool(versions.legacy_revisions(conn))
         except OperationalError as exc:
             raise DatabaseUnavailableError(

@@ -5,9 +5,9 @@ imports Alembic only when a migration is needed.
 
 Our revision is recorded in our own version table, ``uniqc_store_alembic_version``
 (``UNIQC_STORE_VERSION_TABLE`` overrides the name), so an application's own Alembic
-chain keeps ``alembic_version`` to itself in a shared database. Releases before
-this one wrote our row into ``alembic_version``: such a row (``0001`` .. ``0005``)
-still counts, and the next ``upgrade`` moves it into our table.
+chain keeps ``alembic_version`` to itself in a shared database. Earlier versions
+of this package wrote our row into ``alembic_version``: such a row (``0001`` ..
+``0005``) still counts, and the next ``upgrade`` moves it into our table.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from .records import CURRENT_SCHEMA_VERSION
 
 VERSION_TABLE_ENV = "UNIQC_STORE_VERSION_TABLE"
 DEFAULT_VERSION_TABLE = "uniqc_store_alembic_version"
-#: Alembic's default table, where releases before 0.2 kept our revision.
+#: Alembic's default table, where earlier versions of this package kept our revision.
 LEGACY_VERSION_TABLE = "alembic_version"
 #: Revision ids of our chain (the id is the schema version).
 OUR_REVISIONS = frozenset(f"{v:04d}" for v in range(1, CURRENT_SCHEMA_VERSION + 1))
