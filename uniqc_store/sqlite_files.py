@@ -18,6 +18,8 @@ from .errors import DatabaseUnavailableError, ForeignDatabaseError
 from .records import APPLICATION_ID, CURRENT_SCHEMA_VERSION
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
+#: How long the look at ``sqlite_master`` waits for a writer (the store's busy timeout).
+READ_TIMEOUT_S = 30.0
 #: The tables a task database may hold (``sqlite_*`` are SQLite's own).
 STORE_TABLES = frozenset({"tasks", "archived_tasks", "task_shards", "archived_task_shards"})
 #: Where Alembic records our revision: our own table (``versions.version_table``),
@@ -103,7 +105,7 @@ def read_only_connection(path: Path, header: SQLiteHeader) -> sqlite3.Connection
     live_wal = header.wal and Path(f"{path}-wal").exists()
     mode = "mode=ro" if live_wal else "immutable=1"
     uri = f"file:{quote(str(path.resolve()))}?{mode}"
-    return sqlite3.connect(uri, uri=True, check_same_thread=False)
+    return sqlite3.connect(uri, uri=True, timeout=READ_TIMEOUT_S, check_same_thread=False)
 
 
 def read_contents(path: Path) -> SQLiteContents | None:
@@ -125,6 +127,11 @@ def read_contents(path: Path) -> SQLiteContents | None:
                     revisions |= {str(r[0]) for r in rows if str(r[0]) in OUR_REVISIONS}
         finally:
             conn.close()
+    except sqlite3.OperationalError as exc:  # locked past the timeout, unreadable, ...
+        raise DatabaseUnavailableError(
+            f"cannot read the task database file {path}: {exc}. Nothing was written; "
+            "try again when the process holding it is done."
+        ) from None
     except sqlite3.DatabaseError as exc:
         raise ForeignDatabaseError(
             f"{path} cannot be read as a SQLite database ({exc}); refusing to touch it. "
