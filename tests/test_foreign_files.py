@@ -13,7 +13,14 @@ from sqlalchemy import create_engine, event, text
 from sqlalchemy.orm import Session
 
 from tests import reference_db as ref
-from uniqc_store import APPLICATION_ID, ForeignDatabaseError, TaskInfo, TaskStore
+from uniqc_store import (
+    APPLICATION_ID,
+    ForeignDatabaseError,
+    MissingParentTaskError,
+    TaskInfo,
+    TaskShard,
+    TaskStore,
+)
 from uniqc_store.cli import main
 from uniqc_store.engine import create_store_engine
 from uniqc_store.models import TaskRow
@@ -154,4 +161,17 @@ def test_a_store_engine_handed_to_another_store(tmp_path: Path) -> None:
         assert again.count() == 1
     with engine.begin() as conn:
         assert conn.execute(text("SELECT count(*) FROM tasks")).scalar_one() == 1
+    engine.dispose()
+
+
+def test_connections_pooled_before_the_store_get_the_recipe(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path / 'tasks.sqlite'}")
+    with engine.connect() as conn:  # pooled before any store saw the engine
+        conn.execute(text("SELECT 1"))
+    with TaskStore(engine=engine) as store:
+        with pytest.raises(MissingParentTaskError):
+            store.save_shard(TaskShard("uqt_nobody", 0, "p", "b"))  # foreign keys are on
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar_one() == 1
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar_one() == "wal"
     engine.dispose()

@@ -251,6 +251,8 @@ def _switch_to_wal(cursor: sqlite3.Cursor) -> None:
 #: Engines (by dialect, which an engine shares with its ``execution_options``
 #: copies) that already carry the SQLite recipe: it is installed once per engine.
 _RECIPE_INSTALLED: WeakKeyDictionary[Any, bool] = WeakKeyDictionary()
+#: Marks, in a pooled connection's ``info``, that the recipe's pragmas were applied.
+_RECIPE_KEY = "uniqc_store_recipe"
 
 
 def has_sqlite_recipe(engine: Engine) -> bool:
@@ -275,8 +277,15 @@ def install_sqlite_recipe(
         return
     _RECIPE_INSTALLED[engine.dialect] = True
 
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection: sqlite3.Connection, record: Any, _proxy: Any) -> None:
+        # a connection pooled before the recipe was installed gets it on first use
+        if not record.info.get(_RECIPE_KEY):
+            _on_connect(dbapi_connection, record)
+
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
+    def _on_connect(dbapi_connection: sqlite3.Connection, record: Any) -> None:
+        record.info[_RECIPE_KEY] = True
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         try:
