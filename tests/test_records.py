@@ -51,7 +51,7 @@ def test_status_normalisation() -> None:
     assert normalize_status("failed") == "failed"
     with pytest.raises(ValueError, match="pending, running, success, failed, cancelled"):
         normalize_status("done")
-    with pytest.raises(ValueError):
+    with pytest.raises(TypeError, match="must be a string"):
         normalize_status(3)
     assert TERMINAL_STATUSES == ("success", "failed", "cancelled")
 

@@ -128,14 +128,30 @@ def test_clear_all(store: TaskStore, backend: str) -> None:
         assert store.db_path is not None and store.db_path.exists()
 
 
-def test_clear_all_removes_the_sqlite_file(tmp_path: Path) -> None:
-    store = TaskStore(cache_dir=tmp_path)
-    store.save(task("uqt_1"))
-    inode = (tmp_path / "tasks.sqlite").stat().st_ino
-    store.clear_all()
-    assert (tmp_path / "tasks.sqlite").stat().st_ino != inode or store.count() == 0
-    assert store.get("uqt_1") is None and store.count() == 0
-    store.close()
+def test_clear_all_is_seen_by_other_stores_and_loses_no_later_write(module_url: object) -> None:
+    """Two stores (two connections) on one database: after one clears it, the other
+    sees the empty store and its next acknowledged write is kept. (The reference
+    deleted the SQLite file; a connection still open wrote into the deleted file.)"""
+    with TaskStore(url=module_url, auto_migrate=True) as first, TaskStore(url=module_url) as other:
+        other.save(task("uqt_marker"))
+        assert first.get("uqt_marker") is not None
+        first.clear_all()
+        assert other.get("uqt_marker") is None and other.count() == 0
+        other.save(task("uqt_after"))
+        assert first.get("uqt_after") is not None
+    with TaskStore(url=module_url) as reopened:
+        assert [t.task_id for t in reopened.list()] == ["uqt_after"]
+        reopened.clear_all()
+
+
+def test_clear_all_keeps_the_sqlite_file(tmp_path: Path) -> None:
+    """The file stays the same file (same inode), so nobody holds a deleted copy."""
+    with TaskStore(cache_dir=tmp_path) as store:
+        store.save(task("uqt_1"))
+        inode = (tmp_path / "tasks.sqlite").stat().st_ino
+        store.clear_all()
+        assert (tmp_path / "tasks.sqlite").stat().st_ino == inode
+        assert store.get("uqt_1") is None and store.count() == 0
 
 
 def test_shards(store: TaskStore) -> None:
@@ -309,67 +325,70 @@ def test_result_json_is_strict_json(store: TaskStore) -> None:
     assert json.loads(raw) == {"x": 1.5}
 
 
-def test_reads_hold_no_lock_on_sqlite(tmp_path: Path) -> None:
-    """A read, even one SQLAlchemy must expand (an IN list), leaves no transaction
-    open: another connection can take the write lock at once."""
+def _lock_is_free(path: Path) -> bool:
+    """Whether another connection can take the SQLite write lock at once."""
     import sqlite3
 
-    from sqlalchemy import bindparam, select
-
-    with TaskStore(tmp_path) as store:
-        store.save(task("uqt_1"))
-        in_list = select(tasks).where(tasks.c.task_id.in_(bindparam("ids", expanding=True)))
-        assert len(store._conns.fetch(in_list, {"ids": ["uqt_1", "uqt_2"]})) == 1
-        assert store.get("uqt_1") is not None and store.count() == 1
-        other = sqlite3.connect(tmp_path / "tasks.sqlite", timeout=0, isolation_level=None)
+    other = sqlite3.connect(path, timeout=0, isolation_level=None)
+    try:
         other.execute("BEGIN IMMEDIATE")
         other.execute("ROLLBACK")
+        return True
+    except sqlite3.OperationalError:
+        return False
+    finally:
         other.close()
 
 
-def test_failed_sqlite_writes_leave_no_transaction_open(tmp_path: Path) -> None:
-    """A write that fails half-way, or cannot get the write lock, ends its
+@pytest.mark.parametrize("observed", [False, True], ids=["direct", "observed"])
+def test_reads_hold_no_lock_on_sqlite(tmp_path: Path, observed: bool) -> None:
+    """Reads, on either execution path, leave no transaction open: another
+    connection can take the write lock at once."""
+    from sqlalchemy import event
+
+    with TaskStore(tmp_path) as store:
+        store.save(task("uqt_1", status="success", update_time="2000-01-01T00:00:00+00:00"))
+        if observed:
+            event.listen(store.engine, "before_cursor_execute", lambda *args: None)
+        assert store.get("uqt_1") is not None and store.count() == 1
+        assert len(store.list(status="success", limit=5)) == 1
+        assert [t.task_id for t in store.iter_tasks()] == ["uqt_1"]
+        assert store.expired_task_ids(0) == ["uqt_1"]
+        assert store.schema_version() == 5
+        assert _lock_is_free(tmp_path / "tasks.sqlite")
+
+
+@pytest.mark.parametrize("observed", [False, True], ids=["direct", "observed"])
+def test_failed_sqlite_writes_leave_no_transaction_open(tmp_path: Path, observed: bool) -> None:
+    """A write that fails half-way, or cannot get the write lock in time, ends its
     transaction: nothing of it is kept and the next writer gets the lock at once."""
     import sqlite3
 
-    from sqlalchemy import delete
-    from sqlalchemy.exc import OperationalError
+    from sqlalchemy import URL, event
 
-    from uniqc_store.connections import Transaction
+    from uniqc_store import DatabaseBusyError
 
-    def lock_is_free() -> bool:
-        other = sqlite3.connect(tmp_path / "tasks.sqlite", timeout=0, isolation_level=None)
-        try:
-            other.execute("BEGIN IMMEDIATE")
-            other.execute("ROLLBACK")
-            return True
-        except sqlite3.OperationalError:
-            return False
-        finally:
-            other.close()
-
-    def half_then_fail(tx: Transaction) -> None:
-        tx.run(delete(tasks).where(tasks.c.task_id == "uqt_1"), {})
-        raise RuntimeError("the caller's work failed")
-
-    with TaskStore(tmp_path) as store:
+    url = URL.create("sqlite+pysqlite", database=str(tmp_path / "tasks.sqlite"))
+    with TaskStore(url=url.update_query_dict({"timeout": "0.2"})) as store:
+        if observed:
+            event.listen(store.engine, "before_cursor_execute", lambda *args: None)
         store.save(task("uqt_1"))
-        with pytest.raises(RuntimeError, match="work failed"):
-            store._conns.write(half_then_fail)
-        assert lock_is_free()
-        assert store.get("uqt_1") is not None
+        half = [TaskShard("uqt_1", 0, "p0", "b1"), TaskShard("uqt_missing", 0, "p1", "b1")]
+        with pytest.raises(MissingParentTaskError):
+            store.save_shards(half)  # the first row is written, the second fails
+        assert store.get_shards("uqt_1") == []
+        assert _lock_is_free(tmp_path / "tasks.sqlite")
 
         holder = sqlite3.connect(tmp_path / "tasks.sqlite", isolation_level=None)
         holder.execute("BEGIN IMMEDIATE")
-        with store._conns.lock:  # a short busy timeout instead of the 30 s default
-            raw = store._conns._connection().connection.driver_connection
-            assert isinstance(raw, sqlite3.Connection)
-            raw.execute("PRAGMA busy_timeout = 50")
-        with pytest.raises(OperationalError, match="locked"):
+        started = time.monotonic()
+        with pytest.raises(DatabaseBusyError, match="busy timeout") as caught:
             store.save(task("uqt_2"))
+        assert 0.15 < time.monotonic() - started < 5  # the URL's ?timeout=0.2, not 30 s
+        assert "database is locked" in str(caught.value.__cause__)
         holder.execute("ROLLBACK")
         holder.close()
-        assert lock_is_free()
+        assert _lock_is_free(tmp_path / "tasks.sqlite")
         store.save(task("uqt_2"))
         assert store.count() == 2
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from .archive_store import ArchiveStore
 from .errors import (
+    DatabaseBusyError,
     DatabaseUnavailableError,
     DriverNotInstalledError,
     ForeignDatabaseError,
@@ -42,6 +43,7 @@ __all__ = [
     "TERMINAL_STATUSES",
     "UNIQC_TASK_ID_PREFIX",
     "ArchiveStore",
+    "DatabaseBusyError",
     "DatabaseUnavailableError",
     "DriverNotInstalledError",
     "ForeignDatabaseError",

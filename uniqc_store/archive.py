@@ -2,14 +2,33 @@
 
 Each helper runs inside the caller's transaction and never commits, so a
 move (insert-from-select, then delete) is all or nothing.
+
+Isolation, per engine. A move first locks the rows it moves: the task, then
+its shards (``SELECT ... FOR UPDATE``), and only then copies and deletes.
+
+- PostgreSQL (READ COMMITTED): every statement sees what committed before it
+  started. Without the locks a shard or an update committed between the copy
+  and the delete was deleted (the cascade) without being copied. With them,
+  an update of the task or a shard waits for the move; a new shard's foreign
+  key check (``FOR KEY SHARE`` on the task) waits too, then finds no parent
+  (``MissingParentTaskError``), so nothing acknowledged is lost.
+- MariaDB/MySQL (REPEATABLE READ): locking reads and ``INSERT ... SELECT``
+  read the newest committed rows, and the locks hold writers off as above.
+- SQLite: a write transaction opens with ``BEGIN IMMEDIATE``, which takes the
+  database's write lock, so moves and writes are serialised whole; the
+  per-row locks compile to plain reads there.
+
+A move checks its destination with a plain read and maps a key clash to
+``TaskConflictError``; it never locks the destination, so two moves never
+wait on each other in a cycle.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
@@ -23,13 +42,12 @@ from sqlalchemy import (
     delete,
     func,
     insert,
-    literal,
     select,
 )
 from sqlalchemy.exc import IntegrityError
 
-from .connections import Transaction
 from .errors import TaskConflictError
+from .executor import Transaction
 from .models import archived_task_shards, archived_tasks, task_shards, tasks
 from .records import TERMINAL_STATUSES
 
@@ -58,10 +76,22 @@ def _copy(source: Table, target: Table, key: str, stamp: bool, match: Match) -> 
     return insert(target).from_select(columns, select(*selected).where(match(source, key)))
 
 
+def _lock(table: Table, key: str, match: Match, *columns: str) -> Select[Any]:
+    """SELECT key [, columns] ... FOR UPDATE, in key order (one lock order for everyone)."""
+    picked = [table.c[name] for name in (key, *columns)]
+    return select(*picked).where(match(table, key)).order_by(*table.primary_key).with_for_update()
+
+
 @dataclass(frozen=True)
 class MoveStatements:
     """The statements of a move, for one id (``:id``) or a list (``:ids``)."""
 
+    lock_live: Select[Any]
+    lock_live_shards: Select[Any]
+    lock_archived: Select[Any]
+    lock_archived_shards: Select[Any]
+    find_live: Select[Any]
+    find_archived: Select[Any]
     archive_tasks: Insert
     archive_shards: Insert
     restore_tasks: Insert
@@ -73,6 +103,12 @@ class MoveStatements:
     @classmethod
     def matching(cls, match: Match) -> MoveStatements:
         return cls(
+            lock_live=_lock(tasks, "task_id", match, "status", "update_time", "submit_time"),
+            lock_live_shards=_lock(task_shards, "uniqc_task_id", match, "shard_index"),
+            lock_archived=_lock(archived_tasks, "task_id", match),
+            lock_archived_shards=_lock(archived_task_shards, "uniqc_task_id", match, "shard_index"),
+            find_live=select(tasks.c.task_id).where(match(tasks, "task_id")),
+            find_archived=select(archived_tasks.c.task_id).where(match(archived_tasks, "task_id")),
             archive_tasks=_copy(tasks, archived_tasks, "task_id", True, match),
             archive_shards=_copy(task_shards, archived_task_shards, "uniqc_task_id", True, match),
             restore_tasks=_copy(archived_tasks, tasks, "task_id", False, match),
@@ -85,71 +121,79 @@ class MoveStatements:
         )
 
 
-# Built once. Single-id moves bind ``id`` (and run straight on the SQLite driver);
+# Built once. Single-id moves bind ``id`` (and may run on the direct path);
 # ``archive_expired`` moves chunks of ids bound as ``ids``.
 ONE = MoveStatements.matching(_one)
 MANY = MoveStatements.matching(_many)
-#: Whether ``:id`` is live and whether it is archived (one round trip).
-WHERE_IS = cast(
-    "Select[Any]",
-    select(
-        select(literal(1)).where(_one(tasks, "task_id")).exists(),
-        select(literal(1)).where(_one(archived_tasks, "task_id")).exists(),
-    ),
-)
-ARCHIVED_AMONG = select(archived_tasks.c.task_id).where(_many(archived_tasks, "task_id"))
 
 
-def _where_is(tx: Transaction, task_id: str) -> tuple[bool, bool]:
-    live, archived = tx.fetch(WHERE_IS, {"id": task_id})[0]
-    return bool(live), bool(archived)
+def _lock_shards(tx: Transaction, lock: Select[Any], params: dict[str, Any]) -> None:
+    """Lock the shards a move copies. SQLite needs nothing more: BEGIN IMMEDIATE
+    already holds the database's write lock."""
+    if tx.connection.dialect.name != "sqlite":
+        tx.fetch(lock, params)
 
 
-def _archive(tx: Transaction, moves: MoveStatements, params: dict[str, Any]) -> int:
-    """Copy tasks and shards into the archive, then delete the tasks (their shards
-    go by the foreign key's cascade, on every engine); how many tasks moved."""
-    moved = tx.run(moves.archive_tasks, params)
-    if moved:
-        tx.run(moves.archive_shards, params)
-        tx.run(moves.delete_live, params)
-    return moved
+def _archive(tx: Transaction, moves: MoveStatements, params: dict[str, Any]) -> None:
+    """Copy locked tasks and their shards into the archive, then delete the tasks
+    (their shards go by the foreign key's cascade, on every engine)."""
+    try:
+        tx.run(moves.archive_tasks, params)
+    except IntegrityError as exc:  # an archived copy appeared after the check
+        raise TaskConflictError(
+            "a task being archived is already in the archive; nothing was moved, try again"
+        ) from exc
+    tx.run(moves.archive_shards, params)
+    tx.run(moves.delete_live, params)
 
 
 def archive_one(tx: Transaction, task_id: str, now: str) -> bool:
-    """Archive one task and its shards; False if it is not a live task.
-
-    An id already in the archive makes the copy fail on its primary key: the
-    transaction is rolled back and nothing moves.
-    """
-    try:
-        return _archive(tx, ONE, {"id": task_id, "archived_at": now}) > 0
-    except IntegrityError as exc:
+    """Archive one task and its shards; False if it is not a live task."""
+    params = {"id": task_id, "archived_at": now}
+    if not tx.fetch(ONE.lock_live, params):
+        return False
+    _lock_shards(tx, ONE.lock_live_shards, params)
+    if tx.fetch(ONE.find_archived, params):
         raise TaskConflictError(
-            f"task {task_id!r} is already in the archive; delete_archived() or "
-            "restore_task() it first (nothing was moved)"
-        ) from exc
+            f"task {task_id!r} is already in the archive; delete the archived copy or "
+            "restore it first (nothing was moved)"
+        )
+    _archive(tx, ONE, params)
+    return True
 
 
 def restore_one(tx: Transaction, task_id: str) -> bool:
     """Move an archived task and its shards back; False if it is not archived."""
-    live, archived = _where_is(tx, task_id)
-    if not archived:
+    params = {"id": task_id}
+    if not tx.fetch(ONE.lock_archived, params):
         return False
-    if live:
-        raise TaskConflictError(
-            f"task {task_id!r} exists as a live task; delete() it or delete_archived() "
-            "the archived copy first (nothing was moved)"
-        )
-    tx.run(ONE.restore_tasks, {"id": task_id})
-    tx.run(ONE.restore_shards, {"id": task_id})
-    delete_archived(tx, task_id)
+    _lock_shards(tx, ONE.lock_archived_shards, params)
+    conflict = TaskConflictError(
+        f"task {task_id!r} exists as a live task; delete the live task or the archived "
+        "copy first (nothing was moved)"
+    )
+    if tx.fetch(ONE.find_live, params):
+        raise conflict
+    try:
+        tx.run(ONE.restore_tasks, params)
+    except IntegrityError as exc:  # saved as a live task after the check
+        raise conflict from exc
+    tx.run(ONE.restore_shards, params)
+    tx.run(ONE.delete_archived_shards, params)
+    tx.run(ONE.delete_archived, params)
     return True
 
 
 def delete_archived(tx: Transaction, task_id: str) -> bool:
-    """Delete an archived task and its archived shards; True if the task existed."""
-    tx.run(ONE.delete_archived_shards, {"id": task_id})
-    return tx.run(ONE.delete_archived, {"id": task_id}) > 0
+    """Delete an archived task and its archived shards; True if the task existed.
+
+    The task row is locked first, so a concurrent restore of the same id either
+    finishes before (and this finds nothing) or waits until this is done.
+    """
+    params = {"id": task_id}
+    found = bool(tx.fetch(ONE.lock_archived, params))
+    tx.run(ONE.delete_archived_shards, params)
+    return found and tx.run(ONE.delete_archived, params) > 0
 
 
 def delete_everything(tx: Transaction) -> None:
@@ -177,6 +221,12 @@ def _parse_time(value: str | None) -> datetime | None:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=timezone.utc)
     return parsed.astimezone(timezone.utc)
+
+
+def _stamp_expired(update_time: str | None, submit_time: str | None, cutoff: datetime) -> bool:
+    """The Python form of the expiry test: last touched (update, else submit) before cutoff."""
+    when = _parse_time(update_time or submit_time)
+    return when is not None and when <= cutoff
 
 
 def expired_ids(conn: Connection, cutoff: datetime, terminal_only: bool) -> list[str]:
@@ -207,8 +257,25 @@ def cutoff_for(hours: float) -> datetime:
     return datetime.now(timezone.utc) - timedelta(hours=hours)
 
 
+def _still_expired(
+    tx: Transaction, chunk: Sequence[str], cutoff: datetime, terminal_only: bool
+) -> set[str]:
+    """Lock the chunk's live rows and keep those still expired now that nobody can change them
+    (a concurrent save may have touched one, a concurrent move taken it)."""
+    expired = set()
+    for task_id, status, update_time, submit_time in tx.fetch(MANY.lock_live, {"ids": chunk}):
+        terminal = status in TERMINAL_STATUSES
+        if (terminal or not terminal_only) and _stamp_expired(update_time, submit_time, cutoff):
+            expired.add(task_id)
+    return expired
+
+
 def archive_expired(tx: Transaction, hours: float, terminal_only: bool, now: str) -> ExpiryOutcome:
-    """Archive expired tasks in chunks of set operations; one transaction in all."""
+    """Archive expired tasks in chunks of set operations; one transaction in all.
+
+    Candidates are found with plain reads, then each chunk is locked and
+    checked again, so the report names exactly the tasks this call moved.
+    """
     cutoff = cutoff_for(hours)
     outcome = ExpiryOutcome()
     if terminal_only:
@@ -217,10 +284,16 @@ def archive_expired(tx: Transaction, hours: float, terminal_only: bool, now: str
     candidates = expired_ids(tx.connection, cutoff, terminal_only)
     for start in range(0, len(candidates), CHUNK):
         chunk = candidates[start : start + CHUNK]
-        taken = {row[0] for row in tx.fetch(ARCHIVED_AMONG, {"ids": chunk})}
-        movable = [task_id for task_id in chunk if task_id not in taken]
-        outcome.skipped_conflicts += [task_id for task_id in chunk if task_id in taken]
+        expired = _still_expired(tx, sorted(chunk), cutoff, terminal_only)
+        if not expired:
+            continue
+        ids = sorted(expired)
+        taken = {row[0] for row in tx.fetch(MANY.find_archived, {"ids": ids})}
+        outcome.skipped_conflicts += [t for t in chunk if t in taken]
+        movable = [t for t in chunk if t in expired and t not in taken]
         if movable:
-            _archive(tx, MANY, {"ids": movable, "archived_at": now})
+            params = {"ids": sorted(movable), "archived_at": now}
+            _lock_shards(tx, MANY.lock_live_shards, params)
+            _archive(tx, MANY, params)
             outcome.archived += movable
     return outcome

@@ -26,9 +26,23 @@ INVALID_JSON_KEY = "_invalid_json"
 def encode_json(value: Any, *, field: str, owner: str) -> str:
     """Strict JSON (no NaN/Infinity), so every engine and reader agrees on it."""
     try:
-        return json.dumps(value, ensure_ascii=False, allow_nan=False)
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"{field} of {owner} cannot be stored as JSON: {exc}") from None
+    _check_encodable(text, f"{field} of {owner}")
+    return text
+
+
+def _check_encodable(text: str, field: str) -> None:
+    """Refuse lone surrogates: no engine's driver can encode them as UTF-8."""
+    if text.isascii():
+        return
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(
+            f"{field} holds a lone surrogate (not valid Unicode); it cannot be stored"
+        ) from None
 
 
 _decoder = json.JSONDecoder()
@@ -63,7 +77,26 @@ def check_text(value: Any, field: str, *, optional: bool = False) -> str | None:
         raise TypeError(f"{field} must be {kind}, not {type(value).__name__}")
     if "\x00" in value:
         raise ValueError(f"{field} must not contain NUL characters (PostgreSQL cannot store them)")
+    _check_encodable(value, field)
     return value
+
+
+def check_key(value: Any, field: str) -> str:
+    """An id, backend or platform id a caller looks up: a string every engine can compare.
+
+    Checked before any SQL: MySQL compares ``'uqt_...' = 0`` as true, so a
+    non-string would match every row there and none elsewhere.
+    """
+    if type(value) is str and value.isascii() and "\x00" not in value:
+        return value  # the common case, checked in one pass
+    text = check_text(value, field)
+    assert text is not None
+    return text
+
+
+def check_optional_key(value: Any, field: str) -> str | None:
+    """``check_key`` for an optional filter (None means no filter)."""
+    return None if value is None else check_key(value, field)
 
 
 def check_id(value: Any, field: str) -> str:

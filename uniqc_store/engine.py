@@ -31,6 +31,8 @@ URL_ENV_VAR = "UNIQC_STORE_URL"
 #: ``"IMMEDIATE"`` (writers), ``"DEFERRED"`` (the default) or None (no BEGIN:
 #: single-statement reads in autocommit, each statement its own snapshot).
 SQLITE_BEGIN = "uniqc_sqlite_begin"
+#: How long a SQLite writer waits for another's lock unless the URL says
+#: ``?timeout=SECONDS`` (as SQLAlchemy's pysqlite dialect reads it).
 BUSY_TIMEOUT_MS = 30_000
 
 _SQLITE_BUSY = 5  # the result code (typeshed lacks sqlite3.SQLITE_BUSY)
@@ -121,6 +123,22 @@ def sqlite_file_path(url: URL) -> Path | None:
     if database.startswith("file:"):
         database = database[len("file:") :].split("?", 1)[0]
     return Path(database).expanduser()
+
+
+def busy_timeout_ms(url: URL) -> int:
+    """The SQLite busy timeout a URL asks for (``?timeout=`` in seconds), in ms."""
+    raw = url.query.get("timeout")
+    if raw is None:
+        return BUSY_TIMEOUT_MS
+    try:
+        seconds = float(raw if isinstance(raw, str) else raw[-1])
+    except ValueError:
+        raise ValueError(
+            f"timeout in a SQLite URL must be a number of seconds, not {raw!r}"
+        ) from None
+    if not 0 <= seconds <= 86_400:
+        raise ValueError(f"timeout in a SQLite URL must be 0 to 86400 seconds, not {raw!r}")
+    return int(seconds * 1000)
 
 
 SYNCHRONOUS_LEVELS = ("FULL", "EXTRA", "NORMAL")
@@ -229,14 +247,14 @@ def _create_sqlite_engine(
     return engine
 
 
-def _switch_to_wal(cursor: sqlite3.Cursor) -> None:
+def _switch_to_wal(cursor: sqlite3.Cursor, timeout_ms: int) -> None:
     """``PRAGMA journal_mode = WAL``, waiting out other connections doing the same.
 
     The switch takes an exclusive lock without going through the busy
     handler, so processes opening a new file at once would otherwise fail
     with "database is locked"; they retry until the busy timeout instead.
     """
-    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    deadline = time.monotonic() + timeout_ms / 1000
     while True:
         try:
             cursor.execute("PRAGMA journal_mode = WAL")
@@ -283,16 +301,18 @@ def install_sqlite_recipe(
         if not record.info.get(_RECIPE_KEY):
             _on_connect(dbapi_connection, record)
 
+    timeout_ms = busy_timeout_ms(engine.url)
+
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: sqlite3.Connection, record: Any) -> None:
         record.info[_RECIPE_KEY] = True
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         try:
-            cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            cursor.execute(f"PRAGMA busy_timeout = {timeout_ms}")
             cursor.execute(f"PRAGMA foreign_keys = {'ON' if foreign_keys else 'OFF'}")
             if wal:
-                _switch_to_wal(cursor)
+                _switch_to_wal(cursor, timeout_ms)
             cursor.execute(f"PRAGMA synchronous = {synchronous}")
         finally:
             cursor.close()

@@ -27,6 +27,10 @@ class DatabaseUnavailableError(StoreError):
     """The database server could not be reached or the file could not be opened."""
 
 
+class DatabaseBusyError(StoreError):
+    """Another connection held the database's lock past the busy timeout; try again."""
+
+
 class TaskConflictError(StoreError, ValueError):
     """A move (archive or restore) would overwrite a row that already exists."""
 

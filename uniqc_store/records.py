@@ -62,10 +62,12 @@ def normalize_status(status: object) -> str:
     are unwrapped through ``.value`` rather than ``str()``.
     """
     value = status.value if isinstance(status, TaskStatus) else status
-    if not isinstance(value, str) or value not in _STATUS_VALUES:
-        allowed = ", ".join(s.value for s in TaskStatus)
-        raise ValueError(f"unknown task status {status!r}; expected one of: {allowed}")
-    return value
+    if isinstance(value, str) and value in _STATUS_VALUES:
+        return value
+    allowed = ", ".join(s.value for s in TaskStatus)
+    if not isinstance(value, str):
+        raise TypeError(f"a task status must be a string, one of: {allowed}; not {status!r}")
+    raise ValueError(f"unknown task status {status!r}; expected one of: {allowed}")
 
 
 @dataclass

@@ -116,6 +116,8 @@ class Statements:
     parent_by_platform_backend: Select[Any]
     delete_task: Delete
     delete_shards: Delete
+    delete_in_statuses: Delete
+    parents_among: Select[Any]
 
     @classmethod
     def for_dialect(cls, dialect: str) -> Statements:
@@ -141,4 +143,10 @@ class Statements:
             parent_by_platform_backend=parent.where(by_backend).limit(1),
             delete_task=delete(tasks).where(tasks.c.task_id == bindparam("task_id")),
             delete_shards=delete(task_shards).where(*by_shard),
+            delete_in_statuses=delete(tasks).where(
+                tasks.c.status.in_(bindparam("statuses", expanding=True))
+            ),
+            parents_among=select(tasks.c.task_id).where(
+                tasks.c.task_id.in_(bindparam("ids", expanding=True))
+            ),
         )

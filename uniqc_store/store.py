@@ -1,7 +1,10 @@
 """``TaskStore``: the reference store's API on SQLAlchemy Core.
 
-Every public method owns its transaction; helpers take a ``Transaction``
-and never commit. The statements are built once (``statements.py``).
+Every public method is one unit of work run by the store's ``Executor``
+(which owns the transaction; helpers take a ``Transaction`` and never
+commit) and checks its arguments before any SQL. Database errors become the
+store's own at this edge (``db_errors.translated``). The statements are built
+once (``statements.py``).
 """
 
 from __future__ import annotations
@@ -12,17 +15,23 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import URL, Connection, Engine, Table, select
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy import URL, Connection, Engine, Table
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session
 
 from . import archive, versions
-from .codec import TaskDecoder, check_int, row_to_shard, shard_to_row, task_to_row
-from .connections import (
-    ConnectionManager,
-    Transaction,
-    translate_error,
+from .codec import (
+    TaskDecoder,
+    check_int,
+    check_key,
+    check_optional_key,
+    row_to_shard,
+    shard_to_row,
+    task_to_row,
 )
+from .db_errors import translated
 from .engine import (
+    busy_timeout_ms,
     create_store_engine,
     install_sqlite_recipe,
     redact,
@@ -35,6 +44,7 @@ from .errors import (
     MissingParentTaskError,
     SchemaOutOfDateError,
 )
+from .executor import Executor, Transaction
 from .models import archived_tasks, tasks
 from .records import (
     APPLICATION_ID,
@@ -91,7 +101,7 @@ class TaskStore:
         self.dialect: str = engine.dialect.name
         self.db_path: Path | None = sqlite_file_path(self.url)
         self.cache_dir: Path | None = self.db_path.parent if self.db_path else None
-        self._conns = ConnectionManager(engine)
+        self._executor = Executor(engine, busy_timeout_ms(engine.url))
         self._sql = Statements.for_dialect(self.dialect)
         try:
             self._open_schema(auto_migrate)
@@ -103,11 +113,7 @@ class TaskStore:
 
     def _open_schema(self, auto_migrate: bool | None) -> None:
         try:
-            with self._conns.reading() as conn:
-                self._check_application_id(conn)
-                version = versions.database_version(conn)
-                # earlier versions kept our row in alembic_version: upgrade moves it
-                moved = self.dialect == "sqlite" and bool(versions.legacy_revisions(conn))
+            version, moved = self._executor.read(self._checked_version)
         except OperationalError as exc:
             raise DatabaseUnavailableError(
                 f"cannot open the task database at {redact(self.url)}: {exc.orig}"
@@ -120,7 +126,14 @@ class TaskStore:
                     f"{versions.upgrade_command(self.url)}"
                 )
             self.upgrade()
-        self._conns.ensure_statistics()
+        self._executor.ensure_statistics()
+
+    def _checked_version(self, conn: Connection) -> tuple[int, bool]:
+        """The version, and whether our row still sits in ``alembic_version``
+        (earlier versions kept it there; ``upgrade`` moves it)."""
+        self._check_application_id(conn)
+        moved = self.dialect == "sqlite" and bool(versions.legacy_revisions(conn))
+        return versions.database_version(conn), moved
 
     def _check_application_id(self, conn: Connection) -> None:
         if self.dialect != "sqlite":
@@ -136,18 +149,28 @@ class TaskStore:
         """Run the migration chain up to ``revision`` on this store's database."""
         from . import migrations  # imports Alembic: only when a migration runs
 
-        with self._conns.lock:
-            self._conns.close()
+        with self._executor.exclusive():
+            self._executor.close()
             migrations.upgrade(self.engine, revision)
 
+    @translated
     def schema_version(self) -> int:
         """The schema version the database is at."""
-        with self._conns.reading() as conn:
-            return versions.database_version(conn)
+        return self._executor.read(versions.database_version)
+
+    def session(self, **kwargs: Any) -> Session:
+        """A ``Session`` on the store's engine, for reads and ad-hoc ORM queries.
+
+        Safe beside the store: it uses its own pooled connection (on an
+        in-memory database, the one shared connection), never the store's
+        transaction. Writes belong to the repository, which validates them; see
+        the README's "The ORM" section.
+        """
+        return Session(self.engine, **kwargs)
 
     def close(self) -> None:
         """Release the connections (and the engine, if the store created it)."""
-        self._conns.close()
+        self._executor.close()
         if self._owns_engine:
             self.engine.dispose()
 
@@ -162,6 +185,7 @@ class TaskStore:
 
     # -- tasks -----------------------------------------------------------
 
+    @translated
     def save(self, task_info: TaskInfo) -> None:
         """Insert or update a task by id; ``submit_time`` of an existing row is kept.
 
@@ -169,25 +193,29 @@ class TaskStore:
         """
         now = utc_now_iso()
         row = task_to_row(task_info, now)
-        self._write_one(self._sql.upsert_task, row)
+        self._executor.write_one(self._sql.upsert_task, row)
         task_info.update_time = now
 
+    @translated
     def save_many(self, infos: Iterable[TaskInfo]) -> int:
         """Upsert many tasks in one transaction; all are validated before any is written."""
         items = builtins.list(infos)
         now = utc_now_iso()
         rows = [task_to_row(info, now) for info in items]
         if rows:
-            self._write(lambda tx: tx.run(self._sql.upsert_task, rows))
+            self._executor.write(lambda tx: tx.run(self._sql.upsert_task, rows))
         for info in items:
             info.update_time = now
         return len(rows)
 
+    @translated
     def get(self, task_id: str) -> TaskInfo | None:
         """The task with ``task_id``, or None."""
-        row = self._conns.fetch_one(self._sql.get_task, {"task_id": task_id})
+        params = {"task_id": check_key(task_id, "task_id")}
+        row = self._executor.fetch_one(self._sql.get_task, params)
         return _decode_task(row) if row is not None else None
 
+    @translated
     def list(
         self,
         *,
@@ -208,7 +236,7 @@ class TaskStore:
         limit: int | None,
         offset: int | None,
     ) -> builtins.list[TaskInfo]:
-        params: dict[str, Any] = {"status": _status_or_none(status), "backend": backend}
+        params = _filters(status, backend)
         if limit is not None:
             params["limit"] = _non_negative(limit, "limit")
         if offset is not None:
@@ -221,8 +249,9 @@ class TaskStore:
             limit is not None,
             offset is not None,
         )
-        return [decode(row) for row in self._conns.fetch(stmt, params)]
+        return [decode(row) for row in self._executor.fetch(stmt, params)]
 
+    @translated
     def iter_tasks(
         self,
         *,
@@ -247,56 +276,54 @@ class TaskStore:
     ) -> Iterator[TaskInfo]:
         if _non_negative(batch_size, "batch_size") < 1:
             raise ValueError("batch_size must be at least 1")
-        params: dict[str, Any] = {
-            "status": _status_or_none(status),
-            "backend": backend,
-            "limit": batch_size,
-        }
+        params: dict[str, Any] = {**_filters(status, backend), "limit": batch_size}
         has = (status is not None, backend is not None)
         first, after = keyset_page(table, *has, True), keyset_page(table, *has, False)
-        rows = self._conns.fetch(first, params)
+        rows = self._executor.fetch(first, params)
         while rows:
             yield from (decode(row) for row in rows)
             params["after"] = rows[-1][0]
-            rows = self._conns.fetch(after, params)
+            rows = self._executor.fetch(after, params)
 
+    @translated
     def count(self, *, status: str | TaskStatus | None = None, backend: str | None = None) -> int:
         """How many tasks match."""
         return self._count(tasks, status, backend)
 
     def _count(self, table: Table, status: str | TaskStatus | None, backend: str | None) -> int:
+        params = _filters(status, backend)
         stmt = counting(table, status is not None, backend is not None)
-        params = {"status": _status_or_none(status), "backend": backend}
-        row = self._conns.fetch_one(stmt, params)
+        row = self._executor.fetch_one(stmt, params)
         return int(row[0]) if row is not None else 0
 
+    @translated
     def delete(self, task_id: str) -> bool:
         """Delete a task and its shards; True if it existed."""
-        return self._write_one(self._sql.delete_task, {"task_id": task_id}) > 0
+        params = {"task_id": check_key(task_id, "task_id")}
+        return self._executor.write_one(self._sql.delete_task, params) > 0
 
+    @translated
     def clear_completed(self, terminal_statuses: Iterable[str] = TERMINAL_STATUSES) -> int:
         """Delete every task whose status is one of ``terminal_statuses``; return how many."""
-        statuses = [normalize_status(s) for s in terminal_statuses]
+        statuses = sorted({normalize_status(s) for s in terminal_statuses})
         if not statuses:
             return 0
-        stmt = tasks.delete().where(tasks.c.status.in_(statuses))
-        return self._write_one(stmt, {})
+        return self._executor.write_one(self._sql.delete_in_statuses, {"statuses": statuses})
 
+    @translated
     def clear_all(self) -> None:
-        """Remove everything: a SQLite file is deleted (with -wal/-shm) and recreated
-        empty at head; on a server (or in memory) every row of the four tables goes."""
-        if self.db_path is None or not self._owns_engine:
-            self._write(archive.delete_everything)
-            return
-        with self._conns.lock:
-            self._conns.close()
-            self.engine.dispose()
-            for suffix in ("", "-wal", "-shm", "-journal"):
-                Path(f"{self.db_path}{suffix}").unlink(missing_ok=True)
-            self.upgrade()
+        """Remove every task, shard and archived row, in one transaction; the schema stays.
+
+        The reference deleted its SQLite file; other processes holding it open
+        then wrote into the deleted file and lost those writes. Emptying the
+        tables gives the same outcome (an empty store at head) and every
+        process sees it on its next call.
+        """
+        self._executor.write(archive.delete_everything, direct_ok=False)
 
     # -- shards ----------------------------------------------------------
 
+    @translated
     def save_shard(self, shard: TaskShard) -> None:
         """Insert or update a shard (key: task id + index); its parent task must exist."""
         now = utc_now_iso()
@@ -304,6 +331,7 @@ class TaskStore:
         self._write_shards([row])
         shard.update_time = now
 
+    @translated
     def save_shards(self, shards: Iterable[TaskShard]) -> int:
         """Upsert many shards in one transaction (all or nothing)."""
         items = builtins.list(shards)
@@ -316,53 +344,65 @@ class TaskStore:
         return len(rows)
 
     def _write_shards(self, rows: builtins.list[dict[str, Any]]) -> None:
-        try:
-            if len(rows) == 1:
-                self._write_one(self._sql.upsert_shard, rows[0])
-            else:
-                self._write(lambda tx: tx.run(self._sql.upsert_shard, rows))
-        except IntegrityError:
-            parents = sorted({row["uniqc_task_id"] for row in rows})
-            known = select(tasks.c.task_id).where(tasks.c.task_id.in_(parents))
-            found = {row[0] for row in self._conns.fetch(known)}
-            missing = [p for p in parents if p not in found]
-            if not missing:
-                raise
-            raise MissingParentTaskError(
-                f"no task {', '.join(map(repr, missing))} in the store: save the parent "
-                "TaskInfo before its shards (nothing was written)"
-            ) from None
+        """Upsert shard rows; a missing parent is ``MissingParentTaskError``.
 
+        A parent that is moving (restored between the failed insert and the
+        check) is written again, a bounded number of times.
+        """
+        for _attempt in range(PARENT_RETRIES):
+            try:
+                if len(rows) == 1:
+                    self._executor.write_one(self._sql.upsert_shard, rows[0])
+                else:
+                    self._executor.write(lambda tx: tx.run(self._sql.upsert_shard, rows))
+                return
+            except IntegrityError as exc:
+                parents = sorted({row["uniqc_task_id"] for row in rows})
+                found = self._executor.fetch(self._sql.parents_among, {"ids": parents})
+                missing = sorted(set(parents) - {row[0] for row in found})
+                if missing:
+                    raise MissingParentTaskError(
+                        f"no task {', '.join(map(repr, missing))} in the store: save the parent "
+                        "TaskInfo before its shards (nothing was written)"
+                    ) from exc
+        raise MissingParentTaskError(
+            f"the parent task of these shards kept moving to and from the archive while they "
+            f"were written ({PARENT_RETRIES} attempts); nothing was written, try again"
+        )
+
+    @translated
     def get_shards(self, uniqc_task_id: str) -> builtins.list[TaskShard]:
         """The task's shards, by index."""
-        rows = self._conns.fetch(self._sql.get_shards, {"task_id": uniqc_task_id})
-        return [row_to_shard(row) for row in rows]
+        params = {"task_id": check_key(uniqc_task_id, "uniqc_task_id")}
+        return [row_to_shard(row) for row in self._executor.fetch(self._sql.get_shards, params)]
 
+    @translated
     def get_shard_by_platform_id(
         self, platform_task_id: str, *, backend: str | None = None
     ) -> TaskShard | None:
         """A shard by the id its platform gave it (narrowed to ``backend`` if given)."""
-        params = {"platform_task_id": platform_task_id, "backend": backend}
-        stmt = (
-            self._sql.shard_by_platform if backend is None else self._sql.shard_by_platform_backend
-        )
-        row = self._conns.fetch_one(stmt, params)
+        params = _platform_filters(platform_task_id, backend)
+        sql = self._sql
+        stmt = sql.shard_by_platform if backend is None else sql.shard_by_platform_backend
+        row = self._executor.fetch_one(stmt, params)
         return row_to_shard(row) if row is not None else None
 
+    @translated
     def find_uniqc_id_by_platform_id(
         self, platform_task_id: str, *, backend: str | None = None
     ) -> str | None:
         """The uniqc task id owning a platform task id, or None."""
+        params = _platform_filters(platform_task_id, backend)
         sql = self._sql
         stmt = sql.parent_by_platform if backend is None else sql.parent_by_platform_backend
-        row = self._conns.fetch_one(
-            stmt, {"platform_task_id": platform_task_id, "backend": backend}
-        )
+        row = self._executor.fetch_one(stmt, params)
         return str(row[0]) if row is not None else None
 
+    @translated
     def delete_shards(self, uniqc_task_id: str) -> int:
         """Delete a task's shards; return how many."""
-        return self._write_one(self._sql.delete_shards, {"task_id": uniqc_task_id})
+        params = {"task_id": check_key(uniqc_task_id, "uniqc_task_id")}
+        return self._executor.write_one(self._sql.delete_shards, params)
 
     @staticmethod
     def aggregate_status(shards: Iterable[TaskShard]) -> str:
@@ -384,25 +424,34 @@ class TaskStore:
 
     # -- archive ---------------------------------------------------------
 
+    @translated
     def archive_task(self, task_id: str) -> bool:
         """Move a task and its shards into the archive; False if there is no such task."""
+        task_id = check_key(task_id, "task_id")
         now = utc_now_iso()
-        return self._write(lambda tx: archive.archive_one(tx, task_id, now))
+        return self._executor.write(lambda tx: archive.archive_one(tx, task_id, now))
 
+    @translated
     def restore_task(self, task_id: str) -> bool:
         """Move an archived task and its shards back; False if it is not archived."""
-        return self._write(lambda tx: archive.restore_one(tx, task_id))
+        task_id = check_key(task_id, "task_id")
+        return self._executor.write(lambda tx: archive.restore_one(tx, task_id))
 
+    @translated
     def get_archived(self, task_id: str) -> TaskInfo | None:
         """The archived task with ``task_id`` (``archived_at`` set), or None."""
-        row = self._conns.fetch_one(self._sql.get_archived, {"task_id": task_id})
+        params = {"task_id": check_key(task_id, "task_id")}
+        row = self._executor.fetch_one(self._sql.get_archived, params)
         return _decode_archived(row) if row is not None else None
 
+    @translated
     def get_archived_shards(self, task_id: str) -> builtins.list[TaskShard]:
         """The shards of an archived task, by index."""
-        rows = self._conns.fetch(self._sql.get_archived_shards, {"task_id": task_id})
+        params = {"task_id": check_key(task_id, "task_id")}
+        rows = self._executor.fetch(self._sql.get_archived_shards, params)
         return [row_to_shard(row) for row in rows]
 
+    @translated
     def list_archived(
         self,
         *,
@@ -414,6 +463,7 @@ class TaskStore:
         """Archived tasks, newest ``submit_time`` first."""
         return self._list(archived_tasks, _decode_archived, status, backend, limit, offset)
 
+    @translated
     def iter_archived(
         self,
         *,
@@ -424,16 +474,20 @@ class TaskStore:
         """Every matching archived task in id order, a batch at a time."""
         yield from self._iter_table(archived_tasks, _decode_archived, status, backend, batch_size)
 
+    @translated
     def count_archived(
         self, *, status: str | TaskStatus | None = None, backend: str | None = None
     ) -> int:
         """How many archived tasks match."""
         return self._count(archived_tasks, status, backend)
 
+    @translated
     def delete_archived(self, task_id: str) -> bool:
         """Delete an archived task and its archived shards; True if it existed."""
-        return self._write(lambda tx: archive.delete_archived(tx, task_id))
+        task_id = check_key(task_id, "task_id")
+        return self._executor.write(lambda tx: archive.delete_archived(tx, task_id))
 
+    @translated
     def archive_expired(self, hours: float = 72, terminal_only: bool = True) -> dict[str, Any]:
         """Archive every task last updated more than ``hours`` ago, in one transaction.
 
@@ -442,8 +496,11 @@ class TaskStore:
         ``terminal_only``) and ``skipped_conflicts`` (ids already archived).
         """
         archive.cutoff_for(hours)  # validates before anything runs
+        terminal_only = _flag(terminal_only, "terminal_only")
         now = utc_now_iso()
-        outcome = self._write(lambda tx: archive.archive_expired(tx, hours, terminal_only, now))
+        outcome = self._executor.write(
+            lambda tx: archive.archive_expired(tx, hours, terminal_only, now), direct_ok=False
+        )
         return {
             "archived": outcome.archived,
             "count": len(outcome.archived),
@@ -453,40 +510,45 @@ class TaskStore:
             "skipped_conflicts": outcome.skipped_conflicts,
         }
 
+    @translated
+    def _write(self, work: Callable[[Transaction], T], *, direct_ok: bool = True) -> T:
+        """One unit of work in a transaction, for the package's own tools (export/import)."""
+        return self._executor.write(work, direct_ok=direct_ok)
+
+    @translated
     def expired_task_ids(self, hours: float = 72, terminal_only: bool = True) -> builtins.list[str]:
         """What ``archive_expired`` would archive now (ids), without moving anything."""
         cutoff = archive.cutoff_for(hours)
-        with self._conns.reading() as conn:
-            return archive.expired_ids(conn, cutoff, terminal_only)
+        terminal_only = _flag(terminal_only, "terminal_only")
+        return self._executor.read(lambda conn: archive.expired_ids(conn, cutoff, terminal_only))
 
-    # -- plumbing --------------------------------------------------------
 
-    def _write(self, work: Callable[[Transaction], T]) -> T:
-        """Run ``work`` in one transaction, with the store's errors."""
-        return self._translating(lambda: self._conns.write(work))
-
-    def _write_one(self, stmt: Any, params: dict[str, Any]) -> int:
-        """Run one DML statement as its own transaction, with the store's errors."""
-        return self._translating(lambda: self._conns.write_one(stmt, params))
-
-    def _translating(self, call: Callable[[], T]) -> T:
-        try:
-            return call()
-        except DBAPIError as exc:
-            translated = translate_error(exc, self.dialect)
-            if translated is exc:
-                raise
-            raise translated from exc
-        except UnicodeEncodeError as exc:
-            raise ValueError(f"text that is not valid Unicode cannot be stored: {exc}") from None
-
+#: How often a shard write is tried while its parent moves between the tables.
+PARENT_RETRIES = 3
 
 _decode_task = TaskDecoder([c.name for c in tasks.columns])
 _decode_archived = TaskDecoder([c.name for c in archived_tasks.columns])
 
 
-def _status_or_none(status: str | TaskStatus | None) -> str | None:
-    return None if status is None else normalize_status(status)
+def _filters(status: str | TaskStatus | None, backend: str | None) -> dict[str, Any]:
+    """Checked ``status`` / ``backend`` filter parameters (None: no filter)."""
+    return {
+        "status": None if status is None else normalize_status(status),
+        "backend": check_optional_key(backend, "backend"),
+    }
+
+
+def _platform_filters(platform_task_id: str, backend: str | None) -> dict[str, Any]:
+    return {
+        "platform_task_id": check_key(platform_task_id, "platform_task_id"),
+        "backend": check_optional_key(backend, "backend"),
+    }
+
+
+def _flag(value: Any, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, not {type(value).__name__}")
+    return value
 
 
 def _non_negative(value: Any, name: str) -> int:

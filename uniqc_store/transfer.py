@@ -15,7 +15,7 @@ from typing import IO, Any
 
 from sqlalchemy import Connection, Table, func, select, tuple_
 
-from .connections import Transaction
+from .executor import Transaction
 from .models import archived_task_shards, archived_tasks, task_shards, tasks
 from .records import normalize_status
 from .statements import upsert
@@ -131,4 +131,4 @@ def import_jsonl(
             flush(name)
         return counts
 
-    return store._write(work)
+    return store._write(work, direct_ok=False)

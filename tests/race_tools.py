@@ -1,0 +1,122 @@
+"""Helpers for the race tests: pause a transaction between two statements, and
+look at where a task's rows ended up.
+
+``PausedAfter`` is an ``after_cursor_execute`` listener: the mover thread stops
+after its n-th statement until the test lets it go, so a concurrent call runs
+exactly there. Listening makes a SQLite store take SQLAlchemy's execution path,
+whose statements the listener sees.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine, event, text
+
+from uniqc_store import TaskStore
+
+#: How long the concurrent call gets before the mover is let go (it may be
+#: waiting on the mover's locks, which is the point).
+CONCURRENT_HEAD_START = 0.15
+
+
+class PausedAfter:
+    """Stop ``thread``'s statements on ``engine`` after the ``n``-th, until released."""
+
+    def __init__(self, engine: Engine, n: int) -> None:
+        self.engine = engine
+        self.n = n
+        self.seen = 0
+        self.thread: threading.Thread | None = None
+        self.paused = threading.Event()
+        self.released = threading.Event()
+
+    def __enter__(self) -> PausedAfter:
+        event.listen(self.engine, "after_cursor_execute", self._after)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.released.set()
+        event.remove(self.engine, "after_cursor_execute", self._after)
+
+    def _after(self, *args: Any) -> None:
+        if threading.current_thread() is not self.thread:
+            return
+        self.seen += 1
+        if self.seen == self.n:
+            self.paused.set()
+            self.released.wait(30)
+
+
+@dataclass
+class Outcome:
+    """What a call returned or raised."""
+
+    value: Any = None
+    error: BaseException | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+def in_thread(call: Callable[[], Any]) -> tuple[threading.Thread, Outcome]:
+    outcome = Outcome()
+
+    def run() -> None:
+        try:
+            outcome.value = call()
+        except BaseException as exc:  # recorded and asserted on by the test
+            outcome.error = exc
+        finally:
+            outcome.done.set()
+
+    return threading.Thread(target=run, daemon=True), outcome
+
+
+def race(
+    mover: TaskStore, move: Callable[[], Any], other: Callable[[], Any], n: int
+) -> tuple[Outcome, Outcome] | None:
+    """Run ``move`` paused after its ``n``-th statement and ``other`` in that gap.
+
+    Returns both outcomes, or None when ``move`` has fewer than ``n`` statements.
+    """
+    with PausedAfter(mover.engine, n) as pause:
+        move_thread, moved = in_thread(move)
+        pause.thread = move_thread
+        move_thread.start()
+        while not (pause.paused.is_set() or moved.done.is_set()):
+            pause.paused.wait(0.01)
+        if not pause.paused.is_set():
+            move_thread.join(30)
+            return None
+        other_thread, othered = in_thread(other)
+        other_thread.start()
+        othered.done.wait(CONCURRENT_HEAD_START)
+        pause.released.set()
+        move_thread.join(30)
+        other_thread.join(30)
+    assert moved.done.is_set() and othered.done.is_set(), "a racing call hung"
+    return moved, othered
+
+
+def orphan_archived_shards(store: TaskStore) -> int:
+    """Archived shards whose archived task does not exist (must be none)."""
+    sql = text(
+        "SELECT count(*) FROM archived_task_shards s LEFT JOIN archived_tasks t "
+        "ON t.task_id = s.uniqc_task_id WHERE t.task_id IS NULL"
+    )
+    with store.engine.connect() as conn:
+        return int(conn.execute(sql).scalar_one())
+
+
+def shard_markers(store: TaskStore, task_id: str) -> set[str]:
+    """Platform ids of the task's shards, live and archived."""
+    shards = store.get_shards(task_id) + store.get_archived_shards(task_id)
+    return {s.platform_task_id for s in shards}
+
+
+def task_markers(store: TaskStore, task_id: str) -> set[Any]:
+    """The ``marker`` metadata of the task's live and archived copies."""
+    copies = [store.get(task_id), store.get_archived(task_id)]
+    return {c.metadata.get("marker") for c in copies if c is not None}

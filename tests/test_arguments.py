@@ -1,0 +1,89 @@
+"""Arguments are checked before any SQL, the same way on every engine.
+
+MySQL compares ``'uqt_...' = 0`` as true, so an unchecked ``delete(0)`` deleted
+every task there and nothing elsewhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from uniqc_store import TaskInfo, TaskShard, TaskStore
+
+BAD_KEYS: list[Any] = [0, 1, 1.5, True, b"uqt_1", ["uqt_1"], {"uqt_1": 1}, object()]
+UNSTORABLE = ["uqt_\x00", "uqt_\udc80"]
+
+#: Every public call taking an id, a backend or a platform id, with the bad value put in.
+CALLS: dict[str, Callable[[TaskStore, Any], Any]] = {
+    "get": lambda s, v: s.get(v),
+    "delete": lambda s, v: s.delete(v),
+    "get_shards": lambda s, v: s.get_shards(v),
+    "delete_shards": lambda s, v: s.delete_shards(v),
+    "get_shard_by_platform_id": lambda s, v: s.get_shard_by_platform_id(v),
+    "get_shard_by_platform_id(backend=)": lambda s, v: s.get_shard_by_platform_id("p", backend=v),
+    "find_uniqc_id_by_platform_id": lambda s, v: s.find_uniqc_id_by_platform_id(v),
+    "find_uniqc_id(backend=)": lambda s, v: s.find_uniqc_id_by_platform_id("p", backend=v),
+    "archive_task": lambda s, v: s.archive_task(v),
+    "restore_task": lambda s, v: s.restore_task(v),
+    "get_archived": lambda s, v: s.get_archived(v),
+    "get_archived_shards": lambda s, v: s.get_archived_shards(v),
+    "delete_archived": lambda s, v: s.delete_archived(v),
+    "count(backend=)": lambda s, v: s.count(backend=v),
+    "count_archived(backend=)": lambda s, v: s.count_archived(backend=v),
+    "list(backend=)": lambda s, v: s.list(backend=v),
+    "list_archived(backend=)": lambda s, v: s.list_archived(backend=v),
+    "iter_tasks(backend=)": lambda s, v: list(s.iter_tasks(backend=v)),
+    "count(status=)": lambda s, v: s.count(status=v),
+    "list(status=)": lambda s, v: s.list(status=v),
+    "clear_completed": lambda s, v: s.clear_completed([v]),
+    "archive_expired(terminal_only=)": lambda s, v: s.archive_expired(0, terminal_only=v),
+}
+
+
+def _fill(store: TaskStore) -> tuple[int, int, int]:
+    for i in range(3):
+        store.save(TaskInfo(task_id=f"uqt_{i}", backend="b", status="success"))
+        store.save_shard(TaskShard(f"uqt_{i}", 0, f"p{i}", "b"))
+    store.save(TaskInfo(task_id="uqt_9", backend="b"))
+    store.archive_task("uqt_9")
+    return _state(store)
+
+
+def _state(store: TaskStore) -> tuple[int, int, int]:
+    shards = sum(len(store.get_shards(f"uqt_{i}")) for i in range(3))
+    return store.count(), store.count_archived(), shards
+
+
+@pytest.mark.parametrize("call", list(CALLS), ids=list(CALLS))
+def test_wrong_types_are_refused_before_any_sql(store: TaskStore, call: str) -> None:
+    before = _fill(store)
+    for value in BAD_KEYS:
+        if call == "archive_expired(terminal_only=)" and isinstance(value, bool):
+            continue  # a bool is the right type there
+        with pytest.raises(TypeError):
+            CALLS[call](store, value)
+    assert _state(store) == before
+
+
+@pytest.mark.parametrize("call", list(CALLS)[:18], ids=list(CALLS)[:18])
+def test_unstorable_text_is_refused_before_any_sql(store: TaskStore, call: str) -> None:
+    """NUL (PostgreSQL cannot hold it) and lone surrogates (no driver encodes them)."""
+    before = _fill(store)
+    for value in UNSTORABLE:
+        with pytest.raises(ValueError, match=r"NUL|surrogate"):
+            CALLS[call](store, value)
+    assert _state(store) == before
+
+
+def test_delete_zero_deletes_nothing(store: TaskStore) -> None:
+    before = _fill(store)
+    with pytest.raises(TypeError, match="task_id must be a string"):
+        store.delete(0)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        store.get(0)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        store.count(backend=0)  # type: ignore[arg-type]
+    assert _state(store) == before

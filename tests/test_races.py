@@ -1,0 +1,215 @@
+"""Two calls racing on one task, made deterministic: the first (a move) is paused
+after each of its statements in turn and the second runs in that gap.
+
+Whatever the interleaving, on every engine: a call that returned normally is
+durable (found in the live or the archived tables), conflicting calls end in
+their documented outcomes only (a result, ``TaskConflictError`` or
+``MissingParentTaskError``), and no archived shard is left without its task.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import URL
+
+from uniqc_store import (
+    MissingParentTaskError,
+    TaskConflictError,
+    TaskInfo,
+    TaskShard,
+    TaskStore,
+)
+
+from .race_tools import Outcome, orphan_archived_shards, race, shard_markers, task_markers
+
+#: A move has at most this many statements (BEGIN included); the loop stops earlier.
+MAX_STATEMENTS = 12
+_ids = itertools.count()
+
+
+@pytest.fixture
+def other(module_url: URL, store: TaskStore) -> Iterator[TaskStore]:
+    """A second store on the same database (its own connections), for the racing call."""
+    second = TaskStore(url=module_url)
+    try:
+        yield second
+    finally:
+        second.close()
+
+
+def new_task(store: TaskStore, *, archived: bool = False, shards: int = 1) -> str:
+    task_id = f"uqt_race_{next(_ids)}"
+    store.save(TaskInfo(task_id=task_id, backend="b", status="success", metadata={"marker": 0}))
+    for index in range(shards):
+        store.save_shard(TaskShard(task_id, index, f"{task_id}-p{index}", "b"))
+    if archived:
+        assert store.archive_task(task_id)
+    return task_id
+
+
+def acknowledged(outcome: Outcome, *allowed: type[BaseException]) -> bool:
+    """Whether the call returned normally; an error it raised must be one of ``allowed``."""
+    if outcome.error is None:
+        return True
+    assert isinstance(outcome.error, allowed), f"undocumented outcome: {outcome.error!r}"
+    return False
+
+
+Call = Callable[[Any], Any]
+
+
+def every_gap(
+    store: TaskStore, setup: Callable[[], Any], move: Call, other: Call
+) -> Iterator[tuple[Any, Outcome, Outcome]]:
+    """Race ``other`` against ``move`` in every gap between the move's statements."""
+    for n in range(1, MAX_STATEMENTS + 1):
+        state = setup()
+        raced = race(store, functools.partial(move, state), functools.partial(other, state), n)
+        if raced is None:
+            return
+        yield state, *raced
+        assert orphan_archived_shards(store) == 0
+    raise AssertionError("the move has more statements than MAX_STATEMENTS")
+
+
+def test_new_shard_racing_archive_is_never_lost(store: TaskStore, other: TaskStore) -> None:
+    for task_id, moved, saved in every_gap(
+        store,
+        lambda: new_task(store),
+        lambda t: store.archive_task(t),
+        lambda t: other.save_shard(TaskShard(t, 7, f"{t}-late", "b")),
+    ):
+        assert acknowledged(moved) and moved.value is True
+        if acknowledged(saved, MissingParentTaskError):
+            assert f"{task_id}-late" in shard_markers(store, task_id)
+        assert f"{task_id}-p0" in shard_markers(store, task_id)
+
+
+def test_shard_update_racing_archive_is_never_lost(store: TaskStore, other: TaskStore) -> None:
+    for task_id, moved, saved in every_gap(
+        store,
+        lambda: new_task(store),
+        lambda t: store.archive_task(t),
+        lambda t: other.save_shard(TaskShard(t, 0, f"{t}-updated", "b")),
+    ):
+        assert acknowledged(moved) and moved.value is True
+        markers = shard_markers(store, task_id)
+        if acknowledged(saved, MissingParentTaskError):
+            assert f"{task_id}-updated" in markers
+        else:
+            assert markers == {f"{task_id}-p0"}
+
+
+def test_task_update_racing_archive_is_never_lost(store: TaskStore, other: TaskStore) -> None:
+    for task_id, moved, saved in every_gap(
+        store,
+        lambda: new_task(store),
+        lambda t: store.archive_task(t),
+        lambda t: other.save(TaskInfo(task_id=t, backend="b", metadata={"marker": 1})),
+    ):
+        assert acknowledged(moved)
+        assert acknowledged(saved)
+        assert 1 in task_markers(store, task_id)
+
+
+def test_restore_racing_restore_moves_once(store: TaskStore, other: TaskStore) -> None:
+    for task_id, first, second in every_gap(
+        store,
+        lambda: new_task(store, archived=True),
+        lambda t: store.restore_task(t),
+        lambda t: other.restore_task(t),
+    ):
+        results = [o.value for o in (first, second) if acknowledged(o, TaskConflictError)]
+        assert results.count(True) == 1
+        assert store.get(task_id) is not None and store.get_archived(task_id) is None
+        assert shard_markers(store, task_id) == {f"{task_id}-p0"}
+
+
+def test_new_shard_racing_restore_is_never_lost(store: TaskStore, other: TaskStore) -> None:
+    for task_id, moved, saved in every_gap(
+        store,
+        lambda: new_task(store, archived=True),
+        lambda t: store.restore_task(t),
+        lambda t: other.save_shard(TaskShard(t, 7, f"{t}-late", "b")),
+    ):
+        assert acknowledged(moved) and moved.value is True
+        if acknowledged(saved, MissingParentTaskError):
+            assert f"{task_id}-late" in {s.platform_task_id for s in store.get_shards(task_id)}
+
+
+def test_save_racing_restore_is_never_lost(store: TaskStore, other: TaskStore) -> None:
+    for task_id, moved, saved in every_gap(
+        store,
+        lambda: new_task(store, archived=True),
+        lambda t: store.restore_task(t),
+        lambda t: other.save(TaskInfo(task_id=t, backend="b", metadata={"marker": 1})),
+    ):
+        acknowledged(moved, TaskConflictError)
+        assert acknowledged(saved)
+        live = store.get(task_id)
+        assert live is not None and live.metadata.get("marker") == 1
+
+
+def test_delete_racing_archive_is_one_or_the_other(store: TaskStore, other: TaskStore) -> None:
+    for task_id, moved, deleted in every_gap(
+        store,
+        lambda: new_task(store),
+        lambda t: store.archive_task(t),
+        lambda t: other.delete(t),
+    ):
+        assert acknowledged(moved) and acknowledged(deleted)
+        assert [moved.value, deleted.value].count(True) == 1
+        archived = store.get_archived(task_id) is not None
+        assert archived is moved.value and store.get(task_id) is None
+
+
+def test_delete_archived_racing_restore_is_one_or_the_other(
+    store: TaskStore, other: TaskStore
+) -> None:
+    for task_id, moved, deleted in every_gap(
+        store,
+        lambda: new_task(store, archived=True),
+        lambda t: store.restore_task(t),
+        lambda t: other.delete_archived(t),
+    ):
+        assert acknowledged(moved) and acknowledged(deleted)
+        assert [moved.value, deleted.value].count(True) == 1
+        assert (store.get(task_id) is not None) is moved.value
+        assert store.get_archived(task_id) is None
+
+
+def test_archive_expired_racing_archive_reports_what_it_moved(
+    store: TaskStore, other: TaskStore
+) -> None:
+    for ids, expired, moved in every_gap(
+        store,
+        lambda: [new_task(store) for _ in range(3)],
+        lambda ids: store.archive_expired(hours=0, terminal_only=False),
+        lambda ids: other.archive_task(ids[1]),
+    ):
+        assert acknowledged(expired) and acknowledged(moved, TaskConflictError)
+        reported = set(expired.value["archived"]) & set(ids)
+        by_other = {ids[1]} if moved.value is True else set()
+        assert reported.isdisjoint(by_other)
+        assert reported | by_other == set(ids)
+        assert all(store.get_archived(t) is not None and store.get(t) is None for t in ids)
+
+
+def test_archive_expired_racing_restore(store: TaskStore, other: TaskStore) -> None:
+    for (live, archived), expired, restored in every_gap(
+        store,
+        lambda: (new_task(store), new_task(store, archived=True)),
+        lambda ids: store.archive_expired(hours=0, terminal_only=False),
+        lambda ids: other.restore_task(ids[1]),
+    ):
+        assert acknowledged(expired) and acknowledged(restored)
+        assert live in expired.value["archived"]
+        in_archive = store.get_archived(archived) is not None
+        in_live = store.get(archived) is not None
+        assert in_archive != in_live  # exactly one copy, never lost, never doubled
+        assert shard_markers(store, archived) == {f"{archived}-p0"}

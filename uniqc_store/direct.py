@@ -1,0 +1,142 @@
+"""The direct path: a statement SQLAlchemy compiled, run on the driver's cursor.
+
+A SQLite store spends most of a ``get`` in SQLAlchemy's per-call execution
+machinery, not in SQLite. When nothing can observe that machinery, skipping
+it changes only the cost, so the store may take this path. It is taken only
+when all of these hold, each checked rather than assumed:
+
+- nobody is watching the engine: no ``before/after_execute``,
+  ``before/after_cursor_execute``, ``handle_error`` or ``do_execute[many]``
+  listener (on the engine or its class, e.g. OpenTelemetry's) and no echo or
+  ``sqlalchemy.engine`` logging at INFO;
+- the statement needs no type processing: no bind processor, no result
+  processor on any column (checked on the compiled statement);
+- the statement renders completely at compile time (no expanding IN).
+
+The SQL is the text SQLAlchemy itself compiles for the engine's dialect, with
+the same parameter order; errors are wrapped exactly as SQLAlchemy wraps them
+(``DBAPIError.instance``, invalidating a dropped connection). The contract
+suite runs over both paths (``tests/test_contract.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Executable
+from sqlalchemy.exc import DBAPIError
+
+#: How many compiled statements a store keeps; its statements are prebuilt, so
+#: this is never reached in practice, but memory stays bounded whatever a caller does.
+CACHE_SIZE = 256
+_ENGINE_LOGGER = logging.getLogger("sqlalchemy.engine")
+
+Row = Sequence[Any]
+
+
+def watched(engine: Engine) -> bool:
+    """Whether anything observes statement execution on ``engine``."""
+    events, dialect_events = engine.dispatch, engine.dialect.dispatch
+    return bool(
+        events.before_cursor_execute
+        or events.after_cursor_execute
+        or events.before_execute
+        or events.after_execute
+        or dialect_events.handle_error
+        or dialect_events.do_execute
+        or dialect_events.do_executemany
+        or engine.echo
+        or _ENGINE_LOGGER.isEnabledFor(logging.INFO)
+    )
+
+
+@dataclass(frozen=True)
+class DriverStatement:
+    """A compiled statement ready for the driver: its SQL and how to order parameters."""
+
+    sql: str
+    names: tuple[str, ...]
+    fixed: Mapping[str, Any]
+
+    def parameters(self, params: Mapping[str, Any]) -> tuple[Any, ...]:
+        """The positional parameters for one execution."""
+        merged = {**self.fixed, **params} if self.fixed else params
+        return tuple(merged[name] for name in self.names)
+
+
+def compile_for_driver(stmt: Executable, engine: Engine) -> DriverStatement | None:
+    """The driver-ready form of ``stmt``, or None if it needs SQLAlchemy's execution."""
+    dialect = engine.dialect
+    compiled: Any = stmt.compile(dialect=dialect)  # type: ignore[attr-defined]
+    if "POSTCOMPILE" in compiled.string or compiled._bind_processors:
+        return None
+    for column in compiled._result_columns:
+        if column[3]._cached_result_processor(dialect, None) is not None:
+            return None
+    names = tuple(compiled.positiontup or ())
+    fixed = {k: v for k, v in compiled.params.items() if v is not None}
+    return DriverStatement(compiled.string, names, fixed)
+
+
+class DriverStatements:
+    """A bounded LRU of compiled statements, keyed by the statement object itself."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._cache: OrderedDict[Executable, DriverStatement | None] = OrderedDict()
+
+    def get(self, stmt: Executable) -> DriverStatement | None:
+        try:
+            self._cache.move_to_end(stmt)
+            return self._cache[stmt]
+        except KeyError:
+            found = compile_for_driver(stmt, self._engine)
+            self._cache[stmt] = found
+            if len(self._cache) > CACHE_SIZE:
+                self._cache.popitem(last=False)
+            return found
+
+
+def execute(
+    conn: Connection, statement: DriverStatement, params: Mapping[str, Any] | list[dict[str, Any]]
+) -> tuple[int, list[Row]]:
+    """Run ``statement`` on ``conn``'s driver cursor: (rowcount, rows)."""
+    raw: Any = conn.connection.dbapi_connection
+    cursor = raw.cursor()
+    try:
+        if isinstance(params, list):
+            cursor.executemany(statement.sql, [statement.parameters(p) for p in params])
+        else:
+            cursor.execute(statement.sql, statement.parameters(params))
+        return cursor.rowcount, cursor.fetchall()
+    except conn.dialect.loaded_dbapi.Error as exc:
+        raise _wrapped(conn, statement.sql, params, exc, raw, cursor) from exc
+    finally:
+        cursor.close()
+
+
+def execute_text(conn: Connection, sql: str) -> None:
+    """Run a fixed command (``BEGIN IMMEDIATE``, ``COMMIT``) on the driver."""
+    raw: Any = conn.connection.dbapi_connection
+    cursor = raw.cursor()
+    try:
+        cursor.execute(sql)
+    except conn.dialect.loaded_dbapi.Error as exc:
+        raise _wrapped(conn, sql, None, exc, raw, cursor) from exc
+    finally:
+        cursor.close()
+
+
+def _wrapped(conn: Connection, sql: str, params: Any, exc: Any, raw: Any, cursor: Any) -> Exception:
+    """A driver error wrapped as SQLAlchemy wraps it, a dropped connection invalidated."""
+    dropped = conn.dialect.is_disconnect(exc, raw, cursor)
+    if dropped:
+        conn.invalidate()
+    wrapped: Exception = DBAPIError.instance(
+        sql, params, exc, conn.dialect.loaded_dbapi.Error, connection_invalidated=dropped
+    )
+    return wrapped
