@@ -5,7 +5,6 @@ concurrent deployers."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +17,7 @@ from uniqc_store import MissingParentTaskError, PayloadTooLargeError, TaskInfo, 
 from uniqc_store.engine import create_store_engine
 from uniqc_store.migrations import database_version, downgrade, upgrade
 from uniqc_store.models import task_shards, tasks
+from uniqc_store.statements import stored_binds
 
 ROOT = Path(__file__).resolve().parent.parent
 MiB = 1024 * 1024
@@ -55,7 +55,7 @@ def test_v5_data_migration_and_its_downgrade(fresh_url: URL) -> None:
     rows = ref.legacy_rows(2500)  # more than one batch
     child = ref.child_shard(rows[0]["task_id"])
     with engine.begin() as conn:
-        conn.execute(tasks.insert(), rows)
+        conn.execute(tasks.insert().values(stored_binds(tasks)), rows)  # JSON as raw text
         conn.execute(task_shards.insert(), [child])  # a shard already under a legacy id
     upgrade(engine)
     with engine.connect() as conn:
@@ -73,7 +73,7 @@ def test_v5_data_migration_and_its_downgrade(fresh_url: URL) -> None:
         shard = shards[row["task_id"]]
         parent = migrated[shard.uniqc_task_id]
         expected = ref.expected_metadata(row["metadata_json"], row["task_id"])
-        assert json.loads(parent.metadata_json) == expected
+        assert parent.metadata_json == expected  # the models' JSONText decodes it
         assert (parent.status, parent.shots, parent.error_message) == (
             row["status"],
             row["shots"],

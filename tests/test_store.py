@@ -17,7 +17,6 @@ from uniqc_store import (
     TaskStatus,
     TaskStore,
 )
-from uniqc_store.models import task_shards, tasks
 
 
 def task(task_id: str, **fields: object) -> TaskInfo:
@@ -249,28 +248,19 @@ def test_bad_shard_input(store: TaskStore) -> None:
 def test_broken_json_from_other_tools_reads_as_marker(store: TaskStore) -> None:
     store.save(task("uqt_ok", result={"a": 1}))
     with store.engine.begin() as conn:
+        # raw text, as another tool would write it (the models' JSONText would encode it)
         conn.execute(
-            tasks.insert().values(
-                task_id="uqt_bad",
-                backend="b1",
-                status="failed",
-                shots=1,
-                submit_time="2025-01-01T00:00:00+00:00",
-                update_time="x",
-                result_json="{not json",
-                metadata_json="[1,",
+            text(
+                "INSERT INTO tasks (task_id, backend, status, shots, submit_time, update_time,"
+                " result_json, metadata_json) VALUES ('uqt_bad', 'b1', 'failed', 1,"
+                " '2025-01-01T00:00:00+00:00', 'x', '{not json', '[1,')"
             )
         )
         conn.execute(
-            task_shards.insert().values(
-                uniqc_task_id="uqt_bad",
-                shard_index=0,
-                platform_task_id="p",
-                backend="b1",
-                status="failed",
-                result_json="nan]",
-                submit_time="t",
-                update_time="t",
+            text(
+                "INSERT INTO task_shards (uniqc_task_id, shard_index, platform_task_id, backend,"
+                " status, result_json, submit_time, update_time)"
+                " VALUES ('uqt_bad', 0, 'p', 'b1', 'failed', 'nan]', 't', 't')"
             )
         )
     listed = {t.task_id: t for t in store.list()}

@@ -25,6 +25,7 @@ wait on each other in a cycle.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -229,6 +230,23 @@ def _stamp_expired(update_time: str | None, submit_time: str | None, cutoff: dat
     return when is not None and when <= cutoff
 
 
+_STAMP = func.coalesce(func.nullif(tasks.c.update_time, ""), tasks.c.submit_time)
+_STAMPED_UTC = _STAMP.like(f"%{_UTC_SUFFIX}")
+#: Live tasks that ``terminal_only`` leaves alone (the report's ``skipped_running``).
+RUNNING = select(tasks.c.task_id).where(tasks.c.status.not_in(TERMINAL_STATUSES))
+
+
+@functools.cache
+def _expiry_queries(terminal_only: bool) -> tuple[Select[Any], Select[Any]]:
+    """Built once per flavour: (UTC rows compared in SQL, rows in any other form)."""
+    base = select(tasks.c.task_id)
+    if terminal_only:
+        base = base.where(tasks.c.status.in_(TERMINAL_STATUSES))
+    stamp = _STAMP
+    utc = base.where(_STAMPED_UTC, stamp <= bindparam("cutoff")).order_by(stamp)
+    return utc, base.add_columns(stamp).where(~_STAMPED_UTC)
+
+
 def expired_ids(conn: Connection, cutoff: datetime, terminal_only: bool) -> list[str]:
     """Ids of tasks last touched before ``cutoff``, oldest first.
 
@@ -237,15 +255,9 @@ def expired_ids(conn: Connection, cutoff: datetime, terminal_only: bool) -> list
     form (``Z``, other offsets, naive, garbage) are parsed here, as the
     reference did, and unparseable ones are never archived.
     """
-    stamp = func.coalesce(func.nullif(tasks.c.update_time, ""), tasks.c.submit_time)
-    utc = stamp.like(f"%{_UTC_SUFFIX}")
-    base = select(tasks.c.task_id)
-    if terminal_only:
-        base = base.where(tasks.c.status.in_(TERMINAL_STATUSES))
-    found = list(
-        conn.execute(base.where(utc, stamp <= cutoff.isoformat()).order_by(stamp)).scalars()
-    )
-    odd_rows = conn.execute(base.add_columns(stamp).where(~utc))
+    utc, odd = _expiry_queries(terminal_only)
+    found = list(conn.execute(utc, {"cutoff": cutoff.isoformat()}).scalars())
+    odd_rows = conn.execute(odd)
     found += [task_id for task_id, value in odd_rows if (t := _parse_time(value)) and t <= cutoff]
     return found
 
@@ -279,8 +291,7 @@ def archive_expired(tx: Transaction, hours: float, terminal_only: bool, now: str
     cutoff = cutoff_for(hours)
     outcome = ExpiryOutcome()
     if terminal_only:
-        running = select(tasks.c.task_id).where(tasks.c.status.not_in(TERMINAL_STATUSES))
-        outcome.skipped_running = [row[0] for row in tx.fetch(running, {})]
+        outcome.skipped_running = [row[0] for row in tx.fetch(RUNNING, {})]
     candidates = expired_ids(tx.connection, cutoff, terminal_only)
     for start in range(0, len(candidates), CHUNK):
         chunk = candidates[start : start + CHUNK]

@@ -10,19 +10,54 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import String, Text
+from sqlalchemy import Dialect, String, Text
 from sqlalchemy.dialects.mysql import LONGTEXT
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.schema import CreateColumn
 from sqlalchemy.sql.compiler import DDLCompiler
-from sqlalchemy.types import TypeEngine
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+from .codec import decode_json, encode_json
 
 _MYSQL = ("mysql", "mariadb")
 
 #: Ids, statuses, backends and indexed timestamps: TEXT, or VARCHAR(255) on MySQL.
 KeyText: TypeEngine[str] = Text().with_variant(String(255, collation="utf8mb4_bin"), *_MYSQL)
 #: JSON payloads and free text: TEXT, or LONGTEXT (4 GiB) on MySQL.
-PayloadText: TypeEngine[str] = Text().with_variant(LONGTEXT(collation="utf8mb4_bin"), *_MYSQL)
+_MYSQL_PAYLOAD = LONGTEXT(collation="utf8mb4_bin")
+PayloadText: TypeEngine[str] = Text().with_variant(_MYSQL_PAYLOAD, *_MYSQL)
+
+
+class JSONText(TypeDecorator[Any]):
+    """A JSON payload: a Python value in the ORM, the reference's JSON text in the row.
+
+    Binds encode exactly as the repository does (strict JSON, UTF-8 kept as
+    is) and reads decode tolerantly (broken text reads as
+    ``{"_invalid_json": text}``), so rows written through either are the
+    same bytes and files stay interchangeable with the reference store. The
+    repository's own statements read and write these columns as text
+    (``statements.stored``), having encoded and checked the values first.
+    """
+
+    impl = Text
+    cache_ok = True
+
+    def __init__(self, *, empty_object: bool = False) -> None:
+        super().__init__()
+        #: Whether an empty column reads as ``{}`` (metadata) rather than None (results).
+        self.empty_object = empty_object
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        return _MYSQL_PAYLOAD if dialect.name in _MYSQL else Text()
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        if value is None and not self.empty_object:
+            return None
+        return encode_json({} if value is None else value, field="payload", owner="an ORM row")
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> Any:
+        return decode_json(value, {} if self.empty_object else None)
+
 
 #: Column ``info`` flag: on SQLite render the primary key without NOT NULL,
 #: as the reference's ``task_id TEXT PRIMARY KEY`` does.

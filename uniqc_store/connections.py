@@ -27,7 +27,7 @@ class ConnectionSource(Protocol):
     engine: Engine
     holds: bool
 
-    def unit(self) -> Iterator[Connection]: ...
+    def unit(self, held: bool = True) -> Iterator[Connection]: ...
 
     def close(self) -> None: ...
 
@@ -61,10 +61,19 @@ class HeldConnection:
         _SOURCES.add(self)
 
     @contextmanager
-    def unit(self) -> Iterator[Connection]:
-        """The held connection, to this caller alone until the block ends."""
+    def unit(self, held: bool = True) -> Iterator[Connection]:
+        """A connection to this caller alone until the block ends: the held one, or
+        (``held=False``) a fresh ``Connection`` from the engine's pool.
+
+        SQLAlchemy fixes a ``Connection``'s echo when it is made, so while someone
+        watches, each unit gets a new one that sees the engine as it is now.
+        """
         with self.lock:
-            yield self.connection()
+            if held:
+                yield self.connection()
+                return
+            with self.engine.connect() as conn:
+                yield conn.execution_options(**{SQLITE_BEGIN: None})
 
     def connection(self) -> Connection:
         """The held connection (opened on first use); call with ``lock`` held.
@@ -117,7 +126,7 @@ class PooledConnections:
         _SOURCES.add(self)
 
     @contextmanager
-    def unit(self) -> Iterator[Connection]:
+    def unit(self, held: bool = True) -> Iterator[Connection]:
         with self.engine.connect() as conn:
             yield conn
 

@@ -115,14 +115,15 @@ class Executor:
         values = params or {}
         if not isinstance(self.source, HeldConnection):
             return self._retrying(lambda: self._fetch_pooled(stmt, values))
-        with self.source.unit() as conn:
+        with self.source.lock:  # the compiled-statement cache is shared by the store's threads
             form = self._direct_form(stmt)
-            if form is not None:
-                return direct.execute(conn, form, values)[1]
-            try:
-                return list(conn.execute(stmt, values).all())
-            finally:
-                conn.rollback()  # ends the autobegun transaction; no BEGIN was sent
+            with self.source.unit(held=form is not None) as conn:
+                if form is not None:
+                    return direct.execute(conn, form, values)[1]
+                try:
+                    return list(conn.execute(stmt, values).all())
+                finally:
+                    conn.rollback()  # ends the autobegun transaction; no BEGIN was sent
 
     def _fetch_pooled(self, stmt: Executable, params: Mapping[str, Any]) -> list[Row]:
         with self.source.unit() as conn:
@@ -135,7 +136,7 @@ class Executor:
 
     def read(self, work: Callable[[Connection], T]) -> T:
         """Run ``work`` on a connection for reads the prepared statements do not cover."""
-        with self.source.unit() as conn:
+        with self.source.unit(held=self._direct_path()) as conn:
             try:
                 return work(conn)
             finally:
@@ -151,8 +152,9 @@ class Executor:
         SQLAlchemy's execution (expanding IN lists, ad-hoc queries).
         """
         if isinstance(self.source, HeldConnection):
-            with self.source.unit() as conn:
-                if direct_ok and self._direct_path():
+            direct_path = direct_ok and self._direct_path()
+            with self.source.unit(held=direct_path) as conn:
+                if direct_path:
                     result = self._write_direct(conn, work)
                 else:
                     result = self._write_observed(conn, work)

@@ -12,21 +12,47 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
+    BindParameter,
     ColumnElement,
     Delete,
     Insert,
     Integer,
     Select,
     Table,
+    Text,
     bindparam,
     delete,
     func,
     literal_column,
     select,
+    type_coerce,
 )
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
+from .column_types import JSONText
 from .models import archived_task_shards, archived_tasks, task_shards, tasks
+
+
+@functools.cache
+def stored(table: Table) -> tuple[ColumnElement[Any], ...]:
+    """The table's columns as stored: JSON payloads as their text, not decoded.
+
+    The repository encodes and checks payloads itself (``codec.py``) and
+    decodes them in bulk; the ORM's ``JSONText`` type is for the models.
+    """
+    return tuple(
+        type_coerce(c, Text()).label(c.name) if isinstance(c.type, JSONText) else c
+        for c in table.columns
+    )
+
+
+def stored_binds(table: Table) -> dict[str, BindParameter[Any]]:
+    """One bind parameter per column, JSON payloads bound as the text already encoded."""
+    return {
+        c.name: bindparam(c.name, type_=Text() if isinstance(c.type, JSONText) else c.type)
+        for c in table.columns
+    }
+
 
 _UPSERT_BUILDERS = {
     "sqlite": sqlite.insert,
@@ -39,14 +65,14 @@ def upsert(table: Table, dialect: str, *, keep: Sequence[str] = ()) -> Insert:
     keys = {c.name for c in table.primary_key.columns}
     updated = [c.name for c in table.columns if c.name not in keys and c.name not in keep]
     if dialect in ("mysql", "mariadb"):
-        my_stmt = mysql.insert(table)
+        my_stmt = mysql.insert(table).values(stored_binds(table))
         return my_stmt.on_duplicate_key_update({c: my_stmt.inserted[c] for c in updated})
     builder = _UPSERT_BUILDERS.get(dialect)
     if builder is None:
         raise ValueError(
             f"unsupported database engine {dialect!r}: use SQLite, PostgreSQL or MySQL"
         )
-    stmt: Any = builder(table)
+    stmt: Any = builder(table).values(stored_binds(table))
     return stmt.on_conflict_do_update(  # type: ignore[no-any-return]
         index_elements=sorted(keys), set_={c: stmt.excluded[c] for c in updated}
     )
@@ -76,7 +102,8 @@ def listing(
 
     Cached per shape, so each shape is built and compiled once.
     """
-    stmt = filtered(select(table), table, status, backend).order_by(*newest_first(table, dialect))
+    stmt = filtered(select(*stored(table)), table, status, backend)
+    stmt = stmt.order_by(*newest_first(table, dialect))
     if limit:
         stmt = stmt.limit(bindparam("limit", type_=Integer()))
     if offset:  # an offset alone is fine: SQLAlchemy adds SQLite's "LIMIT -1"
@@ -93,7 +120,7 @@ def counting(table: Table, status: bool, backend: bool) -> Select[Any]:
 @functools.cache
 def keyset_page(table: Table, status: bool, backend: bool, first: bool) -> Select[Any]:
     """A page of ``table`` in id order after ``:after`` (from the start when ``first``)."""
-    stmt = filtered(select(table), table, status, backend).order_by(table.c.task_id)
+    stmt = filtered(select(*stored(table)), table, status, backend).order_by(table.c.task_id)
     if not first:
         stmt = stmt.where(table.c.task_id > bindparam("after"))
     return stmt.limit(bindparam("limit", type_=Integer()))
@@ -129,16 +156,20 @@ class Statements:
             dialect=dialect,
             upsert_task=upsert(tasks, dialect, keep=("submit_time",)),
             upsert_shard=upsert(task_shards, dialect, keep=("submit_time",)),
-            get_task=select(tasks).where(tasks.c.task_id == bindparam("task_id")),
-            get_archived=select(archived_tasks).where(
+            get_task=select(*stored(tasks)).where(tasks.c.task_id == bindparam("task_id")),
+            get_archived=select(*stored(archived_tasks)).where(
                 archived_tasks.c.task_id == bindparam("task_id")
             ),
-            get_shards=select(task_shards).where(*by_shard).order_by(task_shards.c.shard_index),
-            get_archived_shards=select(archived_task_shards)
+            get_shards=select(*stored(task_shards))
+            .where(*by_shard)
+            .order_by(task_shards.c.shard_index),
+            get_archived_shards=select(*stored(archived_task_shards))
             .where(archived_task_shards.c.uniqc_task_id == bindparam("task_id"))
             .order_by(archived_task_shards.c.shard_index),
-            shard_by_platform=select(task_shards).where(by_platform).limit(1),
-            shard_by_platform_backend=select(task_shards).where(by_platform, by_backend).limit(1),
+            shard_by_platform=select(*stored(task_shards)).where(by_platform).limit(1),
+            shard_by_platform_backend=select(*stored(task_shards))
+            .where(by_platform, by_backend)
+            .limit(1),
             parent_by_platform=parent.limit(1),
             parent_by_platform_backend=parent.where(by_backend).limit(1),
             delete_task=delete(tasks).where(tasks.c.task_id == bindparam("task_id")),

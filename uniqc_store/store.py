@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import URL, Connection, Engine, Table
+from sqlalchemy import URL, Connection, Engine, Table, event
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -31,6 +31,7 @@ from .codec import (
 )
 from .db_errors import translated
 from .engine import (
+    SQLITE_BEGIN,
     busy_timeout_ms,
     create_store_engine,
     install_sqlite_recipe,
@@ -43,6 +44,7 @@ from .errors import (
     ForeignDatabaseError,
     MissingParentTaskError,
     SchemaOutOfDateError,
+    StoreError,
 )
 from .executor import Executor, Transaction
 from .models import archived_tasks, tasks
@@ -111,13 +113,14 @@ class TaskStore:
 
     # -- lifecycle -------------------------------------------------------
 
+    @translated
     def _open_schema(self, auto_migrate: bool | None) -> None:
         try:
             version, moved = self._executor.read(self._checked_version)
         except OperationalError as exc:
             raise DatabaseUnavailableError(
                 f"cannot open the task database at {redact(self.url)}: {exc.orig}"
-            ) from None
+            ) from exc
         if version != CURRENT_SCHEMA_VERSION or moved:
             if not (self.dialect == "sqlite" if auto_migrate is None else auto_migrate):
                 raise SchemaOutOfDateError(
@@ -161,12 +164,18 @@ class TaskStore:
     def session(self, **kwargs: Any) -> Session:
         """A ``Session`` on the store's engine, for reads and ad-hoc ORM queries.
 
-        Safe beside the store: it uses its own pooled connection (on an
-        in-memory database, the one shared connection), never the store's
-        transaction. Writes belong to the repository, which validates them; see
-        the README's "The ORM" section.
+        Safe beside the store: on a file or a server it has its own pooled
+        connection; on an in-memory database (one shared connection) it sends
+        no ``BEGIN``, so it never holds a transaction the store would trip on.
+        It refuses to flush changes: writes go through the repository, which
+        validates them and keeps moves atomic (see the README's "The ORM").
         """
-        return Session(self.engine, **kwargs)
+        bind = self.engine
+        if self.dialect == "sqlite" and self.db_path is None:
+            bind = bind.execution_options(**{SQLITE_BEGIN: None})
+        session = Session(bind, **kwargs)
+        event.listen(session, "before_flush", _refuse_orm_writes)
+        return session
 
     def close(self) -> None:
         """Release the connections (and the engine, if the store created it)."""
@@ -528,6 +537,14 @@ PARENT_RETRIES = 3
 
 _decode_task = TaskDecoder([c.name for c in tasks.columns])
 _decode_archived = TaskDecoder([c.name for c in archived_tasks.columns])
+
+
+def _refuse_orm_writes(session: Session, *_: Any) -> None:
+    if session.new or session.dirty or session.deleted:
+        raise StoreError(
+            "store.session() is for reads: write through the TaskStore (save, save_shard, "
+            "archive_task, delete, ...), which checks every record; nothing was written"
+        )
 
 
 def _filters(status: str | TaskStatus | None, backend: str | None) -> dict[str, Any]:

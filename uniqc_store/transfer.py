@@ -18,7 +18,7 @@ from sqlalchemy import Connection, Table, func, select, tuple_
 from .executor import Transaction
 from .models import archived_task_shards, archived_tasks, task_shards, tasks
 from .records import normalize_status
-from .statements import upsert
+from .statements import stored, upsert
 from .store import TaskStore
 
 #: Parents before children, so foreign keys hold at every step of an import.
@@ -41,7 +41,7 @@ def count_rows(store: TaskStore) -> int:
 
 def _keyset(conn: Connection, table: Table) -> Iterator[dict[str, Any]]:
     keys = list(table.primary_key.columns)
-    base = select(table).order_by(*keys)
+    base = select(*stored(table)).order_by(*keys)
     last: tuple[Any, ...] | None = None
     while True:
         stmt = base if last is None else base.where(tuple_(*keys) > tuple_(*last))
