@@ -22,9 +22,13 @@ from uniqc_store.migrations import (
     stamp_sqlite_header,
 )
 from uniqc_store.models import Base
+from uniqc_store.versions import version_table
 
 config = context.config
-if config.config_file_name is not None:  # the alembic CLI: log what runs
+_LOGGING_SECTIONS = ("loggers", "handlers", "formatters")
+if config.config_file_name is not None and all(  # an ini with logging sections: log what runs
+    config.file_config.has_section(section) for section in _LOGGING_SECTIONS
+):
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 _NO_TRANSACTIONAL_DDL = ("mysql", "mariadb")
 
@@ -34,9 +38,16 @@ def _url():  # type: ignore[no-untyped-def]
     return resolve_url(x_url or config.attributes.get("url"))
 
 
+def _ours(name: str | None, type_: str, _parents: object) -> bool:
+    """Autogenerate and ``check`` look at our tables only: a shared database holds others."""
+    return type_ != "table" or name in Base.metadata.tables
+
+
 def _configure(dialect_name: str, **kwargs: object) -> None:
     context.configure(
         target_metadata=Base.metadata,
+        version_table=version_table(),
+        include_name=_ours,
         compare_type=True,
         transactional_ddl=dialect_name not in _NO_TRANSACTIONAL_DDL,
         transaction_per_migration=True,
@@ -70,7 +81,11 @@ def run_migrations_online() -> None:
     if isinstance(given, Connection):
         run_migrations_on(given)
         return
-    engine = given if isinstance(given, Engine) else create_store_engine(_url(), foreign_keys=False)
+    engine = (  # run on purpose: may add our tables beside an application's own
+        given
+        if isinstance(given, Engine)
+        else create_store_engine(_url(), foreign_keys=False, allow_foreign_tables=True)
+    )
     try:
         with migration_connection(engine) as conn:
             run_migrations_on(conn)

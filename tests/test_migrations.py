@@ -57,7 +57,7 @@ def header(path: Path) -> tuple[int, int]:
 def alembic_revision(path: Path) -> str | None:
     conn = sqlite3.connect(path)
     try:
-        row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+        row = conn.execute("SELECT version_num FROM uniqc_store_alembic_version").fetchone()
     except sqlite3.OperationalError:
         return None
     finally:
@@ -117,7 +117,7 @@ def test_downgrade_steps_restamp_user_version(tmp_path: Path) -> None:
     for version in (4, 3, 2, 1, 0):
         migrate(path, f"{version:04d}" if version else "base", down=True)
         assert header(path)[0] == version
-    assert set(dump(path)) == {"alembic_version"}
+    assert set(dump(path)) == {"uniqc_store_alembic_version"}
 
 
 def test_failing_data_revision_leaves_previous_revision(tmp_path: Path) -> None:
@@ -135,7 +135,7 @@ def test_failing_data_revision_leaves_previous_revision(tmp_path: Path) -> None:
     before = dump(path)
     with pytest.raises(Exception, match="boom"):
         migrate(path)
-    assert dump(path) == {**before, "alembic_version": [("0004",)]}
+    assert dump(path) == {**before, "uniqc_store_alembic_version": [("0004",)]}
     assert header(path) == (4, APPLICATION_ID)
 
 
@@ -310,7 +310,7 @@ def test_unknown_alembic_revision_is_too_new(tmp_path: Path) -> None:
     path = tmp_path / "tasks.sqlite"
     migrate(path)
     conn = sqlite3.connect(path)
-    conn.execute("UPDATE alembic_version SET version_num = 'abc123'")
+    conn.execute("UPDATE uniqc_store_alembic_version SET version_num = 'abc123'")
     conn.commit()
     conn.close()
     with pytest.raises(SchemaTooNewError, match="abc123"):

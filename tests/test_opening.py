@@ -117,7 +117,7 @@ def test_server_behind_head_needs_an_upgrade(backend: str, tmp_path: Path) -> No
         with TaskStore(url=url, auto_migrate=True) as store:
             assert store.schema_version() == 5
         with engine.begin() as conn:
-            conn.execute(text("UPDATE alembic_version SET version_num = '0009'"))
+            conn.execute(text("UPDATE uniqc_store_alembic_version SET version_num = '0009'"))
         with pytest.raises(SchemaTooNewError, match="schema version 9"):
             TaskStore(url=url)
         engine.dispose()

@@ -10,6 +10,7 @@ from .archive_store import ArchiveStore
 from .errors import (
     DatabaseBusyError,
     DatabaseUnavailableError,
+    DriverNotInstalledError,
     ForeignDatabaseError,
     MissingParentTaskError,
     PayloadTooLargeError,
@@ -44,6 +45,7 @@ __all__ = [
     "ArchiveStore",
     "DatabaseBusyError",
     "DatabaseUnavailableError",
+    "DriverNotInstalledError",
     "ForeignDatabaseError",
     "MissingParentTaskError",
     "PayloadTooLargeError",

@@ -12,19 +12,20 @@ import os
 import sqlite3
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import URL, Engine, create_engine, event, make_url
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.pool import StaticPool
 
-from .errors import DatabaseUnavailableError, ForeignDatabaseError
-from .records import APPLICATION_ID, DB_FILENAME, DEFAULT_CACHE_DIR
+from .errors import DriverNotInstalledError
+from .records import DB_FILENAME, DEFAULT_CACHE_DIR
 from .redaction import MASK, mask_text, names_a_credential
+from .sqlite_files import check_sqlite_file
 
 URL_ENV_VAR = "UNIQC_STORE_URL"
 #: Execution option for SQLite: how the ``begin`` hook opens a transaction:
@@ -36,7 +37,6 @@ SQLITE_BEGIN = "uniqc_sqlite_begin"
 BUSY_TIMEOUT_MS = 30_000
 
 _SQLITE_BUSY = 5  # the result code (typeshed lacks sqlite3.SQLITE_BUSY)
-_SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
 def default_cache_dir() -> Path:
@@ -57,18 +57,30 @@ def sqlite_url_for(path: Path) -> URL:
 
 
 def resolve_url(
-    url: str | URL | None = None, cache_dir: str | os.PathLike[str] | None = None
+    url: str | URL | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    *,
+    create_dirs: bool = True,
 ) -> URL:
-    """Pick the database: ``url`` > ``cache_dir`` > ``$UNIQC_STORE_URL`` > the default file."""
+    """Pick the database: ``url`` > ``cache_dir`` > ``$UNIQC_STORE_URL`` > the default file.
+
+    ``create_dirs=False`` only names the file (commands that must not create
+    anything): the default is then whichever of the two default files exists.
+    """
     if url is not None:
         return parse_url(url)
     if cache_dir is not None:
         directory = Path(cache_dir).expanduser()
-        directory.mkdir(parents=True, exist_ok=True)
+        if create_dirs:
+            directory.mkdir(parents=True, exist_ok=True)
         return sqlite_url_for(directory / DB_FILENAME)
     from_env = os.environ.get(URL_ENV_VAR)
     if from_env:
         return parse_url(from_env)
+    if not create_dirs:
+        fallback = Path(tempfile.gettempdir()) / "uniqc" / "cache" / DB_FILENAME
+        default = DEFAULT_CACHE_DIR / DB_FILENAME
+        return sqlite_url_for(fallback if fallback.exists() and not default.exists() else default)
     return sqlite_url_for(default_cache_dir() / DB_FILENAME)
 
 
@@ -149,56 +161,6 @@ def sqlite_file_path(url: URL) -> Path | None:
     return Path(database).expanduser()
 
 
-@dataclass(frozen=True)
-class SQLiteHeader:
-    """The two header fields the store cares about, read without opening the file."""
-
-    application_id: int
-    user_version: int
-
-
-def read_sqlite_header(path: Path) -> SQLiteHeader | None:
-    """Read ``application_id`` / ``user_version`` straight from the file header.
-
-    Reading bytes (rather than connecting) guarantees a foreign file is not
-    modified before we refuse it: even switching to WAL rewrites the header.
-    Returns None when the file does not exist or is empty.
-    """
-    try:
-        with path.open("rb") as fh:
-            header = fh.read(100)
-    except FileNotFoundError:
-        return None
-    except OSError as exc:  # a directory, no permission, ...
-        raise DatabaseUnavailableError(
-            f"cannot read the task database file {path}: {exc.strerror or exc}. "
-            "Point the store at a readable file (cache_dir=, url= or UNIQC_STORE_URL)."
-        ) from None
-    if not header:
-        return None
-    if len(header) < 100 or not header.startswith(_SQLITE_MAGIC):
-        raise ForeignDatabaseError(
-            f"{path} is not a SQLite database; refusing to touch it. "
-            "Point the store at another file (cache_dir=, url= or UNIQC_STORE_URL)."
-        )
-    return SQLiteHeader(
-        application_id=int.from_bytes(header[68:72], "big"),
-        user_version=int.from_bytes(header[60:64], "big", signed=True),
-    )
-
-
-def check_sqlite_file(path: Path) -> SQLiteHeader | None:
-    """Refuse a SQLite file that belongs to another application."""
-    header = read_sqlite_header(path)
-    if header is not None and header.application_id not in (0, APPLICATION_ID):
-        raise ForeignDatabaseError(
-            f"{path} has application_id 0x{header.application_id:08x}, not "
-            f"0x{APPLICATION_ID:08x} (UNIC): it belongs to another application and "
-            "was left untouched. Point the store at another file."
-        )
-    return header
-
-
 def busy_timeout_ms(url: URL) -> int:
     """The SQLite busy timeout a URL asks for (``?timeout=`` in seconds), in ms."""
     raw = url.query.get("timeout")
@@ -219,7 +181,12 @@ SYNCHRONOUS_LEVELS = ("FULL", "EXTRA", "NORMAL")
 
 
 def create_store_engine(
-    url: str | URL, *, foreign_keys: bool = True, synchronous: str = "FULL", **kwargs: Any
+    url: str | URL,
+    *,
+    foreign_keys: bool = True,
+    synchronous: str = "FULL",
+    allow_foreign_tables: bool = False,
+    **kwargs: Any,
 ) -> Engine:
     """Create the engine a store or a migration runs on.
 
@@ -228,6 +195,9 @@ def create_store_engine(
     ``synchronous`` is SQLite's: FULL (the default, the reference's
     durability: a commit survives power loss) or NORMAL (in WAL mode a commit
     survives a crash of the process but not of the machine; 3x faster saves).
+    ``allow_foreign_tables`` lets ``alembic upgrade`` add our tables to a SQLite
+    file that holds another application's. A URL whose driver is missing raises
+    ``DriverNotInstalledError`` naming what to install.
     """
     url = parse_url(url)
     backend = url.get_backend_name()
@@ -237,7 +207,13 @@ def create_store_engine(
             raise ValueError(
                 f"synchronous must be one of {SYNCHRONOUS_LEVELS}, not {synchronous!r}"
             )
-        return _create_sqlite_engine(url, foreign_keys=foreign_keys, synchronous=level, **kwargs)
+        return _create_sqlite_engine(
+            url,
+            foreign_keys=foreign_keys,
+            synchronous=level,
+            allow_foreign_tables=allow_foreign_tables,
+            **kwargs,
+        )
     if backend in ("mysql", "mariadb") and "charset" not in url.query:
         url = url.update_query_dict({"charset": "utf8mb4"})
     # No pool_pre_ping: it costs a round trip per call. A connection the server
@@ -245,10 +221,49 @@ def create_store_engine(
     return _create_engine(url, **kwargs)
 
 
+#: pip packages of drivers we do not ship, by SQLAlchemy driver name.
+_DRIVER_PACKAGES = {
+    "psycopg2": "psycopg2-binary",
+    "pg8000": "pg8000",
+    "asyncpg": "asyncpg",
+    "mysqldb": "mysqlclient",
+    "mysqlconnector": "mysql-connector-python",
+    "mariadbconnector": "mariadb",
+    "aiomysql": "aiomysql",
+    "asyncmy": "asyncmy",
+    "pyodbc": "pyodbc",
+    "oracledb": "oracledb",
+}
+#: The extra that installs the driver we ship for a backend, and its URL scheme.
+_OUR_EXTRAS = {
+    "postgresql": ("psycopg", "postgres", "postgresql+psycopg://"),
+    "mysql": ("pymysql", "mysql", "mysql+pymysql://"),
+    "mariadb": ("pymysql", "mysql", "mariadb+pymysql://"),
+}
+
+
+def driver_hint(url: URL) -> str:
+    """What to install for ``url``'s driver, as one sentence."""
+    backend, driver = url.get_backend_name(), url.get_driver_name()
+    ours = _OUR_EXTRAS.get(backend)
+    if ours is not None and ours[0] == driver:
+        return f"pip install 'uniqc-store[{ours[1]}]'"
+    hint = f"pip install {_DRIVER_PACKAGES.get(driver, driver)}"
+    if ours is not None:
+        hint += f", or use a {ours[2]} URL and pip install 'uniqc-store[{ours[1]}]'"
+    return hint
+
+
 def _create_engine(url: URL, **kwargs: Any) -> Engine:
-    """``create_engine``, with an unknown scheme reported as a bad argument."""
+    """``create_engine``, with a missing driver reported as ``DriverNotInstalledError``
+    and an unknown scheme as a bad argument."""
     try:
         return create_engine(url, **kwargs)
+    except ModuleNotFoundError as exc:
+        raise DriverNotInstalledError(
+            f"the {url.get_backend_name()} driver {url.get_driver_name()!r} of "
+            f"{redact(url)} is not installed ({exc}); install it: {driver_hint(url)}"
+        ) from exc
     except NoSuchModuleError:
         pass  # raised below, outside the handler: no exception chain to carry the URL
     raise ValueError(
@@ -258,17 +273,17 @@ def _create_engine(url: URL, **kwargs: Any) -> Engine:
 
 
 def _create_sqlite_engine(
-    url: URL, *, foreign_keys: bool, synchronous: str, **kwargs: Any
+    url: URL, *, foreign_keys: bool, synchronous: str, allow_foreign_tables: bool, **kwargs: Any
 ) -> Engine:
     path = sqlite_file_path(url)
     if path is None:
         kwargs.setdefault("poolclass", StaticPool)
         kwargs.setdefault("connect_args", {"check_same_thread": False})
     else:
-        check_sqlite_file(path)
+        check_sqlite_file(path, allow_foreign_tables=allow_foreign_tables)
         path.parent.mkdir(parents=True, exist_ok=True)
         kwargs.setdefault("connect_args", {"check_same_thread": False})
-    engine = create_engine(url, **kwargs)
+    engine = _create_engine(url, **kwargs)
     install_sqlite_recipe(
         engine, foreign_keys=foreign_keys, wal=path is not None, synchronous=synchronous
     )
@@ -294,6 +309,18 @@ def _switch_to_wal(cursor: sqlite3.Cursor, timeout_ms: int) -> None:
             time.sleep(0.005)
 
 
+#: Engines (by dialect, which an engine shares with its ``execution_options``
+#: copies) that already carry the SQLite recipe: it is installed once per engine.
+_RECIPE_INSTALLED: WeakKeyDictionary[Any, bool] = WeakKeyDictionary()
+#: Marks, in a pooled connection's ``info``, that the recipe's pragmas were applied.
+_RECIPE_KEY = "uniqc_store_recipe"
+
+
+def has_sqlite_recipe(engine: Engine) -> bool:
+    """Whether ``install_sqlite_recipe`` already ran on this engine."""
+    return _RECIPE_INSTALLED.get(engine.dialect, False)
+
+
 def install_sqlite_recipe(
     engine: Engine, *, foreign_keys: bool = True, wal: bool = True, synchronous: str = "FULL"
 ) -> None:
@@ -303,12 +330,25 @@ def install_sqlite_recipe(
     the ``begin`` hook then emits ``BEGIN`` itself, ``BEGIN IMMEDIATE`` when
     the connection carries the write-intent execution option, so writers
     queue on the busy timeout instead of failing with SQLITE_BUSY mid-way.
+    Installed once per engine: a second call (another store on the same
+    engine, or an engine from ``create_store_engine``) does nothing, since two
+    ``begin`` hooks would send ``BEGIN`` twice.
     """
+    if has_sqlite_recipe(engine):
+        return
+    _RECIPE_INSTALLED[engine.dialect] = True
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection: sqlite3.Connection, record: Any, _proxy: Any) -> None:
+        # a connection pooled before the recipe was installed gets it on first use
+        if not record.info.get(_RECIPE_KEY):
+            _on_connect(dbapi_connection, record)
 
     timeout_ms = busy_timeout_ms(engine.url)
 
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
+    def _on_connect(dbapi_connection: sqlite3.Connection, record: Any) -> None:
+        record.info[_RECIPE_KEY] = True
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         try:

@@ -41,3 +41,7 @@ class MissingParentTaskError(StoreError, ValueError):
 
 class PayloadTooLargeError(StoreError, ValueError):
     """A row is larger than the database server accepts in one statement."""
+
+
+class DriverNotInstalledError(StoreError):
+    """The database URL names a driver (DB-API module) that is not installed."""

@@ -11,7 +11,6 @@ upgraders.
 from __future__ import annotations
 
 import contextlib
-import shlex
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,9 +24,32 @@ from alembic.script import ScriptDirectory
 from alembic.util import DispatchPriority, PriorityDispatchResult
 from sqlalchemy import URL, Column, Connection, Engine, inspect, text
 
-from .engine import SQLITE_BEGIN, URL_ENV_VAR, holds_secret, parse_url, sqlite_file_path
-from .errors import SchemaTooNewError
-from .records import APPLICATION_ID, CURRENT_SCHEMA_VERSION
+from .engine import SQLITE_BEGIN, parse_url, sqlite_file_path
+from .records import APPLICATION_ID
+from .versions import (
+    LEGACY_VERSION_TABLE,
+    database_version,
+    legacy_revisions,
+    revision_id,
+    sqlite_user_version,
+    upgrade_command,
+    version_of,
+    version_table,
+)
+
+__all__ = [
+    "database_version",
+    "downgrade",
+    "make_config",
+    "prepare_database",
+    "revision_id",
+    "script_directory",
+    "sqlite_user_version",
+    "upgrade",
+    "upgrade_command",
+    "version_of",
+    "version_table",
+]
 
 try:  # POSIX only; elsewhere concurrent SQLite upgraders are not serialised.
     import fcntl
@@ -65,67 +87,37 @@ def script_directory() -> ScriptDirectory:
     return ScriptDirectory.from_config(make_config())
 
 
-def revision_id(version: int) -> str:
-    """The revision id of schema version ``version`` (``0`` is base)."""
-    return f"{version:04d}"
-
-
-def version_of(revision: str | None) -> int:
-    """The schema version a revision id stands for; unknown ids are too new."""
-    if revision is None:
-        return 0
-    if revision.isdigit():
-        return int(revision)
-    raise SchemaTooNewError(
-        f"the database is at revision {revision!r}, which this version of uniqc-store "
-        "does not know; upgrade the uniqc-store package"
-    )
-
-
-def sqlite_user_version(conn: Connection) -> int:
-    """``PRAGMA user_version`` of the connection's main database."""
-    return int(conn.exec_driver_sql("PRAGMA user_version").scalar_one())
-
-
-def database_version(conn: Connection) -> int:
-    """The schema version the database is at (0 for an empty database).
-
-    Reads ``alembic_version`` when it exists and otherwise, on SQLite, the
-    reference store's ``user_version``. Raises SchemaTooNewError for a
-    version this package does not know; nothing is written.
-    """
-    if inspect(conn).has_table("alembic_version"):
-        heads = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
-        version = max((version_of(h) for h in heads), default=0)
-    elif conn.dialect.name == "sqlite":
-        version = sqlite_user_version(conn)
-    else:
-        version = 0
-    if version > CURRENT_SCHEMA_VERSION:
-        raise SchemaTooNewError(
-            f"the database is at schema version {version} but this uniqc-store knows "
-            f"versions up to {CURRENT_SCHEMA_VERSION}; upgrade the uniqc-store package "
-            "(nothing was written)"
-        )
-    return version
-
-
 def prepare_database(conn: Connection) -> int:
-    """Check the version and adopt a reference-store file; return the version.
+    """Check the version, move or adopt the version record; return the version.
 
-    Refuses a database newer than the package before anything is written. A
-    SQLite file at ``user_version`` k with no ``alembic_version`` table (made
-    by the reference store) is stamped at revision k, so Alembic continues
-    from there. Runs in the connection's current transaction; the caller commits.
+    Refuses a database newer than the package before anything is written. Our
+    revision left in ``alembic_version`` by an earlier version moves into our
+    version table (other chains' rows there stay). A SQLite file at
+    ``user_version`` k with no version table (made by the reference store) is
+    stamped at revision k, so Alembic continues from there. Runs in the
+    connection's current transaction; the caller commits.
     """
     version = database_version(conn)
-    if (
+    legacy = legacy_revisions(conn)
+    if legacy:
+        _stamp(conn, revision_id(version))
+        for revision in legacy:
+            conn.execute(
+                text(f"DELETE FROM {LEGACY_VERSION_TABLE} WHERE version_num = :r"), {"r": revision}
+            )
+    elif (
         version > 0
         and conn.dialect.name == "sqlite"
-        and not inspect(conn).has_table("alembic_version")
+        and not inspect(conn).has_table(version_table())
     ):
-        MigrationContext.configure(conn).stamp(script_directory(), revision_id(version))
+        _stamp(conn, revision_id(version))
     return version
+
+
+def _stamp(conn: Connection, revision: str) -> None:
+    """Record ``revision`` in our version table (created if missing)."""
+    context = MigrationContext.configure(conn, opts={"version_table": version_table()})
+    context.stamp(script_directory(), revision)
 
 
 def stamp_sqlite_header(ctx: MigrationContext, heads: set[str], **_: Any) -> None:
@@ -247,20 +239,3 @@ def _run(connectable: Engine | Connection, fn: Any, revision: str) -> None:
         return
     with migration_connection(connectable) as conn:
         fn(make_config(connection=conn), revision)
-
-
-def upgrade_command(url: str | URL) -> str:
-    """The shell command that upgrades the database at ``url``, ready to run.
-
-    A URL holding a password is never printed, and a masked one (``***``)
-    would not work if pasted: then the command takes the URL from
-    ``UNIQC_STORE_URL`` and says so.
-    """
-    parsed = parse_url(url)
-    if holds_secret(parsed):
-        return (
-            f"{URL_ENV_VAR}=<your url> uniqc-store upgrade  "
-            f"(or: alembic -x url=<your url> upgrade head)"
-        )
-    shown = shlex.quote(parsed.render_as_string(hide_password=False))
-    return f"uniqc-store upgrade --url {shown}  (or: alembic -x url={shown} upgrade head)"

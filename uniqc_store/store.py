@@ -19,7 +19,7 @@ from sqlalchemy import URL, Connection, Engine, Table, event
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from . import archive, migrations
+from . import archive, versions
 from .codec import (
     TaskDecoder,
     check_int,
@@ -59,6 +59,7 @@ from .records import (
     normalize_status,
     utc_now_iso,
 )
+from .sqlite_files import check_sqlite_file
 from .statements import Statements, counting, keyset_page, listing
 
 T = TypeVar("T")
@@ -91,7 +92,10 @@ class TaskStore:
             self.url = engine.url
             self._owns_engine = False
             if engine.dialect.name == "sqlite":
-                install_sqlite_recipe(engine, wal=sqlite_file_path(engine.url) is not None)
+                path = sqlite_file_path(engine.url)
+                if path is not None:  # before anything connects: a foreign file stays as it is
+                    check_sqlite_file(path)
+                install_sqlite_recipe(engine, wal=path is not None)
         else:
             self.url = resolve_url(url, cache_dir)
             engine = create_store_engine(self.url, synchronous=sqlite_synchronous)
@@ -113,24 +117,27 @@ class TaskStore:
     @translated
     def _open_schema(self, auto_migrate: bool | None) -> None:
         try:
-            version = self._executor.read(self._checked_version)
+            version, moved = self._executor.read(self._checked_version)
         except OperationalError as exc:
             raise DatabaseUnavailableError(
                 f"cannot open the task database at {redact(self.url)}: {redact_text(str(exc.orig))}"
             ) from exc
-        if version != CURRENT_SCHEMA_VERSION:
+        if version != CURRENT_SCHEMA_VERSION or moved:
             if not (self.dialect == "sqlite" if auto_migrate is None else auto_migrate):
                 raise SchemaOutOfDateError(
                     f"the task database at {redact(self.url)} is at schema version {version}, "
                     f"this uniqc-store needs {CURRENT_SCHEMA_VERSION}; run: "
-                    f"{migrations.upgrade_command(self.url)}"
+                    f"{versions.upgrade_command(self.url)}"
                 )
             self.upgrade()
         self._executor.ensure_statistics()
 
-    def _checked_version(self, conn: Connection) -> int:
+    def _checked_version(self, conn: Connection) -> tuple[int, bool]:
+        """The version, and whether our row still sits in ``alembic_version``
+        (earlier versions kept it there; ``upgrade`` moves it)."""
         self._check_application_id(conn)
-        return migrations.database_version(conn)
+        moved = self.dialect == "sqlite" and bool(versions.legacy_revisions(conn))
+        return versions.database_version(conn), moved
 
     def _check_application_id(self, conn: Connection) -> None:
         if self.dialect != "sqlite":
@@ -144,6 +151,8 @@ class TaskStore:
 
     def upgrade(self, revision: str = "head") -> None:
         """Run the migration chain up to ``revision`` on this store's database."""
+        from . import migrations  # imports Alembic: only when a migration runs
+
         with self._executor.exclusive():
             self._executor.close()
             migrations.upgrade(self.engine, revision)
@@ -151,7 +160,7 @@ class TaskStore:
     @translated
     def schema_version(self) -> int:
         """The schema version the database is at."""
-        return self._executor.read(migrations.database_version)
+        return self._executor.read(versions.database_version)
 
     def session(self, **kwargs: Any) -> Session:
         """A ``Session`` on the store's engine, for reads and ad-hoc ORM queries.

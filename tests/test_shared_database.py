@@ -1,0 +1,143 @@
+"""Our chain and an application's own Alembic chain in one database (issue 16 point 2).
+
+The application's chain is a real, tiny Alembic environment (one revision that
+creates ``users``) keeping Alembic's default ``alembic_version``; ours keeps
+``uniqc_store_alembic_version``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import URL, inspect, text
+
+from uniqc_store import TaskInfo, TaskStore
+from uniqc_store.engine import create_store_engine
+from uniqc_store.migrations import upgrade
+from uniqc_store.versions import VERSION_TABLE_ENV
+
+ROOT = Path(__file__).resolve().parent.parent
+APP_REVISION = "a1b2c3d4e5f6"
+
+APP_ENV = """
+from alembic import context
+from sqlalchemy import create_engine
+
+engine = create_engine(context.get_x_argument(as_dictionary=True)["url"])
+with engine.begin() as connection:
+    context.configure(connection=connection, target_metadata=None)
+    with context.begin_transaction():
+        context.run_migrations()
+engine.dispose()
+"""
+
+APP_REVISION_FILE = f'''"""users"""
+import sqlalchemy as sa
+from alembic import op
+
+revision = "{APP_REVISION}"
+down_revision = None
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    op.create_table(
+        "users", sa.Column("id", sa.Integer, primary_key=True), sa.Column("name", sa.String(50))
+    )
+
+
+def downgrade():
+    op.drop_table("users")
+'''
+
+
+@pytest.fixture
+def chains(tmp_path: Path) -> tuple[Path, Path]:
+    """The application's alembic.ini and ours (the checkout's migrations)."""
+    app = tmp_path / "app_migrations"
+    (app / "versions").mkdir(parents=True)
+    (app / "env.py").write_text(APP_ENV)
+    (app / "versions" / f"{APP_REVISION}_users.py").write_text(APP_REVISION_FILE)
+    app_ini = tmp_path / "app.ini"
+    app_ini.write_text(f"[alembic]\nscript_location = {app}\n")
+    ours_ini = tmp_path / "uniqc.ini"
+    ours_ini.write_text(f"[alembic]\nscript_location = {ROOT / 'alembic'}\n")
+    return app_ini, ours_ini
+
+
+def alembic(ini: Path, url: URL, *args: str) -> str:
+    env = {k: v for k, v in os.environ.items() if k not in ("UNIQC_STORE_URL", VERSION_TABLE_ENV)}
+    plain = url.render_as_string(hide_password=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "alembic", "-c", str(ini), "-x", f"url={plain}", *args],
+        cwd=ini.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, (args, result.stderr)
+    return result.stdout
+
+
+def tables(url: URL) -> set[str]:
+    engine = create_store_engine(url, allow_foreign_tables=True)
+    try:
+        with engine.connect() as conn:
+            return set(inspect(conn).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def test_both_chains_deploy_into_one_database(fresh_url: URL, chains: tuple[Path, Path]) -> None:
+    app_ini, ours_ini = chains
+    alembic(app_ini, fresh_url, "upgrade", "head")  # the application deploys first
+    alembic(ours_ini, fresh_url, "upgrade", "head")
+    assert alembic(app_ini, fresh_url, "current").strip() == f"{APP_REVISION} (head)"
+    assert alembic(ours_ini, fresh_url, "current").strip() == "0005 (head)"
+    alembic(ours_ini, fresh_url, "check")  # the application's tables are not ours to compare
+    assert {"users", "alembic_version", "uniqc_store_alembic_version", "tasks"} <= tables(fresh_url)
+
+    with TaskStore(url=fresh_url) as store:  # a SQLite file holding both is a task database
+        store.save(TaskInfo(task_id="uqt_1", backend="b"))
+    alembic(app_ini, fresh_url, "downgrade", "base")
+    alembic(app_ini, fresh_url, "upgrade", "head")
+    with TaskStore(url=fresh_url) as store:
+        assert store.count() == 1 and store.schema_version() == 5
+    alembic(ours_ini, fresh_url, "downgrade", "base")
+    assert alembic(app_ini, fresh_url, "current").strip() == f"{APP_REVISION} (head)"
+    left = tables(fresh_url)
+    assert "users" in left and "tasks" not in left
+    alembic(ours_ini, fresh_url, "upgrade", "head")  # and ours deploys after theirs again
+    assert alembic(ours_ini, fresh_url, "current").strip() == "0005 (head)"
+
+
+def test_our_row_in_alembic_version_moves_to_our_table(
+    fresh_url: URL, chains: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database deployed by a release that kept our revision in ``alembic_version``."""
+    app_ini, ours_ini = chains
+    engine = create_store_engine(fresh_url, foreign_keys=False)
+    with monkeypatch.context() as old_release:
+        old_release.setenv(VERSION_TABLE_ENV, "alembic_version")
+        upgrade(engine)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).all() == [("0005",)]
+    with TaskStore(url=fresh_url) as store:  # still opens (SQLite: moves the row itself)
+        assert store.schema_version() == 5
+        store.save(TaskInfo(task_id="uqt_1", backend="b"))
+    upgrade(engine)  # what a deployment runs: no manual step
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).all() == []
+        ours = conn.execute(text("SELECT version_num FROM uniqc_store_alembic_version")).all()
+        assert ours == [("0005",)]
+    engine.dispose()
+    alembic(app_ini, fresh_url, "upgrade", "head")  # now the application's chain fits beside
+    assert alembic(app_ini, fresh_url, "current").strip() == f"{APP_REVISION} (head)"
+    assert alembic(ours_ini, fresh_url, "current").strip() == "0005 (head)"
+    with TaskStore(url=fresh_url) as store:
+        assert store.count() == 1
