@@ -302,6 +302,7 @@ def test_serve_warns_without_a_token_off_loopback(
 ) -> None:
     calls = serve_calls(monkeypatch)
     monkeypatch.delenv("UNIQC_STORE_API_TOKEN", raising=False)
+    TaskStore(url=f"sqlite:///{tmp_path / 't.sqlite'}").close()  # serve needs a database
     args = ["serve", "--host", host, "--url", f"sqlite:///{tmp_path / 't.sqlite'}"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0 and calls == [host]

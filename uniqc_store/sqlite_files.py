@@ -108,6 +108,9 @@ def read_only_connection(path: Path, header: SQLiteHeader) -> sqlite3.Connection
     return sqlite3.connect(uri, uri=True, timeout=READ_TIMEOUT_S, check_same_thread=False)
 
 
+_SQLITE_CORRUPT = 11  # the result code (typeshed lacks sqlite3.SQLITE_CORRUPT)
+
+
 def read_contents(path: Path) -> SQLiteContents | None:
     """The header, the table names and our revisions of an existing file (None if new)."""
     header = read_sqlite_header(path)
@@ -133,6 +136,11 @@ def read_contents(path: Path) -> SQLiteContents | None:
             "try again when the process holding it is done."
         ) from None
     except sqlite3.DatabaseError as exc:
+        if getattr(exc, "sqlite_errorcode", None) == _SQLITE_CORRUPT:
+            raise DatabaseUnavailableError(
+                f"the task database file {path} is damaged ({exc}); nothing was written. "
+                "Restore it from a backup (uniqc-store export makes one) or move it aside."
+            ) from None
         raise ForeignDatabaseError(
             f"{path} cannot be read as a SQLite database ({exc}); refusing to touch it. "
             "Point the store at another file."
