@@ -538,6 +538,37 @@ def postgres_section(url: str, count: int, repeats: int) -> list[Result]:
     return results
 
 
+def import_section(repeats: int) -> list[Result]:
+    """``import uniqc_store`` against ``import sqlalchemy`` (which it needs anyway), each
+    in a fresh interpreter, the bare interpreter's start-up taken off both."""
+
+    def importing(module: str) -> Callable[[int], float]:
+        code = f"import {module}" if module else "pass"
+
+        def run(_repeat: int) -> float:
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-c", code], check=True)
+            return time.perf_counter() - start
+
+        return run
+
+    sides = {"bare": importing(""), "sqlalchemy": importing("sqlalchemy")}
+    sides["uniqc_store"] = importing("uniqc_store")
+    medians = {k: statistics.median(v) for k, v in take_turns(sides, repeats).items()}
+    ours = (medians["uniqc_store"] - medians["bare"]) * 1000
+    other = (medians["sqlalchemy"] - medians["bare"]) * 1000
+    return [
+        {
+            "name": "import uniqc_store vs import sqlalchemy (ms, interpreter start-up excluded)",
+            "ours": round(ours, 1),
+            "other": round(other, 1),
+            "ratio": round(ours / other, 2),
+            "target": "<= 1.3x",
+            "ok": ours / other <= 1.3,
+        }
+    ]
+
+
 def machine() -> Result:
     return {
         "platform": platform.platform(),
@@ -576,6 +607,7 @@ def main(argv: list[str] | None = None) -> int:
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="uniqc-bench-") as tmp:
         work = Path(tmp)
+        results += import_section(repeats=3 if q else 9)
         results += per_call_section(work, rows=500 if q else 2000, calls=100 if q else 300)
         results += save_many_section(work, rows=5_000 if q else 100_000, repeats=1 if q else 3)
         results += migration_section(
