@@ -122,10 +122,11 @@ class MoveStatements:
         )
 
 
-# Built once. Single-id moves bind ``id`` (and may run on the direct path);
-# ``archive_expired`` moves chunks of ids bound as ``ids``.
-ONE = MoveStatements.matching(_one)
-MANY = MoveStatements.matching(_many)
+@functools.cache
+def moves(many: bool) -> MoveStatements:
+    """The move statements, built once, on first use: single-id moves bind ``id``
+    (and may run on the direct path); ``archive_expired`` binds chunks as ``ids``."""
+    return MoveStatements.matching(_many if many else _one)
 
 
 def _lock_shards(tx: Transaction, lock: Select[Any], params: dict[str, Any]) -> None:
@@ -151,37 +152,37 @@ def _archive(tx: Transaction, moves: MoveStatements, params: dict[str, Any]) -> 
 def archive_one(tx: Transaction, task_id: str, now: str) -> bool:
     """Archive one task and its shards; False if it is not a live task."""
     params = {"id": task_id, "archived_at": now}
-    if not tx.fetch(ONE.lock_live, params):
+    if not tx.fetch(moves(False).lock_live, params):
         return False
-    _lock_shards(tx, ONE.lock_live_shards, params)
-    if tx.fetch(ONE.find_archived, params):
+    _lock_shards(tx, moves(False).lock_live_shards, params)
+    if tx.fetch(moves(False).find_archived, params):
         raise TaskConflictError(
             f"task {task_id!r} is already in the archive; delete the archived copy or "
             "restore it first (nothing was moved)"
         )
-    _archive(tx, ONE, params)
+    _archive(tx, moves(False), params)
     return True
 
 
 def restore_one(tx: Transaction, task_id: str) -> bool:
     """Move an archived task and its shards back; False if it is not archived."""
     params = {"id": task_id}
-    if not tx.fetch(ONE.lock_archived, params):
+    if not tx.fetch(moves(False).lock_archived, params):
         return False
-    _lock_shards(tx, ONE.lock_archived_shards, params)
+    _lock_shards(tx, moves(False).lock_archived_shards, params)
     conflict = TaskConflictError(
         f"task {task_id!r} exists as a live task; delete the live task or the archived "
         "copy first (nothing was moved)"
     )
-    if tx.fetch(ONE.find_live, params):
+    if tx.fetch(moves(False).find_live, params):
         raise conflict
     try:
-        tx.run(ONE.restore_tasks, params)
+        tx.run(moves(False).restore_tasks, params)
     except IntegrityError as exc:  # saved as a live task after the check
         raise conflict from exc
-    tx.run(ONE.restore_shards, params)
-    tx.run(ONE.delete_archived_shards, params)
-    tx.run(ONE.delete_archived, params)
+    tx.run(moves(False).restore_shards, params)
+    tx.run(moves(False).delete_archived_shards, params)
+    tx.run(moves(False).delete_archived, params)
     return True
 
 
@@ -192,9 +193,9 @@ def delete_archived(tx: Transaction, task_id: str) -> bool:
     finishes before (and this finds nothing) or waits until this is done.
     """
     params = {"id": task_id}
-    found = bool(tx.fetch(ONE.lock_archived, params))
-    tx.run(ONE.delete_archived_shards, params)
-    return found and tx.run(ONE.delete_archived, params) > 0
+    found = bool(tx.fetch(moves(False).lock_archived, params))
+    tx.run(moves(False).delete_archived_shards, params)
+    return found and tx.run(moves(False).delete_archived, params) > 0
 
 
 def delete_everything(tx: Transaction) -> None:
@@ -275,7 +276,8 @@ def _still_expired(
     """Lock the chunk's live rows and keep those still expired now that nobody can change them
     (a concurrent save may have touched one, a concurrent move taken it)."""
     expired = set()
-    for task_id, status, update_time, submit_time in tx.fetch(MANY.lock_live, {"ids": chunk}):
+    locked = tx.fetch(moves(True).lock_live, {"ids": chunk})
+    for task_id, status, update_time, submit_time in locked:
         terminal = status in TERMINAL_STATUSES
         if (terminal or not terminal_only) and _stamp_expired(update_time, submit_time, cutoff):
             expired.add(task_id)
@@ -299,12 +301,12 @@ def archive_expired(tx: Transaction, hours: float, terminal_only: bool, now: str
         if not expired:
             continue
         ids = sorted(expired)
-        taken = {row[0] for row in tx.fetch(MANY.find_archived, {"ids": ids})}
+        taken = {row[0] for row in tx.fetch(moves(True).find_archived, {"ids": ids})}
         outcome.skipped_conflicts += [t for t in chunk if t in taken]
         movable = [t for t in chunk if t in expired and t not in taken]
         if movable:
             params = {"ids": sorted(movable), "archived_at": now}
-            _lock_shards(tx, MANY.lock_live_shards, params)
-            _archive(tx, MANY, params)
+            _lock_shards(tx, moves(True).lock_live_shards, params)
+            _archive(tx, moves(True), params)
             outcome.archived += movable
     return outcome

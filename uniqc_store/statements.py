@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib import import_module
 from typing import Any
 
 from sqlalchemy import (
@@ -27,7 +28,6 @@ from sqlalchemy import (
     select,
     type_coerce,
 )
-from sqlalchemy.dialects import mysql, postgresql, sqlite
 
 from .column_types import JSONText
 from .models import archived_task_shards, archived_tasks, task_shards, tasks
@@ -54,9 +54,12 @@ def stored_binds(table: Table) -> dict[str, BindParameter[Any]]:
     }
 
 
-_UPSERT_BUILDERS = {
-    "sqlite": sqlite.insert,
-    "postgresql": postgresql.insert,
+#: The dialect module with each engine's INSERT ... ON CONFLICT / ON DUPLICATE KEY.
+_UPSERT_DIALECTS = {
+    "sqlite": "sqlite",
+    "postgresql": "postgresql",
+    "mysql": "mysql",
+    "mariadb": "mysql",
 }
 
 
@@ -64,15 +67,18 @@ def upsert(table: Table, dialect: str, *, keep: Sequence[str] = ()) -> Insert:
     """INSERT that updates every non-key column except ``keep`` on a key clash."""
     keys = {c.name for c in table.primary_key.columns}
     updated = [c.name for c in table.columns if c.name not in keys and c.name not in keep]
-    if dialect in ("mysql", "mariadb"):
-        my_stmt = mysql.insert(table).values(stored_binds(table))
-        return my_stmt.on_duplicate_key_update({c: my_stmt.inserted[c] for c in updated})
-    builder = _UPSERT_BUILDERS.get(dialect)
-    if builder is None:
+    module = _UPSERT_DIALECTS.get(dialect)
+    if module is None:
         raise ValueError(
             f"unsupported database engine {dialect!r}: use SQLite, PostgreSQL or MySQL"
         )
-    stmt: Any = builder(table).values(stored_binds(table))
+    # imported here: only the engine in use is loaded (it already is, by the engine)
+    stmt: Any = import_module(f"sqlalchemy.dialects.{module}").insert(table)
+    stmt = stmt.values(stored_binds(table))
+    if module == "mysql":
+        return stmt.on_duplicate_key_update(  # type: ignore[no-any-return]
+            {c: stmt.inserted[c] for c in updated}
+        )
     return stmt.on_conflict_do_update(  # type: ignore[no-any-return]
         index_elements=sorted(keys), set_={c: stmt.excluded[c] for c in updated}
     )
