@@ -23,6 +23,7 @@ in ``tests/conftest.py``).
 from __future__ import annotations
 
 import logging
+import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -89,17 +90,20 @@ class DriverStatements:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._cache: OrderedDict[Executable, DriverStatement | None] = OrderedDict()
+        self._lock = threading.Lock()  # a store is shared by threads
 
     def get(self, stmt: Executable) -> DriverStatement | None:
-        try:
-            self._cache.move_to_end(stmt)
-            return self._cache[stmt]
-        except KeyError:
-            found = compile_for_driver(stmt, self._engine)
-            self._cache[stmt] = found
-            if len(self._cache) > CACHE_SIZE:
-                self._cache.popitem(last=False)
-            return found
+        """The statement's driver form (None: it needs SQLAlchemy's execution)."""
+        with self._lock:
+            try:
+                self._cache.move_to_end(stmt)
+                return self._cache[stmt]
+            except KeyError:
+                found = compile_for_driver(stmt, self._engine)
+                self._cache[stmt] = found
+                if len(self._cache) > CACHE_SIZE:
+                    self._cache.popitem(last=False)
+                return found
 
 
 def execute(

@@ -115,15 +115,14 @@ class Executor:
         values = params or {}
         if not isinstance(self.source, HeldConnection):
             return self._retrying(lambda: self._fetch_pooled(stmt, values))
-        with self.source.lock:  # the compiled-statement cache is shared by the store's threads
-            form = self._direct_form(stmt)
-            with self.source.unit(held=form is not None) as conn:
-                if form is not None:
-                    return direct.execute(conn, form, values)[1]
-                try:
-                    return list(conn.execute(stmt, values).all())
-                finally:
-                    conn.rollback()  # ends the autobegun transaction; no BEGIN was sent
+        form = self._direct_form(stmt)
+        with self.source.unit(held=form is not None) as conn:
+            if form is not None:
+                return direct.execute(conn, form, values)[1]
+            try:
+                return list(conn.execute(stmt, values).all())
+            finally:
+                conn.rollback()  # ends the autobegun transaction; no BEGIN was sent
 
     def _fetch_pooled(self, stmt: Executable, params: Mapping[str, Any]) -> list[Row]:
         with self.source.unit() as conn:
@@ -170,7 +169,7 @@ class Executor:
         """
         if self._autocommit:
             return self._retrying(lambda: self._run_autocommit(stmt, params))
-        direct_ok = self._drivers is not None and self._drivers.get(stmt) is not None
+        direct_ok = self._direct_form(stmt) is not None
         return self.write(lambda tx: tx.run(stmt, params), direct_ok=direct_ok)
 
     def _write_direct(self, conn: Connection, work: Callable[[Transaction], T]) -> T:
