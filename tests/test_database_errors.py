@@ -8,6 +8,7 @@ the ``__cause__`` and nothing is written.
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 import threading
 from pathlib import Path
 from typing import Any
@@ -70,7 +71,7 @@ def test_corrupt_file_is_unavailable(tmp_path: Path) -> None:
         store.count()
         list(store.iter_tasks())
     assert isinstance(caught.value, DatabaseUnavailableError)
-    assert isinstance(caught.value.__cause__, SQLAlchemyError)
+    assert isinstance(caught.value.__cause__, (SQLAlchemyError, sqlite3.DatabaseError))
 
 
 def test_unreachable_server_is_unavailable() -> None:

@@ -140,7 +140,7 @@ def read_contents(path: Path) -> SQLiteContents | None:
             raise DatabaseUnavailableError(
                 f"the task database file {path} is damaged ({exc}); nothing was written. "
                 "Restore it from a backup (uniqc-store export makes one) or move it aside."
-            ) from None
+            ) from exc
         raise ForeignDatabaseError(
             f"{path} cannot be read as a SQLite database ({exc}); refusing to touch it. "
             "Point the store at another file."
