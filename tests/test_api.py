@@ -15,7 +15,7 @@ import httpx
 import pytest
 import uvicorn
 from fastapi.testclient import TestClient
-from sqlalchemy import update
+from sqlalchemy import text, update
 
 from uniqc_store import TaskInfo, TaskShard, TaskStore
 from uniqc_store.api import REDACTED, create_app, redact_sensitive
@@ -404,8 +404,10 @@ def test_rows_too_deep_from_other_tools_are_served_without_a_500(
 ) -> None:
     store.save(TaskInfo(task_id="uqt_deep", backend="b"))
     deep = '{"a":' * depth + '{"token": "s3cret"}' + "}" * depth
-    with store.engine.begin() as conn:
-        conn.execute(update(tasks).values(result_json=deep, metadata_json=deep))
+    with store.engine.begin() as conn:  # raw text, as another tool writes it (not JSONText)
+        conn.execute(
+            text("UPDATE tasks SET result_json = :doc, metadata_json = :doc"), {"doc": deep}
+        )
     response = client.get("/api/tasks/uqt_deep")
     assert response.status_code == 200 and "s3cret" not in response.text
     assert TOO_DEEP in response.text or "_invalid_json" in response.text
