@@ -413,3 +413,29 @@ def test_rows_too_deep_from_other_tools_are_served_without_a_500(
     assert TOO_DEEP in response.text or "_invalid_json" in response.text
     listed = client.get("/api/tasks")
     assert listed.status_code == 200 and "s3cret" not in listed.text
+
+
+def test_a_credentials_bundle_hides_its_secrets_and_keeps_the_rest(
+    client: TestClient, store: TaskStore
+) -> None:
+    """The reference's API tests: ``result.credentials.access_key`` hidden,
+    ``result.credentials.region == "cn"`` shown; the same in metadata and the archive."""
+    bundle = {"access_key": "AKIA-s3cret", "secret_key": "sk-s3cret", "region": "cn"}
+    store.save(
+        TaskInfo(
+            task_id="uqt_cred",
+            backend="quark",
+            status="success",
+            result={"credentials": bundle, "counts": {"00": 3}},
+            metadata={"credentials": bundle},
+        )
+    )
+    shown = {"access_key": REDACTED, "secret_key": REDACTED, "region": "cn"}
+    detail = client.get("/api/tasks/uqt_cred").json()
+    assert detail["result"] == {"credentials": shown, "counts": {"00": 3}}
+    assert detail["result"]["credentials"]["region"] == "cn"
+    assert detail["metadata"] == {"credentials": shown}
+    assert client.get("/api/tasks").json()["tasks"][0]["metadata"] == {"credentials": shown}
+    assert client.post("/api/tasks/uqt_cred/archive").status_code == 200
+    archived = client.get("/api/archive/uqt_cred").json()
+    assert archived["result"]["credentials"] == shown and "s3cret" not in json.dumps(archived)
