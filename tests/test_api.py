@@ -3,6 +3,7 @@ server over HTTP, bearer tokens, redaction and the OpenAPI document."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import socket
 import threading
@@ -17,7 +18,13 @@ import uvicorn
 from fastapi.testclient import TestClient
 from sqlalchemy import text, update
 
-from uniqc_store import TaskInfo, TaskShard, TaskStore
+from uniqc_store import (
+    DatabaseUnavailableError,
+    TaskConflictError,
+    TaskInfo,
+    TaskShard,
+    TaskStore,
+)
 from uniqc_store.api import REDACTED, create_app, redact_sensitive
 from uniqc_store.codec import MAX_JSON_DEPTH
 from uniqc_store.models import tasks
@@ -166,6 +173,8 @@ def test_openapi_document(client: TestClient) -> None:
         "/api/archive": {"get"},
         "/api/archive/{task_id}": {"get", "delete"},
         "/api/archive/restore/{task_id}": {"post"},
+        "/api/health": {"get"},
+        "/api/version": {"get"},
     }
     assert {path: set(ops) for path, ops in spec["paths"].items()} == expected
     limit = next(
@@ -360,7 +369,10 @@ def test_openapi_declares_statuses_and_the_bearer_scheme(
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
             declared = set(operation["responses"])
-            assert {"200", "401", "422"} <= declared, (method, path)
+            if path == "/api/health":  # a probe needs no token
+                assert "401" not in declared and "security" not in operation
+                continue
+            assert {"200", "401", "422", "503"} <= declared, (method, path)
             assert operation["security"] == [{"HTTPBearer": []}], (method, path)
             if "{task_id}" in path:
                 assert {"404", "422"} <= declared, (method, path)
@@ -404,11 +416,232 @@ def test_rows_too_deep_from_other_tools_are_served_without_a_500(
 ) -> None:
     store.save(TaskInfo(task_id="uqt_deep", backend="b"))
     deep = '{"a":' * depth + '{"token": "s3cret"}' + "}" * depth
-    with store.engine.begin() as conn:
-        # raw text, as another tool writes it (the models' JSONText would encode a str)
-        conn.execute(text("UPDATE tasks SET result_json = :d, metadata_json = :d"), {"d": deep})
+    with store.engine.begin() as conn:  # raw text, as another tool writes it (not JSONText)
+        conn.execute(
+            text("UPDATE tasks SET result_json = :doc, metadata_json = :doc"), {"doc": deep}
+        )
     response = client.get("/api/tasks/uqt_deep")
     assert response.status_code == 200 and "s3cret" not in response.text
     assert TOO_DEEP in response.text or "_invalid_json" in response.text
     listed = client.get("/api/tasks")
     assert listed.status_code == 200 and "s3cret" not in listed.text
+
+
+def test_a_credentials_bundle_hides_its_secrets_and_keeps_the_rest(
+    client: TestClient, store: TaskStore
+) -> None:
+    """The reference's API tests: ``result.credentials.access_key`` hidden,
+    ``result.credentials.region == "cn"`` shown; the same in metadata and the archive."""
+    bundle = {"access_key": "AKIA-s3cret", "secret_key": "sk-s3cret", "region": "cn"}
+    store.save(
+        TaskInfo(
+            task_id="uqt_cred",
+            backend="quark",
+            status="success",
+            result={"credentials": bundle, "counts": {"00": 3}},
+            metadata={"credentials": bundle},
+        )
+    )
+    shown = {"access_key": REDACTED, "secret_key": REDACTED, "region": "cn"}
+    detail = client.get("/api/tasks/uqt_cred").json()
+    assert detail["result"] == {"credentials": shown, "counts": {"00": 3}}
+    assert detail["result"]["credentials"]["region"] == "cn"
+    assert detail["metadata"] == {"credentials": shown}
+    assert client.get("/api/tasks").json()["tasks"][0]["metadata"] == {"credentials": shown}
+    assert client.post("/api/tasks/uqt_cred/archive").status_code == 200
+    archived = client.get("/api/archive/uqt_cred").json()
+    assert archived["result"]["credentials"] == shown and "s3cret" not in json.dumps(archived)
+
+
+# -- issue 17: bodies, bounded reports, health, version, typed documents, 409 wording ---
+
+
+@pytest.mark.parametrize("route", ["bulk-archive", "bulk-delete"])
+def test_a_wrong_body_key_is_422_not_a_silent_no_op(
+    client: TestClient, store: TaskStore, route: str
+) -> None:
+    store.save(TaskInfo(task_id="uqt_1", backend="a", status="success"))
+    response = client.post(f"/api/tasks/{route}", json={"ids": ["uqt_1"]})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "ids"]
+    assert store.get("uqt_1") is not None  # nothing happened
+
+
+def _old(store: TaskStore, task_id: str, status: str) -> None:
+    store.save(TaskInfo(task_id=task_id, backend="a", status=status))
+    old = (datetime.now(timezone.utc) - timedelta(hours=10)).isoformat()
+    with store.engine.begin() as conn:
+        conn.execute(update(tasks).where(tasks.c.task_id == task_id).values(update_time=old))
+
+
+def test_archive_expired_takes_a_json_body(client: TestClient, store: TaskStore) -> None:
+    _old(store, "uqt_run", "running")
+    _old(store, "uqt_done", "success")
+    refused = client.post("/api/tasks/archive-expired", json={"hours": -5})
+    assert refused.status_code == 422 and refused.json()["detail"][0]["loc"] == ["body", "hours"]
+    for wrong in ({"hourz": 5}, {"hours": "5"}, {"terminal_only": 0}, {"hours": 1e6}):
+        response = client.post("/api/tasks/archive-expired", json=wrong)
+        assert response.status_code == 422, wrong
+    assert store.count() == 2  # nothing was archived by the refused calls
+    # a field in the body wins over the same query parameter; the others still count
+    mixed = client.post(
+        "/api/tasks/archive-expired",
+        params={"hours": 1, "terminal_only": "false"},
+        json={"hours": 20},
+    ).json()
+    assert (mixed["hours"], mixed["terminal_only"], mixed["count"]) == (20, False, 0)
+
+    body = client.post("/api/tasks/archive-expired", json={"hours": 5, "terminal_only": False})
+    assert body.status_code == 200, body.text
+    report = body.json()
+    assert (report["hours"], report["terminal_only"]) == (5, False)
+    assert sorted(report["archived"]) == ["uqt_done", "uqt_run"] and report["count"] == 2
+    assert store.count() == 0
+    # an empty body leaves the query parameters (and the defaults) in charge
+    _old(store, "uqt_new", "success")
+    kept = client.post("/api/tasks/archive-expired", params={"hours": 11}, json={}).json()
+    assert (kept["hours"], kept["count"], store.count()) == (11, 0, 1)
+
+
+def test_archive_expired_reports_counts_and_bounded_ids(
+    client: TestClient, store: TaskStore
+) -> None:
+    many = 1005
+    old = (datetime.now(timezone.utc) - timedelta(hours=100)).isoformat()
+    store.save_many(TaskInfo(f"uqt_r{i:04}", "a", "running") for i in range(many))
+    store.save_many(TaskInfo(f"uqt_s{i:04}", "a", "success") for i in range(many))
+    store.save_many(TaskInfo(f"uqt_c{i:04}", "a", "failed") for i in range(3))
+    for i in range(3):
+        store.archive_task(f"uqt_c{i:04}")
+    store.save_many(TaskInfo(f"uqt_c{i:04}", "a", "failed") for i in range(3))  # live again
+    with store.engine.begin() as conn:
+        conn.execute(update(tasks).where(tasks.c.status != "running").values(update_time=old))
+    report = client.post("/api/tasks/archive-expired", params={"hours": 72}).json()
+    assert report["count"] == many and len(report["archived"]) == 1000
+    assert report["archived_truncated"] is True
+    assert set(report["archived"]) <= {f"uqt_s{i:04}" for i in range(many)}
+    assert report["skipped_running_count"] == many and len(report["skipped_running"]) == 1000
+    assert report["skipped_running_truncated"] is True
+    assert report["skipped_conflicts_count"] == 3 and report["skipped_conflicts_truncated"] is False
+    assert sorted(report["skipped_conflicts"]) == ["uqt_c0000", "uqt_c0001", "uqt_c0002"]
+    assert store.count_archived() == many + 3
+    # the reference's keys are all still there
+    assert {"archived", "count", "hours", "terminal_only", "skipped_running"} <= set(report)
+
+
+def test_health_and_version(client: TestClient, store: TaskStore) -> None:
+    assert client.get("/api/health").json() == {
+        "status": "ok",
+        "database": "reachable",
+        "dialect": store.dialect,
+    }
+    assert client.get("/api/version").json() == {
+        "version": importlib.metadata.version("uniqc-store"),
+        "schema_version": 5,
+        "current_schema_version": 5,
+    }
+    assert client.get("/api/health?verbose=1").status_code == 422
+
+
+def test_health_is_503_when_the_database_is_down(
+    store: TaskStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def down(*_args: object, **_kwargs: object) -> int:
+        raise DatabaseUnavailableError("cannot open the task database at x://u:***@db: refused")
+
+    app = create_app(store)
+    monkeypatch.setattr(store, "schema_version", down)
+    monkeypatch.setattr(store, "count", down)
+    with TestClient(app) as http:
+        health = http.get("/api/health")
+        assert health.status_code == 503
+        assert health.json() == {
+            "detail": "the task database cannot be reached (DatabaseUnavailableError); "
+            "see the server log"
+        }
+        # any other route: a 503 with the store's (password-free) message, not a 500
+        counts = http.get("/api/tasks/counts")
+        assert counts.status_code == 503 and "cannot open the task database" in counts.text
+
+
+def test_health_needs_no_token_but_version_does(
+    store: TaskStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("UNIQC_STORE_API_TOKEN", "t0ken-for-tests")
+    with TestClient(create_app(store)) as http:
+        assert http.get("/api/health").json()["status"] == "ok"
+        assert http.get("/api/version").status_code == 401
+        good = {"Authorization": "Bearer t0ken-for-tests"}
+        assert http.get("/api/version", headers=good).json()["schema_version"] == 5
+
+
+def test_there_is_no_cdn_docs_page(client: TestClient) -> None:
+    for path in ("/docs", "/redoc", "/docs/oauth2-redirect"):
+        assert client.get(path).status_code == 404
+    assert client.get("/openapi.json").status_code == 200
+
+
+def test_every_success_body_is_typed(client: TestClient) -> None:
+    document = client.get("/openapi.json").json()
+    schemas = document["components"]["schemas"]
+    for name in ("TaskSummary", "TaskDetail", "TaskPage", "StatusCounts", "Shard", "ShardList"):
+        assert name in schemas, name
+    assert schemas["TaskPage"]["properties"]["tasks"]["items"] == {
+        "$ref": "#/components/schemas/TaskSummary"
+    }
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            schema = operation["responses"]["200"]["content"]["application/json"]["schema"]
+            assert schema.get("$ref", "").startswith("#/components/schemas/"), (method, path)
+
+
+def test_conflicts_are_worded_for_rest_callers(client: TestClient, store: TaskStore) -> None:
+    store.save(TaskInfo(task_id="uqt_x", backend="a"))
+    store.archive_task("uqt_x")
+    store.save(TaskInfo(task_id="uqt_x", backend="a"))  # live and archived
+    archive = client.post("/api/tasks/uqt_x/archive")
+    assert archive.status_code == 409
+    assert archive.json()["detail"] == (
+        "task 'uqt_x' is already in the archive; nothing was moved. "
+        "DELETE /api/archive/uqt_x to drop the archived copy and archive again, "
+        "or DELETE /api/tasks/uqt_x to drop the live task."
+    )
+    restore = client.post("/api/archive/restore/uqt_x")
+    assert restore.status_code == 409
+    assert restore.json()["detail"] == (
+        "task 'uqt_x' exists as a live task; nothing was moved. "
+        "DELETE /api/tasks/uqt_x to drop the live task, or DELETE /api/archive/uqt_x "
+        "to drop the archived copy."
+    )
+    for response in (archive, restore):
+        assert "()" not in response.json()["detail"]  # no Python calls for REST callers
+    # the library keeps its own wording for Python callers
+    with pytest.raises(TaskConflictError, match="already in the archive"):
+        store.archive_task("uqt_x")
+    # and following the advice works
+    assert client.delete("/api/archive/uqt_x").status_code == 200
+    assert client.post("/api/tasks/uqt_x/archive").json() == {"archived": "uqt_x"}
+
+
+def test_odd_rows_validate_against_the_response_models(
+    client: TestClient, store: TaskStore
+) -> None:
+    """Rows another tool wrote: broken JSON (the ``_invalid_json`` marker), a non-object
+    metadata, nulls, an unknown status; all are served (and match the declared types)."""
+    store.save(TaskInfo(task_id="uqt_odd", backend="a", status="failed", shots=0))
+    with store.engine.begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE tasks SET result_json = :broken, metadata_json = :list, "
+                "status = 'exploded', error_message = NULL"
+            ),
+            {"broken": '{"token": "s3cret", ', "list": '[1, {"api_key": "k"}]'},
+        )
+    detail = client.get("/api/tasks/uqt_odd")
+    assert detail.status_code == 200, detail.text
+    body = detail.json()
+    assert body["status"] == "exploded" and body["error_message"] is None
+    assert body["metadata"] == [1, {"api_key": REDACTED}]
+    assert set(body["result"]) == {"_invalid_json"} and "s3cret" not in detail.text
+    listed = client.get("/api/tasks")
+    assert listed.status_code == 200 and listed.json()["tasks"][0]["has_result"] is True

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
+from sqlalchemy import text
 
 from uniqc_store import TaskInfo, TaskShard, TaskStore
 from uniqc_store.api import create_app
@@ -35,6 +36,14 @@ def seed(store: TaskStore) -> None:
         store.save_shard(TaskShard(f"uqt_{i}", 0, f"plat-{i}", "a", error_message=f"pwd={SECRET}"))
     store.archive_task("uqt_3")
     store.save(TaskInfo("uqt_3", "a", "success"))  # live and archived: restore gives 409
+    # a row another tool wrote: broken JSON (read as the _invalid_json marker), a
+    # non-object metadata, nulls; the typed response models must accept it
+    store.save(TaskInfo("uqt_odd", "a", "failed", shots=0))
+    with store.engine.begin() as conn:
+        conn.execute(
+            text("UPDATE tasks SET result_json = :r, metadata_json = :m WHERE task_id = 'uqt_odd'"),
+            {"r": f'{{"token": "{SECRET}", ', "m": f'[null, {{"api_key": "{SECRET}"}}]'},
+        )
 
 
 @pytest.fixture(params=["without-token", "with-token"])

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from uniqc_store import TaskPersistence, TaskStore
+import pytest
+
+from uniqc_store import TaskInfo, TaskPersistence, TaskStore
 
 
 def test_cache_dir_is_the_reference_layout(tmp_path: Path) -> None:
@@ -57,3 +59,197 @@ def test_legacy_dict_api(store: TaskStore) -> None:
 
     info = store.get("task-4")
     assert info is not None and info.backend == "ibm"
+
+
+# -- drop-in exactness: the reference's record shape, key for key --------------
+#
+# The reference builds a record as ``task_id, platform, status, result,
+# submit_time, update_time``, then ``shots`` only when it is not 0, then the
+# metadata keys, which never override those (``setdefault``); ``error_message``
+# is there only when one was saved. The expected dicts below are written out
+# from that rule, not computed by our code.
+
+T0 = "2024-01-01T00:00:00+00:00"
+T1 = "2024-02-02T00:00:00+00:00"
+CORE_ORDER = ["task_id", "platform", "status", "result", "submit_time", "update_time"]
+
+
+def test_a_bare_record_has_no_shots_and_no_error_message(store: TaskStore) -> None:
+    p = TaskPersistence(store=store)
+    p.save("task-1", "originq", "running", submit_time=T0)
+    record = p.load("task-1")
+    assert record is not None
+    assert list(record) == CORE_ORDER
+    assert record == {
+        "task_id": "task-1",
+        "platform": "originq",
+        "status": "running",
+        "result": None,
+        "submit_time": T0,
+        "update_time": record["update_time"],
+    }
+    assert isinstance(record["update_time"], str) and record["update_time"] > T0
+    assert p.list_all() == [record]
+
+
+def test_shots_error_message_and_metadata_come_in_the_reference_order(store: TaskStore) -> None:
+    p = TaskPersistence(store=store)
+    p.save(
+        "task-1",
+        "originq",
+        "failed",
+        {"counts": {"00": 1}},
+        shots=1000,
+        submit_time=T0,
+        circuit="bell",
+        error_message="calibration expired",
+        job={"n": 2},
+    )
+    record = p.load("task-1")
+    assert record is not None
+    assert list(record) == [*CORE_ORDER, "shots", "error_message", "circuit", "job"]
+    assert record == {
+        "task_id": "task-1",
+        "platform": "originq",
+        "status": "failed",
+        "result": {"counts": {"00": 1}},
+        "submit_time": T0,
+        "update_time": record["update_time"],
+        "shots": 1000,
+        "error_message": "calibration expired",
+        "circuit": "bell",
+        "job": {"n": 2},
+    }
+    # a saved error text is the task's error_message (what the API and dashboard show)
+    info = store.get("task-1")
+    assert info is not None and info.error_message == "calibration expired"
+    assert info.metadata == {"circuit": "bell", "job": {"n": 2}}
+
+
+def test_reserved_keys_win_over_metadata_keys(store: TaskStore) -> None:
+    """Metadata written by other code may hold core names: the record keeps the task's."""
+    store.save(
+        TaskInfo(
+            task_id="task-1",
+            backend="quafu",
+            status="success",
+            shots=0,
+            submit_time=T0,
+            metadata={"status": "fake", "platform": "fake", "shots": 7, "note": "n"},
+        )
+    )
+    p = TaskPersistence(store=store)
+    record = p.load("task-1")
+    assert record is not None
+    # shots is 0, so the task has no ``shots`` key and the metadata's fills it (setdefault)
+    assert list(record) == [*CORE_ORDER, "shots", "note"]
+    assert (record["status"], record["platform"], record["shots"]) == ("success", "quafu", 7)
+    # and a round trip through update loses none of the metadata
+    assert p.update(**record) is True
+    info = store.get("task-1")
+    assert info is not None
+    assert info.metadata == {"status": "fake", "platform": "fake", "shots": 7, "note": "n"}
+    assert info.shots == 7  # the record's ``shots`` was given back as shots, as in the reference
+
+
+def test_an_error_message_that_is_not_text_stays_metadata(store: TaskStore) -> None:
+    """The reference keeps any ``error_message`` keyword as metadata: None and dicts too."""
+    p = TaskPersistence(store=store)
+    p.save("task-1", "ibm", "failed", submit_time=T0, error_message=None)
+    p.save("task-2", "ibm", "failed", submit_time=T0, error_message={"code": 7})
+    one, two = p.load("task-1"), p.load("task-2")
+    assert one is not None and two is not None
+    assert list(one) == [*CORE_ORDER, "error_message"] and one["error_message"] is None
+    assert list(two) == [*CORE_ORDER, "error_message"] and two["error_message"] == {"code": 7}
+    # text replaces it (and is the task's error_message); None then stands as given
+    assert p.update("task-2", error_message="boom") is True
+    assert p.load("task-2") == {**two, "update_time": ANY_TIME, "error_message": "boom"}
+    assert store.get("task-2").metadata == {}  # type: ignore[union-attr]
+    assert p.update("task-2", error_message=None) is True
+    assert p.load("task-2") == {**two, "update_time": ANY_TIME, "error_message": None}
+    assert store.get("task-2").error_message is None  # type: ignore[union-attr]
+
+
+def test_an_error_message_saved_through_the_store_is_shown(store: TaskStore) -> None:
+    store.save(TaskInfo("task-1", "ibm", "failed", shots=5, submit_time=T0, error_message="x"))
+    record = TaskPersistence(store=store).load("task-1")
+    assert record is not None and list(record) == [*CORE_ORDER, "shots", "error_message"]
+    assert (record["shots"], record["error_message"]) == (5, "x")
+
+
+class _AnyTime(str):
+    """Equal to any ISO-8601 timestamp (``update_time`` is the time of the write)."""
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, str) and other[:2] == "20" and "T" in other
+
+    __hash__ = str.__hash__
+
+
+ANY_TIME = _AnyTime("<any time>")
+
+
+@pytest.mark.parametrize("how", ["save", "update", "upsert"])
+def test_round_trips_neither_lose_nor_invent_keys(store: TaskStore, how: str) -> None:
+    p = TaskPersistence(store=store)
+    p.save("bare", "originq", "pending", submit_time=T0)
+    p.save("full", "quafu", "failed", {"x": 1}, shots=3, submit_time=T0, error_message="e", a=1)
+    p.save("none", "ibm", "failed", submit_time=T0, error_message=None, b=[1, 2])
+    before = {r["task_id"]: r for r in p.list_all()}
+    for record in before.values():
+        if how == "save":
+            p.save(**record)
+        elif how == "update":
+            assert p.update(**record) is True
+        else:
+            p.upsert(**record)
+    after = {r["task_id"]: r for r in p.list_all()}
+    for task_id, record in before.items():
+        assert list(after[task_id]) == list(record), (how, task_id)
+        assert after[task_id] == {**record, "update_time": ANY_TIME}, (how, task_id)
+    assert list(before["bare"]) == CORE_ORDER
+    assert list(before["full"]) == [*CORE_ORDER, "shots", "error_message", "a"]
+    assert list(before["none"]) == [*CORE_ORDER, "error_message", "b"]
+
+
+def test_update_and_upsert_as_the_reference_does(store: TaskStore) -> None:
+    p = TaskPersistence(store=store)
+    p.save("task-1", "originq", "running", submit_time=T0, circuit="bell")
+    assert p.update("task-1", status="success", shots=10, submit_time=T1, extra="kept")
+    # submit_time: the reference's store keeps an existing row's, whatever is passed
+    assert p.load("task-1") == {
+        "task_id": "task-1",
+        "platform": "originq",
+        "status": "success",
+        "result": None,
+        "submit_time": T0,
+        "update_time": ANY_TIME,
+        "shots": 10,
+        "circuit": "bell",
+        "extra": "kept",
+    }
+    # an existing record keeps its platform through upsert (the reference passes only
+    # status, result and the keywords on); a missing one is saved with it
+    p.upsert("task-1", "ibm", "failed", {"r": 1}, attempt=2)
+    p.upsert("task-2", "ibm", "pending", submit_time=T0)
+    assert p.load("task-1") == {
+        "task_id": "task-1",
+        "platform": "originq",
+        "status": "failed",
+        "result": {"r": 1},
+        "submit_time": T0,
+        "update_time": ANY_TIME,
+        "shots": 10,
+        "circuit": "bell",
+        "extra": "kept",
+        "attempt": 2,
+    }
+    assert p.load("task-2") == {
+        "task_id": "task-2",
+        "platform": "ibm",
+        "status": "pending",
+        "result": None,
+        "submit_time": T0,
+        "update_time": ANY_TIME,
+    }
+    assert [r["task_id"] for r in p.list_all(limit=1)] == ["task-2"]

@@ -18,7 +18,7 @@ from pydantic import AfterValidator, BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from .errors import TaskConflictError
+from .errors import DatabaseBusyError, DatabaseUnavailableError, TaskConflictError
 
 MAX_TEXT = 1024  # ids, backends and filters: far above any real one, bounded for the fuzzers
 
@@ -84,6 +84,7 @@ _DESCRIPTIONS = {
     401: "Missing or wrong bearer token (only when UNIQC_STORE_API_TOKEN is set).",
     404: "No such task.",
     409: "The task is already there (live or archived): delete or restore it first.",
+    503: "The database cannot be reached or stayed busy: try again later.",
 }
 
 
@@ -97,12 +98,13 @@ _VALIDATION_ERROR = {
 
 
 def responses(*statuses: int, token: bool) -> dict[int | str, dict[str, Any]]:
-    """The OpenAPI ``responses`` of a route: its own error statuses, 422, and 401 with a token.
+    """The OpenAPI ``responses`` of a route: its own error statuses, 422, 503, and 401 with a
+    token.
 
     422 is declared on every route, parameterless ones too: any route refuses
-    an unknown query parameter.
+    an unknown query parameter; 503 too: any route may find the database down.
     """
-    codes = (*statuses, 401) if token else statuses
+    codes = (*statuses, 503, 401) if token else (*statuses, 503)
     declared: dict[int | str, dict[str, Any]] = {
         code: {"model": Detail, "description": _DESCRIPTIONS[code]} for code in codes
     }
@@ -149,7 +151,8 @@ def allowed_methods(app: FastAPI, request: Request) -> list[str]:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """422 for bad input (the store's ValueError/TypeError included), 409, and a full 405."""
+    """422 for bad input (the store's ValueError/TypeError included), 409, 503 when the
+    database is unavailable or busy, and a full 405."""
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -164,6 +167,12 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(TaskConflictError)
     async def conflict(_request: Request, exc: TaskConflictError) -> JSONResponse:
         return JSONResponse(status_code=409, content={"detail": str(exc)})
+
+    @app.exception_handler(DatabaseUnavailableError)
+    @app.exception_handler(DatabaseBusyError)
+    async def unavailable(_request: Request, exc: Exception) -> JSONResponse:
+        # the store's messages never hold a password (they are redacted where raised)
+        return JSONResponse(status_code=503, content={"detail": str(exc)})
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -1,40 +1,71 @@
 """``TaskPersistence``: the reference's legacy flat-dict API over a TaskStore.
 
-A record is ``{"task_id", "platform", "status", "result", "shots",
-"submit_time", "update_time", "error_message", **metadata}``: ``platform``
-is the backend and metadata is flattened to the top level. Keyword
-arguments ``shots``, ``submit_time`` and ``update_time`` are promoted onto
-the task; anything else is metadata.
+A record is built as the reference builds it, key for key and in its order:
+``task_id``, ``platform`` (the backend), ``status``, ``result``,
+``submit_time``, ``update_time``; then ``shots`` only when it is not 0,
+``error_message`` only when one was saved, and last the metadata keys
+(a metadata key never overrides one of those).
+
+Keyword arguments ``shots``, ``submit_time`` and ``update_time`` are
+promoted onto the task (``update_time`` is always the time of the write, as
+in the reference); an ``error_message`` string goes to the task's
+``error_message`` column (so the REST API and the dashboard show it); any
+other ``error_message`` value (None, a dict) stays metadata, as in the
+reference; anything else is metadata. So ``save(**load(x))`` and
+``update(**load(x))`` give back the same record.
 """
 
 from __future__ import annotations
 
 import os
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from .records import TERMINAL_STATUSES, TaskInfo, TaskStatus
 from .store import TaskStore
 
-_RESERVED = ("shots", "submit_time", "update_time")
-_CORE = ("task_id", "platform", "status", "result", "error_message", *_RESERVED)
+_RESERVED = frozenset({"shots", "submit_time", "update_time"})
+_ERROR = "error_message"
 _OPEN = (TaskStatus.PENDING.value, TaskStatus.RUNNING.value)
 
 
 def to_record(info: TaskInfo) -> dict[str, Any]:
-    """The flat dict the legacy API returns for a task."""
-    record: dict[str, Any] = dict(info.metadata) if isinstance(info.metadata, dict) else {}
-    record.update(
-        task_id=info.task_id,
-        platform=info.backend,
-        status=info.status,
-        result=info.result,
-        shots=info.shots,
-        submit_time=info.submit_time,
-        update_time=info.update_time,
-        error_message=info.error_message,
-    )
+    """The flat dict the legacy API returns for a task (the reference's shape)."""
+    record: dict[str, Any] = {
+        "task_id": info.task_id,
+        "platform": info.backend,
+        "status": info.status,
+        "result": info.result,
+        "submit_time": info.submit_time,
+        "update_time": info.update_time,
+    }
+    if info.shots:
+        record["shots"] = info.shots
+    if info.error_message is not None:
+        record[_ERROR] = info.error_message
+    if isinstance(info.metadata, dict):  # another tool may have stored a non-object
+        for key, value in info.metadata.items():
+            record.setdefault(key, value)
     return record
+
+
+def _split(fields: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(reserved keywords, everything else), as the reference splits them."""
+    reserved = {k: v for k, v in fields.items() if k in _RESERVED}
+    return reserved, {k: v for k, v in fields.items() if k not in _RESERVED}
+
+
+def _place_error(info: TaskInfo, extra: dict[str, Any]) -> None:
+    """Move an ``error_message`` keyword to the column (text) or leave it metadata (else)."""
+    if _ERROR not in extra:
+        return
+    if isinstance(extra[_ERROR], str):
+        info.error_message = extra.pop(_ERROR)
+        if isinstance(info.metadata, dict):
+            info.metadata.pop(_ERROR, None)
+    else:
+        info.error_message = None
 
 
 class TaskPersistence:
@@ -50,48 +81,62 @@ class TaskPersistence:
     def save(
         self, task_id: str, platform: str, status: str, result: Any = None, **metadata: Any
     ) -> None:
-        """Save (replace) a record; ``submit_time`` of an existing record is kept."""
-        promoted = {k: metadata.pop(k) for k in _RESERVED if k in metadata}
-        error_message = metadata.pop("error_message", None)
+        """Save (replace) a record; ``submit_time`` of an existing record is kept.
+
+        ``shots`` defaults to 0 (the record then has no ``shots`` key), as in the reference.
+        """
+        reserved, extra = _split(metadata)
         info = TaskInfo(
             task_id=task_id,
             backend=platform,
             status=status,
             result=result,
-            metadata=metadata,
-            error_message=error_message,
-            **promoted,
+            shots=int(reserved.get("shots", 0)),
+            submit_time=reserved.get("submit_time") or datetime.now(timezone.utc).isoformat(),
+            metadata=extra,
         )
+        _place_error(info, extra)
         self.store.save(info)
 
     def update(self, task_id: str, **fields: Any) -> bool:
-        """Change some fields of an existing record (metadata keys merge); False if missing."""
-        current = self.load(task_id)
-        if current is None:
+        """Change some fields of an existing record; False if there is none.
+
+        ``platform``, ``status`` and ``result`` replace the task's; ``shots`` and
+        ``submit_time`` too; ``update_time`` is the time of this write; every
+        other key is merged into the metadata (the rest of it is kept).
+        """
+        info = self.store.get(task_id)
+        if info is None:
             return False
-        current.update(fields)
-        self._save_record(current)
+        reserved, extra = _split(fields)
+        if "platform" in extra:
+            info.backend = extra.pop("platform")
+        if "status" in extra:
+            info.status = extra.pop("status")
+        if "result" in extra:
+            info.result = extra.pop("result")
+        if "shots" in reserved:
+            info.shots = int(reserved["shots"])
+        if "submit_time" in reserved:
+            info.submit_time = reserved["submit_time"]
+        if not isinstance(info.metadata, dict):
+            info.metadata = {}
+        _place_error(info, extra)
+        info.metadata = {**info.metadata, **extra}
+        self.store.save(info)
         return True
 
     def upsert(
         self, task_id: str, platform: str, status: str, result: Any = None, **metadata: Any
     ) -> None:
-        """Update the record if it exists (metadata merges), else save a new one."""
-        fields = {"platform": platform, "status": status, "result": result, **metadata}
-        if not self.update(task_id, **fields):
-            self.save(task_id, platform, status, result, **metadata)
+        """Update the record if it exists, else save a new one.
 
-    def _save_record(self, record: dict[str, Any]) -> None:
-        metadata = {k: v for k, v in record.items() if k not in _CORE}
-        core = {k: record[k] for k in (*_RESERVED, "error_message") if k in record}
-        self.save(
-            record["task_id"],
-            record["platform"],
-            record["status"],
-            record.get("result"),
-            **core,
-            **metadata,
-        )
+        As in the reference, an existing record keeps its ``platform`` (pass
+        ``platform=`` to ``update`` to change it); ``status``, ``result`` and the
+        keywords are applied as ``update`` applies them.
+        """
+        if not self.update(task_id, status=status, result=result, **metadata):
+            self.save(task_id, platform, status, result, **metadata)
 
     def load(self, task_id: str) -> dict[str, Any] | None:
         """The record, or None."""
@@ -99,17 +144,18 @@ class TaskPersistence:
         return to_record(info) if info is not None else None
 
     def list_all(
-        self, platform: str | None = None, status: str | None = None
+        self, platform: str | None = None, status: str | None = None, limit: int | None = None
     ) -> list[dict[str, Any]]:
-        """Every record (newest first), optionally of one platform and/or status."""
-        return [to_record(i) for i in self.store.list(backend=platform, status=status)]
+        """Records newest first, optionally of one platform and/or status, at most ``limit``."""
+        found = self.store.list(backend=platform, status=status, limit=limit)
+        return [to_record(i) for i in found]
 
     def list_by_platform(self, platform: str) -> list[dict[str, Any]]:
         """The records of one platform."""
         return self.list_all(platform=platform)
 
     def list_pending(self, platform: str | None = None) -> list[dict[str, Any]]:
-        """Records still pending or running."""
+        """Records still pending or running (pending ones first)."""
         return [r for s in _OPEN for r in self.list_all(platform=platform, status=s)]
 
     def count(self, platform: str | None = None, status: str | None = None) -> int:

@@ -201,7 +201,7 @@ function expiredPanel(ctx) {
     if (JSON.stringify(q) !== checked) return invalidate();
     const done = await api("/api/tasks/archive-expired", { method: "POST", query: q });
     invalidate();
-    outcome.textContent = `Archived ${done.count} task(s); skipped ${done.skipped_running.length} unfinished, ${done.skipped_conflicts.length} already archived.`;
+    outcome.textContent = `Archived ${done.count} task(s); skipped ${done.skipped_running_count} unfinished, ${done.skipped_conflicts_count} already archived.`;
     await ctx.refresh();
   });
   // The archive button acts only on the parameters of the last dry run.
