@@ -109,6 +109,18 @@ def closed_pipe() -> None:
     raise SystemExit(128 + 13)  # pragma: no cover - where there is no SIGPIPE
 
 
+class _OutputConsole(Console):
+    """Rich's console on stdout; a closed pipe ends the command as Unix tools end."""
+
+    def on_broken_pipe(self) -> None:
+        raise BrokenPipeError  # reports_errors turns it into a quiet SIGPIPE
+
+
+def output_console() -> Console:
+    """A console for tables on stdout (created per command: it reads ``COLUMNS``)."""
+    return _OutputConsole()
+
+
 def shown_url(given: str | None, resolved: URL) -> str:
     """The database as the operator named it (password masked): their URL text, or the
     default file's path; never SQLAlchemy's rendering (``sqlite+pysqlite:////``, an added
