@@ -20,6 +20,7 @@ from typing import Any
 
 try:
     import click
+    from rich import box
     from rich.table import Table
 except ImportError:  # pragma: no cover - exercised only without the extra
     sys.stderr.write(
@@ -418,12 +419,15 @@ def list_tasks(
         for info in found:
             click.echo(json.dumps(_task_dict(info, reveal), ensure_ascii=False))
         return
-    table = Table()
+    # no borders beside the columns: room for the ids, and `awk` can pick them
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
     widest = max((len(info.task_id) for info in found), default=7)
     # the id keeps its full width; the other columns wrap to make room
     table.add_column("task_id", no_wrap=True, overflow="fold", min_width=widest)
-    for column in ("backend", "status", "shots", "submitted"):
-        table.add_column(column, overflow="fold")
+    table.add_column("backend", overflow="fold")
+    table.add_column("status", overflow="fold")
+    table.add_column("shots", overflow="fold", justify="right")
+    table.add_column("submitted", overflow="fold", min_width=10)
     for info in found:
         submitted = _utc_seconds(info.submit_time)
         table.add_row(info.task_id, info.backend, str(info.status), str(info.shots), submitted)
