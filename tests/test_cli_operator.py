@@ -122,8 +122,9 @@ def test_help_documents_url_and_exit_statuses() -> None:
     out = " ".join(run("list", "--help", columns=200)[1].split())
     assert "UNIQC_STORE_URL" in out and "~/.uniqc/cache/tasks.sqlite" in out
     top = run("--help", columns=200)[1]
-    for line in ("0  success", "2  usage", "3  database unavailable", "4  database incompatible"):
+    for line in ("0  success", "1  failed", "2  usage", "3  unavailable", "4  incompatible"):
         assert line in top
+    assert max(len(line) for line in run("list", "--help")[1].splitlines()) <= 80
 
 
 def test_archive_and_delete_one_task(db: tuple[TaskStore, str]) -> None:

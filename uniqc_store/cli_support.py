@@ -42,10 +42,10 @@ EXIT_INCOMPATIBLE = 4  # the database is not one this version can use as it is
 EXIT_CODES_HELP = """\b
 Exit status:
   0  success
-  1  failed: no such task, refused (e.g. downgrade without --yes), check found a difference
-  2  usage: unknown option, bad value (--status, --limit, --older-than, --url)
-  3  database unavailable: no such SQLite file, server unreachable, driver not installed
-  4  database incompatible: foreign file, schema newer than this version, server behind head
+  1  failed: no such task, refused (downgrade without --yes), check differs
+  2  usage: bad option or value (--status, --limit, --older-than, --url)
+  3  unavailable: no SQLite file, server unreachable, driver missing
+  4  incompatible: foreign file, schema too new, server behind head
 """
 
 _UNAVAILABLE = (DatabaseUnavailableError, DatabaseBusyError, DriverNotInstalledError)
