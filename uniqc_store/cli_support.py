@@ -19,7 +19,7 @@ from rich.progress import Progress
 from sqlalchemy import URL
 from sqlalchemy.exc import NoSuchModuleError, SQLAlchemyError
 
-from .engine import redact, redact_text, sqlite_file_path
+from .engine import redact, redact_text, resolve_url, sqlite_file_path
 from .errors import (
     DatabaseBusyError,
     DatabaseUnavailableError,
@@ -29,6 +29,7 @@ from .errors import (
     SchemaTooNewError,
     StoreError,
 )
+from .store import TaskStore
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -227,3 +228,37 @@ def working(label: str) -> Iterator[None]:
         return
     with Console(stderr=True).status(label):
         yield
+
+
+class Command(click.Command):
+    """Every command's ``--help`` ends with the exit statuses."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("epilog", EXIT_CODES_HELP)
+        super().__init__(*args, **kwargs)
+
+
+def existing_url(url: str | None) -> URL:
+    """The database of a command that must not create one (every command but ``upgrade``).
+
+    A SQLite file that does not exist (or is empty) is one line and exit 3
+    (unavailable); nothing, not even its directory, is created.
+    """
+    resolved = resolve_url(url, create_dirs=False)
+    path = sqlite_file_path(resolved)
+    if path is not None and (not path.exists() or (path.is_file() and path.stat().st_size == 0)):
+        fail(
+            f"no task database at {path}; run `uniqc-store upgrade` to create one",
+            EXIT_UNAVAILABLE,
+        )
+    shown_url(url, resolved)
+    return resolved
+
+
+@contextmanager
+def opened_store(url: str | None) -> Iterator[TaskStore]:
+    store = TaskStore(url=existing_url(url))
+    try:
+        yield store
+    finally:
+        store.close()
