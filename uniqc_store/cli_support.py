@@ -124,11 +124,15 @@ def output_console() -> Console:
 
 
 def shown_url(given: str | None, resolved: URL) -> str:
-    """The database as the operator named it (password masked): their URL text, or the
-    default file's path; never SQLAlchemy's rendering (``sqlite+pysqlite:////``, an added
-    ``?charset=utf8mb4``)."""
+    """The database as the operator named it (password masked): their URL, or the
+    default file's path; never SQLAlchemy's rendering of the engine's URL
+    (``sqlite+pysqlite:////``, an added ``?charset=utf8mb4``).
+
+    The given URL is shown through its parsed form, never as raw text: a password
+    with spaces or other odd characters is only reliably masked once parsed.
+    """
     path = sqlite_file_path(resolved)
-    shown = redact(given) if given else str(path) if path is not None else redact(resolved)
+    shown = redact(resolved) if given or path is None else str(path)
     _shown[redact(resolved)] = shown
     if "charset" not in resolved.query and resolved.get_backend_name() in ("mysql", "mariadb"):
         _shown[redact(resolved.update_query_dict({"charset": "utf8mb4"}))] = shown
@@ -136,7 +140,8 @@ def shown_url(given: str | None, resolved: URL) -> str:
 
 
 def check_url(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    """``--url``: refuse a URL that does not parse as a usage error naming the option."""
+    """``--url``: a URL that does not parse, or names no dialect, is a usage error (exit 2),
+    in one line like every other error (the URL is not echoed: it may hold a password)."""
     if value is None:
         return None
     from .engine import parse_url
@@ -144,14 +149,16 @@ def check_url(ctx: click.Context, param: click.Parameter, value: str | None) -> 
     try:
         parsed = parse_url(value)
     except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
+        fail(f"--url: {exc}", EXIT_USAGE)
+        raise AssertionError("unreachable") from None  # pragma: no cover
     try:
         parsed.get_dialect()  # the dialect only: a missing driver is found on opening (exit 3)
     except NoSuchModuleError:
-        raise click.BadParameter(
-            f"no SQLAlchemy dialect for {parsed.drivername!r}: use a URL starting with "
-            "sqlite://, postgresql+psycopg:// or mysql+pymysql://"
-        ) from None
+        fail(
+            f"--url: no SQLAlchemy dialect for {parsed.drivername!r}: use a URL starting with "
+            "sqlite://, postgresql+psycopg:// or mysql+pymysql://",
+            EXIT_USAGE,
+        )
     return value
 
 
