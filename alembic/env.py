@@ -65,7 +65,16 @@ def run_migrations_offline() -> None:
 
 
 def run_migrations_on(connection: Connection) -> None:
-    """Run the chain on a connection, under the database's migration lock."""
+    """Run the chain on a connection, under the database's migration lock.
+
+    A caller that only compares (``uniqc-store check`` sets ``compare_only``)
+    writes nothing, so it takes no lock (on SQLite, creates no lock file).
+    """
+    if config.attributes.get("compare_only"):
+        _configure(connection.dialect.name, connection=connection)
+        with context.begin_transaction():
+            context.run_migrations()
+        return
     with migration_lock(connection):
         prepare_database(connection)
         connection.commit()

@@ -38,18 +38,30 @@ def run(*args: str) -> tuple[int, str]:
 def test_schema_commands(fresh_url: URL) -> None:
     url = plain(fresh_url)
     if fresh_url.get_backend_name() == "sqlite":  # no file yet: only upgrade creates one
-        assert run("current", "--url", url)[1].startswith("error: no task database at")
-    else:
-        assert run("current", "--url", url)[1].startswith("0000 (schema version 0 of 5): behind")
+        assert run("current", "--url", url) == (
+            3,
+            f"error: no task database at {fresh_url.database}; "
+            "run `uniqc-store upgrade` to create one\n",
+        )
+    else:  # an empty server database: no made-up revision 0000
+        assert run("current", "--url", url) == (
+            0,
+            "no schema yet (empty database); run `uniqc-store upgrade`\n",
+        )
         code, out = run("check", "--url", url)
         assert code == 1 and "schema version 0" in out
     code, out = run("upgrade", "0002", "--url", url)
-    assert code == 0 and out.endswith(": at schema version 2\n")
-    assert run("upgrade", "--url", url)[0] == 0
+    assert code == 0 and out.endswith(": upgraded from schema version 0 to 2\n")
+    assert run("upgrade", "--url", url)[1].endswith(": upgraded from schema version 2 to 5\n")
     assert run("current", "--url", url)[1] == "0005 (schema version 5 of 5): up to date\n"
     assert run("check", "--url", url) == (0, "the schema is at head and matches the models\n")
     assert "0005  v5: re-key legacy" in run("history")[1]
-    assert run("downgrade", "base", "--yes", "--url", url)[1].endswith("at schema version 0\n")
+    code, out = run("downgrade", "base", "--yes", "--url", url)
+    assert code == 0 and out.endswith("downgraded from schema version 5 to 0\n")
+    assert run("current", "--url", url) == (
+        0,
+        "no schema yet (empty database); run `uniqc-store upgrade`\n",
+    )
 
 
 def test_upgrade_sql_prints_instead_of_running(tmp_path: Path) -> None:
@@ -180,20 +192,25 @@ def console_script(
 def test_errors_are_one_line_without_password(tmp_path: Path) -> None:
     foreign = tmp_path / "tasks.sqlite"
     before = ref.foreign_file(foreign, 7)
-    cases = [
-        ("list", "--url", f"sqlite:///{foreign}"),
-        ("upgrade", "--url", f"sqlite:///{foreign}"),
-        ("current", "--url", "postgresql+psycopg://alice:s3cret@127.0.0.1:9/db"),
-        ("stats", "--url", "mysql+pymysql://alice:s3cret@127.0.0.1:9/db"),
-        ("list", "--url", "nonsense://alice:s3cret@"),
+    cases = [  # foreign: 4 (incompatible); unreachable or no driver: 3 (unavailable)
+        (("list", "--url", f"sqlite:///{foreign}"), 4),
+        (("upgrade", "--url", f"sqlite:///{foreign}"), 4),
+        (("current", "--url", "postgresql+psycopg://alice:s3cret@127.0.0.1:9/db"), 3),
+        (("stats", "--url", "mysql+pymysql://alice:s3cret@127.0.0.1:9/db"), 3),
     ]
-    for args in cases:
+    for args, status in cases:
         result = console_script(*args)
-        assert result.returncode == 1, (args, result.stderr)
+        assert result.returncode == status, (args, result.stderr)
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: "), (args, result.stderr)
         assert "Traceback" not in result.stderr and "s3cret" not in result.stderr + result.stdout
     assert foreign.read_bytes() == before
+    unknown = console_script("list", "--url", "nonsense://alice:s3cret@")  # a usage error: 2
+    assert unknown.returncode == 2 and "s3cret" not in unknown.stderr + unknown.stdout
+    assert unknown.stderr == (
+        "error: --url: no SQLAlchemy dialect for 'nonsense': use a URL starting with "
+        "sqlite://, postgresql+psycopg:// or mysql+pymysql://\n"
+    )
 
 
 def test_server_behind_head_is_one_line(store: TaskStore, backend: str) -> None:
@@ -202,7 +219,7 @@ def test_server_behind_head_is_one_line(store: TaskStore, backend: str) -> None:
     url = plain(store.url)
     assert run("downgrade", "0004", "--url", url)[0] == 0
     code, out = run("list", "--url", url)
-    assert code == 1 and "schema version 4" in out and "uniqc-store upgrade" in out
+    assert code == 4 and "schema version 4" in out and "uniqc-store upgrade" in out
     assert run("upgrade", "--url", url)[0] == 0
 
 
@@ -304,6 +321,7 @@ def test_serve_warns_without_a_token_off_loopback(
     monkeypatch.delenv("UNIQC_STORE_API_TOKEN", raising=False)
     TaskStore(url=f"sqlite:///{tmp_path / 't.sqlite'}").close()  # serve needs a database
     args = ["serve", "--host", host, "--url", f"sqlite:///{tmp_path / 't.sqlite'}"]
+    TaskStore(url=f"sqlite:///{tmp_path / 't.sqlite'}").close()  # serve creates no database
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0 and calls == [host]
     assert ("warning: serving on" in result.output) is warned

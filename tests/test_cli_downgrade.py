@@ -38,16 +38,16 @@ def test_a_lossy_downgrade_lists_the_rows_and_needs_yes(fresh_url: URL) -> None:
     assert store.schema_version() == 5 and len(store.get_shards("uqt_1")) == 1
 
     code, out = run("downgrade", "-1", "--url", url)  # 5 -> 4 loses nothing: no question
-    assert code == 0 and out.endswith("at schema version 4\n")
+    assert code == 0 and out.endswith("downgraded from schema version 5 to 4\n")
     code, out = run("downgrade", "-1", "--url", url)
     assert code == 1 and "from schema version 4 to 3" in out
-    assert run("downgrade", "-1", "--yes", "--url", url)[1].endswith("at schema version 3\n")
+    assert run("downgrade", "-1", "--yes", "--url", url)[1].endswith(" 4 to 3\n")
     code, out = run("downgrade", "base", "--url", url)
     assert code == 1
     assert "  tasks.error_message: 2 row(s) with a value (column dropped)\n" in out
     assert "  archived_tasks: 1 row(s) (the table is dropped)\n" in out
     assert "  tasks: 2 row(s) (the table is dropped)\n" in out
-    assert run("downgrade", "base", "--yes", "--url", url)[1].endswith("at schema version 0\n")
+    assert run("downgrade", "base", "--yes", "--url", url)[1].endswith(" 3 to 0\n")
     store.close()
 
 
@@ -66,5 +66,6 @@ def test_downgrade_above_the_database_is_refused(fresh_url: URL) -> None:
     assert run("downgrade", "0004", "--url", url)[0] == 0
     code, out = run("downgrade", "0005", "--url", url)
     assert code == 1 and "below 0005: use upgrade" in out
-    assert run("downgrade", "sideways", "--url", url)[1].startswith("error: unknown revision")
+    code, out = run("downgrade", "sideways", "--url", url)
+    assert code == 2 and "Invalid value for 'REVISION': unknown revision 'sideways'" in out
     store.close()

@@ -35,7 +35,7 @@ def invoke(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
 def test_a_mistyped_path_creates_nothing(tmp_path: Path, args: tuple[str, ...]) -> None:
     path = tmp_path / "typo" / "deeper" / "tasks.sqlite"
     code, out = invoke(*args, "--url", f"sqlite:///{path}")
-    assert code == 1
+    assert code == 3  # database unavailable
     assert out == (f"error: no task database at {path}; run `uniqc-store upgrade` to create one\n")
     assert list(tmp_path.iterdir()) == []
 
@@ -49,7 +49,7 @@ def test_the_default_location_is_not_created_either(tmp_path: Path) -> None:
     exe = Path(sys.executable).with_name("uniqc-store")
     result = subprocess.run([str(exe), "list"], env=env, capture_output=True, text=True)
     expected = home / ".uniqc" / "cache" / "tasks.sqlite"
-    assert result.returncode == 1
+    assert result.returncode == 3
     assert result.stderr == (
         f"error: no task database at {expected}; run `uniqc-store upgrade` to create one\n"
     )
@@ -60,7 +60,7 @@ def test_an_empty_file_is_not_a_task_database(tmp_path: Path) -> None:
     path = tmp_path / "tasks.sqlite"
     path.touch()
     code, out = invoke("list", "--url", f"sqlite:///{path}")
-    assert code == 1 and out.startswith(f"error: no task database at {path}")
+    assert code == 3 and out.startswith(f"error: no task database at {path}")
     assert path.read_bytes() == b"" and list(tmp_path.iterdir()) == [path]
 
 

@@ -97,7 +97,7 @@ def test_every_command_refuses_another_applications_file(
     path = tmp_path / "other.db"
     before = other_app_file(path, 0)
     result = CliRunner().invoke(main, [*args, "--url", f"sqlite:///{path}"])
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 4, result.output  # database incompatible
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.output
     assert "holds tables that are not the task store's (users)" in lines[0]
