@@ -319,11 +319,11 @@ def test_serve_warns_without_a_token_off_loopback(
 ) -> None:
     calls = serve_calls(monkeypatch)
     monkeypatch.delenv("UNIQC_STORE_API_TOKEN", raising=False)
-    TaskStore(url=f"sqlite:///{tmp_path / 't.sqlite'}").close()  # serve needs a database
     args = ["serve", "--host", host, "--url", f"sqlite:///{tmp_path / 't.sqlite'}"]
     TaskStore(url=f"sqlite:///{tmp_path / 't.sqlite'}").close()  # serve creates no database
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0 and calls == [host]
+    assert f"serving sqlite:///{tmp_path / 't.sqlite'} on http://{host}:8000/" in result.output
     assert ("warning: serving on" in result.output) is warned
     monkeypatch.setenv("UNIQC_STORE_API_TOKEN", "t0ken")
     assert "warning" not in CliRunner().invoke(main, args).output

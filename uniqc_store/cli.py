@@ -408,7 +408,13 @@ def serve(host: str, port: int, url: str | None) -> None:
             "to require a bearer token.",
             err=True,
         )
-    app = create_app(TaskStore(url=existing_url(url)))
+    store = TaskStore(url=existing_url(url))
+    app = create_app(store)
+    click.echo(
+        f"serving {shown_url(url, store.url)} on http://{host}:{port}/ "
+        "(the dashboard at /, the API under /api)",
+        err=True,
+    )
 
     class Server(uvicorn.Server):
         """Ends the dashboards' event streams on Ctrl-C: they would hold the shutdown."""
