@@ -8,6 +8,7 @@ the ``__cause__`` and nothing is written.
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 import threading
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,6 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from uniqc_store import (
     DatabaseUnavailableError,
-    StoreError,
     TaskInfo,
     TaskStore,
 )
@@ -60,17 +60,21 @@ def test_full_database_is_unavailable_and_nothing_is_written(tmp_path: Path) -> 
 
 
 def test_corrupt_file_is_unavailable(tmp_path: Path) -> None:
+    """A damaged page of ``tasks`` (its root, so every scan of the table reads it)."""
     with TaskStore(tmp_path) as store:
         store.save_many(TaskInfo(task_id=f"uqt_{i}", backend="b") for i in range(500))
     path = tmp_path / "tasks.sqlite"
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'tasks'").fetchone()
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
     data = bytearray(path.read_bytes())
-    data[4096:8192] = b"\xff" * 4096  # a page of garbage in the middle of the file
+    start = (root[0] - 1) * page_size
+    data[start : start + page_size] = b"\xff" * page_size  # a page of garbage
     path.write_bytes(bytes(data))
-    with pytest.raises(StoreError) as caught, TaskStore(tmp_path) as store:
-        store.count()
-        list(store.iter_tasks())
-    assert isinstance(caught.value, DatabaseUnavailableError)
-    assert isinstance(caught.value.__cause__, SQLAlchemyError)
+    with TaskStore(tmp_path) as store:
+        with pytest.raises(DatabaseUnavailableError, match="malformed") as caught:
+            list(store.iter_tasks())
+        assert isinstance(caught.value.__cause__, SQLAlchemyError)
 
 
 def test_unreachable_server_is_unavailable() -> None:
