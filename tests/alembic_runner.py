@@ -44,13 +44,13 @@ def run_alembic(
     out, err = io.StringIO(), io.StringIO()
     code = 0
     with _environment(cwd, env), _logging_restored(), redirect_stdout(out), redirect_stderr(err):
-        cli = CommandLine(prog="alembic")
-        options = cli.parser.parse_args(list(argv))
-        ini = options.config[-1] if options.config else "alembic.ini"
-        config = Config(file_=ini, ini_section=options.name, cmd_opts=options, stdout=out)
         try:
+            cli = CommandLine(prog="alembic")
+            options = cli.parser.parse_args(list(argv))
+            ini = options.config[-1] if options.config else "alembic.ini"
+            config = Config(file_=ini, ini_section=options.name, cmd_opts=options, stdout=out)
             cli.run_cmd(config, options)
-        except SystemExit as exc:  # a CommandError: Alembic printed it and exits
+        except SystemExit as exc:  # bad arguments, or a CommandError Alembic printed
             code = exc.code if isinstance(exc.code, int) else 1
         except Exception:  # what the real command would end with: a traceback, exit 1
             err.write(traceback.format_exc())
