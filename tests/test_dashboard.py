@@ -304,9 +304,9 @@ def test_a_closed_tab_stops_the_polling(tmp_path: Path) -> None:
             assert [next(lines) for _ in range(3)] == ["retry: 3000", "event: ready", "data: {}"]
             store.save(TaskInfo(task_id="uqt_seen", backend="b"))
             assert next(line for line in lines if line.startswith("event:")) == "event: change"
-            assert feed._listeners == 1
+            assert feed.listeners == 1 and feed.polling
         deadline = time.monotonic() + 5
-        while feed._listeners or feed._poller is not None:
+        while feed.listeners or feed.polling:
             assert time.monotonic() < deadline, "the stream's listener outlived its client"
             time.sleep(0.05)
     finally:

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import URL, inspect, select, text
 
 from tests import reference_db as ref
+from tests.alembic_runner import AlembicResult, run_alembic
 from uniqc_store import MissingParentTaskError, PayloadTooLargeError, TaskInfo, TaskShard, TaskStore
 from uniqc_store.engine import create_store_engine
 from uniqc_store.migrations import database_version, downgrade, upgrade
@@ -23,14 +24,40 @@ ROOT = Path(__file__).resolve().parent.parent
 MiB = 1024 * 1024
 
 
-def alembic_cli(url: URL, *args: str) -> subprocess.CompletedProcess[str]:
+def alembic_cli(url: URL, *args: str) -> AlembicResult:
     plain = url.render_as_string(hide_password=False)
-    return subprocess.run(
-        [sys.executable, "-m", "alembic", "-x", f"url={plain}", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
+    return run_alembic("-x", f"url={plain}", *args)
+
+
+def test_the_real_alembic_command_line(tmp_path: Path) -> None:
+    """One real ``python -m alembic`` process per command shape; the rest of the suite
+    runs the same command line in-process (``tests/alembic_runner.py``)."""
+    url = f"sqlite:///{tmp_path / 'tasks.sqlite'}"
+
+    def alembic(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "alembic", "-x", f"url={url}", *args],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
+
+    upgraded = alembic("upgrade", "head")
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert "Running upgrade 0004 -> 0005" in upgraded.stderr  # the ini's logging applies
+    checked = alembic("check")
+    assert checked.returncode == 0, checked.stderr
+    assert "No new upgrade operations detected" in checked.stdout
+    downgraded = alembic("downgrade", "-1")
+    assert downgraded.returncode == 0, downgraded.stderr
+    assert alembic("check").returncode != 0  # not at head: an exit code says so
+    sql = alembic("upgrade", "0004:head", "--sql")
+    assert sql.returncode == 0, sql.stderr
+    assert "UPDATE uniqc_store_alembic_version SET version_num='0005'" in sql.stdout
+    engine = create_store_engine(url)
+    with engine.connect() as conn:
+        assert database_version(conn) == 4  # --sql printed the SQL and ran none of it
+    engine.dispose()
 
 
 def test_cli_upgrade_check_downgrade(fresh_url: URL) -> None:

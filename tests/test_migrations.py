@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import subprocess
-import sys
 import tracemalloc
 from pathlib import Path
 
 import pytest
 from alembic import command
 from sqlalchemy import URL
+from sqlalchemy.exc import IntegrityError
 
 from tests import reference_db as ref
+from tests.alembic_runner import run_alembic
 from uniqc_store import (
     APPLICATION_ID,
     CURRENT_SCHEMA_VERSION,
@@ -25,8 +25,6 @@ from uniqc_store import (
 )
 from uniqc_store.engine import create_store_engine
 from uniqc_store.migrations import make_config, script_directory, upgrade
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def sqlite_url(path: Path) -> URL:
@@ -133,7 +131,7 @@ def test_failing_data_revision_leaves_previous_revision(tmp_path: Path) -> None:
     conn.commit()
     conn.close()
     before = dump(path)
-    with pytest.raises(Exception, match="boom"):
+    with pytest.raises(IntegrityError, match="boom"):  # the trigger's RAISE(ABORT)
         migrate(path)
     assert dump(path) == {**before, "uniqc_store_alembic_version": [("0004",)]}
     assert header(path) == (4, APPLICATION_ID)
@@ -170,12 +168,8 @@ def test_reference_file_is_adopted(tmp_path: Path, version: int) -> None:
     already = {**ref.legacy_rows(1)[0], "task_id": "uqt_" + "0" * 32, "metadata_json": '{"k": 1}'}
     ref.insert_rows(path, "tasks", [already])
 
-    subprocess.run(
-        [sys.executable, "-m", "alembic", "-x", f"url=sqlite:///{path}", "upgrade", "head"],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-    )
+    result = run_alembic("-x", f"url=sqlite:///{path}", "upgrade", "head")
+    assert result.returncode == 0, result.stderr
     assert header(path) == (5, APPLICATION_ID)
     assert alembic_revision(path) == "0005"
 
@@ -271,12 +265,7 @@ def test_foreign_file_is_refused_untouched(tmp_path: Path) -> None:
     before = ref.foreign_file(path, 1234)
     with pytest.raises(ForeignDatabaseError, match="application_id 0x000004d2"):
         TaskStore(cache_dir=tmp_path)
-    result = subprocess.run(
-        [sys.executable, "-m", "alembic", "-x", f"url=sqlite:///{path}", "upgrade", "head"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
+    result = run_alembic("-x", f"url=sqlite:///{path}", "upgrade", "head")
     assert result.returncode != 0 and "ForeignDatabaseError" in result.stderr
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tasks.sqlite"]
@@ -362,12 +351,7 @@ def test_v5_memory_does_not_grow_with_rows(tmp_path: Path) -> None:
 def test_alembic_check_is_clean(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'tasks.sqlite'}"
     for args in (["upgrade", "head"], ["check"]):
-        result = subprocess.run(
-            [sys.executable, "-m", "alembic", "-x", f"url={url}", *args],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-        )
+        result = run_alembic("-x", f"url={url}", *args)
         assert result.returncode == 0, result.stderr
     assert "No new upgrade operations detected" in result.stdout + result.stderr
 

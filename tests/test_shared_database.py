@@ -8,13 +8,12 @@ creates ``users``) keeping Alembic's default ``alembic_version``; ours keeps
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from sqlalchemy import URL, inspect, text
 
+from tests.alembic_runner import run_alembic
 from uniqc_store import TaskInfo, TaskStore
 from uniqc_store.engine import create_store_engine
 from uniqc_store.migrations import upgrade
@@ -73,13 +72,7 @@ def chains(tmp_path: Path) -> tuple[Path, Path]:
 def alembic(ini: Path, url: URL, *args: str) -> str:
     env = {k: v for k, v in os.environ.items() if k not in ("UNIQC_STORE_URL", VERSION_TABLE_ENV)}
     plain = url.render_as_string(hide_password=False)
-    result = subprocess.run(
-        [sys.executable, "-m", "alembic", "-c", str(ini), "-x", f"url={plain}", *args],
-        cwd=ini.parent,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    result = run_alembic("-c", str(ini), "-x", f"url={plain}", *args, cwd=ini.parent, env=env)
     assert result.returncode == 0, (args, result.stderr)
     return result.stdout
 

@@ -157,6 +157,16 @@ class ChangeFeed:
         self._primed = asyncio.Event()
         self.closed = False
 
+    @property
+    def listeners(self) -> int:
+        """How many streams listen now (0 once every client has gone)."""
+        return self._listeners
+
+    @property
+    def polling(self) -> bool:
+        """Whether a poller (and its database connection) is running."""
+        return self._poller is not None
+
     async def listen(self, heartbeat: float) -> AsyncIterator[FeedEvent]:
         """``ready`` once changes are watched, then ``change`` after each change and
         ``heartbeat`` after ``heartbeat`` quiet seconds, until the feed is closed."""

@@ -15,6 +15,9 @@ Rows already ``uqt_`` are untouched; a NULL ``task_id`` is left as it is.
 Rows are streamed in keyset batches, so memory does not grow with the table.
 On SQLite (with its JSON functions) each batch is three set statements in the
 database; elsewhere Python rewrites each batch and hands it back in bulk.
+Both apply the same rule; ``alembic -x v5_rekey=python upgrade head`` runs the
+Python batches on SQLite too (``uses_sql_path``), which is how the suite
+compares the two on the same files.
 In ``--sql`` (offline) mode this revision only writes a comment.
 Schema: none.
 Downgrade: gives every row this revision re-keyed its legacy id back, drops
@@ -304,6 +307,16 @@ def _sqlite_has_json(conn: sa.Connection) -> bool:
     return True
 
 
+def uses_sql_path(conn: sa.Connection) -> bool:
+    """Whether the re-keying runs as set statements in SQLite (the default wherever
+    SQLite has its JSON functions) or as Python batches (every other engine, and
+    SQLite when ``-x v5_rekey=python`` is given)."""
+    choice = context.get_x_argument(as_dictionary=True).get("v5_rekey", "auto")
+    if choice not in ("auto", "python"):
+        raise ValueError(f"-x v5_rekey={choice}: expected auto or python")
+    return choice == "auto" and conn.dialect.name == "sqlite" and _sqlite_has_json(conn)
+
+
 def _rekey_in_sqlite(conn: sa.Connection, tasks: str, shards: str, archived: bool) -> None:
     """Batch by batch: map old ids to new, add the shards, move old shards, rename."""
     extra = ", archived_at" if archived else ""
@@ -341,7 +354,7 @@ def upgrade() -> None:
     if _offline():
         return
     conn = op.get_bind()
-    in_sqlite = conn.dialect.name == "sqlite" and _sqlite_has_json(conn)
+    in_sqlite = uses_sql_path(conn)
     for task_table, shard_table, archived in PAIRS:
         if in_sqlite:
             _rekey_in_sqlite(conn, task_table, shard_table, archived)
