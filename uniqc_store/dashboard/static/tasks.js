@@ -115,7 +115,12 @@ export function tasksView(which, params, ctx) {
   // The rows and the charts load side by side; the rows (the cheaper call) show first.
   const refresh = () => Promise.all([refreshRows(), refreshCounts()]);
 
+  // A live refresh and a filter change can overlap: only the newest answer is drawn.
+  let rowsAsked = 0;
+  let countsAsked = 0;
+
   async function refreshRows() {
+    const asked = ++rowsAsked;
     const cursor = state.cursors.at(-1);
     const page = await api("/api/dashboard/tasks", {
       query: {
@@ -123,6 +128,7 @@ export function tasksView(which, params, ctx) {
         order: state.order, limit: state.size, cursor,
       },
     });
+    if (asked !== rowsAsked) return; // a newer request is on its way: this answer is stale
     const first = (state.cursors.length - 1) * state.size;
     total.textContent = page.total === 1 ? "1 task" : `${page.total.toLocaleString()} tasks`;
     rows.replaceChildren(...page.tasks.map((t) => taskRow(t, which)));
@@ -139,7 +145,9 @@ export function tasksView(which, params, ctx) {
   }
 
   async function refreshCounts() {
+    const asked = ++countsAsked;
     const counts = await api("/api/dashboard/counts", { query: { table: which } });
+    if (asked !== countsAsked) return;
     const backends = Object.keys(counts.backend).sort();
     if (state.backend && !backends.includes(state.backend)) backends.push(state.backend);
     backendSelect.replaceChildren(
