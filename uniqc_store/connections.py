@@ -13,26 +13,11 @@ import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Protocol
 from weakref import WeakSet
 
 from sqlalchemy import Connection, Engine
 
 from .engine import SQLITE_BEGIN, sqlite_file_path
-
-
-class ConnectionSource(Protocol):
-    """What the executor needs from a source of connections."""
-
-    engine: Engine
-    holds: bool
-
-    def unit(self, held: bool = True) -> Iterator[Connection]: ...
-
-    def close(self) -> None: ...
-
-    def forget_parent_connections(self) -> None: ...
-
 
 #: Every live source, so a forked child can make each one start afresh.
 _SOURCES: WeakSet[HeldConnection | PooledConnections] = WeakSet()
@@ -51,8 +36,6 @@ if hasattr(os, "register_at_fork"):  # not on Windows, which cannot fork
 
 class HeldConnection:
     """One SQLite connection for the store's lifetime, one caller at a time."""
-
-    holds = True
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -118,8 +101,6 @@ class HeldConnection:
 
 class PooledConnections:
     """A pooled server connection per unit of work."""
-
-    holds = False
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine

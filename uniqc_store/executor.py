@@ -83,7 +83,8 @@ class Executor:
         self.engine = engine
         self.source: HeldConnection | PooledConnections = source_for(engine)
         self.busy_timeout_ms = busy_timeout_ms
-        self._drivers = DriverStatements(engine) if self.source.holds else None
+        held = isinstance(self.source, HeldConnection)
+        self._drivers = DriverStatements(engine) if held else None
         self._growth = sqlite_statistics.GrowthWatch()
         # psycopg switches autocommit without a round trip; MySQL drivers would pay two
         self._autocommit = engine.dialect.name == "postgresql"
