@@ -21,7 +21,7 @@ from uniqc_store.migrations import (
     prepare_database,
     stamp_sqlite_header,
 )
-from uniqc_store.models import Base
+from uniqc_store.tables import metadata
 from uniqc_store.versions import version_table
 
 config = context.config
@@ -40,12 +40,12 @@ def _url():  # type: ignore[no-untyped-def]
 
 def _ours(name: str | None, type_: str, _parents: object) -> bool:
     """Autogenerate and ``check`` look at our tables only: a shared database holds others."""
-    return type_ != "table" or name in Base.metadata.tables
+    return type_ != "table" or name in metadata.tables
 
 
 def _configure(dialect_name: str, **kwargs: object) -> None:
     context.configure(
-        target_metadata=Base.metadata,
+        target_metadata=metadata,
         version_table=version_table(),
         include_name=_ours,
         compare_type=True,

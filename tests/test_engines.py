@@ -76,6 +76,46 @@ def test_cli_upgrade_check_downgrade(fresh_url: URL) -> None:
     engine.dispose()
 
 
+def schema_facts(url: URL) -> dict[str, dict[str, object]]:
+    """The four tables as the database reflects them: columns, keys, indexes, options."""
+    engine = create_store_engine(url)
+    with engine.connect() as conn:
+        inspector = inspect(conn)
+        facts = {
+            table: {
+                "columns": [
+                    (c["name"], repr(c["type"]), c["nullable"], c.get("default"))
+                    for c in inspector.get_columns(table)
+                ],
+                "primary_key": inspector.get_pk_constraint(table),
+                "foreign_keys": inspector.get_foreign_keys(table),
+                "indexes": sorted(inspector.get_indexes(table), key=lambda i: str(i["name"])),
+                "options": inspector.get_table_options(table),
+            }
+            for table in ("tasks", "archived_tasks", "task_shards", "archived_task_shards")
+        }
+    engine.dispose()
+    return facts
+
+
+def test_the_tables_create_what_the_migrations_create(fresh_url: URL) -> None:
+    """``metadata.create_all`` (the Core tables, their MySQL options added when MySQL
+    creates them) builds the schema the chain builds, on every engine."""
+    from uniqc_store.tables import metadata
+
+    engine = create_store_engine(fresh_url)
+    upgrade(engine)
+    migrated = schema_facts(fresh_url)
+    downgrade(engine, "base")
+    metadata.create_all(engine)
+    engine.dispose()
+    created = schema_facts(fresh_url)
+    assert created == migrated
+    if fresh_url.get_backend_name() == "mysql":
+        assert created["tasks"]["options"]["mysql_default charset"] == "utf8mb4"
+        assert created["tasks"]["options"]["mysql_collate"] == "utf8mb4_bin"
+
+
 def test_v5_data_migration_and_its_downgrade(fresh_url: URL) -> None:
     engine = create_store_engine(fresh_url, foreign_keys=False)
     upgrade(engine, "0004")

@@ -1,5 +1,5 @@
-"""``import uniqc_store`` loads neither Alembic nor the command line's or API's libraries
-(issue 15 point 7); they load when a migration or a command needs them."""
+"""``import uniqc_store`` loads neither Alembic, the command line's or API's libraries,
+the ORM nor the MySQL dialect (issue 15 point 7); each loads when something needs it."""
 
 from __future__ import annotations
 
@@ -7,11 +7,21 @@ import subprocess
 import sys
 from pathlib import Path
 
-HEAVY = ("alembic", "mako", "click", "rich", "fastapi", "uvicorn")
+#: Modules the repository does not need to import, or to use a SQLite store at head.
+HEAVY = (
+    "alembic",
+    "mako",
+    "click",
+    "rich",
+    "fastapi",
+    "uvicorn",
+    "sqlalchemy.orm",
+    "sqlalchemy.dialects.mysql",
+)
 
 
 def loaded_after(code: str, cwd: Path) -> set[str]:
-    probe = f"{code}; import sys; print(' '.join(sorted({{m.split('.')[0] for m in sys.modules}})))"
+    probe = f"{code}; import sys; print(' '.join(sorted(sys.modules)))"
     out = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=cwd
     )
@@ -20,16 +30,32 @@ def loaded_after(code: str, cwd: Path) -> set[str]:
 
 def test_import_is_lean(tmp_path: Path) -> None:
     assert loaded_after("import uniqc_store", tmp_path) == set()
+    assert loaded_after("from uniqc_store import TaskStore, TaskInfo", tmp_path) == set()
 
 
-def test_opening_a_store_at_head_stays_lean(tmp_path: Path) -> None:
+def test_using_a_store_at_head_stays_lean(tmp_path: Path) -> None:
     from uniqc_store import TaskStore
 
     TaskStore(tmp_path).close()  # created (and migrated) here, in this process
-    code = f"import uniqc_store; uniqc_store.TaskStore({str(tmp_path)!r}).close()"
+    code = (
+        "from uniqc_store import TaskInfo, TaskShard, TaskStore\n"
+        f"s = TaskStore({str(tmp_path)!r})\n"
+        "s.save(TaskInfo(task_id='t', backend='b', status='success', result={'a': 1}))\n"
+        "s.save_shard(TaskShard(uniqc_task_id='t', shard_index=0, platform_task_id='p',"
+        " backend='b', status='success'))\n"
+        "assert s.get('t').result == {'a': 1} and s.count() == 1 and len(s.list()) == 1\n"
+        "assert s.archive_task('t') and s.restore_task('t') and s.get_shards('t')\n"
+        "s.archive_expired(hours=0)\n"
+        "s.close()"
+    )
     assert loaded_after(code, tmp_path) == set()
 
 
 def test_a_migration_loads_alembic_when_needed(tmp_path: Path) -> None:
     code = f"import uniqc_store; uniqc_store.TaskStore({str(tmp_path / 'new')!r}).close()"
     assert "alembic" in loaded_after(code, tmp_path)
+
+
+def test_a_session_loads_the_orm_when_needed(tmp_path: Path) -> None:
+    code = f"import uniqc_store; uniqc_store.TaskStore({str(tmp_path)!r}).session().close()"
+    assert loaded_after(code, tmp_path) >= {"sqlalchemy.orm"}

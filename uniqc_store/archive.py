@@ -49,8 +49,8 @@ from sqlalchemy.exc import IntegrityError
 
 from .errors import TaskConflictError
 from .executor import Transaction
-from .models import archived_task_shards, archived_tasks, task_shards, tasks
 from .records import TERMINAL_STATUSES
+from .tables import archived_task_shards, archived_tasks, task_shards, tasks
 
 #: Ids moved per statement by ``archive_expired`` (keeps IN lists small).
 CHUNK = 500

@@ -49,10 +49,10 @@ from .cli_support import (
     working,
 )
 from .engine import sqlite_file_path
-from .models import archived_tasks, tasks
 from .records import TaskInfo, TaskStatus
 from .redaction import redact_record
 from .store import TaskStore
+from .tables import archived_tasks, tasks
 
 __all__ = ["main", "parse_hours"]
 

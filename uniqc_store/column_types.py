@@ -4,14 +4,17 @@ On MySQL/MariaDB key and indexed columns become ``VARCHAR(255)`` with a
 binary utf8mb4 collation (ids compare exactly, as on SQLite and PostgreSQL)
 and payloads become ``LONGTEXT``; every other engine sees TEXT. Released
 migrations use these names, so change them only together with a new revision.
+
+Nothing here imports the MySQL dialect: its package loads every MySQL driver
+module, which would cost every process that imports the store; ``LONGTEXT``
+and the table options are resolved when a MySQL/MariaDB dialect is in use.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Dialect, String, Text
-from sqlalchemy.dialects.mysql import LONGTEXT
+from sqlalchemy import Connection, Dialect, String, Table, Text, event
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.schema import CreateColumn
 from sqlalchemy.sql.compiler import DDLCompiler
@@ -23,9 +26,28 @@ _MYSQL = ("mysql", "mariadb")
 
 #: Ids, statuses, backends and indexed timestamps: TEXT, or VARCHAR(255) on MySQL.
 KeyText: TypeEngine[str] = Text().with_variant(String(255, collation="utf8mb4_bin"), *_MYSQL)
-#: JSON payloads and free text: TEXT, or LONGTEXT (4 GiB) on MySQL.
-_MYSQL_PAYLOAD = LONGTEXT(collation="utf8mb4_bin")
-PayloadText: TypeEngine[str] = Text().with_variant(_MYSQL_PAYLOAD, *_MYSQL)
+
+
+def _payload_type(dialect: Dialect) -> TypeEngine[Any]:
+    if dialect.name in _MYSQL:
+        from sqlalchemy.dialects.mysql import LONGTEXT  # loaded already: the dialect is in use
+
+        return LONGTEXT(collation="utf8mb4_bin")
+    return Text()
+
+
+class LongText(TypeDecorator[str]):
+    """Free text: TEXT, or ``LONGTEXT`` (4 GiB) with the binary utf8mb4 collation on MySQL."""
+
+    impl = Text
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        return _payload_type(dialect)
+
+
+#: Payloads and free text (``error_message``).
+PayloadText: TypeEngine[str] = LongText()
 
 
 class JSONText(TypeDecorator[Any]):
@@ -48,7 +70,7 @@ class JSONText(TypeDecorator[Any]):
         self.empty_object = empty_object
 
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
-        return _MYSQL_PAYLOAD if dialect.name in _MYSQL else Text()
+        return _payload_type(dialect)
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
         if value is None and not self.empty_object:
@@ -63,6 +85,8 @@ class JSONText(TypeDecorator[Any]):
 #: as the reference's ``task_id TEXT PRIMARY KEY`` does.
 SQLITE_NULLABLE_PK = "uniqc_sqlite_nullable_pk"
 
+#: The table options of every table on MySQL/MariaDB (the migrations pass them
+#: to ``create_table``; ``mysql_table_options`` adds them to the Core tables).
 MYSQL_TABLE_ARGS: dict[str, Any] = {
     "mysql_charset": "utf8mb4",
     "mysql_collate": "utf8mb4_bin",
@@ -79,3 +103,18 @@ def _sqlite_column_spec(element: CreateColumn, compiler: DDLCompiler, **kw: Any)
     if element.element.info.get(SQLITE_NULLABLE_PK):
         spec = spec.replace(" NOT NULL", "")
     return spec
+
+
+def mysql_table_options(table: Table) -> None:
+    """Create ``table`` with ``MYSQL_TABLE_ARGS`` when MySQL/MariaDB creates it.
+
+    Passed to ``Table(...)`` the options would load the MySQL dialect on
+    import; added just before a MySQL/MariaDB ``CREATE TABLE`` they render the
+    same DDL, and other engines never see them.
+    """
+    event.listen(table, "before_create", _add_mysql_options)
+
+
+def _add_mysql_options(table: Table, connection: Connection, **_: Any) -> None:
+    if connection.dialect.name in _MYSQL and not table.kwargs:
+        Table(table.name, table.metadata, extend_existing=True, **MYSQL_TABLE_ARGS)

@@ -1,52 +1,56 @@
-"""The declarative schema: the reference's v5 tables, spelled out once.
+"""The ORM: declarative classes mapped over the Core tables of ``tables.py``.
 
-Every table, column, default, key and index name here is the reference
-store's. Engine differences live in the column types (``with_variant``), not
-in per-engine SQL: on MySQL/MariaDB key and indexed columns become
-``VARCHAR(255)`` with a binary utf8mb4 collation (ids compare exactly, as on
-SQLite) and payloads become ``LONGTEXT``.
+Payload columns read and write Python values (``JSONText``) under the
+attribute names ``result`` and ``task_metadata``; ``to_info`` / ``from_info``
+and ``to_shard`` / ``from_shard`` convert rows to and from the repository's
+records, checking them as the repository does. Importing this module imports
+``sqlalchemy.orm``; the repository itself never does.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ForeignKey, Index, Integer, MetaData, Table, Text, text
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, column_property, relationship
 from typing_extensions import Self
 
+from . import tables
 from .codec import shard_to_row, task_to_row
-from .column_types import MYSQL_TABLE_ARGS, SQLITE_NULLABLE_PK, JSONText, KeyText, PayloadText
 from .records import TaskInfo, TaskShard
+from .tables import archived_task_shards, archived_tasks, task_shards, tasks
+
+__all__ = [
+    "ArchivedTaskRow",
+    "ArchivedTaskShardRow",
+    "Base",
+    "TaskRow",
+    "TaskShardRow",
+    "archived_task_shards",
+    "archived_tasks",
+    "task_shards",
+    "tasks",
+]
 
 
 class Base(DeclarativeBase):
-    """Declarative base holding the store's metadata."""
+    """Declarative base holding the store's metadata (the tables of ``tables.py``)."""
 
-    metadata = MetaData(
-        naming_convention={
-            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-            "pk": "pk_%(table_name)s",
-        }
-    )
+    metadata = tables.metadata
 
 
 class _TaskColumns:
-    """Columns shared by ``tasks`` and ``archived_tasks``, in the reference's order."""
+    """Attributes shared by ``TaskRow`` and ``ArchivedTaskRow``."""
 
-    if TYPE_CHECKING:  # declared by each table (v3 added it last to both)
+    if TYPE_CHECKING:  # mapped from each class's __table__
+        task_id: Mapped[str]
+        backend: Mapped[str]
+        status: Mapped[str]
+        shots: Mapped[int]
+        submit_time: Mapped[str]
+        update_time: Mapped[str]
+        result: Mapped[Any]
+        task_metadata: Mapped[dict[str, Any]]
         error_message: Mapped[str | None]
-
-    task_id: Mapped[str] = mapped_column(KeyText, primary_key=True, info={SQLITE_NULLABLE_PK: True})
-    backend: Mapped[str] = mapped_column(KeyText)
-    status: Mapped[str] = mapped_column(KeyText)
-    shots: Mapped[int] = mapped_column(Integer, server_default=text("0"))
-    submit_time: Mapped[str] = mapped_column(KeyText)
-    update_time: Mapped[str] = mapped_column(Text)
-    result: Mapped[Any] = mapped_column("result_json", JSONText(), nullable=True)
-    task_metadata: Mapped[dict[str, Any]] = mapped_column(
-        "metadata_json", JSONText(empty_object=True), server_default="{}"
-    )
 
     def to_info(self) -> TaskInfo:
         """The row as the repository's record."""
@@ -85,21 +89,20 @@ class _TaskColumns:
 
 
 class _ShardColumns:
-    """Columns shared by ``task_shards`` and ``archived_task_shards``."""
+    """Attributes shared by ``TaskShardRow`` and ``ArchivedTaskShardRow``."""
 
-    if TYPE_CHECKING:  # declared by each table, with or without its foreign key
+    if TYPE_CHECKING:  # mapped from each class's __table__
         uniqc_task_id: Mapped[str]
-
-    shard_index: Mapped[int] = mapped_column(Integer, primary_key=True, sort_order=1)
-    platform_task_id: Mapped[str] = mapped_column(KeyText, sort_order=2)
-    backend: Mapped[str] = mapped_column(KeyText, sort_order=3)
-    circuit_count: Mapped[int] = mapped_column(Integer, server_default=text("1"), sort_order=4)
-    sub_index_offset: Mapped[int] = mapped_column(Integer, server_default=text("0"), sort_order=5)
-    status: Mapped[str] = mapped_column(KeyText, sort_order=6)
-    result: Mapped[Any] = mapped_column("result_json", JSONText(), nullable=True, sort_order=7)
-    error_message: Mapped[str | None] = mapped_column(PayloadText, sort_order=8)
-    submit_time: Mapped[str] = mapped_column(Text, sort_order=9)
-    update_time: Mapped[str] = mapped_column(Text, sort_order=10)
+        shard_index: Mapped[int]
+        platform_task_id: Mapped[str]
+        backend: Mapped[str]
+        circuit_count: Mapped[int]
+        sub_index_offset: Mapped[int]
+        status: Mapped[str]
+        result: Mapped[Any]
+        error_message: Mapped[str | None]
+        submit_time: Mapped[str]
+        update_time: Mapped[str]
 
     def to_shard(self) -> TaskShard:
         """The row as the repository's record."""
@@ -129,16 +132,10 @@ class _ShardColumns:
 class TaskRow(_TaskColumns, Base):
     """A live task (table ``tasks``)."""
 
-    __tablename__ = "tasks"
-    __table_args__ = (
-        Index("tasks_backend_idx", "backend"),
-        Index("tasks_status_idx", "status"),
-        Index("tasks_submit_time_idx", "submit_time"),
-        MYSQL_TABLE_ARGS,
-    )
+    __table__ = tasks
 
-    error_message: Mapped[str | None] = mapped_column(PayloadText, sort_order=100)
-
+    result: Mapped[Any] = column_property(tasks.c.result_json)
+    task_metadata: Mapped[dict[str, Any]] = column_property(tasks.c.metadata_json)
     shards: Mapped[list[TaskShardRow]] = relationship(
         back_populates="task",
         lazy="raise",
@@ -149,54 +146,32 @@ class TaskRow(_TaskColumns, Base):
 
 
 class ArchivedTaskRow(_TaskColumns, Base):
-    """An archived task (table ``archived_tasks``); v3 added ``error_message`` last."""
+    """An archived task (table ``archived_tasks``)."""
 
-    __tablename__ = "archived_tasks"
-    __table_args__ = (
-        Index("archived_backend_idx", "backend"),
-        Index("archived_status_idx", "status"),
-        Index("archived_submit_time_idx", "submit_time"),
-        MYSQL_TABLE_ARGS,
-    )
+    __table__ = archived_tasks
 
-    archived_at: Mapped[str] = mapped_column(Text, sort_order=100)
-    error_message: Mapped[str | None] = mapped_column(PayloadText, sort_order=101)
+    if TYPE_CHECKING:
+        archived_at: Mapped[str]
+
+    result: Mapped[Any] = column_property(archived_tasks.c.result_json)
+    task_metadata: Mapped[dict[str, Any]] = column_property(archived_tasks.c.metadata_json)
 
 
 class TaskShardRow(_ShardColumns, Base):
     """One platform job of a live task (table ``task_shards``)."""
 
-    __tablename__ = "task_shards"
-    __table_args__ = (
-        Index("task_shards_platform_idx", "platform_task_id"),
-        Index("task_shards_status_idx", "status"),
-        MYSQL_TABLE_ARGS,
-    )
+    __table__ = task_shards
 
-    uniqc_task_id: Mapped[str] = mapped_column(
-        KeyText,
-        ForeignKey("tasks.task_id", ondelete="CASCADE"),
-        primary_key=True,
-        sort_order=0,
-    )
-
+    result: Mapped[Any] = column_property(task_shards.c.result_json)
     task: Mapped[TaskRow] = relationship(back_populates="shards", lazy="raise")
 
 
 class ArchivedTaskShardRow(_ShardColumns, Base):
     """One platform job of an archived task (table ``archived_task_shards``)."""
 
-    __tablename__ = "archived_task_shards"
-    __table_args__ = (
-        Index("archived_task_shards_platform_idx", "platform_task_id"),
-        MYSQL_TABLE_ARGS,
-    )
+    __table__ = archived_task_shards
 
-    uniqc_task_id: Mapped[str] = mapped_column(KeyText, primary_key=True, sort_order=0)
-    archived_at: Mapped[str] = mapped_column(Text, sort_order=11)
+    if TYPE_CHECKING:
+        archived_at: Mapped[str]
 
-
-tasks = cast(Table, TaskRow.__table__)
-archived_tasks = cast(Table, ArchivedTaskRow.__table__)
-task_shards = cast(Table, TaskShardRow.__table__)
-archived_task_shards = cast(Table, ArchivedTaskShardRow.__table__)
+    result: Mapped[Any] = column_property(archived_task_shards.c.result_json)

@@ -30,7 +30,7 @@ from sqlalchemy import (
 )
 
 from .column_types import JSONText
-from .models import archived_task_shards, archived_tasks, task_shards, tasks
+from .tables import archived_task_shards, archived_tasks, task_shards, tasks
 
 
 @functools.cache

@@ -13,11 +13,10 @@ import builtins
 import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import URL, Connection, Engine, Table, event
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.orm import Session
 
 from . import archive, versions
 from .codec import (
@@ -48,7 +47,6 @@ from .errors import (
     StoreError,
 )
 from .executor import Executor, Transaction
-from .models import archived_tasks, tasks
 from .records import (
     APPLICATION_ID,
     CURRENT_SCHEMA_VERSION,
@@ -61,6 +59,10 @@ from .records import (
 )
 from .sqlite_files import check_sqlite_file
 from .statements import Statements, counting, keyset_page, listing
+from .tables import archived_tasks, tasks
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 T = TypeVar("T")
 
@@ -170,7 +172,12 @@ class TaskStore:
         no ``BEGIN``, so it never holds a transaction the store would trip on.
         It refuses to flush changes: writes go through the repository, which
         validates them and keeps moves atomic (see the README's "The ORM").
+        Imports the ORM (``uniqc_store.models``) on first use.
         """
+        from sqlalchemy.orm import Session
+
+        from . import models  # noqa: F401  (maps the classes a query names)
+
         bind = self.engine
         if self.dialect == "sqlite" and self.db_path is None:
             bind = bind.execution_options(**{SQLITE_BEGIN: None})

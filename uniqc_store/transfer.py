@@ -16,10 +16,10 @@ from typing import IO, Any
 from sqlalchemy import Connection, Table, func, select, tuple_
 
 from .executor import Transaction
-from .models import archived_task_shards, archived_tasks, task_shards, tasks
 from .records import normalize_status
 from .statements import stored, upsert
 from .store import TaskStore
+from .tables import archived_task_shards, archived_tasks, task_shards, tasks
 
 #: Parents before children, so foreign keys hold at every step of an import.
 TABLES: dict[str, Table] = {

@@ -1,0 +1,103 @@
+"""The schema as Core tables: the reference's v5 tables, spelled out once.
+
+Every table, column, default, key and index name here is the reference
+store's, in the reference's column order. Engine differences live in the
+column types (``column_types.py``), not in per-engine SQL. The repository
+runs on these tables alone; the ORM classes (``models.py``) map over them and
+are imported only by code that uses the ORM, so ``import uniqc_store`` does not
+pay for ``sqlalchemy.orm``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Column, ForeignKey, Index, Integer, MetaData, Table, Text, text
+
+from .column_types import SQLITE_NULLABLE_PK, JSONText, KeyText, PayloadText, mysql_table_options
+
+metadata = MetaData(
+    naming_convention={
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+def _task_columns() -> list[Column[Any]]:
+    """The columns ``tasks`` and ``archived_tasks`` share, in the reference's order."""
+    return [
+        Column("task_id", KeyText, primary_key=True, info={SQLITE_NULLABLE_PK: True}),
+        Column("backend", KeyText, nullable=False),
+        Column("status", KeyText, nullable=False),
+        Column("shots", Integer, nullable=False, server_default=text("0")),
+        Column("submit_time", KeyText, nullable=False),
+        Column("update_time", Text, nullable=False),
+        Column("result_json", JSONText()),
+        Column("metadata_json", JSONText(empty_object=True), nullable=False, server_default="{}"),
+    ]
+
+
+def _shard_columns(parent: Column[str]) -> list[Column[Any]]:
+    """The columns of ``task_shards`` and ``archived_task_shards`` after the parent id."""
+    return [
+        parent,
+        Column("shard_index", Integer, primary_key=True),
+        Column("platform_task_id", KeyText, nullable=False),
+        Column("backend", KeyText, nullable=False),
+        Column("circuit_count", Integer, nullable=False, server_default=text("1")),
+        Column("sub_index_offset", Integer, nullable=False, server_default=text("0")),
+        Column("status", KeyText, nullable=False),
+        Column("result_json", JSONText()),
+        Column("error_message", PayloadText),
+        Column("submit_time", Text, nullable=False),
+        Column("update_time", Text, nullable=False),
+    ]
+
+
+tasks = Table(
+    "tasks",
+    metadata,
+    *_task_columns(),
+    Column("error_message", PayloadText),  # v3 added it last
+    Index("tasks_backend_idx", "backend"),
+    Index("tasks_status_idx", "status"),
+    Index("tasks_submit_time_idx", "submit_time"),
+)
+
+archived_tasks = Table(
+    "archived_tasks",
+    metadata,
+    *_task_columns(),
+    Column("archived_at", Text, nullable=False),
+    Column("error_message", PayloadText),  # v3 added it after archived_at
+    Index("archived_backend_idx", "backend"),
+    Index("archived_status_idx", "status"),
+    Index("archived_submit_time_idx", "submit_time"),
+)
+
+task_shards = Table(
+    "task_shards",
+    metadata,
+    *_shard_columns(
+        Column(
+            "uniqc_task_id",
+            KeyText,
+            ForeignKey("tasks.task_id", ondelete="CASCADE"),
+            primary_key=True,
+        )
+    ),
+    Index("task_shards_platform_idx", "platform_task_id"),
+    Index("task_shards_status_idx", "status"),
+)
+
+archived_task_shards = Table(
+    "archived_task_shards",
+    metadata,
+    *_shard_columns(Column("uniqc_task_id", KeyText, primary_key=True)),
+    Column("archived_at", Text, nullable=False),
+    Index("archived_task_shards_platform_idx", "platform_task_id"),
+)
+
+for _table in metadata.tables.values():
+    mysql_table_options(_table)
