@@ -14,6 +14,7 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy import Connection, Engine
 
+from uniqc_store.column_types import add_mysql_table_options
 from uniqc_store.engine import create_store_engine, resolve_url
 from uniqc_store.migrations import (
     migration_connection,
@@ -31,6 +32,8 @@ if config.config_file_name is not None and all(  # an ini with logging sections:
 ):
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 _NO_TRANSACTIONAL_DDL = ("mysql", "mariadb")
+for _table in metadata.tables.values():  # so autogenerate renders them, as the revisions pass them
+    add_mysql_table_options(_table)
 
 
 def _url():  # type: ignore[no-untyped-def]

@@ -27,8 +27,8 @@ from uniqc_store import (
 )
 from uniqc_store.api import REDACTED, create_app, redact_sensitive
 from uniqc_store.codec import MAX_JSON_DEPTH
-from uniqc_store.models import tasks
 from uniqc_store.redaction import TOO_DEEP
+from uniqc_store.tables import tasks
 
 SECRET_METADATA = {
     "api_key": "k-123",

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import text, update
 
 from uniqc_store import ArchiveStore, TaskConflictError, TaskInfo, TaskShard, TaskStore
-from uniqc_store.models import tasks
+from uniqc_store.tables import tasks
 
 
 def ago(hours: float) -> str:

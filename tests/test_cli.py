@@ -21,7 +21,7 @@ from sqlalchemy import URL, select, update
 from tests import reference_db as ref
 from uniqc_store import TaskInfo, TaskShard, TaskStore
 from uniqc_store.cli import main, parse_hours
-from uniqc_store.models import archived_task_shards, archived_tasks, task_shards, tasks
+from uniqc_store.tables import archived_task_shards, archived_tasks, task_shards, tasks
 
 runner = CliRunner()
 

@@ -23,7 +23,7 @@ from tests import reference_db as ref
 from uniqc_store import TaskInfo, TaskShard, TaskStore, generate_uniqc_task_id
 from uniqc_store.cli import main
 from uniqc_store.engine import redact
-from uniqc_store.models import tasks
+from uniqc_store.tables import tasks
 
 EXE = str(Path(sys.executable).with_name("uniqc-store"))
 LONG_BACKEND = "originq:WK_C180_a_rather_long_backend_name_for_the_table"

@@ -17,8 +17,8 @@ from tests.alembic_runner import AlembicResult, run_alembic
 from uniqc_store import MissingParentTaskError, PayloadTooLargeError, TaskInfo, TaskShard, TaskStore
 from uniqc_store.engine import create_store_engine
 from uniqc_store.migrations import database_version, downgrade, upgrade
-from uniqc_store.models import task_shards, tasks
 from uniqc_store.statements import stored_binds
+from uniqc_store.tables import task_shards, tasks
 
 ROOT = Path(__file__).resolve().parent.parent
 MiB = 1024 * 1024
@@ -99,8 +99,8 @@ def schema_facts(url: URL) -> dict[str, dict[str, object]]:
 
 
 def test_the_tables_create_what_the_migrations_create(fresh_url: URL) -> None:
-    """``metadata.create_all`` (the Core tables, their MySQL options added when MySQL
-    creates them) builds the schema the chain builds, on every engine."""
+    """``metadata.create_all`` (the Core tables the repository and the ORM use) builds
+    the schema the chain builds, on every engine, MySQL's table options included."""
     from uniqc_store.tables import metadata
 
     engine = create_store_engine(fresh_url)

@@ -1,5 +1,6 @@
 """``import uniqc_store`` loads neither Alembic, the command line's or API's libraries,
-the ORM nor the MySQL dialect (issue 15 point 7); each loads when something needs it."""
+the ORM nor the MySQL dialect (issue 15 point 7); each loads when something needs it,
+and the schema compiles on MySQL as if the tables had declared their options."""
 
 from __future__ import annotations
 
@@ -59,3 +60,26 @@ def test_a_migration_loads_alembic_when_needed(tmp_path: Path) -> None:
 def test_a_session_loads_the_orm_when_needed(tmp_path: Path) -> None:
     code = f"import uniqc_store; uniqc_store.TaskStore({str(tmp_path)!r}).session().close()"
     assert loaded_after(code, tmp_path) >= {"sqlalchemy.orm"}
+
+
+def test_mysql_ddl_compiled_without_an_engine_has_the_table_options(tmp_path: Path) -> None:
+    """The first MySQL/MariaDB compile in a fresh process renders the options the
+    tables carry in ``info`` (utf8mb4, binary collation, InnoDB) and LONGTEXT payloads."""
+    code = (
+        "from sqlalchemy.dialects import mysql\n"
+        "from sqlalchemy.schema import CreateTable\n"
+        "from uniqc_store.tables import metadata\n"
+        "for dialect in (mysql.dialect(), mysql.dialect(is_mariadb=True)):\n"
+        "    for table in metadata.sorted_tables:\n"
+        "        print(CreateTable(table).compile(dialect=dialect), '@@')"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path
+    )
+    statements = [ddl for ddl in out.stdout.split("@@") if ddl.strip()]
+    assert len(statements) == 8
+    for ddl in statements:
+        assert "ENGINE=InnoDB" in ddl
+        assert "CHARSET=utf8mb4" in ddl
+        assert "COLLATE utf8mb4_bin" in ddl.rsplit(")", 1)[1]  # the table's, not a column's
+        assert "result_json LONGTEXT COLLATE utf8mb4_bin" in ddl

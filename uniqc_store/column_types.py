@@ -1,4 +1,4 @@
-"""Column types shared by the models and the migrations.
+"""Column types shared by the tables and the migrations.
 
 On MySQL/MariaDB key and indexed columns become ``VARCHAR(255)`` with a
 binary utf8mb4 collation (ids compare exactly, as on SQLite and PostgreSQL)
@@ -6,17 +6,19 @@ and payloads become ``LONGTEXT``; every other engine sees TEXT. Released
 migrations use these names, so change them only together with a new revision.
 
 Nothing here imports the MySQL dialect: its package loads every MySQL driver
-module, which would cost every process that imports the store; ``LONGTEXT``
-and the table options are resolved when a MySQL/MariaDB dialect is in use.
+module, which would cost every process that imports the store. ``LONGTEXT``
+is resolved when a MySQL/MariaDB dialect compiles the type, and the tables'
+MySQL options when it compiles their ``CREATE TABLE``.
 """
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
-from sqlalchemy import Connection, Dialect, String, Table, Text, event
+from sqlalchemy import Dialect, String, Table, Text
 from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.schema import CreateColumn
+from sqlalchemy.schema import CreateColumn, CreateTable
 from sqlalchemy.sql.compiler import DDLCompiler
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
@@ -85,8 +87,8 @@ class JSONText(TypeDecorator[Any]):
 #: as the reference's ``task_id TEXT PRIMARY KEY`` does.
 SQLITE_NULLABLE_PK = "uniqc_sqlite_nullable_pk"
 
-#: The table options of every table on MySQL/MariaDB (the migrations pass them
-#: to ``create_table``; ``mysql_table_options`` adds them to the Core tables).
+#: The table options of every table on MySQL/MariaDB: the migrations pass them
+#: to ``create_table``; the Core tables carry ``MYSQL_OPTIONS`` in their ``info``.
 MYSQL_TABLE_ARGS: dict[str, Any] = {
     "mysql_charset": "utf8mb4",
     "mysql_collate": "utf8mb4_bin",
@@ -96,6 +98,32 @@ MYSQL_TABLE_ARGS: dict[str, Any] = {
     "mariadb_engine": "InnoDB",
 }
 
+#: Table ``info`` flag: the table takes ``MYSQL_TABLE_ARGS`` on MySQL/MariaDB.
+MYSQL_OPTIONS = "uniqc_mysql_table_options"
+_adding_options = threading.Lock()
+
+
+def add_mysql_table_options(table: Table) -> None:
+    """Give ``table`` the ``MYSQL_TABLE_ARGS`` (once; this loads the MySQL dialect).
+
+    ``Table(..., mysql_charset=...)`` validates its options by loading the
+    MySQL dialect package, and with it every MySQL driver module, in each
+    process that imports the tables. The tables carry ``MYSQL_OPTIONS``
+    instead and get their options here: when MySQL/MariaDB first compiles one
+    of their ``CREATE TABLE`` statements (so the DDL is always the same), and
+    when the migration environment starts (so autogenerate sees them).
+    """
+    with _adding_options:
+        if any(key not in table.dialect_kwargs for key in MYSQL_TABLE_ARGS):
+            table.dialect_kwargs.update(MYSQL_TABLE_ARGS)
+
+
+@compiles(CreateTable, "mysql", "mariadb")
+def _mysql_create_table(element: CreateTable, compiler: DDLCompiler, **kw: Any) -> str:
+    if element.element.info.get(MYSQL_OPTIONS):
+        add_mysql_table_options(element.element)
+    return str(compiler.visit_create_table(element, **kw))  # type: ignore[no-untyped-call]
+
 
 @compiles(CreateColumn, "sqlite")
 def _sqlite_column_spec(element: CreateColumn, compiler: DDLCompiler, **kw: Any) -> str:
@@ -103,18 +131,3 @@ def _sqlite_column_spec(element: CreateColumn, compiler: DDLCompiler, **kw: Any)
     if element.element.info.get(SQLITE_NULLABLE_PK):
         spec = spec.replace(" NOT NULL", "")
     return spec
-
-
-def mysql_table_options(table: Table) -> None:
-    """Create ``table`` with ``MYSQL_TABLE_ARGS`` when MySQL/MariaDB creates it.
-
-    Passed to ``Table(...)`` the options would load the MySQL dialect on
-    import; added just before a MySQL/MariaDB ``CREATE TABLE`` they render the
-    same DDL, and other engines never see them.
-    """
-    event.listen(table, "before_create", _add_mysql_options)
-
-
-def _add_mysql_options(table: Table, connection: Connection, **_: Any) -> None:
-    if connection.dialect.name in _MYSQL and not table.kwargs:
-        Table(table.name, table.metadata, extend_existing=True, **MYSQL_TABLE_ARGS)

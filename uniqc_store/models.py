@@ -4,7 +4,8 @@ Payload columns read and write Python values (``JSONText``) under the
 attribute names ``result`` and ``task_metadata``; ``to_info`` / ``from_info``
 and ``to_shard`` / ``from_shard`` convert rows to and from the repository's
 records, checking them as the repository does. Importing this module imports
-``sqlalchemy.orm``; the repository itself never does.
+``sqlalchemy.orm``; the repository runs on the Core tables and imports it only
+for ``TaskStore.session()``.
 """
 
 from __future__ import annotations
@@ -132,6 +133,7 @@ class _ShardColumns:
 class TaskRow(_TaskColumns, Base):
     """A live task (table ``tasks``)."""
 
+    __tablename__ = "tasks"
     __table__ = tasks
 
     result: Mapped[Any] = column_property(tasks.c.result_json)
@@ -148,6 +150,7 @@ class TaskRow(_TaskColumns, Base):
 class ArchivedTaskRow(_TaskColumns, Base):
     """An archived task (table ``archived_tasks``)."""
 
+    __tablename__ = "archived_tasks"
     __table__ = archived_tasks
 
     if TYPE_CHECKING:
@@ -160,6 +163,7 @@ class ArchivedTaskRow(_TaskColumns, Base):
 class TaskShardRow(_ShardColumns, Base):
     """One platform job of a live task (table ``task_shards``)."""
 
+    __tablename__ = "task_shards"
     __table__ = task_shards
 
     result: Mapped[Any] = column_property(task_shards.c.result_json)
@@ -169,6 +173,7 @@ class TaskShardRow(_ShardColumns, Base):
 class ArchivedTaskShardRow(_ShardColumns, Base):
     """One platform job of an archived task (table ``archived_task_shards``)."""
 
+    __tablename__ = "archived_task_shards"
     __table__ = archived_task_shards
 
     if TYPE_CHECKING:

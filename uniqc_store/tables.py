@@ -2,10 +2,10 @@
 
 Every table, column, default, key and index name here is the reference
 store's, in the reference's column order. Engine differences live in the
-column types (``column_types.py``), not in per-engine SQL. The repository
-runs on these tables alone; the ORM classes (``models.py``) map over them and
-are imported only by code that uses the ORM, so ``import uniqc_store`` does not
-pay for ``sqlalchemy.orm``.
+column types and the MySQL/MariaDB table options (``column_types.py``), not
+in per-engine SQL. The repository runs on these tables alone; the ORM classes
+(``models.py``) map over them and load ``sqlalchemy.orm`` only where the ORM
+is used, so ``import uniqc_store`` does not pay for it.
 """
 
 from __future__ import annotations
@@ -14,7 +14,13 @@ from typing import Any
 
 from sqlalchemy import Column, ForeignKey, Index, Integer, MetaData, Table, Text, text
 
-from .column_types import SQLITE_NULLABLE_PK, JSONText, KeyText, PayloadText, mysql_table_options
+from .column_types import (
+    MYSQL_OPTIONS,
+    SQLITE_NULLABLE_PK,
+    JSONText,
+    KeyText,
+    PayloadText,
+)
 
 metadata = MetaData(
     naming_convention={
@@ -39,7 +45,8 @@ def _task_columns() -> list[Column[Any]]:
 
 
 def _shard_columns(parent: Column[str]) -> list[Column[Any]]:
-    """The columns of ``task_shards`` and ``archived_task_shards`` after the parent id."""
+    """The columns ``task_shards`` and ``archived_task_shards`` share, ``parent`` (the
+    task id, with or without its foreign key) first."""
     return [
         parent,
         Column("shard_index", Integer, primary_key=True),
@@ -63,6 +70,7 @@ tasks = Table(
     Index("tasks_backend_idx", "backend"),
     Index("tasks_status_idx", "status"),
     Index("tasks_submit_time_idx", "submit_time"),
+    info={MYSQL_OPTIONS: True},
 )
 
 archived_tasks = Table(
@@ -74,6 +82,7 @@ archived_tasks = Table(
     Index("archived_backend_idx", "backend"),
     Index("archived_status_idx", "status"),
     Index("archived_submit_time_idx", "submit_time"),
+    info={MYSQL_OPTIONS: True},
 )
 
 task_shards = Table(
@@ -89,6 +98,7 @@ task_shards = Table(
     ),
     Index("task_shards_platform_idx", "platform_task_id"),
     Index("task_shards_status_idx", "status"),
+    info={MYSQL_OPTIONS: True},
 )
 
 archived_task_shards = Table(
@@ -97,7 +107,5 @@ archived_task_shards = Table(
     *_shard_columns(Column("uniqc_task_id", KeyText, primary_key=True)),
     Column("archived_at", Text, nullable=False),
     Index("archived_task_shards_platform_idx", "platform_task_id"),
+    info={MYSQL_OPTIONS: True},
 )
-
-for _table in metadata.tables.values():
-    mysql_table_options(_table)

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from sqlalchemy import Engine, Select, Table, func, select, tuple_
 
-from ..models import archived_tasks, tasks
+from ..tables import archived_tasks, tasks
 
 Order = Literal["newest", "oldest"]
 TableName = Literal["live", "archived"]
