@@ -1,23 +1,19 @@
-"""The REST API: routes and shapes (TestClient, every engine), a real uvicorn
-server over HTTP, bearer tokens, redaction and the OpenAPI document."""
+"""The REST API over HTTP from a real uvicorn server (every engine): routes and
+shapes, bearer tokens, redaction and the OpenAPI document."""
 
 from __future__ import annotations
 
 import importlib.metadata
 import json
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from urllib.parse import quote
 
 import httpx
 import pytest
-import uvicorn
-from fastapi.testclient import TestClient
 from sqlalchemy import text, update
 
+from tests.http_server import http_client, served
 from uniqc_store import (
     DatabaseUnavailableError,
     TaskConflictError,
@@ -56,9 +52,9 @@ def test_redact_sensitive() -> None:
 
 
 @pytest.fixture
-def client(store: TaskStore) -> Iterator[TestClient]:
-    with TestClient(create_app(store)) as test_client:
-        yield test_client
+def client(store: TaskStore) -> Iterator[httpx.Client]:
+    with http_client(create_app(store)) as http:
+        yield http
 
 
 def seed(store: TaskStore) -> None:
@@ -82,7 +78,7 @@ def seed(store: TaskStore) -> None:
         conn.execute(update(tasks).where(tasks.c.task_id == "uqt_4").values(update_time=old))
 
 
-def test_task_routes(client: TestClient, store: TaskStore) -> None:
+def test_task_routes(client: httpx.Client, store: TaskStore) -> None:
     seed(store)
     body = client.get("/api/tasks", params={"limit": 2, "offset": 1}).json()
     assert [t["task_id"] for t in body["tasks"]] == ["uqt_3", "uqt_2"]
@@ -117,7 +113,7 @@ def test_task_routes(client: TestClient, store: TaskStore) -> None:
     assert bulk == {"deleted": ["uqt_1"], "missing": ["nope"], "count": 1}
 
 
-def test_archive_routes(client: TestClient, store: TaskStore) -> None:
+def test_archive_routes(client: httpx.Client, store: TaskStore) -> None:
     seed(store)
     expired = client.post("/api/tasks/archive-expired", params={"hours": 72}).json()
     assert expired["archived"] == ["uqt_4"] and sorted(expired["skipped_running"]) == [
@@ -148,18 +144,18 @@ def test_archive_routes(client: TestClient, store: TaskStore) -> None:
     "params",
     [{"limit": -1}, {"limit": 10**9}, {"offset": -5}, {"status": "done"}, {"limit": "x"}],
 )
-def test_bad_parameters_are_422(client: TestClient, params: dict[str, object]) -> None:
+def test_bad_parameters_are_422(client: httpx.Client, params: dict[str, object]) -> None:
     assert client.get("/api/tasks", params=params).status_code == 422
     assert client.get("/api/archive", params=params).status_code == 422
 
 
-def test_bad_bodies_are_422(client: TestClient) -> None:
+def test_bad_bodies_are_422(client: httpx.Client) -> None:
     assert client.post("/api/tasks/bulk-delete", content=b"not json").status_code == 422
     assert client.post("/api/tasks/bulk-delete", json={"task_ids": "x"}).status_code == 422
     assert client.post("/api/tasks/archive-expired", params={"hours": -1}).status_code == 422
 
 
-def test_openapi_document(client: TestClient) -> None:
+def test_openapi_document(client: httpx.Client) -> None:
     spec = client.get("/openapi.json").json()
     expected = {
         "/api/tasks": {"get"},
@@ -183,32 +179,13 @@ def test_openapi_document(client: TestClient) -> None:
     assert limit["schema"]["maximum"] == 1000 and limit["schema"]["minimum"] == 0
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def live_server(
     store: TaskStore, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[str, TaskStore]]:
     monkeypatch.setenv("UNIQC_STORE_API_TOKEN", "t0ken-for-tests")
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(store), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}", store
-    finally:
-        server.should_exit = True
-        thread.join(timeout=20)
+    with served(create_app(store)) as base:
+        yield base, store
 
 
 def test_real_server_with_bearer_token(live_server: tuple[str, TaskStore]) -> None:
@@ -244,7 +221,7 @@ PATH_ROUTES = [
 
 
 @pytest.mark.parametrize("text", BAD_TEXT, ids=["nul", "surrogate", "inner-surrogate"])
-def test_nul_and_lone_surrogates_are_422_everywhere(client: TestClient, text: str) -> None:
+def test_nul_and_lone_surrogates_are_422_everywhere(client: httpx.Client, text: str) -> None:
     """In a URL a surrogate's bytes decode to U+FFFD (valid text); NUL is refused.
     In a JSON body ``\\ud800`` escapes do give lone surrogates: refused."""
     quoted = quote(text.encode("utf-8", "surrogatepass"), safe="")
@@ -266,7 +243,7 @@ def test_nul_and_lone_surrogates_are_422_everywhere(client: TestClient, text: st
         ]
 
 
-def test_unknown_body_fields_are_422(client: TestClient) -> None:
+def test_unknown_body_fields_are_422(client: httpx.Client) -> None:
     response = client.post("/api/tasks/bulk-delete", json={"task_ids": [], "force": True})
     assert response.status_code == 422 and response.json()["detail"][0]["loc"] == [
         "body",
@@ -283,13 +260,13 @@ def test_unknown_body_fields_are_422(client: TestClient) -> None:
     ("hours", "status"), [("999999", 200), ("1000000", 422), ("1e300", 422), ("nan", 422)]
 )
 def test_archive_expired_bounds_match_the_store(
-    client: TestClient, hours: str, status: int
+    client: httpx.Client, hours: str, status: int
 ) -> None:
     response = client.post("/api/tasks/archive-expired", params={"hours": hours})
     assert response.status_code == status, response.text
 
 
-def test_method_not_allowed_names_every_method(client: TestClient) -> None:
+def test_method_not_allowed_names_every_method(client: httpx.Client) -> None:
     for path in ("/api/tasks/uqt_1", "/api/archive/uqt_1"):
         for method in ("OPTIONS", "PUT", "PATCH"):
             response = client.request(method, path)
@@ -300,12 +277,12 @@ def test_method_not_allowed_names_every_method(client: TestClient) -> None:
     assert client.options("/api/tasks/counts").headers["allow"] == "GET"
 
 
-def test_a_trailing_slash_is_a_404_not_a_redirect(client: TestClient) -> None:
+def test_a_trailing_slash_is_a_404_not_a_redirect(client: httpx.Client) -> None:
     assert client.get("/api/tasks/uqt_1/", follow_redirects=False).status_code == 404
 
 
 def test_results_too_deep_to_serve_are_refused_at_save(
-    client: TestClient, store: TaskStore
+    client: httpx.Client, store: TaskStore
 ) -> None:
     def nested(depth: int) -> object:
         value: object = 1
@@ -356,7 +333,7 @@ def test_openapi_declares_statuses_and_the_bearer_scheme(
     store: TaskStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("UNIQC_STORE_API_TOKEN", "t0ken-for-tests")
-    with TestClient(create_app(store)) as http:
+    with http_client(create_app(store)) as http:
         assert http.get("/openapi.json").status_code == 401
         assert http.get("/docs").status_code == 401
         spec = http.get("/openapi.json", headers={"Authorization": "Bearer t0ken-for-tests"})
@@ -382,14 +359,14 @@ def test_openapi_declares_statuses_and_the_bearer_scheme(
         assert "400" in document["paths"][path]["post"]["responses"]
 
 
-def test_unknown_query_parameters_are_422(client: TestClient) -> None:
+def test_unknown_query_parameters_are_422(client: httpx.Client) -> None:
     for path in ("/api/tasks/counts", "/api/tasks?limitt=5", "/api/tasks/uqt_1?x=1"):
         sep = "&" if "?" in path else "?"
         response = client.get(f"{path}{sep}debug=1")
         assert response.status_code == 422 and response.json()["detail"][-1]["loc"][0] == "query"
 
 
-def test_without_a_token_nothing_declares_401(client: TestClient) -> None:
+def test_without_a_token_nothing_declares_401(client: httpx.Client) -> None:
     document = client.get("/openapi.json").json()
     for operations in document["paths"].values():
         for operation in operations.values():
@@ -400,7 +377,7 @@ def test_token_checks_on_routes_and_documents(
     store: TaskStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("UNIQC_STORE_API_TOKEN", "t0ken-for-tests")
-    with TestClient(create_app(store)) as http:
+    with http_client(create_app(store)) as http:
         for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic x"}):
             for path in ("/api/tasks", "/api/tasks/uqt_1", "/openapi.json", "/nope"):
                 response = http.get(path, headers=headers)
@@ -412,7 +389,7 @@ def test_token_checks_on_routes_and_documents(
 
 @pytest.mark.parametrize("depth", [MAX_JSON_DEPTH + 1, 450, 5000])
 def test_rows_too_deep_from_other_tools_are_served_without_a_500(
-    client: TestClient, store: TaskStore, depth: int
+    client: httpx.Client, store: TaskStore, depth: int
 ) -> None:
     store.save(TaskInfo(task_id="uqt_deep", backend="b"))
     deep = '{"a":' * depth + '{"token": "s3cret"}' + "}" * depth
@@ -428,7 +405,7 @@ def test_rows_too_deep_from_other_tools_are_served_without_a_500(
 
 
 def test_a_credentials_bundle_hides_its_secrets_and_keeps_the_rest(
-    client: TestClient, store: TaskStore
+    client: httpx.Client, store: TaskStore
 ) -> None:
     """The reference's API tests: ``result.credentials.access_key`` hidden,
     ``result.credentials.region == "cn"`` shown; the same in metadata and the archive."""
@@ -458,7 +435,7 @@ def test_a_credentials_bundle_hides_its_secrets_and_keeps_the_rest(
 
 @pytest.mark.parametrize("route", ["bulk-archive", "bulk-delete"])
 def test_a_wrong_body_key_is_422_not_a_silent_no_op(
-    client: TestClient, store: TaskStore, route: str
+    client: httpx.Client, store: TaskStore, route: str
 ) -> None:
     store.save(TaskInfo(task_id="uqt_1", backend="a", status="success"))
     response = client.post(f"/api/tasks/{route}", json={"ids": ["uqt_1"]})
@@ -474,7 +451,7 @@ def _old(store: TaskStore, task_id: str, status: str) -> None:
         conn.execute(update(tasks).where(tasks.c.task_id == task_id).values(update_time=old))
 
 
-def test_archive_expired_takes_a_json_body(client: TestClient, store: TaskStore) -> None:
+def test_archive_expired_takes_a_json_body(client: httpx.Client, store: TaskStore) -> None:
     _old(store, "uqt_run", "running")
     _old(store, "uqt_done", "success")
     refused = client.post("/api/tasks/archive-expired", json={"hours": -5})
@@ -504,7 +481,7 @@ def test_archive_expired_takes_a_json_body(client: TestClient, store: TaskStore)
 
 
 def test_archive_expired_reports_counts_and_bounded_ids(
-    client: TestClient, store: TaskStore
+    client: httpx.Client, store: TaskStore
 ) -> None:
     many = 1005
     old = (datetime.now(timezone.utc) - timedelta(hours=100)).isoformat()
@@ -529,7 +506,7 @@ def test_archive_expired_reports_counts_and_bounded_ids(
     assert {"archived", "count", "hours", "terminal_only", "skipped_running"} <= set(report)
 
 
-def test_health_and_version(client: TestClient, store: TaskStore) -> None:
+def test_health_and_version(client: httpx.Client, store: TaskStore) -> None:
     assert client.get("/api/health").json() == {
         "status": "ok",
         "database": "reachable",
@@ -552,7 +529,7 @@ def test_health_is_503_when_the_database_is_down(
     app = create_app(store)
     monkeypatch.setattr(store, "schema_version", down)
     monkeypatch.setattr(store, "count", down)
-    with TestClient(app) as http:
+    with http_client(app) as http:
         health = http.get("/api/health")
         assert health.status_code == 503
         assert health.json() == {
@@ -568,20 +545,20 @@ def test_health_needs_no_token_but_version_does(
     store: TaskStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("UNIQC_STORE_API_TOKEN", "t0ken-for-tests")
-    with TestClient(create_app(store)) as http:
+    with http_client(create_app(store)) as http:
         assert http.get("/api/health").json()["status"] == "ok"
         assert http.get("/api/version").status_code == 401
         good = {"Authorization": "Bearer t0ken-for-tests"}
         assert http.get("/api/version", headers=good).json()["schema_version"] == 5
 
 
-def test_there_is_no_cdn_docs_page(client: TestClient) -> None:
+def test_there_is_no_cdn_docs_page(client: httpx.Client) -> None:
     for path in ("/docs", "/redoc", "/docs/oauth2-redirect"):
         assert client.get(path).status_code == 404
     assert client.get("/openapi.json").status_code == 200
 
 
-def test_every_success_body_is_typed(client: TestClient) -> None:
+def test_every_success_body_is_typed(client: httpx.Client) -> None:
     document = client.get("/openapi.json").json()
     schemas = document["components"]["schemas"]
     for name in ("TaskSummary", "TaskDetail", "TaskPage", "StatusCounts", "Shard", "ShardList"):
@@ -595,7 +572,7 @@ def test_every_success_body_is_typed(client: TestClient) -> None:
             assert schema.get("$ref", "").startswith("#/components/schemas/"), (method, path)
 
 
-def test_conflicts_are_worded_for_rest_callers(client: TestClient, store: TaskStore) -> None:
+def test_conflicts_are_worded_for_rest_callers(client: httpx.Client, store: TaskStore) -> None:
     store.save(TaskInfo(task_id="uqt_x", backend="a"))
     store.archive_task("uqt_x")
     store.save(TaskInfo(task_id="uqt_x", backend="a"))  # live and archived
@@ -624,7 +601,7 @@ def test_conflicts_are_worded_for_rest_callers(client: TestClient, store: TaskSt
 
 
 def test_odd_rows_validate_against_the_response_models(
-    client: TestClient, store: TaskStore
+    client: httpx.Client, store: TaskStore
 ) -> None:
     """Rows another tool wrote: broken JSON (the ``_invalid_json`` marker), a non-object
     metadata, nulls, an unknown status; all are served (and match the declared types)."""

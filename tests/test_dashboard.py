@@ -1,4 +1,5 @@
-"""The dashboard's routes (TestClient, every engine) and the change signal behind /api/events.
+"""The dashboard's routes (over HTTP from a real uvicorn server, every engine) and
+the change signal behind /api/events.
 
 The browser tests are in ``test_dashboard_browser.py``.
 """
@@ -6,18 +7,15 @@ The browser tests are in ``test_dashboard_browser.py``.
 from __future__ import annotations
 
 import asyncio
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
-from fastapi.testclient import TestClient
 from sqlalchemy import URL
 
+from tests.http_server import http_client, served
 from uniqc_store import TaskInfo, TaskShard, TaskStore
 from uniqc_store.api import REDACTED, create_app
 from uniqc_store.changes import ChangeFeed, open_signal
@@ -25,12 +23,6 @@ from uniqc_store.dashboard import queries
 from uniqc_store.engine import redact
 
 TOKEN = "t0ken-for-dashboard"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def seed(store: TaskStore, n: int = 7) -> list[str]:
@@ -51,12 +43,12 @@ def seed(store: TaskStore, n: int = 7) -> list[str]:
 
 
 @pytest.fixture
-def client(store: TaskStore) -> Iterator[TestClient]:
-    with TestClient(create_app(store)) as test_client:
-        yield test_client
+def client(store: TaskStore) -> Iterator[httpx.Client]:
+    with http_client(create_app(store)) as http:
+        yield http
 
 
-def walk(client: TestClient, **params: object) -> list[list[str]]:
+def walk(client: httpx.Client, **params: object) -> list[list[str]]:
     """Every page of ``/api/dashboard/tasks`` with ``params``, following the cursors."""
     pages: list[list[str]] = []
     cursor = None
@@ -69,7 +61,7 @@ def walk(client: TestClient, **params: object) -> list[list[str]]:
             return pages
 
 
-def test_pages_follow_cursors_in_both_orders(client: TestClient, store: TaskStore) -> None:
+def test_pages_follow_cursors_in_both_orders(client: httpx.Client, store: TaskStore) -> None:
     ids = seed(store)
     newest = list(reversed(ids))
     assert walk(client, limit=3) == [newest[0:3], newest[3:6], newest[6:]]
@@ -80,7 +72,7 @@ def test_pages_follow_cursors_in_both_orders(client: TestClient, store: TaskStor
     assert walk(client, backend="a") == [["uqt_05", "uqt_03", "uqt_01"]]
 
 
-def test_ties_on_submit_time_page_without_gaps(client: TestClient, store: TaskStore) -> None:
+def test_ties_on_submit_time_page_without_gaps(client: httpx.Client, store: TaskStore) -> None:
     store.save_many(
         TaskInfo(task_id=f"uqt_{i}", backend="b", submit_time="2024-01-01T00:00:00+00:00")
         for i in range(5)
@@ -90,7 +82,7 @@ def test_ties_on_submit_time_page_without_gaps(client: TestClient, store: TaskSt
     assert sorted(t for p in pages for t in p) == [f"uqt_{i}" for i in range(5)]
 
 
-def test_archive_table_and_bad_parameters(client: TestClient, store: TaskStore) -> None:
+def test_archive_table_and_bad_parameters(client: httpx.Client, store: TaskStore) -> None:
     seed(store, 3)
     store.archive_task("uqt_01")
     body = client.get("/api/dashboard/tasks", params={"table": "archived"}).json()
@@ -101,7 +93,7 @@ def test_archive_table_and_bad_parameters(client: TestClient, store: TaskStore) 
     assert client.get("/api/dashboard/tasks", params={"status": "done"}).status_code == 422
 
 
-def test_counts_by_status_and_backend(client: TestClient, store: TaskStore) -> None:
+def test_counts_by_status_and_backend(client: httpx.Client, store: TaskStore) -> None:
     seed(store)
     store.archive_task("uqt_00")
     live = client.get("/api/dashboard/counts").json()
@@ -117,7 +109,7 @@ def test_counts_by_status_and_backend(client: TestClient, store: TaskStore) -> N
     assert archived["backend"] == {"b": 1} and archived["total"] == 1
 
 
-def test_one_task_live_then_archived_redacted(client: TestClient, store: TaskStore) -> None:
+def test_one_task_live_then_archived_redacted(client: httpx.Client, store: TaskStore) -> None:
     seed(store, 2)
     store.save_shard(TaskShard("uqt_01", 0, "plat-1", "a", result={"auth": "x", "n": 1}))
     body = client.get("/api/dashboard/task/uqt_01").json()
@@ -132,7 +124,7 @@ def test_one_task_live_then_archived_redacted(client: TestClient, store: TaskSto
     assert client.get("/api/dashboard/task/nope").status_code == 404
 
 
-def test_expired_dry_run_moves_nothing(client: TestClient, store: TaskStore) -> None:
+def test_expired_dry_run_moves_nothing(client: httpx.Client, store: TaskStore) -> None:
     seed(store, 3)
     body = client.get("/api/dashboard/expired", params={"hours": 0}).json()
     assert body["count"] == 2 and sorted(body["task_ids"]) == ["uqt_00", "uqt_01"]
@@ -142,7 +134,7 @@ def test_expired_dry_run_moves_nothing(client: TestClient, store: TaskStore) -> 
     assert client.get("/api/dashboard/expired", params={"hours": -1}).status_code == 422
 
 
-def test_info_shows_the_url_without_its_password(client: TestClient, store: TaskStore) -> None:
+def test_info_shows_the_url_without_its_password(client: httpx.Client, store: TaskStore) -> None:
     body = client.get("/api/dashboard/info").json()
     assert body["schema_version"] == body["current_schema_version"] == 5
     assert body["dialect"] == store.engine.dialect.name
@@ -155,7 +147,7 @@ def test_page_is_public_and_data_needs_the_token(
     store: TaskStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("UNIQC_STORE_API_TOKEN", TOKEN)
-    with TestClient(create_app(store)) as client:
+    with http_client(create_app(store)) as client:
         page = client.get("/")
         assert page.status_code == 200 and "<title>uniqc-store</title>" in page.text
         assert "script-src 'self'" in page.headers["content-security-policy"]
@@ -175,7 +167,7 @@ def test_dashboard_routes_check_the_token_without_the_middleware(
     monkeypatch.setenv("UNIQC_STORE_API_TOKEN", TOKEN)
     app = create_app(store)
     app.user_middleware.clear()  # the app builds its middleware stack on first use
-    with TestClient(app) as client:
+    with http_client(app) as client:
         assert client.get("/api/dashboard/info").status_code == 401
         assert client.get("/api/dashboard/counts").status_code == 401
         good = {"Authorization": f"Bearer {TOKEN}"}
@@ -291,27 +283,21 @@ def test_a_closed_tab_stops_the_polling(tmp_path: Path) -> None:
     """Over real HTTP: a stream that ends leaves no listener, no poller, no connection."""
     store = TaskStore(cache_dir=tmp_path)
     app = create_app(store)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
     try:
-        while not server.started:
-            time.sleep(0.05)
-        feed = app.state.change_feed
-        with httpx.stream("GET", f"http://127.0.0.1:{port}/api/events", timeout=5) as stream:
-            lines = stream.iter_lines()
-            assert [next(lines) for _ in range(3)] == ["retry: 3000", "event: ready", "data: {}"]
-            store.save(TaskInfo(task_id="uqt_seen", backend="b"))
-            assert next(line for line in lines if line.startswith("event:")) == "event: change"
-            assert feed.listeners == 1 and feed.polling
-        deadline = time.monotonic() + 5
-        while feed.listeners or feed.polling:
-            assert time.monotonic() < deadline, "the stream's listener outlived its client"
-            time.sleep(0.05)
+        with served(app) as base:
+            feed = app.state.change_feed
+            with httpx.stream("GET", f"{base}/api/events", timeout=5) as stream:
+                lines = stream.iter_lines()
+                first = [next(lines) for _ in range(3)]
+                assert first == ["retry: 3000", "event: ready", "data: {}"]
+                store.save(TaskInfo(task_id="uqt_seen", backend="b"))
+                assert next(line for line in lines if line.startswith("event:")) == "event: change"
+                assert feed.listeners == 1 and feed.polling
+            deadline = time.monotonic() + 5
+            while feed.listeners or feed.polling:
+                assert time.monotonic() < deadline, "the stream's listener outlived its client"
+                time.sleep(0.05)
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
         store.close()
 
 

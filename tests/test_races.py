@@ -21,6 +21,7 @@ from uniqc_store import (
     MissingParentTaskError,
     TaskConflictError,
     TaskInfo,
+    TaskPersistence,
     TaskShard,
     TaskStore,
 )
@@ -215,3 +216,64 @@ def test_archive_expired_racing_restore(store: TaskStore, other: TaskStore) -> N
         in_live = store.get(archived) is not None
         assert in_archive != in_live  # exactly one copy, never lost, never doubled
         assert shard_markers(store, archived) == {f"{archived}-p0"}
+
+
+def add_marker(value: int) -> Callable[[TaskInfo], None]:
+    def change(info: TaskInfo) -> None:
+        info.metadata[f"marker_{value}"] = value
+
+    return change
+
+
+def test_modify_racing_modify_keeps_both(store: TaskStore, other: TaskStore) -> None:
+    """Two read-modify-writes of one task: the second waits for the first, so
+    neither change is lost (a plain read-then-save lost one here)."""
+    for task_id, first, second in every_gap(
+        store,
+        lambda: new_task(store),
+        lambda t: store.modify(t, add_marker(1)),
+        lambda t: other.modify(t, add_marker(2)),
+    ):
+        assert acknowledged(first) and acknowledged(second)
+        metadata = store.get(task_id).metadata  # type: ignore[union-attr]
+        assert metadata.get("marker_1") == 1 and metadata.get("marker_2") == 2
+
+
+def test_modify_racing_delete_never_brings_a_task_back(store: TaskStore, other: TaskStore) -> None:
+    for task_id, modified, deleted in every_gap(
+        store,
+        lambda: new_task(store),
+        lambda t: store.modify(t, add_marker(1)),
+        lambda t: other.delete(t),
+    ):
+        assert acknowledged(modified) and acknowledged(deleted) and deleted.value is True
+        assert store.get(task_id) is None
+
+
+def test_modify_racing_archive_leaves_one_copy(store: TaskStore, other: TaskStore) -> None:
+    for task_id, modified, moved in every_gap(
+        store,
+        lambda: new_task(store),
+        lambda t: store.modify(t, add_marker(1)),
+        lambda t: other.archive_task(t),
+    ):
+        assert acknowledged(modified) and acknowledged(moved) and moved.value is True
+        assert store.get(task_id) is None
+        archived = store.get_archived(task_id)
+        assert archived is not None
+        assert (archived.metadata.get("marker_1") == 1) is (modified.value is not None)
+
+
+def test_legacy_updates_racing_keep_both(store: TaskStore, other: TaskStore) -> None:
+    """``TaskPersistence.update`` merges keyword fields into a record atomically."""
+    mine, theirs = TaskPersistence(store=store), TaskPersistence(store=other)
+    for task_id, first, second in every_gap(
+        store,
+        lambda: new_task(store),
+        lambda t: mine.update(t, status="running", first=1),
+        lambda t: theirs.update(t, second=2),
+    ):
+        assert acknowledged(first) and acknowledged(second)
+        record = mine.load(task_id)
+        assert record is not None
+        assert (record["status"], record["first"], record["second"]) == ("running", 1, 2)

@@ -445,3 +445,57 @@ def test_opening_a_file_without_statistics_makes_them_unless_locked(tmp_path: Pa
     with TaskStore(tmp_path) as store:
         assert _has_statistics(path)
         assert store.count() == 50
+
+
+def test_modify_changes_a_task_in_place(store: TaskStore) -> None:
+    store.save(task("uqt_mod", status="running", metadata={"a": 1}, submit_time="2024-01-01"))
+    before = store.get("uqt_mod")
+    assert before is not None
+
+    def change(info: TaskInfo) -> None:
+        info.status = "success"
+        info.result = {"counts": {"0": 1}}
+        info.metadata["b"] = 2
+        info.submit_time = "2030-01-01"  # kept, as save() keeps it
+
+    written = store.modify("uqt_mod", change)
+    assert written is not None and written.status == "success"
+    after = store.get("uqt_mod")
+    assert after is not None
+    assert after.status == "success" and after.result == {"counts": {"0": 1}}
+    assert after.metadata == {"a": 1, "b": 2}
+    assert after.submit_time == "2024-01-01"
+    assert after.update_time == written.update_time >= before.update_time
+    assert store.modify("uqt_missing", change) is None
+    assert store.get("uqt_missing") is None
+
+
+def test_modify_writes_nothing_when_the_change_fails(store: TaskStore) -> None:
+    store.save(task("uqt_mod", metadata={"a": 1}))
+    before = store.get("uqt_mod")
+
+    def boom(info: TaskInfo) -> None:
+        info.metadata["half"] = True
+        raise RuntimeError("boom")
+
+    def bad_payload(info: TaskInfo) -> None:
+        info.result = {"x": object()}
+
+    def rename(info: TaskInfo) -> None:
+        info.task_id = "uqt_other"
+
+    with pytest.raises(RuntimeError, match="boom"):
+        store.modify("uqt_mod", boom)
+    with pytest.raises(TypeError):
+        store.modify("uqt_mod", bad_payload)
+    with pytest.raises(ValueError, match="task's id"):
+        store.modify("uqt_mod", rename)
+    assert store.get("uqt_mod") == before
+    assert store.get("uqt_other") is None
+
+
+def test_modify_leaves_archived_tasks_alone(store: TaskStore) -> None:
+    store.save(task("uqt_mod"))
+    assert store.archive_task("uqt_mod")
+    assert store.modify("uqt_mod", lambda info: None) is None
+    assert store.get("uqt_mod") is None and store.get_archived("uqt_mod") is not None

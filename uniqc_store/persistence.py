@@ -101,30 +101,31 @@ class TaskPersistence:
     def update(self, task_id: str, **fields: Any) -> bool:
         """Change some fields of an existing record; False if there is none.
 
-        ``platform``, ``status`` and ``result`` replace the task's; ``shots`` and
-        ``submit_time`` too; ``update_time`` is the time of this write; every
-        other key is merged into the metadata (the rest of it is kept).
+        ``platform``, ``status`` and ``result`` replace the task's; ``shots`` too;
+        ``update_time`` is the time of this write and ``submit_time`` is kept (as
+        the reference's store keeps it); every other key is merged into the
+        metadata (the rest of it is kept). Read, merge and write are one atomic
+        step (``TaskStore.modify``): concurrent updates of one record all land,
+        and a record deleted or archived meanwhile is not written back.
         """
-        info = self.store.get(task_id)
-        if info is None:
-            return False
         reserved, extra = _split(fields)
-        if "platform" in extra:
-            info.backend = extra.pop("platform")
-        if "status" in extra:
-            info.status = extra.pop("status")
-        if "result" in extra:
-            info.result = extra.pop("result")
-        if "shots" in reserved:
-            info.shots = int(reserved["shots"])
-        if "submit_time" in reserved:
-            info.submit_time = reserved["submit_time"]
-        if not isinstance(info.metadata, dict):
-            info.metadata = {}
-        _place_error(info, extra)
-        info.metadata = {**info.metadata, **extra}
-        self.store.save(info)
-        return True
+
+        def apply(info: TaskInfo) -> None:
+            changes = dict(extra)
+            if "platform" in changes:
+                info.backend = changes.pop("platform")
+            if "status" in changes:
+                info.status = changes.pop("status")
+            if "result" in changes:
+                info.result = changes.pop("result")
+            if "shots" in reserved:
+                info.shots = int(reserved["shots"])
+            if not isinstance(info.metadata, dict):
+                info.metadata = {}
+            _place_error(info, changes)
+            info.metadata = {**info.metadata, **changes}
+
+        return self.store.modify(task_id, apply) is not None
 
     def upsert(
         self, task_id: str, platform: str, status: str, result: Any = None, **metadata: Any

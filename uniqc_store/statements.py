@@ -21,12 +21,14 @@ from sqlalchemy import (
     Select,
     Table,
     Text,
+    Update,
     bindparam,
     delete,
     func,
     literal_column,
     select,
     type_coerce,
+    update,
 )
 
 from .column_types import JSONText
@@ -140,6 +142,8 @@ class Statements:
     upsert_task: Insert
     upsert_shard: Insert
     get_task: Select[Any]
+    lock_task: Select[Any]
+    update_task: Update
     get_archived: Select[Any]
     get_shards: Select[Any]
     get_archived_shards: Select[Any]
@@ -158,11 +162,19 @@ class Statements:
         by_platform = task_shards.c.platform_task_id == bindparam("platform_task_id")
         by_backend = task_shards.c.backend == bindparam("backend")
         parent = select(task_shards.c.uniqc_task_id).where(by_platform)
+        get_task = select(*stored(tasks)).where(tasks.c.task_id == bindparam("task_id"))
+        rewritten = {
+            name: bind
+            for name, bind in stored_binds(tasks).items()
+            if name not in ("task_id", "submit_time")  # the key, and what save() keeps
+        }
         return cls(
             dialect=dialect,
             upsert_task=upsert(tasks, dialect, keep=("submit_time",)),
             upsert_shard=upsert(task_shards, dialect, keep=("submit_time",)),
-            get_task=select(*stored(tasks)).where(tasks.c.task_id == bindparam("task_id")),
+            get_task=get_task,
+            lock_task=get_task.with_for_update(),
+            update_task=update(tasks).where(tasks.c.task_id == bindparam("key")).values(rewritten),
             get_archived=select(*stored(archived_tasks)).where(
                 archived_tasks.c.task_id == bindparam("task_id")
             ),

@@ -233,6 +233,39 @@ class TaskStore:
         return _decode_task(row) if row is not None else None
 
     @translated
+    def modify(self, task_id: str, change: Callable[[TaskInfo], object]) -> TaskInfo | None:
+        """Read a task, let ``change`` edit it, write it back: one atomic step.
+
+        The row stays locked while ``change`` runs (on SQLite, the write
+        transaction), so concurrent modifications apply one after the other and
+        none is lost, and a task deleted or archived meanwhile is not written
+        back: None then, else the record as written. ``submit_time`` is kept,
+        as ``save()`` keeps it. ``change`` must not call the store; if it raises,
+        nothing is written; it runs again on a fresh read when the database asks
+        for a retry (a deadlock), so it should only edit the record it is given.
+        """
+        key = check_key(task_id, "task_id")
+
+        def read_change_write(tx: Transaction) -> TaskInfo | None:
+            rows = tx.fetch(self._sql.lock_task, {"task_id": key})
+            if not rows:
+                return None
+            info = _decode_task(rows[0])
+            change(info)
+            if info.task_id != key:
+                raise ValueError(
+                    f"modify() cannot change a task's id ({key!r} to {info.task_id!r})"
+                )
+            now = utc_now_iso()
+            row = task_to_row(info, now)
+            del row["task_id"], row["submit_time"]
+            tx.run(self._sql.update_task, {**row, "key": key})
+            info.update_time = now
+            return info
+
+        return self._executor.write(read_change_write)
+
+    @translated
     def list(
         self,
         *,
