@@ -622,7 +622,7 @@ def main(argv: list[str] | None = None) -> int:
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="uniqc-bench-") as tmp:
         work = Path(tmp)
-        results += import_section(repeats=3 if q else 9)
+        results += import_section(repeats=3 if q else 25)
         results += per_call_section(work, rows=500 if q else 2000, calls=100 if q else 300)
         results += save_many_section(work, rows=5_000 if q else 100_000, repeats=1 if q else 3)
         results += migration_section(
