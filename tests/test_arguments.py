@@ -87,3 +87,46 @@ def test_delete_zero_deletes_nothing(store: TaskStore) -> None:
     with pytest.raises(TypeError):
         store.count(backend=0)  # type: ignore[arg-type]
     assert _state(store) == before
+
+
+#: Values every engine stores or refuses alike: INTEGER columns (and LIMIT / OFFSET binds)
+#: are 32-bit on PostgreSQL and MySQL, key columns VARCHAR(255) on MySQL; SQLite would take
+#: more, and is held to them.
+OUT_OF_RANGE: dict[str, Callable[[TaskStore], Any]] = {
+    "shots=2**31": lambda s: s.save(TaskInfo(task_id="uqt_x", backend="b", shots=2**31)),
+    "shots=-2**31-1": lambda s: s.save(TaskInfo(task_id="uqt_x", backend="b", shots=-(2**31) - 1)),
+    "shots=2**63": lambda s: s.save(TaskInfo(task_id="uqt_x", backend="b", shots=2**63)),
+    "task_id of 256": lambda s: s.save(TaskInfo(task_id="u" * 256, backend="b")),
+    "backend of 256": lambda s: s.save(TaskInfo(task_id="uqt_x", backend="b" * 256)),
+    "submit_time of 256": lambda s: s.save(
+        TaskInfo(task_id="uqt_x", backend="b", submit_time="2" * 256)
+    ),
+    "shard_index=2**31": lambda s: s.save_shard(TaskShard("uqt_0", 2**31, "p", "b")),
+    "circuit_count=2**40": lambda s: s.save_shard(
+        TaskShard("uqt_0", 1, "p", "b", circuit_count=2**40)
+    ),
+    "platform_task_id of 256": lambda s: s.save_shard(TaskShard("uqt_0", 1, "p" * 256, "b")),
+    "shard backend of 256": lambda s: s.save_shard(TaskShard("uqt_0", 1, "p", "b" * 256)),
+    "list(limit=2**31)": lambda s: s.list(limit=2**31),
+    "list(offset=2**63)": lambda s: s.list(offset=2**63),
+    "iter_tasks(batch_size=2**31)": lambda s: list(s.iter_tasks(batch_size=2**31)),
+    "modify to shots=2**31": lambda s: s.modify("uqt_0", lambda i: setattr(i, "shots", 2**31)),
+}
+
+
+@pytest.mark.parametrize("call", list(OUT_OF_RANGE), ids=list(OUT_OF_RANGE))
+def test_values_out_of_every_engines_range_are_refused_alike(store: TaskStore, call: str) -> None:
+    before = _fill(store)
+    with pytest.raises(ValueError, match=r"between|at most"):
+        OUT_OF_RANGE[call](store)
+    assert _state(store) == before and store.get("uqt_x") is None
+
+
+def test_the_largest_values_every_engine_holds_round_trip(store: TaskStore) -> None:
+    store.save(TaskInfo(task_id="u" * 255, backend="b" * 255, shots=2**31 - 1))
+    store.save_shard(TaskShard("u" * 255, 2**31 - 1, "p" * 255, "b" * 255, circuit_count=-(2**31)))
+    found = store.get("u" * 255)
+    assert found is not None and found.shots == 2**31 - 1 and found.backend == "b" * 255
+    (shard,) = store.get_shards("u" * 255)
+    assert (shard.shard_index, shard.circuit_count) == (2**31 - 1, -(2**31))
+    assert store.list(limit=2**31 - 1, offset=2**31 - 1) == []

@@ -14,7 +14,15 @@ from sqlalchemy import URL, inspect, select, text
 
 from tests import reference_db as ref
 from tests.alembic_runner import AlembicResult, run_alembic
-from uniqc_store import MissingParentTaskError, PayloadTooLargeError, TaskInfo, TaskShard, TaskStore
+from tests.commit_dropper import CommitDropper
+from uniqc_store import (
+    DatabaseUnavailableError,
+    MissingParentTaskError,
+    PayloadTooLargeError,
+    TaskInfo,
+    TaskShard,
+    TaskStore,
+)
 from uniqc_store.engine import create_store_engine
 from uniqc_store.migrations import database_version, downgrade, upgrade
 from uniqc_store.statements import stored_binds
@@ -230,6 +238,7 @@ def test_payload_over_the_server_limit_is_a_clear_error(store: TaskStore, backen
 
 BACKEND_ID = {"postgresql": "SELECT pg_backend_pid()", "mysql": "SELECT CONNECTION_ID()"}
 KILL = {"postgresql": "SELECT pg_terminate_backend({})", "mysql": "KILL {}"}
+DEFAULT_PORT = {"postgresql": 5432, "mysql": 3306}
 
 
 def test_a_dropped_pooled_connection_is_retried(store: TaskStore, backend: str) -> None:
@@ -244,6 +253,39 @@ def test_a_dropped_pooled_connection_is_retried(store: TaskStore, backend: str) 
     killer.dispose()
     store.save(TaskInfo(task_id="uqt_after", backend="b"))  # first try hits the dead connection
     assert store.get("uqt_after") is not None and store.count() == 2
+
+
+def test_a_connection_dropped_at_commit_is_never_run_again(store: TaskStore, backend: str) -> None:
+    """The COMMIT reached the server, the answer did not: the call says the outcome is
+    unknown and does not run the transaction again (a modify would apply twice)."""
+    if backend == "sqlite":
+        pytest.skip("a SQLite store holds its own connection to a file; nothing can drop it")
+    store.save(TaskInfo(task_id="uqt_counted", backend="b", metadata={"n": 0}))
+    host, port = store.url.host or "127.0.0.1", store.url.port or DEFAULT_PORT[backend]
+    with CommitDropper(host, port) as proxy:
+        proxied = TaskStore(url=store.url.set(host="127.0.0.1", port=proxy.port))
+        changes: list[int] = []
+
+        def count(info: TaskInfo) -> None:
+            changes.append(1)
+            info.metadata["n"] += 1
+
+        try:
+            proxy.armed.set()
+            with pytest.raises(DatabaseUnavailableError, match="may or may not have been written"):
+                proxied.modify("uqt_counted", count)
+            assert proxy.dropped.is_set() and changes == [1]
+            assert proxy.delivered.wait(5)
+            proxy.delivered.clear()
+            proxy.armed.set()
+            with pytest.raises(DatabaseUnavailableError, match="may or may not have been written"):
+                proxied.archive_task("uqt_counted")
+            assert proxy.delivered.wait(5)
+        finally:
+            proxied.close()
+    assert store.get("uqt_counted") is None
+    archived = store.get_archived("uqt_counted")
+    assert archived is not None and archived.metadata["n"] == 1  # committed once, not twice
 
 
 def test_single_statement_writes_give_pooled_connections_back_transactional(

@@ -12,6 +12,7 @@ from sqlalchemy import text
 
 from uniqc_store import (
     MissingParentTaskError,
+    StoreError,
     TaskInfo,
     TaskShard,
     TaskStatus,
@@ -462,12 +463,20 @@ def test_modify_changes_a_task_in_place(store: TaskStore) -> None:
     assert written is not None and written.status == "success"
     after = store.get("uqt_mod")
     assert after is not None
+    assert written == after  # what was written, submit_time included
     assert after.status == "success" and after.result == {"counts": {"0": 1}}
     assert after.metadata == {"a": 1, "b": 2}
     assert after.submit_time == "2024-01-01"
     assert after.update_time == written.update_time >= before.update_time
     assert store.modify("uqt_missing", change) is None
     assert store.get("uqt_missing") is None
+
+    def unset(info: TaskInfo) -> None:
+        info.metadata = None  # type: ignore[assignment]
+        info.submit_time = None  # type: ignore[assignment]
+
+    assert store.modify("uqt_mod", unset) == store.get("uqt_mod")
+    assert store.get("uqt_mod").metadata == {}  # type: ignore[union-attr]
 
 
 def test_modify_writes_nothing_when_the_change_fails(store: TaskStore) -> None:
@@ -499,3 +508,27 @@ def test_modify_leaves_archived_tasks_alone(store: TaskStore) -> None:
     assert store.archive_task("uqt_mod")
     assert store.modify("uqt_mod", lambda info: None) is None
     assert store.get("uqt_mod") is None and store.get_archived("uqt_mod") is not None
+
+
+def test_a_store_call_inside_a_change_is_refused_at_once(store: TaskStore) -> None:
+    """Inside ``modify``'s change the task's row is locked: a store call there would
+    wait on its own lock (on servers, for ever). It is refused, and nothing is written."""
+    store.save(task("uqt_mod", metadata={"a": 1}))
+    calls = [
+        lambda: store.save(task("uqt_mod", metadata={"a": 2})),
+        lambda: store.get("uqt_mod"),
+        lambda: store.modify("uqt_mod", lambda info: None),
+        lambda: store.delete("uqt_mod"),
+        lambda: store.save_shard(TaskShard("uqt_mod", 0, "p-0", "b1")),
+        lambda: store.count(),
+    ]
+    for call in calls:
+
+        def change(info: TaskInfo, call: object = call) -> None:
+            info.metadata["a"] = 3
+            call()  # type: ignore[operator]
+
+        with pytest.raises(StoreError, match="inside another store call"):
+            store.modify("uqt_mod", change)
+    found = store.get("uqt_mod")
+    assert found is not None and found.metadata == {"a": 1} and store.get_shards("uqt_mod") == []

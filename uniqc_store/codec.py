@@ -145,28 +145,58 @@ def check_id(value: Any, field: str) -> str:
     return text
 
 
+#: Longest id, backend or key timestamp a row may hold: MySQL's key columns are
+#: VARCHAR(255); checked on every engine, so a value fits everywhere or nowhere.
+MAX_KEY_LENGTH = 255
+
+
+#: The range of an INTEGER on PostgreSQL and MySQL (columns, and the LIMIT and
+#: OFFSET binds); SQLite takes more and is held to it, so every engine agrees.
+INT_MIN, INT_MAX = -(2**31), 2**31 - 1
+
+
 def check_int(value: Any, field: str) -> int:
-    """An int (bools are refused: ``True`` is not a shot count)."""
+    """An int (bools are refused: ``True`` is not a shot count) in the INTEGER range;
+    outside it, a ValueError on every engine."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{field} must be an int, not {type(value).__name__}")
+    if not INT_MIN <= value <= INT_MAX:
+        raise ValueError(f"{field} must be between {INT_MIN} and {INT_MAX}, not {value}")
     return value
+
+
+def check_key_text(value: Any, field: str) -> str:
+    """A backend or key timestamp to write (may be empty): at most ``MAX_KEY_LENGTH`` characters."""
+    text = check_text(value, field)
+    assert text is not None
+    if len(text) > MAX_KEY_LENGTH:
+        raise ValueError(f"{field} must be at most {MAX_KEY_LENGTH} characters, not {len(text)}")
+    return text
+
+
+def check_stored_key(value: Any, field: str) -> str:
+    """A non-empty id, backend or key timestamp to write: at most ``MAX_KEY_LENGTH`` characters."""
+    text = check_id(value, field)
+    if len(text) > MAX_KEY_LENGTH:
+        raise ValueError(f"{field} must be at most {MAX_KEY_LENGTH} characters, not {len(text)}")
+    return text
 
 
 def task_to_row(info: TaskInfo, now: str) -> dict[str, Any]:
     """The ``tasks`` row for ``info``, stamped ``update_time = now``."""
     if not isinstance(info, TaskInfo):
         raise TypeError(f"expected a TaskInfo, not {type(info).__name__}")
-    task_id = check_id(info.task_id, "TaskInfo.task_id")
+    task_id = check_stored_key(info.task_id, "TaskInfo.task_id")
     owner = f"task {task_id!r}"
     metadata = info.metadata if info.metadata is not None else {}
     if not isinstance(metadata, Mapping):
         raise TypeError(f"metadata of {owner} must be a dict, not {type(metadata).__name__}")
     return {
         "task_id": task_id,
-        "backend": check_text(info.backend, "TaskInfo.backend"),
+        "backend": check_key_text(info.backend, "TaskInfo.backend"),
         "status": normalize_status(info.status),
         "shots": check_int(info.shots, "TaskInfo.shots"),
-        "submit_time": check_text(info.submit_time, "TaskInfo.submit_time"),
+        "submit_time": check_key_text(info.submit_time, "TaskInfo.submit_time"),
         "update_time": now,
         "result_json": None
         if info.result is None
@@ -217,14 +247,14 @@ def shard_to_row(shard: TaskShard, now: str) -> dict[str, Any]:
     """The ``task_shards`` row for ``shard``, stamped ``update_time = now``."""
     if not isinstance(shard, TaskShard):
         raise TypeError(f"expected a TaskShard, not {type(shard).__name__}")
-    parent = check_id(shard.uniqc_task_id, "TaskShard.uniqc_task_id")
+    parent = check_stored_key(shard.uniqc_task_id, "TaskShard.uniqc_task_id")
     index = check_int(shard.shard_index, "TaskShard.shard_index")
     owner = f"shard {index} of task {parent!r}"
     return {
         "uniqc_task_id": parent,
         "shard_index": index,
-        "platform_task_id": check_id(shard.platform_task_id, "TaskShard.platform_task_id"),
-        "backend": check_text(shard.backend, "TaskShard.backend"),
+        "platform_task_id": check_stored_key(shard.platform_task_id, "TaskShard.platform_task_id"),
+        "backend": check_key_text(shard.backend, "TaskShard.backend"),
         "circuit_count": check_int(shard.circuit_count, "TaskShard.circuit_count"),
         "sub_index_offset": check_int(shard.sub_index_offset, "TaskShard.sub_index_offset"),
         "status": normalize_status(shard.status),

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar, cast
 
 from sqlalchemy import URL
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 
 from .engine import redact
 from .errors import (
@@ -56,7 +56,10 @@ def _classify(exc: SQLAlchemyError, backend: str) -> type[StoreError]:
     if backend == "sqlite":
         kind = _sqlite_kind(getattr(exc.orig, "sqlite_errorcode", None))
     elif backend == "postgresql":
-        kind = _postgresql_kind(getattr(exc.orig, "sqlstate", None))
+        sqlstate = getattr(exc.orig, "sqlstate", None)
+        kind = _postgresql_kind(sqlstate)
+        if sqlstate is None and isinstance(exc, OperationalError):
+            kind = DatabaseUnavailableError  # psycopg's own: the connection broke client-side
     else:
         kind = _mysql_kind(exc)
     if kind is StoreError and exc.connection_invalidated:

@@ -17,14 +17,20 @@ of failing half-way, and everything a move reads stays as read until it
 commits. Reads run without ``BEGIN`` (each statement its own snapshot). On
 servers a transaction the server aborted (deadlock, serialization failure,
 lock wait timeout) or a connection it dropped is run again, a bounded number
-of times.
+of times; never one whose COMMIT was sent when the connection dropped (it may
+have been written: the caller is told the outcome is unknown).
+
+A store call made inside another's unit of work on the same thread (from a
+``modify`` change, say) is refused at once: it would wait on the outer call's
+own locks.
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, Executable
@@ -33,6 +39,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from . import direct, sqlite_statistics
 from .connections import HeldConnection, PooledConnections, source_for
 from .direct import DriverStatements, Row
+from .errors import DatabaseUnavailableError, StoreError
 
 T = TypeVar("T")
 Params = Mapping[str, Any] | list[dict[str, Any]]
@@ -41,6 +48,15 @@ Params = Mapping[str, Any] | list[dict[str, Any]]
 _RETRY_SQLSTATES = {"40001", "40P01"}
 _RETRY_MYSQL_ERRNOS = {1205, 1213}
 MAX_ATTEMPTS = 8
+
+_NESTED = (
+    "a store call was made inside another store call's transaction (from a modify() change?); "
+    "it would wait on that call's own locks: make it before or after"
+)
+_COMMIT_UNKNOWN = (
+    "the connection to the database dropped while the transaction was committing: it may or "
+    "may not have been written; check before repeating the call"
+)
 
 
 def is_transient(exc: DBAPIError) -> bool:
@@ -88,6 +104,20 @@ class Executor:
         self._growth = sqlite_statistics.GrowthWatch()
         # psycopg switches autocommit without a round trip; MySQL drivers would pay two
         self._autocommit = engine.dialect.name == "postgresql"
+        self._inside = threading.local()  # .write: a write unit runs on this thread
+
+    def _not_nested(self) -> None:
+        if getattr(self._inside, "write", False):
+            raise StoreError(_NESTED)
+
+    @contextlib.contextmanager
+    def _write_unit(self) -> Iterator[None]:
+        self._not_nested()
+        self._inside.write = True
+        try:
+            yield
+        finally:
+            self._inside.write = False
 
     # -- the direct path ----------------------------------------------------
 
@@ -114,6 +144,7 @@ class Executor:
     def fetch(self, stmt: Executable, params: Mapping[str, Any] | None = None) -> list[Row]:
         """All rows of a read-only statement, as tuples in the statement's column order."""
         values = params or {}
+        self._not_nested()
         if not isinstance(self.source, HeldConnection):
             return self._retrying(lambda: self._fetch_pooled(stmt, values))
         form = self._direct_form(stmt)
@@ -136,6 +167,7 @@ class Executor:
 
     def read(self, work: Callable[[Connection], T]) -> T:
         """Run ``work`` on a connection for reads the prepared statements do not cover."""
+        self._not_nested()
         with self.source.unit(held=self._direct_path()) as conn:
             try:
                 return work(conn)
@@ -151,16 +183,17 @@ class Executor:
         ``direct_ok=False`` when ``work`` runs statements that need
         SQLAlchemy's execution (expanding IN lists, ad-hoc queries).
         """
-        if isinstance(self.source, HeldConnection):
-            direct_path = direct_ok and self._direct_path()
-            with self.source.unit(held=direct_path) as conn:
-                if direct_path:
-                    result = self._write_direct(conn, work)
-                else:
-                    result = self._write_observed(conn, work)
-                self._growth.after_write(conn, self.busy_timeout_ms)
-                return result
-        return self._retrying(lambda: self._write_pooled(work))
+        with self._write_unit():
+            if isinstance(self.source, HeldConnection):
+                direct_path = direct_ok and self._direct_path()
+                with self.source.unit(held=direct_path) as conn:
+                    if direct_path:
+                        result = self._write_direct(conn, work)
+                    else:
+                        result = self._write_observed(conn, work)
+                    self._growth.after_write(conn, self.busy_timeout_ms)
+                    return result
+            return self._retrying(lambda: self._write_pooled(work))
 
     def write_one(self, stmt: Executable, params: Mapping[str, Any]) -> int:
         """Run one DML statement as its own transaction; return the rowcount.
@@ -169,6 +202,7 @@ class Executor:
         autocommit: one round trip instead of BEGIN, the statement, COMMIT.
         """
         if self._autocommit:
+            self._not_nested()
             return self._retrying(lambda: self._run_autocommit(stmt, params))
         direct_ok = self._direct_form(stmt) is not None
         return self.write(lambda tx: tx.run(stmt, params), direct_ok=direct_ok)
@@ -204,8 +238,24 @@ class Executor:
         return result
 
     def _write_pooled(self, work: Callable[[Transaction], T]) -> T:
-        with self.source.unit() as conn, conn.begin():
-            return work(Transaction(self, conn, False))
+        """BEGIN, the work, COMMIT on a pooled connection. A drop before COMMIT
+        leaves nothing written (``_retrying`` runs it again); a drop during
+        COMMIT may have written it, so that is reported, never run again."""
+        with self.source.unit() as conn:
+            transaction = conn.begin()
+            try:
+                result = work(Transaction(self, conn, False))
+            except BaseException:
+                with contextlib.suppress(DBAPIError):  # a dropped connection has nothing to undo
+                    transaction.rollback()
+                raise
+            try:
+                transaction.commit()
+            except DBAPIError as exc:
+                if exc.connection_invalidated:
+                    raise DatabaseUnavailableError(_COMMIT_UNKNOWN) from exc
+                raise
+            return result
 
     def _run_autocommit(self, stmt: Executable, params: Mapping[str, Any]) -> int:
         """One statement on a pooled connection switched to autocommit for its length.

@@ -251,11 +251,15 @@ class TaskStore:
             if not rows:
                 return None
             info = _decode_task(rows[0])
+            submitted = info.submit_time
             change(info)
             if info.task_id != key:
                 raise ValueError(
                     f"modify() cannot change a task's id ({key!r} to {info.task_id!r})"
                 )
+            info.submit_time, info.archived_at = submitted, None  # what the row keeps
+            if info.metadata is None:
+                info.metadata = {}
             now = utc_now_iso()
             row = task_to_row(info, now)
             del row["task_id"], row["submit_time"]
