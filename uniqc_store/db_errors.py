@@ -56,10 +56,7 @@ def _classify(exc: SQLAlchemyError, backend: str) -> type[StoreError]:
     if backend == "sqlite":
         kind = _sqlite_kind(getattr(exc.orig, "sqlite_errorcode", None))
     elif backend == "postgresql":
-        sqlstate = getattr(exc.orig, "sqlstate", None)
-        kind = _postgresql_kind(sqlstate)
-        if sqlstate is None and isinstance(exc, OperationalError):
-            kind = DatabaseUnavailableError  # psycopg's own: the connection broke client-side
+        kind = _postgresql_kind(exc)
     else:
         kind = _mysql_kind(exc)
     if kind is StoreError and exc.connection_invalidated:
@@ -74,7 +71,10 @@ def _sqlite_kind(code: int | None) -> type[StoreError]:
     return DatabaseUnavailableError if primary in _SQLITE_UNAVAILABLE else StoreError
 
 
-def _postgresql_kind(sqlstate: str | None) -> type[StoreError]:
+def _postgresql_kind(exc: DBAPIError) -> type[StoreError]:
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    if sqlstate is None and isinstance(exc, OperationalError):
+        return DatabaseUnavailableError  # psycopg's own: the connection broke client-side
     if sqlstate in _PG_BUSY:
         return DatabaseBusyError
     if sqlstate in _PG_UNAVAILABLE or (sqlstate or "").startswith(_PG_UNAVAILABLE_CLASSES):

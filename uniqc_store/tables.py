@@ -62,32 +62,32 @@ def _shard_columns(parent: Column[str]) -> list[Column[Any]]:
     ]
 
 
-tasks = Table(
+def _table(name: str, *elements: Any) -> Table:
+    """One of the store's tables: in ``metadata``, flagged for the MySQL table options."""
+    return Table(name, metadata, *elements, info={MYSQL_OPTIONS: True})
+
+
+tasks = _table(
     "tasks",
-    metadata,
     *_task_columns(),
     Column("error_message", PayloadText),  # v3 added it last
     Index("tasks_backend_idx", "backend"),
     Index("tasks_status_idx", "status"),
     Index("tasks_submit_time_idx", "submit_time"),
-    info={MYSQL_OPTIONS: True},
 )
 
-archived_tasks = Table(
+archived_tasks = _table(
     "archived_tasks",
-    metadata,
     *_task_columns(),
     Column("archived_at", Text, nullable=False),
     Column("error_message", PayloadText),  # v3 added it after archived_at
     Index("archived_backend_idx", "backend"),
     Index("archived_status_idx", "status"),
     Index("archived_submit_time_idx", "submit_time"),
-    info={MYSQL_OPTIONS: True},
 )
 
-task_shards = Table(
+task_shards = _table(
     "task_shards",
-    metadata,
     *_shard_columns(
         Column(
             "uniqc_task_id",
@@ -98,14 +98,11 @@ task_shards = Table(
     ),
     Index("task_shards_platform_idx", "platform_task_id"),
     Index("task_shards_status_idx", "status"),
-    info={MYSQL_OPTIONS: True},
 )
 
-archived_task_shards = Table(
+archived_task_shards = _table(
     "archived_task_shards",
-    metadata,
     *_shard_columns(Column("uniqc_task_id", KeyText, primary_key=True)),
     Column("archived_at", Text, nullable=False),
     Index("archived_task_shards_platform_idx", "platform_task_id"),
-    info={MYSQL_OPTIONS: True},
 )
