@@ -31,6 +31,7 @@ CALLS: dict[str, tuple[Callable[[TaskStore], Any], str]] = {
     "save_shard": (lambda s: s.save_shard(TaskShard("uqt_1", 1, "p1", "b")), "task_shards"),
     "get_shards": (lambda s: s.get_shards("uqt_1"), "FROM task_shards"),
     "find_uniqc_id": (lambda s: s.find_uniqc_id_by_platform_id("p0"), "task_shards"),
+    "modify": (lambda s: s.modify("uqt_1", lambda info: None), "UPDATE tasks"),
     "archive_task": (lambda s: s.archive_task("uqt_1"), "INSERT INTO archived_tasks"),
     "restore_task": (lambda s: s.restore_task("uqt_0"), "INSERT INTO tasks"),
     "delete": (lambda s: s.delete("uqt_1"), "DELETE FROM tasks"),
