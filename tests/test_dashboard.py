@@ -186,7 +186,7 @@ def wait_for_change(read: object, before: object, seconds: float = 5.0) -> objec
 
 
 def test_signal_moves_when_another_connection_writes(module_url: URL, store: TaskStore) -> None:
-    signal = open_signal(store.engine)
+    signal = open_signal(store)
     other = TaskStore(url=module_url)
     try:
         before = signal.read()
@@ -203,7 +203,7 @@ def test_signal_moves_when_another_connection_writes(module_url: URL, store: Tas
 
 def test_in_memory_sqlite_signal_sees_its_own_writes() -> None:
     with TaskStore(url="sqlite://") as store:
-        signal = open_signal(store.engine)
+        signal = open_signal(store)
         before = signal.read()
         store.save(TaskInfo(task_id="uqt_m", backend="b"))
         assert signal.read() != before

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -247,12 +248,35 @@ def test_a_dropped_pooled_connection_is_retried(store: TaskStore, backend: str) 
     store.save(TaskInfo(task_id="uqt_before", backend="b"))
     with store.engine.connect() as conn:  # the pool's connection, checked back in after
         backend_id = conn.execute(text(BACKEND_ID[backend])).scalar_one()
-    killer = create_store_engine(store.url)
-    with killer.connect() as conn:
-        conn.execute(text(KILL[backend].format(int(backend_id))))
-    killer.dispose()
-    store.save(TaskInfo(task_id="uqt_after", backend="b"))  # first try hits the dead connection
+    kill_and_wait(store, backend, int(backend_id))
+    store.save(TaskInfo(task_id="uqt_after", backend="b"))  # its connection died in the pool
     assert store.get("uqt_after") is not None and store.count() == 2
+
+
+#: A backend (by id) that still exists on the server.
+ALIVE = {
+    "postgresql": "SELECT count(*) FROM pg_stat_activity WHERE pid = {}",
+    "mysql": "SELECT count(*) FROM information_schema.processlist WHERE id = {}",
+}
+
+
+def kill_and_wait(store: TaskStore, backend: str, backend_id: int) -> None:
+    """Kill a server backend and wait until it is gone (its client then sees the close)."""
+    killer = create_store_engine(store.url)
+    try:
+        with killer.connect() as conn:
+            conn.execute(text(KILL[backend].format(backend_id)))
+            conn.commit()
+            for _ in range(100):
+                if not conn.execute(text(ALIVE[backend].format(backend_id))).scalar_one():
+                    break
+                conn.rollback()
+                time.sleep(0.05)
+            else:
+                raise AssertionError(f"backend {backend_id} survived its kill")
+        time.sleep(0.05)  # the server's close reaches the client socket
+    finally:
+        killer.dispose()
 
 
 def test_a_connection_dropped_at_commit_is_never_run_again(store: TaskStore, backend: str) -> None:

@@ -4,10 +4,9 @@ The dashboard's live updates need to know when another process wrote to the
 store, without re-reading the tables. Each engine has a marker that is cheap to
 read and changes whenever the tables do:
 
-- SQLite: ``PRAGMA data_version`` on one dedicated connection (it changes when
-  any *other* connection commits) plus ``total_changes()`` (the writes of that
-  same connection, which matter for in-memory databases whose only connection
-  is shared).
+- SQLite: ``PRAGMA data_version`` on the store's held connection (it changes
+  when any *other* connection commits) plus ``total_changes()`` (the writes of
+  that same connection, which is where every write of this process goes).
 - PostgreSQL: the next transaction id (``pg_snapshot_xmax(pg_current_snapshot())``),
   which moves whenever a writing transaction ends. ``LISTEN/NOTIFY`` would need
   triggers, i.e. a schema change; the per-table counters of
@@ -24,7 +23,8 @@ read and changes whenever the tables do:
   more on the poll after they stop moving.
 
 :class:`ChangeFeed` polls the marker (every 0.5 s) only while someone listens
-and wakes every listener when it moves; with no listener it holds no connection.
+and wakes every listener when it moves; with no listener it reads nothing. Its
+reads go through the store's executor, as every statement of the package does.
 """
 
 from __future__ import annotations
@@ -35,10 +35,10 @@ from collections.abc import AsyncIterator, Callable, Hashable
 from typing import Literal, Protocol
 
 import anyio.to_thread
-from sqlalchemy import Connection, Engine, text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import Connection, text
 
-from .engine import SQLITE_BEGIN
+from .errors import StoreError
+from .store import TaskStore
 
 log = logging.getLogger(__name__)
 
@@ -65,75 +65,57 @@ class ChangeSignal(Protocol):
     def close(self) -> None: ...
 
 
-class _DedicatedConnection:
-    """One connection kept open between polls (SQLite's marker is per connection)."""
+class _MarkerRead:
+    """A marker read in one read unit of the store's executor, like every other read.
+
+    On SQLite that is the store's held connection, which lives as long as the
+    store: ``data_version`` is per connection, so it is the right one to ask.
+    """
 
     exact = True
 
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-        self._conn: Connection | None = None
-
-    def _connection(self) -> Connection:
-        if self._conn is None:
-            conn = self._engine.connect()
-            if self._engine.dialect.name == "sqlite":
-                # No BEGIN: each poll is its own snapshot, and no read
-                # transaction is left open to hold back WAL checkpoints.
-                conn = conn.execution_options(**{SQLITE_BEGIN: None})
-            else:
-                conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-            self._conn = conn
-        return self._conn
+    def __init__(self, store: TaskStore) -> None:
+        self._store = store
 
     def read(self) -> Hashable:
-        """The current marker; a broken connection is dropped and reopened next time."""
-        conn = self._connection()
-        try:
-            marker = self._marker(conn)
-            conn.rollback()
-            return marker
-        except SQLAlchemyError:
-            self.close()
-            raise
+        """The current marker (the store's errors if the database cannot answer)."""
+        return self._store._read(self._marker)
 
     def _marker(self, conn: Connection) -> Hashable:
         raise NotImplementedError
 
     def close(self) -> None:
-        if self._conn is not None:
-            conn, self._conn = self._conn, None
-            conn.close()
+        """Nothing is held between reads."""
 
 
-class SQLiteSignal(_DedicatedConnection):
+class SQLiteSignal(_MarkerRead):
     def _marker(self, conn: Connection) -> Hashable:
         version = conn.exec_driver_sql("PRAGMA data_version").scalar()
         own = conn.exec_driver_sql("SELECT total_changes()").scalar()
         return (version, own)
 
 
-class PostgresSignal(_DedicatedConnection):
+class PostgresSignal(_MarkerRead):
     def _marker(self, conn: Connection) -> Hashable:
         return conn.execute(_POSTGRES_MARKER).scalar()
 
 
-class MySQLSignal(_DedicatedConnection):
+class MySQLSignal(_MarkerRead):
     exact = False
 
     def _marker(self, conn: Connection) -> Hashable:
         return tuple(sorted((str(n), str(v)) for n, v in conn.execute(_MYSQL_MARKER)))
 
 
-def open_signal(engine: Engine) -> ChangeSignal:
-    """The cheapest change signal for ``engine``'s database."""
-    name = engine.dialect.name
+def open_signal(store: TaskStore) -> ChangeSignal:
+    """The cheapest change signal for the store's database."""
+    name = store.dialect
     if name == "sqlite":
-        return SQLiteSignal(engine)
+        return SQLiteSignal(store)
     if name == "postgresql":
-        return PostgresSignal(engine)
+        return PostgresSignal(store)
     if name in ("mysql", "mariadb"):
-        return MySQLSignal(engine)
+        return MySQLSignal(store)
     raise ValueError(f"no change signal for {name!r} databases")
 
 
@@ -231,7 +213,7 @@ class ChangeFeed:
             while self._listeners:
                 try:
                     marker = await anyio.to_thread.run_sync(signal.read)
-                except SQLAlchemyError as exc:
+                except StoreError as exc:
                     log.warning("change signal failed (retrying): %s", exc)
                 else:
                     moved = last is not None and marker != last

@@ -29,7 +29,8 @@ except ImportError:  # pragma: no cover - exercised only without the extra
     )
     raise SystemExit(1) from None
 
-from sqlalchemy import func, select, text
+from sqlalchemy import Connection, Select, func, select, text
+from sqlalchemy import Table as SQLTable
 
 from . import __version__, cli_schema, transfer
 from .cli_support import (
@@ -87,33 +88,40 @@ def _database_size(store: TaskStore) -> int | None:
     sql = queries.get("mysql" if store.dialect == "mariadb" else store.dialect)
     if sql is None:
         return None
-    with store.engine.connect() as conn:
-        size = conn.execute(text(sql)).scalar()
+    size = store._read(lambda conn: conn.execute(text(sql)).scalar())
     return int(size) if size is not None else None
 
 
+def _grouped(source: SQLTable) -> Select[Any]:
+    return (
+        select(source.c.status, source.c.backend, func.count())
+        .group_by(source.c.status, source.c.backend)
+        .order_by(source.c.status, source.c.backend)
+    )
+
+
 def _counts(store: TaskStore) -> dict[str, Any]:
-    """Counts by status and backend, live and archived, for ``stats``."""
+    """Counts by status and backend, live and archived, for ``stats`` (one snapshot)."""
+
+    def read(conn: Connection) -> dict[str, list[tuple[str, str, int]]]:
+        return {
+            label: [(str(s), str(b), int(n)) for s, b, n in conn.execute(_grouped(source))]
+            for label, source in (("live", tasks), ("archived", archived_tasks))
+        }
+
     counts: dict[str, Any] = {}
-    with store.engine.connect() as conn:
-        for label, source in (("live", tasks), ("archived", archived_tasks)):
-            stmt = (
-                select(source.c.status, source.c.backend, func.count())
-                .group_by(source.c.status, source.c.backend)
-                .order_by(source.c.status, source.c.backend)
-            )
-            groups = [(str(s), str(b), int(n)) for s, b, n in conn.execute(stmt)]
-            by_status: dict[str, int] = {}
-            by_backend: dict[str, int] = {}
-            for status, backend, n in groups:
-                by_status[status] = by_status.get(status, 0) + n
-                by_backend[backend] = by_backend.get(backend, 0) + n
-            counts[label] = {
-                "total": sum(n for _, _, n in groups),
-                "by_status": by_status,
-                "by_backend": by_backend,
-                "groups": [{"status": s, "backend": b, "tasks": n} for s, b, n in groups],
-            }
+    for label, groups in store._read(read, snapshot=True).items():
+        by_status: dict[str, int] = {}
+        by_backend: dict[str, int] = {}
+        for status, backend, n in groups:
+            by_status[status] = by_status.get(status, 0) + n
+            by_backend[backend] = by_backend.get(backend, 0) + n
+        counts[label] = {
+            "total": sum(n for _, _, n in groups),
+            "by_status": by_status,
+            "by_backend": by_backend,
+            "groups": [{"status": s, "backend": b, "tasks": n} for s, b, n in groups],
+        }
     return counts
 
 
@@ -222,14 +230,11 @@ def _utc_seconds(stamp: str) -> str:
 def show(task_id: str, reveal: bool, url: str | None) -> None:
     """Show one task (live or archived) with its shards, as JSON."""
     with opened_store(url) as store:
-        info = store.get(task_id)
-        shards = store.get_shards(task_id)
-        if info is None:
-            info = store.get_archived(task_id)
-            shards = store.get_archived_shards(task_id)
-    if info is None:
+        found = store._locate(task_id)
+    if found is None:
         fail(f"no task {task_id!r}")
         return
+    info, shards, _archived = found
     record = {**info.to_dict(), "shards": [s.to_dict() for s in shards]}
     if not reveal:
         record = redact_record(record)

@@ -3,8 +3,9 @@
 A SQLite store keeps one connection for its lifetime, guarded by a lock (as
 the reference serialises calls with a per-instance lock), so a call costs a
 statement, not a connect. A server store checks a pooled connection out per
-unit of work. Both hand out a SQLAlchemy ``Connection`` through ``unit()``;
-neither begins or ends transactions: that is the executor's job.
+unit of work. Both hand out a SQLAlchemy ``Connection`` through ``unit()``,
+the door of ``door.py``: checkouts inside it are the executor's. Neither
+begins or ends transactions: that is the executor's job.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from weakref import WeakSet
 
 from sqlalchemy import Connection, Engine
 
+from . import door
+from .direct import echoing
 from .engine import SQLITE_BEGIN, sqlite_file_path
 
 #: Every live source, so a forked child can make each one start afresh.
@@ -41,33 +44,33 @@ class HeldConnection:
         self.engine = engine
         self.lock = threading.RLock()
         self._held: Connection | None = None
+        self._held_echoes = False
         _SOURCES.add(self)
 
     @contextmanager
-    def unit(self, held: bool = True) -> Iterator[Connection]:
-        """A connection to this caller alone until the block ends: the held one, or
-        (``held=False``) a fresh ``Connection`` from the engine's pool.
-
-        SQLAlchemy fixes a ``Connection``'s echo when it is made, so while someone
-        watches, each unit gets a new one that sees the engine as it is now.
-        """
-        with self.lock:
-            if held:
-                yield self.connection()
-                return
-            with self.engine.connect() as conn:
-                yield conn.execution_options(**{SQLITE_BEGIN: None})
+    def unit(self) -> Iterator[Connection]:
+        """The held connection, to this caller alone until the block ends."""
+        with self.lock, door.inside():
+            yield self.connection()
 
     def connection(self) -> Connection:
         """The held connection (opened on first use); call with ``lock`` held.
 
         Its ``begin`` hook sends no ``BEGIN``: the executor opens write
         transactions with ``BEGIN IMMEDIATE`` itself, and reads run each
-        statement as its own snapshot.
+        statement as its own snapshot. SQLAlchemy fixes a ``Connection``'s echo
+        when it is made (its listeners it looks up at each statement), so when
+        echo is switched on or off the held connection is replaced by one that
+        logs as the engine now does.
         """
-        if self._held is None or self._held.closed or self._held.invalidated:
-            self._held = self.engine.connect().execution_options(**{SQLITE_BEGIN: None})
-        return self._held
+        held = self._held
+        echoes = echoing(self.engine)
+        if held is None or held.closed or held.invalidated or echoes != self._held_echoes:
+            if held is not None and not held.closed:
+                held.close()
+            held = self.engine.connect().execution_options(**{SQLITE_BEGIN: None})
+            self._held, self._held_echoes = held, echoes
+        return held
 
     def peek(self) -> Connection | None:
         """The held connection if one is open (for close-time maintenance)."""
@@ -107,8 +110,8 @@ class PooledConnections:
         _SOURCES.add(self)
 
     @contextmanager
-    def unit(self, held: bool = True) -> Iterator[Connection]:
-        with self.engine.connect() as conn:
+    def unit(self) -> Iterator[Connection]:
+        with door.inside(), self.engine.connect() as conn:
             yield conn
 
     def close(self) -> None:

@@ -35,7 +35,8 @@ from sqlalchemy.exc import DBAPIError
 #: How many compiled statements a store keeps; its statements are prebuilt, so
 #: this is never reached in practice, but memory stays bounded whatever a caller does.
 CACHE_SIZE = 256
-_ENGINE_LOGGER = logging.getLogger("sqlalchemy.engine")
+#: The logger SQLAlchemy's engines log statements to (``echo`` or logging config).
+_ENGINE_LOGGER = logging.getLogger("sqlalchemy.engine.Engine")
 
 Row = Sequence[Any]
 
@@ -51,9 +52,13 @@ def watched(engine: Engine) -> bool:
         or dialect_events.handle_error
         or dialect_events.do_execute
         or dialect_events.do_executemany
-        or engine.echo
-        or _ENGINE_LOGGER.isEnabledFor(logging.INFO)
+        or echoing(engine)
     )
+
+
+def echoing(engine: Engine) -> bool:
+    """Whether ``engine`` logs its statements (``echo``, or INFO on its logger)."""
+    return bool(engine.echo) or _ENGINE_LOGGER.isEnabledFor(logging.INFO)
 
 
 @dataclass(frozen=True)

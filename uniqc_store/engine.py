@@ -22,6 +22,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.pool import StaticPool
 
+from . import door
 from .errors import DriverNotInstalledError
 from .records import DB_FILENAME, DEFAULT_CACHE_DIR
 from .redaction import MASK, mask_text, names_a_credential
@@ -258,14 +259,17 @@ def _create_engine(url: URL, **kwargs: Any) -> Engine:
     """``create_engine``, with a missing driver reported as ``DriverNotInstalledError``
     and an unknown scheme as a bad argument."""
     try:
-        return create_engine(url, **kwargs)
+        engine = create_engine(url, **kwargs)
     except ModuleNotFoundError as exc:
         raise DriverNotInstalledError(
             f"the {url.get_backend_name()} driver {url.get_driver_name()!r} of "
             f"{redact(url)} is not installed ({exc}); install it: {driver_hint(url)}"
         ) from exc
     except NoSuchModuleError:
-        pass  # raised below, outside the handler: no exception chain to carry the URL
+        engine = None  # refused below, outside the handler: no exception chain to carry the URL
+    if engine is not None:
+        door.guard(engine)
+        return engine
     raise ValueError(
         f"no SQLAlchemy dialect for {url.drivername!r}: use a URL starting with "
         "sqlite://, postgresql+psycopg:// or mysql+pymysql:// (or install the dialect)"

@@ -1,9 +1,17 @@
-"""The one owner of a store's transactions: every statement runs through here.
+"""The one owner of an engine's transactions: every statement runs through here.
+
+There is one ``Executor`` per engine (:func:`executor_for`), shared by every
+store on it, so its lock and its held connection are the engine's: two
+stores on one ``sqlite://`` engine queue on one lock instead of sending
+``BEGIN`` into each other's transactions.
 
 ``Executor.write(work)`` begins a transaction, hands ``work`` a
 ``Transaction`` (helpers run statements on it and never commit), then
-commits, or rolls back if ``work`` raised. Nothing else begins, commits or
-rolls back.
+commits, or rolls back if ``work`` raised. ``read(work)`` runs reads.
+``reading()`` / ``transaction()`` are the same units as ``with`` blocks, for
+the package's tools and for applications. Nothing else begins, commits or
+rolls back, and ``door.py`` checks at run time that nothing in the package
+connects beside these units.
 
 Statements run through SQLAlchemy's execution, so ``echo``, cursor events and
 tracing see them. On a held SQLite connection, while nothing watches the
@@ -14,30 +22,36 @@ transaction, so one transaction never has two owners.
 On SQLite a write transaction opens with ``BEGIN IMMEDIATE``: it takes the
 write lock up front and waits on the busy timeout, so writers queue instead
 of failing half-way, and everything a move reads stays as read until it
-commits. Reads run without ``BEGIN`` (each statement its own snapshot). On
-servers a transaction the server aborted (deadlock, serialization failure,
-lock wait timeout) or a connection it dropped is run again, a bounded number
-of times; never one whose COMMIT was sent when the connection dropped (it may
-have been written: the caller is told the outcome is unknown).
+commits. Reads run without ``BEGIN`` (each statement its own snapshot).
 
-A store call made inside another's unit of work on the same thread (from a
-``modify`` change, say) is refused at once: it would wait on the outer call's
-own locks.
+On servers a transaction the server aborted (deadlock, serialization
+failure, lock wait timeout) is run again, a bounded number of times, and so
+is one whose connection dropped before COMMIT (the server rolled it back).
+A write whose outcome cannot be known is never run again: the caller gets
+``DatabaseUnavailableError`` saying it may or may not have been written
+(see :meth:`Executor.write_one` for how the two cases are told apart).
+
+A store call made inside another's unit of work on the same thread or task
+(from a ``modify`` change, say) is refused at once: it would wait on the
+outer call's own locks.
 """
 
 from __future__ import annotations
 
 import contextlib
+import select
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, Executable
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy import Connection, Engine, Executable, event
+from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError, SQLAlchemyError
 
-from . import direct, sqlite_statistics
+from . import direct, door, sqlite_statistics
 from .connections import HeldConnection, PooledConnections, source_for
+from .db_errors import store_error
 from .direct import DriverStatements, Row
 from .errors import DatabaseUnavailableError, StoreError
 
@@ -57,6 +71,30 @@ _COMMIT_UNKNOWN = (
     "the connection to the database dropped while the transaction was committing: it may or "
     "may not have been written; check before repeating the call"
 )
+_SENT_UNKNOWN = (
+    "the connection to the database dropped after the statement was sent: it may or may not "
+    "have been written; check before repeating the call"
+)
+
+#: The executors whose write unit the current thread or task is inside (outermost first).
+_writing: ContextVar[tuple[int, ...]] = ContextVar("uniqc_store_writing", default=())
+#: Where an engine keeps its executor (on its dialect, which ``execution_options``
+#: copies of the engine share and which lives exactly as long as the engine).
+_EXECUTOR_KEY = "_uniqc_store_executor"
+_registering = threading.Lock()
+
+
+def executor_for(engine: Engine, busy_timeout_ms: int) -> Executor:
+    """The engine's executor, made on first use and shared by every store on the engine."""
+    dialect: Any = engine.dialect
+    found: Executor | None = getattr(dialect, _EXECUTOR_KEY, None)
+    if found is None:
+        with _registering:
+            found = getattr(dialect, _EXECUTOR_KEY, None)
+            if found is None:
+                found = Executor(engine, busy_timeout_ms)
+                setattr(dialect, _EXECUTOR_KEY, found)
+    return found
 
 
 def is_transient(exc: DBAPIError) -> bool:
@@ -93,7 +131,7 @@ class Transaction:
 
 
 class Executor:
-    """Runs a store's statements and owns its transactions."""
+    """Runs an engine's statements and owns its transactions."""
 
     def __init__(self, engine: Engine, busy_timeout_ms: int) -> None:
         self.engine = engine
@@ -102,27 +140,31 @@ class Executor:
         held = isinstance(self.source, HeldConnection)
         self._drivers = DriverStatements(engine) if held else None
         self._growth = sqlite_statistics.GrowthWatch()
-        # psycopg switches autocommit without a round trip; MySQL drivers would pay two
+        # PostgreSQL runs a single statement in autocommit: one round trip, not three
         self._autocommit = engine.dialect.name == "postgresql"
-        self._inside = threading.local()  # .write: a write unit runs on this thread
+        door.guard(engine)
+        if self._autocommit:
+            event.listen(engine, "checkout", _refuse_connection_closed_while_idle)
+
+    # -- nesting ----------------------------------------------------------------
 
     def _not_nested(self) -> None:
-        if getattr(self._inside, "write", False):
+        if id(self) in _writing.get():
             raise StoreError(_NESTED)
 
     @contextlib.contextmanager
     def _write_unit(self) -> Iterator[None]:
         self._not_nested()
-        self._inside.write = True
+        token = _writing.set((*_writing.get(), id(self)))
         try:
             yield
         finally:
-            self._inside.write = False
+            _writing.reset(token)
 
     # -- the direct path ----------------------------------------------------
 
-    def _direct_path(self) -> bool:
-        """Whether this unit of work may skip SQLAlchemy's execution (see ``direct.py``)."""
+    def _unwatched(self) -> bool:
+        """Whether nobody observes execution (then the held connection serves every unit)."""
         return self._drivers is not None and not direct.watched(self.engine)
 
     def driver(self, stmt: Executable) -> direct.DriverStatement:
@@ -134,7 +176,7 @@ class Executor:
         return found
 
     def _direct_form(self, stmt: Executable) -> direct.DriverStatement | None:
-        if not self._direct_path():
+        if not self._unwatched():
             return None
         assert self._drivers is not None
         return self._drivers.get(stmt)
@@ -148,7 +190,7 @@ class Executor:
         if not isinstance(self.source, HeldConnection):
             return self._retrying(lambda: self._fetch_pooled(stmt, values))
         form = self._direct_form(stmt)
-        with self.source.unit(held=form is not None) as conn:
+        with self.source.unit() as conn:
             if form is not None:
                 return direct.execute(conn, form, values)[1]
             try:
@@ -165,15 +207,43 @@ class Executor:
         rows = self.fetch(stmt, params)
         return rows[0] if rows else None
 
-    def read(self, work: Callable[[Connection], T]) -> T:
-        """Run ``work`` on a connection for reads the prepared statements do not cover."""
-        self._not_nested()
-        with self.source.unit(held=self._direct_path()) as conn:
-            try:
+    def read(self, work: Callable[[Connection], T], *, snapshot: bool = False) -> T:
+        """Run ``work`` on a connection for reads the prepared statements do not cover.
+
+        ``snapshot=True``: every statement of ``work`` sees one snapshot (a read
+        transaction; REPEATABLE READ on servers). On servers a dropped connection
+        or a transient error runs ``work`` again, so it must only read.
+        """
+
+        def once() -> T:
+            with self._read_unit(snapshot) as conn:
                 return work(conn)
+
+        if isinstance(self.source, HeldConnection):
+            return once()
+        return self._retrying(once)
+
+    @contextlib.contextmanager
+    def _read_unit(self, snapshot: bool) -> Iterator[Connection]:
+        self._not_nested()
+        with self.source.unit() as conn:
+            try:
+                if snapshot:
+                    if isinstance(self.source, HeldConnection):
+                        conn.exec_driver_sql("BEGIN")
+                    else:
+                        conn.execution_options(isolation_level="REPEATABLE READ")
+                yield conn
             finally:
                 if conn.in_transaction():
                     conn.rollback()
+
+    @contextlib.contextmanager
+    def reading(self, *, snapshot: bool = False) -> Iterator[Connection]:
+        """A read unit as a block (not retried: a block cannot run twice); errors are
+        the store's."""
+        with self.translating(), self._read_unit(snapshot) as conn:
+            yield conn
 
     # -- writes ---------------------------------------------------------------
 
@@ -183,23 +253,53 @@ class Executor:
         ``direct_ok=False`` when ``work`` runs statements that need
         SQLAlchemy's execution (expanding IN lists, ad-hoc queries).
         """
+
+        def once() -> T:
+            with self._write_attempt(direct_ok) as tx:
+                return work(tx)
+
         with self._write_unit():
             if isinstance(self.source, HeldConnection):
-                direct_path = direct_ok and self._direct_path()
-                with self.source.unit(held=direct_path) as conn:
-                    if direct_path:
-                        result = self._write_direct(conn, work)
-                    else:
-                        result = self._write_observed(conn, work)
-                    self._growth.after_write(conn, self.busy_timeout_ms)
-                    return result
-            return self._retrying(lambda: self._write_pooled(work))
+                return once()  # SQLite waits on its busy timeout instead
+            return self._retrying(once)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """A write transaction as a block: committed when it ends, rolled back if it
+        raises; not retried (a block cannot run twice); errors are the store's."""
+        with self.translating(), self._write_unit(), self._write_attempt(False) as tx:
+            yield tx.connection
+
+    @contextlib.contextmanager
+    def _write_attempt(self, direct_ok: bool) -> Iterator[Transaction]:
+        """One attempt at a write transaction, on the held or a pooled connection."""
+        if not isinstance(self.source, HeldConnection):
+            with self._pooled_transaction() as tx:
+                yield tx
+            return
+        direct_path = direct_ok and self._unwatched()
+        with self.source.unit() as conn:
+            if direct_path:
+                with self._direct_transaction(conn) as tx:
+                    yield tx
+            else:
+                with self._observed_transaction(conn) as tx:
+                    yield tx
+            self._growth.after_write(conn, self.busy_timeout_ms)
 
     def write_one(self, stmt: Executable, params: Mapping[str, Any]) -> int:
         """Run one DML statement as its own transaction; return the rowcount.
 
         On PostgreSQL a single statement is atomic by itself, so it runs in
         autocommit: one round trip instead of BEGIN, the statement, COMMIT.
+        There a dropped connection cannot be retried blindly: the statement may
+        have committed before the answer was lost. The two cases are told apart
+        at checkout, before anything is sent: a pooled connection whose socket
+        already shows the server's close (or that the driver knows is broken) is
+        replaced by the pool (``_refuse_connection_closed_while_idle``), so a
+        connection found dead before the statement is retried on a fresh one; a
+        drop once the statement was sent is ``DatabaseUnavailableError``
+        (outcome unknown), never run again.
         """
         if self._autocommit:
             self._not_nested()
@@ -207,44 +307,45 @@ class Executor:
         direct_ok = self._direct_form(stmt) is not None
         return self.write(lambda tx: tx.run(stmt, params), direct_ok=direct_ok)
 
-    def _write_direct(self, conn: Connection, work: Callable[[Transaction], T]) -> T:
+    @contextlib.contextmanager
+    def _direct_transaction(self, conn: Connection) -> Iterator[Transaction]:
         """BEGIN IMMEDIATE, the work and COMMIT, all on the driver's cursor."""
         try:
             direct.execute_text(conn, "BEGIN IMMEDIATE")
-            result = work(Transaction(self, conn, True))
+            yield Transaction(self, conn, True)
             direct.execute_text(conn, "COMMIT")
         except BaseException:
             raw = sqlite_statistics.sqlite_driver(conn)
             if raw is not None and raw.in_transaction:
                 raw.rollback()
             raise
-        return result
 
-    def _write_observed(self, conn: Connection, work: Callable[[Transaction], T]) -> T:
+    @contextlib.contextmanager
+    def _observed_transaction(self, conn: Connection) -> Iterator[Transaction]:
         """The same through SQLAlchemy: its transaction, opened with BEGIN IMMEDIATE.
 
-        The held connection's ``begin`` hook sends nothing, so the
-        ``BEGIN IMMEDIATE`` statement is the start of SQLAlchemy's own
-        (autobegun) transaction, which ``commit()`` / ``rollback()`` end.
+        The connection's ``begin`` hook sends nothing, so the ``BEGIN
+        IMMEDIATE`` statement is the start of SQLAlchemy's own (autobegun)
+        transaction, which ``commit()`` / ``rollback()`` end.
         """
         try:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
-            result = work(Transaction(self, conn, False))
+            yield Transaction(self, conn, False)
         except BaseException:
             with contextlib.suppress(DBAPIError):  # a dropped connection has nothing to undo
                 conn.rollback()
             raise
         conn.commit()
-        return result
 
-    def _write_pooled(self, work: Callable[[Transaction], T]) -> T:
+    @contextlib.contextmanager
+    def _pooled_transaction(self) -> Iterator[Transaction]:
         """BEGIN, the work, COMMIT on a pooled connection. A drop before COMMIT
         leaves nothing written (``_retrying`` runs it again); a drop during
         COMMIT may have written it, so that is reported, never run again."""
         with self.source.unit() as conn:
             transaction = conn.begin()
             try:
-                result = work(Transaction(self, conn, False))
+                yield Transaction(self, conn, False)
             except BaseException:
                 with contextlib.suppress(DBAPIError):  # a dropped connection has nothing to undo
                     transaction.rollback()
@@ -255,26 +356,26 @@ class Executor:
                 if exc.connection_invalidated:
                     raise DatabaseUnavailableError(_COMMIT_UNKNOWN) from exc
                 raise
-            return result
 
     def _run_autocommit(self, stmt: Executable, params: Mapping[str, Any]) -> int:
         """One statement on a pooled connection switched to autocommit for its length.
 
-        The driver's switch is an attribute, no round trip; an autocommit
-        execution option would cost more than the statement's own Python
-        work (SQLAlchemy resets the isolation level at every check-in). The
-        connection goes back to the pool as it came, even after an error.
+        Through SQLAlchemy's own isolation level, so its log and its
+        ``commit`` event say what happened (the server committed the
+        statement); the pool switches the connection back at check-in.
         """
         with self.source.unit() as conn:
             driver: Any = conn.connection.driver_connection
             if driver.info.transaction_status:  # not idle: e.g. a connect listener's query
                 driver.rollback()  # what the pool's reset would have done
-            driver.autocommit = True
+            conn.execution_options(isolation_level="AUTOCOMMIT")
             try:
-                return int(conn.execute(stmt, params).rowcount)
-            finally:
-                with contextlib.suppress(conn.dialect.loaded_dbapi.Error):  # dropped: discarded
-                    driver.autocommit = False
+                with conn.begin():
+                    return int(conn.execute(stmt, params).rowcount)
+            except DBAPIError as exc:
+                if exc.connection_invalidated:
+                    raise DatabaseUnavailableError(_SENT_UNKNOWN) from exc
+                raise
 
     @staticmethod
     def _retrying(attempt_once: Callable[[], T]) -> T:
@@ -292,10 +393,18 @@ class Executor:
                 time.sleep(0.005 * 2**attempt)
         raise AssertionError("unreachable")  # pragma: no cover
 
+    @contextlib.contextmanager
+    def translating(self) -> Iterator[None]:
+        """Database errors raised in the block become the store's own (``db_errors``)."""
+        try:
+            yield
+        except SQLAlchemyError as exc:
+            raise store_error(exc, self.engine.url) from exc
+
     # -- lifecycle --------------------------------------------------------------
 
     def exclusive(self) -> contextlib.AbstractContextManager[Any]:
-        """Hold every other caller of this store off (e.g. while migrating)."""
+        """Hold every other caller of this engine off (e.g. while migrating)."""
         if isinstance(self.source, HeldConnection):
             return self.source.lock
         return contextlib.nullcontext()
@@ -307,7 +416,9 @@ class Executor:
                 sqlite_statistics.refresh(conn, self.busy_timeout_ms, optimize=False)
 
     def close(self) -> None:
-        """Give the held connection back, refreshing statistics first as SQLite advises."""
+        """Give the held connection back, refreshing statistics first as SQLite advises.
+
+        Another store on the same engine opens it again on its next call."""
         if isinstance(self.source, HeldConnection):
             with self.source.lock:
                 held = self.source.peek()
@@ -315,3 +426,29 @@ class Executor:
                     with contextlib.suppress(DBAPIError):
                         sqlite_statistics.refresh(held, self.busy_timeout_ms, optimize=True)
         self.source.close()
+
+
+def _refuse_connection_closed_while_idle(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """Replace a pooled connection the server closed while it sat idle in the pool.
+
+    An idle connection has nothing to read: a readable socket means the
+    server hung up (or sent something unasked, which costs a needless
+    reconnect, never a wrong answer). Checked with a zero-timeout poll, no
+    round trip; raising ``DisconnectionError`` makes the pool connect afresh.
+    """
+    if getattr(dbapi_connection, "closed", False) or getattr(dbapi_connection, "broken", False):
+        raise DisconnectionError("the connection was closed while idle in the pool")
+    fileno = getattr(dbapi_connection, "fileno", None)
+    if fileno is None:
+        return
+    if _readable(fileno()):
+        raise DisconnectionError("the server closed the connection while it was idle")
+
+
+def _readable(fd: int) -> bool:
+    """Whether ``fd`` has something to read now (``poll``; ``select`` where there is none)."""
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return bool(poller.poll(0))
+    return bool(select.select([fd], [], [], 0)[0])

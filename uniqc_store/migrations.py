@@ -24,6 +24,7 @@ from alembic.script import ScriptDirectory
 from alembic.util import DispatchPriority, PriorityDispatchResult
 from sqlalchemy import URL, Column, Connection, Engine, inspect, text
 
+from . import door
 from .engine import SQLITE_BEGIN, parse_url, sqlite_file_path
 from .records import APPLICATION_ID
 from .versions import (
@@ -207,7 +208,7 @@ def migration_connection(engine: Engine) -> Iterator[Connection]:
     foreign keys off, so no rebuild or re-key cascades into child rows; the
     revisions check the keys themselves (``PRAGMA foreign_key_check``).
     """
-    with engine.connect() as conn:
+    with door.exempt("the migration runner"), engine.connect() as conn:
         if conn.dialect.name != "sqlite":
             yield conn
             return

@@ -10,12 +10,13 @@ once (``statements.py``).
 from __future__ import annotations
 
 import builtins
+import contextlib
 import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import URL, Connection, Engine, Table, event
+from sqlalchemy import URL, Connection, Engine, Table
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from . import archive, versions
@@ -30,7 +31,6 @@ from .codec import (
 )
 from .db_errors import translated
 from .engine import (
-    SQLITE_BEGIN,
     busy_timeout_ms,
     create_store_engine,
     install_sqlite_recipe,
@@ -44,9 +44,8 @@ from .errors import (
     ForeignDatabaseError,
     MissingParentTaskError,
     SchemaOutOfDateError,
-    StoreError,
 )
-from .executor import Executor, Transaction
+from .executor import Transaction, executor_for
 from .records import (
     APPLICATION_ID,
     CURRENT_SCHEMA_VERSION,
@@ -106,7 +105,7 @@ class TaskStore:
         self.dialect: str = engine.dialect.name
         self.db_path: Path | None = sqlite_file_path(self.url)
         self.cache_dir: Path | None = self.db_path.parent if self.db_path else None
-        self._executor = Executor(engine, busy_timeout_ms(engine.url))
+        self._executor = executor_for(engine, busy_timeout_ms(engine.url))
         self._sql = Statements.for_dialect(self.dialect)
         try:
             self._open_schema(auto_migrate)
@@ -165,25 +164,40 @@ class TaskStore:
         return self._executor.read(versions.database_version)
 
     def session(self, **kwargs: Any) -> Session:
-        """A ``Session`` on the store's engine, for reads and ad-hoc ORM queries.
+        """A read-only ``Session`` on the store's engine, for ad-hoc ORM queries.
 
-        Safe beside the store: on a file or a server it has its own pooled
-        connection; on an in-memory database (one shared connection) it sends
-        no ``BEGIN``, so it never holds a transaction the store would trip on.
-        It refuses to flush changes: writes go through the repository, which
+        Safe beside the store from any thread, on every URL: each ORM statement
+        runs in one read unit of the store's executor (``sessions.py``), so the
+        Session holds no connection between statements and never holds the
+        store's lock for long; loaded objects stay loaded
+        (``expire_on_commit=False`` unless given). It refuses writes (flushes
+        and ORM INSERT/UPDATE/DELETE): they go through the repository, which
         validates them and keeps moves atomic (see the README's "The ORM").
         Imports the ORM (``uniqc_store.models``) on first use.
         """
-        from sqlalchemy.orm import Session
+        from .sessions import read_only_session
 
-        from . import models  # noqa: F401  (maps the classes a query names)
+        return read_only_session(self._executor, **kwargs)
 
-        bind = self.engine
-        if self.dialect == "sqlite" and self.db_path is None:
-            bind = bind.execution_options(**{SQLITE_BEGIN: None})
-        session = Session(bind, **kwargs)
-        event.listen(session, "before_flush", _refuse_orm_writes)
-        return session
+    def reading(self, *, snapshot: bool = False) -> contextlib.AbstractContextManager[Connection]:
+        """A read unit of the store's executor, as a ``with`` block yielding a ``Connection``.
+
+        For reads the repository's methods do not cover, beside the store on any
+        URL: the block holds the store's lock on SQLite (keep it short) and its
+        errors are the store's. ``snapshot=True`` makes every statement of the
+        block see one snapshot. Nothing in it may write.
+        """
+        return self._executor.reading(snapshot=snapshot)
+
+    def transaction(self) -> contextlib.AbstractContextManager[Connection]:
+        """A write unit of the store's executor, as a ``with`` block yielding a ``Connection``.
+
+        Committed when the block ends, rolled back if it raises, with the store's
+        locking (``BEGIN IMMEDIATE`` on SQLite) and its errors. Not retried: a
+        transient conflict raises ``DatabaseBusyError``; run the block again.
+        Rows written here are not checked as ``save()`` checks them.
+        """
+        return self._executor.transaction()
 
     def close(self) -> None:
         """Release the connections (and the engine, if the store created it)."""
@@ -570,6 +584,32 @@ class TaskStore:
         return self._executor.write(work, direct_ok=direct_ok)
 
     @translated
+    def _locate(self, task_id: str) -> tuple[TaskInfo, builtins.list[TaskShard], bool] | None:
+        """The live task with ``task_id``, else the archived one, with its shards and
+        whether it is archived: all read in one snapshot, so a task moving meanwhile
+        is found once, with its own shards. None when it is in neither table."""
+        params = {"task_id": check_key(task_id, "task_id")}
+        sql = self._sql
+
+        def read(conn: Connection) -> tuple[TaskInfo, builtins.list[TaskShard], bool] | None:
+            for get, shards, decode, archived in (
+                (sql.get_task, sql.get_shards, _decode_task, False),
+                (sql.get_archived, sql.get_archived_shards, _decode_archived, True),
+            ):
+                row = conn.execute(get, params).first()
+                if row is not None:
+                    found = [row_to_shard(r) for r in conn.execute(shards, params)]
+                    return decode(row), found, archived
+            return None
+
+        return self._executor.read(read, snapshot=True)
+
+    @translated
+    def _read(self, work: Callable[[Connection], T], *, snapshot: bool = False) -> T:
+        """One read unit (retried on servers), for the package's own tools (dashboard, CLI)."""
+        return self._executor.read(work, snapshot=snapshot)
+
+    @translated
     def expired_task_ids(self, hours: float = 72, terminal_only: bool = True) -> builtins.list[str]:
         """What ``archive_expired`` would archive now (ids), without moving anything."""
         cutoff = archive.cutoff_for(hours)
@@ -582,14 +622,6 @@ PARENT_RETRIES = 3
 
 _decode_task = TaskDecoder([c.name for c in tasks.columns])
 _decode_archived = TaskDecoder([c.name for c in archived_tasks.columns])
-
-
-def _refuse_orm_writes(session: Session, *_: Any) -> None:
-    if session.new or session.dirty or session.deleted:
-        raise StoreError(
-            "store.session() is for reads: write through the TaskStore (save, save_shard, "
-            "archive_task, delete, ...), which checks every record; nothing was written"
-        )
 
 
 def _filters(status: str | TaskStatus | None, backend: str | None) -> dict[str, Any]:

@@ -34,6 +34,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import URL, text
 
+from . import door
 from .engine import create_store_engine, parse_url, redact, sqlite_file_path
 from .store import TaskStore
 
@@ -66,7 +67,7 @@ def scratch_database(url: URL) -> Iterator[URL]:
     name = f"{SCRATCH_PREFIX}{worker}_{uuid.uuid4().hex[:10]}"
     admin = create_store_engine(url, isolation_level="AUTOCOMMIT")
     try:
-        with admin.connect() as conn:
+        with door.exempt("the pytest plugin's admin engine"), admin.connect() as conn:
             if backend == "postgresql":
                 conn.execute(text(f'CREATE SCHEMA "{name}"'))
                 scratch = url.update_query_dict({"options": f"-csearch_path={name}"})
@@ -88,7 +89,7 @@ def scratch_database(url: URL) -> Iterator[URL]:
                     f"uniqc-store kept {redact(scratch)} ({KEEP_ENV} is set)", stacklevel=1
                 )
             else:
-                with admin.connect() as conn:
+                with door.exempt("the pytest plugin's admin engine"), admin.connect() as conn:
                     conn.execute(text(drop))
     finally:
         admin.dispose()

@@ -2,7 +2,8 @@
 
 Each line is ``{"table": NAME, "row": {column: value}}`` with the columns
 exactly as stored (JSON payloads stay text), so SQLite -> PostgreSQL -> SQLite
-gives identical rows. Export reads in one snapshot, a keyset batch at a time;
+gives identical rows. Export reads in one snapshot (one read unit of the
+store's executor), a keyset batch at a time;
 import writes everything in one transaction, a batch at a time: a bad line
 raises ``ValueError`` naming it and nothing is written.
 """
@@ -32,11 +33,12 @@ Progress = Callable[[int], None]
 
 def count_rows(store: TaskStore) -> int:
     """How many rows an export will write."""
-    with store.engine.connect() as conn:
-        return sum(
-            int(conn.execute(select(func.count()).select_from(t)).scalar_one())
-            for t in TABLES.values()
-        )
+
+    def total(conn: Connection) -> int:
+        statements = (select(func.count()).select_from(t) for t in TABLES.values())
+        return sum(int(conn.execute(stmt).scalar_one()) for stmt in statements)
+
+    return store._read(total)
 
 
 def _keyset(conn: Connection, table: Table) -> Iterator[dict[str, Any]]:
@@ -57,17 +59,14 @@ def export_jsonl(
 ) -> dict[str, int]:
     """Write every row of the four tables to ``out``; return counts per table."""
     counts = dict.fromkeys(TABLES, 0)
-    with store.engine.connect() as conn:
-        if store.dialect != "sqlite":
-            conn = conn.execution_options(isolation_level="REPEATABLE READ")
-        with conn.begin():
-            for name, table in TABLES.items():
-                for row in _keyset(conn, table):
-                    out.write(json.dumps({"table": name, "row": row}, ensure_ascii=False))
-                    out.write("\n")
-                    counts[name] += 1
-                    if progress is not None:
-                        progress(1)
+    with store.reading(snapshot=True) as conn:  # a block, not retried: lines were written
+        for name, table in TABLES.items():
+            for row in _keyset(conn, table):
+                out.write(json.dumps({"table": name, "row": row}, ensure_ascii=False))
+                out.write("\n")
+                counts[name] += 1
+                if progress is not None:
+                    progress(1)
     return counts
 
 

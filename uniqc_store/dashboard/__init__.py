@@ -72,7 +72,7 @@ def mount_dashboard(app: FastAPI, store: TaskStore, *, redact_sensitive: Redacto
     app.add_route("/", index, methods=["GET"], include_in_schema=False)
 
     app.mount(ASSETS_PREFIX.rstrip("/"), StaticFiles(directory=STATIC_DIR), name="dashboard")
-    feed = ChangeFeed(lambda: open_signal(store.engine))
+    feed = ChangeFeed(lambda: open_signal(store))
     app.state.change_feed = feed
     # The page's own routes: not part of the REST contract, so not in the OpenAPI document.
     router = APIRouter(prefix="/api", include_in_schema=False)
@@ -108,7 +108,7 @@ def _add_reads(router: APIRouter, store: TaskStore, redact_sensitive: Redactor) 
         status_value = status.value if status is not None else None
         try:
             found = queries.page(
-                store.engine,
+                store,
                 table,
                 status=status_value,
                 backend=backend,
@@ -125,19 +125,17 @@ def _add_reads(router: APIRouter, store: TaskStore, redact_sensitive: Redactor) 
     @router.get("/dashboard/counts")
     def counts(table: Which = "live") -> dict[str, Any]:
         """Tasks per status and per backend, for the charts."""
-        by = queries.counts(store.engine, table)
+        by = queries.counts(store, table)
         by["status"] = {**{s.value: 0 for s in TaskStatus}, **by["status"]}
         return {**by, "total": sum(by["status"].values())}
 
     @router.get("/dashboard/task/{task_id}")
     def task(task_id: str) -> dict[str, Any]:
         """One task, live or archived, with its shards; credentials redacted."""
-        info, shards, archived = store.get(task_id), store.get_shards(task_id), False
-        if info is None:
-            info, shards = store.get_archived(task_id), store.get_archived_shards(task_id)
-            archived = True
-        if info is None:
+        found = store._locate(task_id)
+        if found is None:
             raise HTTPException(status_code=404, detail=f"Task '{task_id}' not found")
+        info, shards, archived = found
         return {
             "task": _redacted_task(info, redact_sensitive),
             "shards": [_redacted_shard(s, redact_sensitive) for s in shards],

@@ -13,8 +13,9 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import Engine, Select, Table, func, select, tuple_
+from sqlalchemy import Connection, Select, Table, func, select, tuple_
 
+from ..store import TaskStore
 from ..tables import archived_tasks, tasks
 
 Order = Literal["newest", "oldest"]
@@ -60,7 +61,7 @@ def _filtered(
 
 
 def page(
-    engine: Engine,
+    store: TaskStore,
     which: TableName,
     *,
     status: str | None,
@@ -83,8 +84,8 @@ def page(
         stmt = stmt.order_by(table.c.submit_time.desc(), table.c.task_id.desc())
     else:
         stmt = stmt.order_by(table.c.submit_time.asc(), table.c.task_id.asc())
-    with engine.connect() as conn:
-        rows = [dict(row._mapping) for row in conn.execute(stmt.limit(limit + 1))]
+    limited = stmt.limit(limit + 1)
+    rows = store._read(lambda conn: [dict(row._mapping) for row in conn.execute(limited)])
     more = len(rows) > limit
     rows = rows[:limit]
     last = rows[-1] if more and rows else None
@@ -92,12 +93,16 @@ def page(
     return Page(rows, next_cursor)
 
 
-def counts(engine: Engine, which: TableName) -> dict[str, dict[str, int]]:
-    """Tasks per status and per backend: two ``GROUP BY`` scans, each over one index."""
+def counts(store: TaskStore, which: TableName) -> dict[str, dict[str, int]]:
+    """Tasks per status and per backend: two ``GROUP BY`` scans, each over one index,
+    in one read unit (one snapshot, so the two agree)."""
     table = TABLES[which]
-    result: dict[str, dict[str, int]] = {}
-    with engine.connect() as conn:
+
+    def grouped(conn: Connection) -> dict[str, dict[str, int]]:
+        result: dict[str, dict[str, int]] = {}
         for column in ("status", "backend"):
             stmt = select(table.c[column], func.count()).group_by(table.c[column])
             result[column] = {str(name): int(n) for name, n in conn.execute(stmt)}
-    return result
+        return result
+
+    return store._read(grouped, snapshot=True)
