@@ -12,6 +12,7 @@ Two faults, the two a client must tell apart:
 
 from __future__ import annotations
 
+import contextlib
 import re
 import socket
 import threading
@@ -105,8 +106,6 @@ class CommitDropper:
 
 def _close(sock: socket.socket) -> None:
     """Close ``sock`` so that its peer sees the end at once (FIN), whoever else reads it."""
-    try:
+    with contextlib.suppress(OSError):
         sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
     sock.close()
