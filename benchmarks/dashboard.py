@@ -94,7 +94,11 @@ def time_call(
 
 def api_calls(path: Path, repeats: int) -> list[dict[str, Any]]:
     """Each call the page makes, through the real app (TestClient, no network)."""
-    with TaskStore(url=sqlite_url_for(path)) as store, TestClient(create_app(store)) as client:
+    # base_url: TestClient's default host ("testserver") is not one the app answers for
+    with (
+        TaskStore(url=sqlite_url_for(path)) as store,
+        TestClient(create_app(store), base_url="http://localhost") as client,
+    ):
         first = {"table": "live", "order": "newest", "limit": 25}
         cursor = client.get("/api/dashboard/tasks", params=first).json()["next_cursor"]
         calls: list[tuple[str, dict[str, Any]]] = [

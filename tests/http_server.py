@@ -1,24 +1,38 @@
-"""A real uvicorn server for the API and dashboard tests: the app on a free
-port in a thread of the test process, spoken to over HTTP with httpx."""
+"""Real HTTP servers for the API and dashboard tests: the app under uvicorn on a free
+port in a thread of the test process (spoken to with httpx), ``uniqc-store serve`` as a
+process of its own, and a reverse proxy that serves an upstream under a path prefix."""
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import contextmanager
+from typing import Any
 
 import httpx
 import uvicorn
-from fastapi import FastAPI
+from sqlalchemy import URL
+from starlette.applications import Starlette
+from starlette.background import BackgroundTask
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
 
 STARTUP_SECONDS = 20
+#: What a script sends with its writes (the server refuses a body-less write without it).
+SCRIPT_HEADERS = {"X-Requested-With": "uniqc-store-tests"}
 
 
 @contextmanager
-def served(app: FastAPI) -> Iterator[str]:
+def served(app: Any, *, root_path: str = "") -> Iterator[str]:
     """The base URL of ``app`` served by uvicorn (port chosen by the OS), until exit."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", root_path=root_path)
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + STARTUP_SECONDS
@@ -35,7 +49,100 @@ def served(app: FastAPI) -> Iterator[str]:
 
 
 @contextmanager
-def http_client(app: FastAPI) -> Iterator[httpx.Client]:
-    """An httpx client on ``app`` served for real (what a caller of the API sees)."""
-    with served(app) as base, httpx.Client(base_url=base, timeout=30) as client:
+def http_client(app: Any, *, headers: Mapping[str, str] = SCRIPT_HEADERS) -> Iterator[httpx.Client]:
+    """An httpx client on ``app`` served for real (what a caller of the API sees).
+
+    It sends ``X-Requested-With`` unless ``headers`` says otherwise, as a script
+    must for a body-less write.
+    """
+    with (
+        served(app) as base,
+        httpx.Client(base_url=base, timeout=30, headers=dict(headers)) as client,
+    ):
         yield client
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_serve(
+    url: URL, *options: str, token: str | None = None, env: Mapping[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
+    """``uniqc-store serve`` on a free loopback port, once it answers; and its base URL."""
+    port = free_port()
+    environ = {k: v for k, v in os.environ.items() if k != "UNIQC_STORE_API_TOKEN"}
+    environ.update(env or {})
+    if token is not None:
+        environ["UNIQC_STORE_API_TOKEN"] = token
+    command = [sys.executable, "-m", "uniqc_store.cli", "serve", "--port", str(port), *options]
+    process = subprocess.Popen(
+        [*command, "--url", url.render_as_string(hide_password=False)],
+        env=environ,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            httpx.get(f"{base}/api/health", timeout=1)
+            return process, base
+        except httpx.TransportError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                _, err = process.communicate()
+                raise AssertionError(f"uniqc-store serve did not start: {err.decode()}") from None
+            time.sleep(0.1)
+
+
+def stop_serve(process: subprocess.Popen[bytes]) -> str:
+    """Stop ``serve`` (as Ctrl-C would) and return what it wrote on stderr."""
+    process.terminate()
+    try:
+        _, err = process.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        _, err = process.communicate()
+    return err.decode()
+
+
+_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "upgrade", "content-length"}
+
+
+def prefix_proxy(upstream: str, prefix: str) -> Starlette:
+    """A reverse proxy: ``{prefix}/x`` goes to ``{upstream}/x`` with the client's ``Host``
+    and every other header kept (as nginx's ``proxy_set_header Host $http_host``), the
+    answer streamed back (Server-Sent Events included)."""
+    client = httpx.AsyncClient(base_url=upstream, timeout=None)
+
+    async def forward(request: Request) -> Response:
+        path = request.url.path
+        if not path.startswith(prefix + "/"):
+            return Response("not under the proxy's prefix", status_code=404)
+        headers = [(k, v) for k, v in request.headers.raw if k.decode().lower() != "content-length"]
+        query = request.url.query
+        outgoing = client.build_request(
+            request.method,
+            path[len(prefix) :] + (f"?{query}" if query else ""),
+            headers=headers,
+            content=await request.body(),
+        )
+        answer = await client.send(outgoing, stream=True)
+
+        async def body() -> AsyncIterator[bytes]:
+            async for chunk in answer.aiter_raw():
+                yield chunk
+
+        kept = {k: v for k, v in answer.headers.items() if k.lower() not in _HOP_BY_HOP}
+        return StreamingResponse(
+            body(),
+            status_code=answer.status_code,
+            headers=kept,
+            background=BackgroundTask(answer.aclose),
+        )
+
+    methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+    return Starlette(routes=[Route("/{path:path}", forward, methods=methods)])

@@ -12,12 +12,14 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from sqlalchemy import text
 
+from tests.http_server import SCRIPT_HEADERS
 from uniqc_store import TaskInfo, TaskShard, TaskStore
 from uniqc_store.api import create_app
 
 TOKEN = "fuzz-t0ken_for.tests"
 SECRET = "fuzz-s3cret"  # stored in every credential field of the seed: never in a response
 EXAMPLES = 10  # per operation and token setting: ~20 s per server engine in all
+SCHEMATHESIS_HOST = "testserver"  # the Host its in-process client sends: allowed explicitly
 
 
 def seed(store: TaskStore) -> None:
@@ -52,13 +54,13 @@ def auth_headers(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
         monkeypatch.setenv("UNIQC_STORE_API_TOKEN", TOKEN)
         return {"Authorization": f"Bearer {TOKEN}"}
     monkeypatch.delenv("UNIQC_STORE_API_TOKEN", raising=False)
-    return {}
+    return dict(SCRIPT_HEADERS)  # a script's writes say so (the bearer token does with one)
 
 
 @pytest.fixture
 def api_schema(store: TaskStore, auth_headers: dict[str, str]) -> Iterator[Any]:
     seed(store)
-    app = create_app(store)
+    app = create_app(store, allowed_hosts=[SCHEMATHESIS_HOST])
     yield schemathesis.openapi.from_asgi("/openapi.json", app, headers=auth_headers)
 
 

@@ -124,6 +124,36 @@ def test_one_task_live_then_archived_redacted(client: httpx.Client, store: TaskS
     assert client.get("/api/dashboard/task/nope").status_code == 404
 
 
+def test_error_messages_are_masked_live_and_archived(
+    client: httpx.Client, store: TaskStore
+) -> None:
+    """The REST routes' redaction, error messages of the task and its shards included."""
+    message = "upstream https://ada:pw0rd@quark.example/x: token=abc, Bearer t0k!$%"
+    store.save(TaskInfo("uqt_e", "a", "failed", error_message=message, metadata={"tOkEn": "x"}))
+    store.save_shard(TaskShard("uqt_e", 0, "plat-1", "a", error_message=f"shard: {message}"))
+    masked = "upstream https://ada:***@quark.example/x: token=***, Bearer ***"
+    for _ in ("live", "archived"):
+        body = client.get("/api/dashboard/task/uqt_e").json()
+        assert body["task"]["error_message"] == masked
+        assert body["shards"][0]["error_message"] == f"shard: {masked}"
+        assert body["task"]["metadata"] == {"tOkEn": REDACTED}
+        rest = client.get(f"/api/{'archive' if body['archived'] else 'tasks'}/uqt_e").json()
+        assert rest["error_message"] == body["task"]["error_message"]  # one set of rules
+        store.archive_task("uqt_e")
+
+
+def test_input_no_engine_can_take_is_422(client: httpx.Client, store: TaskStore) -> None:
+    """A NUL in ``?backend=`` or in a cursor reached PostgreSQL (a 500); refused first."""
+    seed(store, 2)
+    nul_cursor = queries.encode_cursor("2024-01-01\x00", "uqt_00")
+    for query in ("backend=a%00b", f"cursor={nul_cursor}", "cursor=nope", "hours=1e6"):
+        path = "/api/dashboard/expired" if query.startswith("hours") else "/api/dashboard/tasks"
+        response = client.get(f"{path}?{query}")
+        assert response.status_code == 422, (query, response.text)
+    assert client.get("/api/dashboard/task/a%00b").status_code == 422
+    assert client.get("/api/dashboard/tasks?debug=1").status_code == 422  # as the REST routes
+
+
 def test_expired_dry_run_moves_nothing(client: httpx.Client, store: TaskStore) -> None:
     seed(store, 3)
     body = client.get("/api/dashboard/expired", params={"hours": 0}).json()

@@ -11,10 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -23,14 +19,23 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from sqlalchemy import URL
+from starlette.applications import Starlette
+from starlette.responses import HTMLResponse
+from starlette.routing import Route
 
 from uniqc_store import TaskInfo, TaskShard, TaskStore
+from uniqc_store.api import create_app
 
 from .conftest import scratch_url
+from .http_server import prefix_proxy, served, start_serve, stop_serve
 
 CHROMIUM = os.environ.get("UNIQC_TEST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 TOKEN = "t0ken-for-the-browser"
+PROXIED = "tasks.example"  # the name a reverse proxy serves the dashboard under
+EVIL = "evil.example"  # another site, open in the same browser
+REBOUND = "rebind.example"  # a name whose DNS was pointed at 127.0.0.1 (DNS rebinding)
 SCREENSHOTS = os.environ.get("UNIQC_DASHBOARD_SCREENSHOTS")
 
 try:
@@ -55,15 +60,13 @@ def browser() -> Iterator[Browser]:
             pytest.fail(f"CI must run the browser tests: {reason}", pytrace=False)
         pytest.skip(reason)
     with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        # names a page may be served from, all on this machine (as DNS rebinding makes them)
+        names = ", ".join(f"MAP {name} 127.0.0.1" for name in (PROXIED, EVIL, REBOUND))
+        launched = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", f"--host-resolver-rules={names}"]
+        )
         yield launched
         launched.close()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -72,55 +75,19 @@ class Server:
     store: TaskStore  # this test process's own store: "another process" to the server
 
 
-def start_server(url: URL, token: str | None) -> tuple[subprocess.Popen[bytes], str]:
-    """``uniqc-store serve`` on a free loopback port, once it answers; and its base URL."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k != "UNIQC_STORE_API_TOKEN"}
-    if token is not None:
-        env["UNIQC_STORE_API_TOKEN"] = token
-    command = [sys.executable, "-m", "uniqc_store.cli", "serve", "--port", str(port)]
-    process = subprocess.Popen(
-        [*command, "--url", url.render_as_string(hide_password=False)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            httpx.get(f"{base}/", timeout=1)
-            return process, base
-        except httpx.TransportError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                _, err = process.communicate()
-                raise AssertionError(f"uniqc-store serve did not start: {err.decode()}") from None
-            time.sleep(0.1)
-
-
-def stop_server(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 @pytest.fixture(params=["sqlite", "postgresql", "mysql"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[URL]:
     with scratch_url(request.param, tmp_path) as url:
         yield url
 
 
-def serve(db_url: URL, token: str | None = None) -> Iterator[Server]:
+def serve(db_url: URL, token: str | None = None, *options: str) -> Iterator[Server]:
     store = TaskStore(url=db_url, auto_migrate=True)
-    process, base = start_server(db_url, token)
+    process, base = start_serve(db_url, *options, token=token)
     try:
         yield Server(base, store)
     finally:
-        stop_server(process)
+        stop_serve(process)
         store.close()
 
 
@@ -313,3 +280,114 @@ def test_narrow_screen_and_dark_scheme(server: Server, browser: Browser) -> None
     assert background == "rgb(21, 24, 28)"
     shoot(page, "narrow-dark")
     context.close()
+
+
+# -- under a prefix, and against other sites ---------------------------------------
+
+
+def _use_the_dashboard(page: Page, store: TaskStore, ids: list[str]) -> None:
+    """Load, open a task, archive it with the button, see a change from elsewhere."""
+    expect(page.locator("#total")).to_have_text(f"{len(ids)} tasks")
+    expect(page.locator("#schema")).to_have_text("Schema version 5 of 5")
+    expect(page.locator("#live-state")).to_have_text("● Live")
+    page.get_by_role("link", name=ids[0]).click()
+    expect(page.locator("pre.json").first).to_contain_text('"api_key": "[REDACTED]"')
+    page.get_by_role("button", name="Archive").click()  # a POST: the server's write rules
+    expect(page.locator("#task-state")).to_contain_text("Archived")
+    assert store.get(ids[0]) is None and store.get_archived(ids[0]) is not None
+    page.get_by_role("link", name="← Archive").click()
+    expect(page.locator("#total")).to_have_text("1 task")
+    store.save(TaskInfo(task_id="uqt_from_elsewhere", backend="dummy", status="running"))
+    store.archive_task("uqt_from_elsewhere")
+    expect(page.locator("#total")).to_have_text("2 tasks")  # the event stream, under the prefix
+
+
+def test_under_a_mount(db_url: URL, page: Page) -> None:
+    """``app.mount("/store", create_app(store))`` in an application's own FastAPI app."""
+    store = TaskStore(url=db_url, auto_migrate=True)
+    ids = seed(store, 3)
+    parent = FastAPI()
+    parent.mount("/store", create_app(store))
+    failed: list[str] = []
+    page.on("response", lambda r: failed.append(r.url) if r.status >= 400 else None)
+    try:
+        with served(parent) as base:
+            page.goto(f"{base}/store/")
+            _use_the_dashboard(page, store, [ids[-1], *ids[:-1]])
+    finally:
+        store.close()
+    assert failed == []
+
+
+def test_behind_a_proxy_with_a_prefix_a_name_and_a_token(db_url: URL, page: Page) -> None:
+    """``uniqc-store serve --root-path /store --allowed-host tasks.example`` behind a
+    proxy that serves it at ``http://tasks.example:PORT/store/``, keeping the Host."""
+    options = ("--root-path", "/store", "--allowed-host", PROXIED)
+    for server in serve(db_url, TOKEN, *options):
+        ids = seed(server.store, 3)
+        with served(prefix_proxy(server.base, "/store")) as proxy:
+            port = proxy.rsplit(":", 1)[1]
+            page.goto(f"http://{PROXIED}:{port}/store/")
+            page.get_by_label("API token", exact=True).fill(TOKEN)
+            page.get_by_role("button", name="Unlock").click()
+            _use_the_dashboard(page, server.store, [ids[-1], *ids[:-1]])
+            # a name the server was not told about is refused, through the proxy too
+            other = httpx.get(f"{proxy}/store/api/health", headers={"Host": "other.example"})
+            assert other.status_code == 200  # probes answer for any host
+            refused = httpx.get(f"{proxy}/store/", headers={"Host": f"other.example:{port}"})
+            assert refused.status_code == 400 and "--allowed-host" in refused.text
+
+
+def _attacker(target: str) -> Starlette:
+    """Another site: a page that tries to archive everything on ``target`` as the issue
+    describes (a body-less POST, no token; no preflight is needed), by fetch and by form."""
+    forged = f"{target}/api/tasks/archive-expired?hours=0&terminal_only=false"
+    html = f"""<!doctype html><title>cat pictures</title>
+<form id="f" method="post" action="{forged}"></form>
+<script>
+  window.fetched = fetch("{forged}", {{method: "POST", mode: "no-cors"}})
+    .then(() => "sent", (e) => "failed: " + e);
+</script>"""
+
+    async def index(_request: object) -> HTMLResponse:
+        return HTMLResponse(html)
+
+    return Starlette(routes=[Route("/", index)])
+
+
+def test_another_site_cannot_archive_everything(server: Server, page: Page) -> None:
+    seed(server.store, 6)
+    server.store.save(TaskInfo(task_id="uqt_running", backend="dummy", status="running"))
+    statuses: list[tuple[str, int]] = []
+    page.on("response", lambda r: statuses.append((r.request.method, r.status)))
+    port = server.base.rsplit(":", 1)[1]
+    with served(_attacker(f"http://127.0.0.1:{port}")) as evil:
+        page.goto(f"http://{EVIL}:{evil.rsplit(':', 1)[1]}/")
+        assert page.evaluate("window.fetched") == "sent"  # no-cors: the page cannot see the answer
+        with page.expect_response(lambda r: r.request.method == "POST") as posted:
+            page.evaluate("document.getElementById('f').submit()")
+        assert posted.value.status == 403
+        expect(page.locator("body")).to_contain_text("may not change data")
+    # both reached the server (the browser did not block them) and were refused
+    assert statuses.count(("POST", 403)) == 2, statuses
+    assert server.store.count() == 7 and server.store.count_archived() == 0
+    # the dashboard's own requests still work
+    page.goto(server.base + "/")
+    page.get_by_text("Archive expired tasks").click()
+    page.get_by_label("Not updated for (hours)").fill("0")
+    page.get_by_role("button", name="Dry run").click()
+    page.get_by_role("button", name="Archive 4 task(s)").click()
+    expect(page.locator("#expired-outcome")).to_contain_text("Archived 4 task(s)")
+    assert server.store.count_archived() == 4
+
+
+def test_a_rebound_name_gets_nothing(server: Server, page: Page) -> None:
+    """DNS rebinding: a page at rebind.example, whose name now resolves to 127.0.0.1,
+    would be same-origin with the server; the server does not answer for that name."""
+    seed(server.store, 2)
+    port = server.base.rsplit(":", 1)[1]
+    answer = page.goto(f"http://{REBOUND}:{port}/")
+    assert answer is not None and answer.status == 400
+    status = page.evaluate("fetch('/api/tasks').then((r) => r.status)")
+    assert status == 400
+    assert "uqt_" not in page.content()

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import string
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -12,6 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.conftest import server_url
+from uniqc_store import DatabaseUnavailableError, TaskStore
 from uniqc_store.codec import MAX_JSON_DEPTH
 from uniqc_store.redaction import (
     MASK,
@@ -40,6 +44,9 @@ CREDENTIAL_KEYS = [
     "githubtoken", "dbpassword", "passkey", "sessionid", "apikeys",
     # Unicode compatibility forms and invisible characters
     "ｔｏｋｅｎ", "ＡＰＩ＿ＫＥＹ", "ｐａｓｓｗｏｒｄ", "pass\u200bword", "api\u2060key",
+    # any mix of case, compared whole before a naming-style split (which would cut them)
+    "tOkEn", "ToKeN", "TOKEn", "pAsSwOrD", "sEcReT", "aPiKeY", "X-aPi-KeY", "aCcEsS_tOkEn",
+    "ＴｏＫｅＮ", "CrEdEnTiAlS",
 ]  # fmt: skip
 
 ORDINARY_KEYS = [
@@ -47,6 +54,7 @@ ORDINARY_KEYS = [
     "Monkey", "keyboard", "turkey", "hockey", "whiskey", "donkey", "tokenizer", "secretary",
     "key_count", "keyCount", "tokens_left", "max_tokens", "token_count", "token_type",
     "password_length", "n_keys", "num_tokens", "name", "description", "url", "host", "status",
+    "tOkEn_CoUnT", "ToKeNiZeR", "ToKeN_tYpE",
 ]  # fmt: skip
 
 
@@ -107,6 +115,10 @@ def test_headers_nested_and_as_pairs() -> None:
     assert value["headers"]["Authorization"] == "Bearer abc.def"  # the input is not modified
 
 
+DENIED_YES = "(1045, \"Access denied for user 'root'@'h' (using password: YES)\")"
+DENIED_NO = "Access denied for user 'ada'@'h' (using password: NO)"
+
+
 @pytest.mark.parametrize(
     ("text", "masked"),
     [
@@ -133,6 +145,20 @@ def test_headers_nested_and_as_pairs() -> None:
         ("Set-Cookie: session=abc; Path=/", "Set-Cookie: ***; Path=/"),
         ("redis://:hunter2@cache:6379/0", "redis://:***@cache:6379/0"),
         ("postgresql://u@h/db?sslpassword=x&sslmode=require", "postgresql://u@h/db?sslpassword=***&sslmode=require"),
+        # Bearer / Basic credentials: up to the next whitespace or quote, whatever they hold
+        ("sent Bearer abc!d$ef%gh(x)[y]<z> upstream", "sent Bearer *** upstream"),
+        ("got 'Bearer a/b:c?d#e,f;g' back", "got 'Bearer ***' back"),
+        ('"Bearer tok\\en"', '"Bearer ***"'),
+        ("bearer s3cr", "bearer ***"),
+        ("BEARER abcdefghij", "BEARER ***"),
+        ("header Basic dXNlcjpwdw== then", "header Basic *** then"),
+        ("header basic YWxhZGRpbjpvcGVuc2VzYW1l", "header basic ***"),
+        ("Basic u$er:p@ss!", "Basic ***"),
+        # MySQL/MariaDB say whether a password was sent, not which
+        (DENIED_YES, DENIED_YES),
+        (DENIED_NO, DENIED_NO),
+        ("password: YES", "password: ***"),
+        ("using password: hunter2", "using password: ***"),
     ],
 )  # fmt: skip
 def test_credentials_inside_text_are_masked(text: str, masked: str) -> None:
@@ -155,6 +181,10 @@ def test_credentials_inside_text_are_masked(text: str, masked: str) -> None:
         "max_tokens=100 key_count: 3",
         "run --verbose --region cn -n 5",
         "well-known values -5 and --",
+        "basic usage: run it",
+        "Basic Authentication failed",
+        "the bearer of this note",
+        "Bearer ***",
     ],
 )
 def test_text_without_credentials_is_kept(text: str) -> None:
@@ -292,3 +322,28 @@ def test_masking_stays_linear_on_hostile_text(text: str) -> None:
     started = time.perf_counter()
     mask_text(text)
     assert time.perf_counter() - started < 2.0
+
+
+@pytest.mark.parametrize(
+    ("user", "password", "sent"),
+    [("root", "wr0ng-S3CR-pw", "YES"), ("uniqc_nobody_here", None, "NO")],
+    ids=["wrong-password", "no-password"],
+)
+def test_mariadb_access_denied_keeps_whether_a_password_was_sent(
+    user: str, password: str | None, sent: str
+) -> None:
+    """The driver's own message, through the store and through the command line: the
+    password is hidden, ``(using password: YES)`` is not (it was masked as ``***"``)."""
+    url = server_url("mysql").set(username=user, password=password)
+    with pytest.raises(DatabaseUnavailableError) as caught:
+        TaskStore(url=url)
+    message = str(caught.value)
+    assert f"(using password: {sent})" in message and "Access denied" in message, message
+    assert "S3CR" not in message
+    shown = subprocess.run(
+        [sys.executable, "-m", "uniqc_store.cli", "list", "--url",
+         url.render_as_string(hide_password=False)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert shown.returncode == 3 and f"(using password: {sent})" in shown.stderr, shown.stderr
+    assert "S3CR" not in shown.stderr

@@ -1,16 +1,20 @@
 """The REST API (the ``api`` extra): the reference's routes over a TaskStore.
 
-``create_app(store=None)`` returns a FastAPI app. Credentials never leave
-through it: metadata, results and error messages in every response go
-through :mod:`uniqc_store.redaction`. When ``UNIQC_STORE_API_TOKEN`` is set,
-every request needs ``Authorization: Bearer <token>`` (see
-:mod:`uniqc_store.api_auth`); bad input is a 422, never a 500 (see
+``create_app(store=None, *, allowed_hosts=None)`` returns a FastAPI app.
+Credentials never leave through it: metadata, results and error messages in
+every response (the dashboard's too) go through
+:func:`uniqc_store.redaction.redact_record`. When ``UNIQC_STORE_API_TOKEN`` is
+set, every request needs ``Authorization: Bearer <token>`` (see
+:mod:`uniqc_store.api_auth`); the server answers only for the hosts it serves
+and refuses writes another site could forge (see :mod:`uniqc_store.api_edge`);
+bad input is a 422 and a failing database a 503, never a 500 (see
 :mod:`uniqc_store.api_errors`).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
 from typing import Annotated, Any
@@ -18,15 +22,23 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Query
 
 from .api_auth import TOKEN_ENV, api_token, guard_every_path, token_dependency
+from .api_edge import (
+    ALLOWED_HOSTS_ENV,
+    HostAllowlist,
+    declare_edge_statuses,
+    guard_cross_site,
+    guard_hosts,
+)
 from .api_errors import (
+    MAX_HOURS,
     BackendQuery,
+    HoursQuery,
     TaskIdPath,
     install_error_handlers,
     reject_unknown_query,
     responses,
 )
 from .api_models import (
-    MAX_HOURS,
     MAX_IDS,
     MAX_REPORTED_IDS,
     Archived,
@@ -54,12 +66,16 @@ from .store import TaskStore
 MAX_LIMIT = 1000
 #: The health probe: no token needed (it shows only "ok" or that the database is down).
 HEALTH_PATH = "/api/health"
+#: Paths that answer whatever the ``Host``: orchestrators probe with the pod's IP.
+PROBE_PATHS = frozenset({HEALTH_PATH})
 __all__ = [
+    "ALLOWED_HOSTS_ENV",
     "HEALTH_PATH",
     "MAX_HOURS",
     "MAX_IDS",
     "MAX_LIMIT",
     "MAX_REPORTED_IDS",
+    "PROBE_PATHS",
     "REDACTED",
     "TOKEN_ENV",
     "create_app",
@@ -68,25 +84,28 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
+_SUMMARY_FIELDS = (
+    "task_id",
+    "backend",
+    "status",
+    "shots",
+    "submit_time",
+    "update_time",
+    "metadata",
+    "error_message",
+    "archived_at",
+)
+
+
 def _summary(info: TaskInfo) -> dict[str, Any]:
-    return {
-        "task_id": info.task_id,
-        "backend": info.backend,
-        "status": info.status,
-        "shots": info.shots,
-        "submit_time": info.submit_time,
-        "update_time": info.update_time,
-        "has_result": info.result is not None,
-        "metadata": redact_sensitive(info.metadata),
-        "error_message": redact_sensitive(info.error_message),
-        "archived_at": info.archived_at,
-    }
+    record = redact_record({name: getattr(info, name) for name in _SUMMARY_FIELDS})
+    return {**record, "has_result": info.result is not None}
 
 
 def _detail(info: TaskInfo) -> dict[str, Any]:
-    summary = _summary(info)
-    del summary["has_result"]
-    return {**summary, "result": redact_sensitive(info.result)}
+    return redact_record(
+        {**{name: getattr(info, name) for name in _SUMMARY_FIELDS}, "result": info.result}
+    )
 
 
 def _page(found: list[TaskInfo], total: int, limit: int, offset: int) -> dict[str, Any]:
@@ -126,21 +145,26 @@ def _package_version() -> str:
 
 Limit = Annotated[int, Query(ge=0, le=MAX_LIMIT, description=f"at most {MAX_LIMIT}")]
 Offset = Annotated[int, Query(ge=0, le=2**31 - 1)]
-Hours = Annotated[
-    float,
-    Query(ge=0, lt=MAX_HOURS, allow_inf_nan=False, description="Age in hours, < 1e6."),
-]
 
 
-def create_app(store: TaskStore | None = None) -> FastAPI:
+def create_app(
+    store: TaskStore | None = None, *, allowed_hosts: Iterable[str] | None = None
+) -> FastAPI:
     """The REST app over ``store`` (default: ``TaskStore()`` as the contract resolves it).
+
+    It answers for loopback names, the names in ``UNIQC_STORE_ALLOWED_HOSTS``
+    (comma-separated) and ``allowed_hosts`` (names, IP addresses,
+    ``*.example.com`` or ``*``); any other ``Host`` gets a 400, except on
+    ``/api/health``.
 
     Raises ``ValueError`` when ``UNIQC_STORE_API_TOKEN`` is set but unusable
     (empty, blank, not sendable in a header): the API never falls back to
-    serving without authentication. There is no ``/docs`` page (its assets
-    would come from a CDN): the OpenAPI document is at ``/openapi.json``.
+    serving without authentication; and when an allowed host is no host name.
+    There is no ``/docs`` page (its assets would come from a CDN): the OpenAPI
+    document is at ``/openapi.json``.
     """
     token = api_token()
+    hosts = HostAllowlist.configured(allowed_hosts)
     store = store if store is not None else TaskStore()
     app = FastAPI(
         title="uniqc-store",
@@ -155,15 +179,19 @@ def create_app(store: TaskStore | None = None) -> FastAPI:
             Depends(reject_unknown_query),
         ],
     )
+    # middleware runs from the last added: Host (400), then the token (401), then cross-site (403)
+    guard_cross_site(app)
     if token is not None:
         guard_every_path(
             app, token, public=lambda path: path == HEALTH_PATH or is_public_path(path)
         )
-    install_error_handlers(app)
+    guard_hosts(app, hosts, any_host=PROBE_PATHS.__contains__)
+    install_error_handlers(app, store.url)
     _service_routes(app, store, token is not None)
     _task_routes(app, store, token is not None)
     _archive_routes(app, store, token is not None)
-    mount_dashboard(app, store, redact_sensitive=redact_sensitive)
+    mount_dashboard(app, store)
+    declare_edge_statuses(app, any_host=PROBE_PATHS.__contains__)
     return app
 
 
@@ -258,7 +286,7 @@ def _task_routes(app: FastAPI, store: TaskStore, token: bool) -> None:
         responses=responses(400, token=token),
     )
     def archive_expired(
-        hours: Hours = 72,
+        hours: HoursQuery = 72,
         terminal_only: bool = True,
         body: Annotated[ExpiryRequest | None, Body()] = None,
     ) -> ExpiryReport:

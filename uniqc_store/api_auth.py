@@ -19,6 +19,8 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from .api_edge import route_path
+
 TOKEN_ENV = "UNIQC_STORE_API_TOKEN"
 UNAUTHORISED = "missing or wrong bearer token"
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
@@ -92,14 +94,15 @@ def guard_every_path(
 
     The per-route dependency does the same check for the API routes; this
     covers what has no route dependency, so nothing is served unchecked, except
-    the ``public`` paths (the dashboard's page and assets, which hold no data).
+    the ``public`` paths (the dashboard's page and assets, which hold no data),
+    named as the routes see them (under a mount or ``root_path`` too).
     """
 
     @app.middleware("http")
     async def check(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
-        if not public(request.url.path) and not _authorised(request, expected):
+        if not public(route_path(request.scope)) and not _authorised(request, expected):
             return JSONResponse(
                 status_code=401, content={"detail": UNAUTHORISED}, headers=_CHALLENGE
             )

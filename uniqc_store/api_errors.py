@@ -1,8 +1,9 @@
-"""What the REST API refuses, and how it says so: never with a 500.
+"""What the REST API and the dashboard's routes refuse, and how they say so: never with a 500.
 
 Inputs are checked before the store sees them (no NUL, no lone surrogate:
 PostgreSQL cannot take the first, no engine can encode the second), the
-store's own argument errors become 422, every status a route can give is
+store's own argument errors become 422, the database's trouble 503 (its
+messages masked like every other text shown), every status a route can give is
 declared in the OpenAPI document, and a 405 names every method the path
 has (Starlette's names only the methods of the first route it tried).
 """
@@ -15,15 +16,21 @@ from fastapi import FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, BaseModel
+from sqlalchemy import URL
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from .errors import DatabaseBusyError, DatabaseUnavailableError, TaskConflictError
+from .db_errors import store_error
+from .errors import PayloadTooLargeError, StoreError, TaskConflictError
+from .redaction import mask_text
 
 MAX_TEXT = 1024  # ids, backends and filters: far above any real one, bounded for the fuzzers
+#: The store refuses ``hours >= 1e6`` (``archive.cutoff_for``); the routes' bound is the same.
+MAX_HOURS = 1e6
 
 
-def _storable(value: str) -> str:
+def storable(value: str) -> str:
     """Refuse text no engine can store or compare (checked here so it is a 422, not a 500)."""
     if "\x00" in value:
         raise ValueError("must not contain NUL characters")
@@ -38,7 +45,7 @@ def _storable(value: str) -> str:
 STORABLE_PATTERN = r"^[^\x00]*$"
 TEXT_SCHEMA: dict[str, Any] = {"pattern": STORABLE_PATTERN}
 
-StorableText = Annotated[str, AfterValidator(_storable)]
+StorableText = Annotated[str, AfterValidator(storable)]
 TaskIdPath = Annotated[
     StorableText,
     Path(
@@ -56,6 +63,11 @@ BackendQuery = Annotated[
         json_schema_extra=TEXT_SCHEMA,
         description="Exact backend name.",
     ),
+]
+
+HoursQuery = Annotated[
+    float,
+    Query(ge=0, lt=MAX_HOURS, allow_inf_nan=False, description="Age in hours, < 1e6."),
 ]
 
 
@@ -84,7 +96,7 @@ _DESCRIPTIONS = {
     401: "Missing or wrong bearer token (only when UNIQC_STORE_API_TOKEN is set).",
     404: "No such task.",
     409: "The task is already there (live or archived): delete or restore it first.",
-    503: "The database cannot be reached or stayed busy: try again later.",
+    503: "The database cannot be reached, stayed busy or failed: try again later.",
 }
 
 
@@ -150,9 +162,30 @@ def allowed_methods(app: FastAPI, request: Request) -> list[str]:
     return sorted(methods)
 
 
-def install_error_handlers(app: FastAPI) -> None:
+def _refused(exc: Exception) -> JSONResponse:
+    error = {"loc": ["request"], "msg": mask_text(str(exc)), "type": "value_error"}
+    return JSONResponse(status_code=422, content=_validation_body([error]))
+
+
+def _store_failed(exc: StoreError) -> JSONResponse:
+    """409 for a conflict, 422 for a row too large to move, 503 for every other store error
+    (unreachable, busy, or failed): the database's trouble, never a 500."""
+    if isinstance(exc, TaskConflictError):
+        return JSONResponse(status_code=409, content={"detail": mask_text(str(exc))})
+    if isinstance(exc, PayloadTooLargeError):
+        return _refused(exc)
+    # the store's messages hold no password (redacted where raised); masked again all the same
+    return JSONResponse(status_code=503, content={"detail": mask_text(str(exc))})
+
+
+def install_error_handlers(app: FastAPI, url: URL) -> None:
     """422 for bad input (the store's ValueError/TypeError included), 409, 503 when the
-    database is unavailable or busy, and a full 405."""
+    database is unavailable, busy or failing, and a full 405.
+
+    A database exception that reached a route without the store's translation
+    (``url`` names the database in its message, password hidden) is translated
+    here by the store's own rules, so it is a 503 like the rest, not a 500.
+    """
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -161,18 +194,15 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ValueError)
     @app.exception_handler(TypeError)
     async def refused(_request: Request, exc: Exception) -> JSONResponse:
-        error = {"loc": ["request"], "msg": str(exc), "type": "value_error"}
-        return JSONResponse(status_code=422, content=_validation_body([error]))
+        return _refused(exc)
 
-    @app.exception_handler(TaskConflictError)
-    async def conflict(_request: Request, exc: TaskConflictError) -> JSONResponse:
-        return JSONResponse(status_code=409, content={"detail": str(exc)})
+    @app.exception_handler(StoreError)
+    async def store_failed(_request: Request, exc: StoreError) -> JSONResponse:
+        return _store_failed(exc)
 
-    @app.exception_handler(DatabaseUnavailableError)
-    @app.exception_handler(DatabaseBusyError)
-    async def unavailable(_request: Request, exc: Exception) -> JSONResponse:
-        # the store's messages never hold a password (they are redacted where raised)
-        return JSONResponse(status_code=503, content={"detail": str(exc)})
+    @app.exception_handler(SQLAlchemyError)
+    async def untranslated(_request: Request, exc: SQLAlchemyError) -> JSONResponse:
+        return _store_failed(store_error(exc, url))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -12,12 +12,10 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .api_errors import MAX_TEXT, TEXT_SCHEMA, StorableText
+from .api_errors import MAX_HOURS, MAX_TEXT, TEXT_SCHEMA, StorableText
 
 #: The most ids ``archive-expired`` lists per kind; the counts are always complete.
 MAX_REPORTED_IDS = 1000
-#: The store refuses ``hours >= 1e6`` (``archive.cutoff_for``); the route's bound is the same.
-MAX_HOURS = 1e6
 MAX_IDS = 10_000
 
 Json = Annotated[Any, Field(description="Any JSON value (credentials redacted).")]

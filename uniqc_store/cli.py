@@ -387,25 +387,49 @@ def _summary(counts: dict[str, int]) -> str:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option(
+    "--allowed-host",
+    "allowed_hosts",
+    multiple=True,
+    metavar="NAME",
+    help="Also answer for this Host (a name, an IP, *.example.com or *); repeatable. "
+    "Loopback names and --host are always served; UNIQC_STORE_ALLOWED_HOSTS adds more "
+    "(comma-separated).",
+)
+@click.option(
+    "--root-path",
+    default="",
+    metavar="PATH",
+    help="The path prefix a proxy serves the app under (e.g. /store), as uvicorn's --root-path.",
+)
 @url_option
 @reports_errors
-def serve(host: str, port: int, url: str | None) -> None:
+def serve(
+    host: str, port: int, allowed_hosts: tuple[str, ...], root_path: str, url: str | None
+) -> None:
     """Run the REST API and the dashboard (at /) with uvicorn (the api extra).
 
     Credentials in responses are redacted. Set UNIQC_STORE_API_TOKEN to require
     "Authorization: Bearer <token>" on every API request; a token that is set but
-    empty, blank or not sendable in a header is refused.
+    empty, blank or not sendable in a header is refused. The server answers only
+    for the hosts it serves (others get 400) and refuses writes another web site
+    could send (403): see the README's "Security" section.
     """
     try:
         import uvicorn
 
         from .api import create_app
         from .api_auth import api_token
+        from .api_edge import ALLOWED_HOSTS_ENV, HostAllowlist
         from .dashboard import close_streams
     except ImportError:
         fail("the REST API needs the api extra: pip install 'uniqc-store[api]'")
         return
     token = api_token()  # before opening anything: a bad token is a ValueError, one line
+    served_hosts = [*allowed_hosts, host]
+    hosts = HostAllowlist.configured(served_hosts)  # a bad name: one line, nothing opened
+    if root_path and (not root_path.startswith("/") or root_path.endswith("/")):
+        raise click.BadParameter("give it as /prefix (a leading slash, none at the end)")
     if token is None and not _is_loopback(host):
         click.echo(
             f"warning: serving on {host} without UNIQC_STORE_API_TOKEN: anyone who can reach "
@@ -414,10 +438,15 @@ def serve(host: str, port: int, url: str | None) -> None:
             err=True,
         )
     store = TaskStore(url=existing_url(url))
-    app = create_app(store)
+    app = create_app(store, allowed_hosts=served_hosts)
     click.echo(
-        f"serving {shown_url(url, store.url)} on http://{host}:{port}/ "
+        f"serving {shown_url(url, store.url)} on http://{host}:{port}{root_path}/ "
         "(the dashboard at /, the API under /api)",
+        err=True,
+    )
+    click.echo(
+        f"answering for the hosts {', '.join(hosts.patterns)} "
+        f"(add one with --allowed-host NAME or {ALLOWED_HOSTS_ENV})",
         err=True,
     )
 
@@ -428,7 +457,7 @@ def serve(host: str, port: int, url: str | None) -> None:
             close_streams(app)
             super().handle_exit(sig, frame)
 
-    config = uvicorn.Config(app, host=host, port=port, log_level="info")
+    config = uvicorn.Config(app, host=host, port=port, root_path=root_path, log_level="info")
     Server(config).run()
 
 

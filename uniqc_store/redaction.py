@@ -74,17 +74,25 @@ _ABOUT = frozenset(
 _CONTAINERS = frozenset({"credential", "cred"})
 
 _WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
+_CASELESS_WORD = re.compile(r"[^\W\d_]+|\d+")
+
+
+def _normalised(key: str) -> str:
+    """``key`` after NFKC normalisation, without format characters (zero-width joiners
+    and the like), so neither can split a word in two."""
+    text = unicodedata.normalize("NFKC", key)
+    return "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
 
 
 def key_words(key: str) -> list[str]:
-    """The lower-case words of a key in any naming style, after NFKC normalisation.
+    """The lower-case words of a key in any naming style, after NFKC normalisation."""
+    return [word.lower() for word in _WORD.findall(_normalised(key))]
 
-    Format characters (zero-width joiners and the like) are dropped first, so
-    they cannot split a word in two.
-    """
-    text = unicodedata.normalize("NFKC", key)
-    text = "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
-    return [word.lower() for word in _WORD.findall(text)]
+
+def _caseless_words(key: str) -> list[str]:
+    """The words of a key split at separators only, case ignored: ``tOkEn`` is ``token``
+    (split as camelCase it would be ``t``, ``ok``, ``en``)."""
+    return _CASELESS_WORD.findall(_normalised(key).lower())
 
 
 def _forms(word: str) -> tuple[str, ...]:
@@ -126,10 +134,28 @@ def is_credential_word(word: str) -> bool:
 
 @functools.lru_cache(maxsize=4096)
 def classify_key(key: str) -> str | None:
-    """``"secret"``, ``"container"`` (credentials bundle) or None for an ordinary key."""
-    words = key_words(key)
-    if any(word in _ABOUT for word in words):
+    """``"secret"``, ``"container"`` (credentials bundle) or None for an ordinary key.
+
+    A key that is one word is first compared whole, case ignored (``ToKeN``,
+    which a naming-style split would cut into ``To``, ``Ke``, ``N``). Then the key
+    is read twice, split by naming style (``apiKey``) and split at separators with
+    case ignored (``tOkEn_value``); a key that describes a credential in either
+    reading (``tokenCount``) is ordinary, else the stronger verdict wins.
+    """
+    whole = _normalised(key).lower()
+    if whole.isalpha() and is_credential_word(whole):
+        return "container" if _in(whole, _CONTAINERS) else "secret"
+    splits = (key_words(key), _caseless_words(key))
+    if any(word in _ABOUT for words in splits for word in words):
         return None
+    verdicts = {_classify_words(words) for words in splits}
+    for verdict in ("secret", "container"):
+        if verdict in verdicts:
+            return verdict
+    return None
+
+
+def _classify_words(words: list[str]) -> str | None:
     found = [w for w in words if is_credential_word(w)]
     if found and all(_in(w, _CONTAINERS) for w in found):
         return "container"
@@ -159,7 +185,12 @@ _URL_USERINFO_SLASH = re.compile(
 _BARE_USERINFO = re.compile(
     r"(?<![\w/:.@%+\-])(?P<head>[\w.%+\-]+):(?P<secret>[^\s/?#@]+(?:@[^\s/?#@]+)*)@(?=[\w\[])"
 )
-_BEARER = re.compile(r"(?i)(?P<head>\bbearer\s+)(?P<secret>[\w\-.~+/]{8,}=*)")
+# ``Bearer`` / ``Basic`` credentials: up to the next whitespace or quote, whatever they hold
+_SCHEME_CREDENTIAL = re.compile(
+    r"(?i)(?P<head>(?<![\w\-])(?P<scheme>bearer|basic)[ \t]+)(?P<secret>[^\s\"'`]+)"
+)
+# MySQL/MariaDB's "Access denied ... (using password: YES)": whether one was sent, not it
+_USING_PASSWORD = re.compile(r"(?<=\(using )password: (?:YES|NO)(?=\))")
 _JWT = re.compile(r"\beyJ[\w\-]{5,}\.eyJ[\w\-]{5,}\.[\w\-]*")
 # ``KEY=value``, ``key: value``, ``"token": "..."``, ``?password=...&``: the key, then its value
 _KEY_SEP = re.compile(
@@ -171,14 +202,32 @@ _VALUE = re.compile(
     r"(?:(?:bearer|basic|digest|token)[ \t]+)?(?:\"[^\"]*\"|'[^']*'|[^\s&,;\"'}\]]+)",
     re.IGNORECASE,
 )
-_MAYBE = re.compile(r"[:=@]|bearer|eyJ|(?<![\w.\-])-", re.IGNORECASE)
+_MAYBE = re.compile(r"[:=@]|bearer|basic|eyJ|(?<![\w.\-])-", re.IGNORECASE)
 
 
 def _mask_userinfo(match: re.Match[str]) -> str:
     return f"{match['head']}:{MASK}@"
 
 
-def _mask_bearer(match: re.Match[str]) -> str:
+def _looks_like_a_credential(scheme: str, value: str) -> bool:
+    """Whether the word after ``Bearer`` / ``Basic`` is a credential rather than prose.
+
+    Any value with a digit, a symbol or an inner capital is one (``dXNlcjpwdw==``,
+    ``abc!def``); so is a bearer value of 8 letters or more. ``basic usage:``,
+    ``Basic Authentication`` and ``the bearer of`` are prose (punctuation that
+    ends a sentence does not count).
+    """
+    word = value.rstrip(".,:;!?)")
+    if value == MASK or not word:
+        return False
+    if not word.isalpha() or not word[1:].islower():
+        return True
+    return scheme.lower() == "bearer" and len(word) >= 8
+
+
+def _mask_scheme_credential(match: re.Match[str]) -> str:
+    if not _looks_like_a_credential(match["scheme"], match["secret"]):
+        return match[0]
     return f"{match['head']}{MASK}"
 
 
@@ -192,6 +241,8 @@ def _mask_pairs(text: str, keys: re.Pattern[str]) -> str:
     done = 0
     for key in keys.finditer(text):
         if key.start() < done or not names_a_credential(key["key"]):
+            continue
+        if _USING_PASSWORD.match(text, key.start()):
             continue
         value = _VALUE.match(text, key.end())
         if value is None or value[0].strip("\"'") == MASK:
@@ -207,7 +258,8 @@ def mask_text(text: str) -> str:
     """``text`` with every credential it holds replaced by ``***``; other text is kept.
 
     Masks URL user-info passwords (with or without a scheme, holding ``:``
-    or ``@``), bearer tokens, JWTs, and the values of ``KEY=value`` /
+    or ``@``), ``Bearer`` / ``Basic`` credentials (up to the next whitespace or
+    quote), JWTs, and the values of ``KEY=value`` /
     ``key: value`` pairs, query parameters and ``--flag value`` options whose
     key names a credential.
     """
@@ -216,7 +268,7 @@ def mask_text(text: str) -> str:
     text = _URL_USERINFO.sub(_mask_userinfo, text)
     text = _URL_USERINFO_SLASH.sub(_mask_userinfo, text)
     text = _BARE_USERINFO.sub(_mask_userinfo, text)
-    text = _BEARER.sub(_mask_bearer, text)
+    text = _SCHEME_CREDENTIAL.sub(_mask_scheme_credential, text)
     text = _JWT.sub(MASK, text)
     return _mask_pairs(_mask_pairs(text, _KEY_SEP), _FLAG)
 

@@ -1,10 +1,14 @@
 """The task dashboard: a static page at ``/`` and the few JSON routes it needs.
 
 The page (HTML, CSS and JavaScript modules in ``static/``, no build step, no
-CDN) is served without a token: it holds no data. Everything it shows comes
-from ``/api`` routes, which need ``Authorization: Bearer <token>`` when
-``UNIQC_STORE_API_TOKEN`` is set; the routes here check the token themselves
-too, so they stay closed whatever middleware the app has. Live updates come
+CDN) is served without a token: it holds no data. It names its assets and the
+API by relative URLs, so it works under a mount, a ``root_path`` or a proxy's
+path prefix. Everything it shows comes from ``/api`` routes, which need
+``Authorization: Bearer <token>`` when ``UNIQC_STORE_API_TOKEN`` is set; the
+routes here check the token themselves too, so they stay closed whatever
+middleware the app has. They follow the REST routes' rules: the same input
+types and error statuses (:mod:`uniqc_store.api_errors`) and the same
+redaction (:func:`uniqc_store.redaction.redact_record`). Live updates come
 from ``/api/events``, a Server-Sent Events stream the page reads with
 ``fetch()`` so the token travels in the header, never in a URL.
 """
@@ -12,17 +16,21 @@ from ``/api/events``, a Server-Sent Events stream the page reads with
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
 
+import anyio
 from fastapi import APIRouter, FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
+from pydantic import AfterValidator
 
+from ..api_errors import MAX_TEXT, TEXT_SCHEMA, BackendQuery, HoursQuery, TaskIdPath, storable
 from ..changes import ChangeFeed, open_signal
 from ..engine import redact
-from ..records import CURRENT_SCHEMA_VERSION, TaskInfo, TaskShard, TaskStatus
+from ..records import CURRENT_SCHEMA_VERSION, TaskStatus
+from ..redaction import redact_record
 from ..store import TaskStore
 from . import queries
 
@@ -42,8 +50,6 @@ PAGE_HEADERS = {
     "Cache-Control": "no-cache",
 }
 
-Redactor = Callable[[Any], Any]
-
 
 def is_public_path(path: str) -> bool:
     """The page and its assets: served without a token because they hold no data."""
@@ -57,13 +63,12 @@ def close_streams(app: FastAPI) -> None:
         feed.close()
 
 
-def mount_dashboard(app: FastAPI, store: TaskStore, *, redact_sensitive: Redactor) -> None:
+def mount_dashboard(app: FastAPI, store: TaskStore) -> None:
     """Serve the page at ``/`` and add the dashboard's routes under ``/api``.
 
-    ``redact_sensitive`` is applied to every metadata and result shown, as in
-    the REST API. The routes under ``/api`` get the app's own dependencies (the
-    bearer token when one is set); the page is a plain Starlette route, outside
-    them, because it holds no data.
+    The routes under ``/api`` get the app's own dependencies (the bearer token
+    when one is set, unknown query parameters refused) and its error handlers;
+    the page is a plain Starlette route, outside them, because it holds no data.
     """
 
     async def index(_request: Request) -> FileResponse:
@@ -76,15 +81,29 @@ def mount_dashboard(app: FastAPI, store: TaskStore, *, redact_sensitive: Redacto
     app.state.change_feed = feed
     # The page's own routes: not part of the REST contract, so not in the OpenAPI document.
     router = APIRouter(prefix="/api", include_in_schema=False)
-    _add_reads(router, store, redact_sensitive)
-    _add_events(router, feed)
+    _add_reads(router, store)
+    _add_events(router, store, feed)
     app.include_router(router)
 
 
 Which = Annotated[queries.TableName, Query(description="live tasks or the archive")]
 
 
-def _add_reads(router: APIRouter, store: TaskStore, redact_sensitive: Redactor) -> None:
+def _page_cursor(cursor: str) -> str:
+    """A cursor we made, holding text every engine can compare (a 422 otherwise)."""
+    for part in queries.decode_cursor(cursor):
+        storable(part)
+    return cursor
+
+
+Cursor = Annotated[
+    str | None,
+    Query(max_length=4 * MAX_TEXT, json_schema_extra=TEXT_SCHEMA),
+    AfterValidator(lambda c: None if c is None else _page_cursor(c)),
+]
+
+
+def _add_reads(router: APIRouter, store: TaskStore) -> None:
     @router.get("/dashboard/info")
     def info() -> dict[str, Any]:
         """What the footer shows: the schema version and the database (password masked)."""
@@ -99,25 +118,22 @@ def _add_reads(router: APIRouter, store: TaskStore, redact_sensitive: Redactor) 
     def task_page(
         table: Which = "live",
         status: TaskStatus | None = None,
-        backend: str | None = None,
+        backend: BackendQuery = None,
         order: queries.Order = "newest",
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 25,
-        cursor: str | None = None,
+        cursor: Cursor = None,
     ) -> dict[str, Any]:
         """One page of task summaries (keyset paging) and how many match in all."""
         status_value = status.value if status is not None else None
-        try:
-            found = queries.page(
-                store,
-                table,
-                status=status_value,
-                backend=backend,
-                order=order,
-                limit=limit,
-                cursor=cursor,
-            )
-        except ValueError as exc:
-            raise HTTPException(status_code=422, detail=str(exc)) from None
+        found = queries.page(
+            store,
+            table,
+            status=status_value,
+            backend=backend,
+            order=order,
+            limit=limit,
+            cursor=cursor,
+        )
         counter = store.count if table == "live" else store.count_archived
         total = counter(status=status_value, backend=backend)
         return {"tasks": found.rows, "total": total, "next_cursor": found.next_cursor}
@@ -130,22 +146,20 @@ def _add_reads(router: APIRouter, store: TaskStore, redact_sensitive: Redactor) 
         return {**by, "total": sum(by["status"].values())}
 
     @router.get("/dashboard/task/{task_id}")
-    def task(task_id: str) -> dict[str, Any]:
+    def task(task_id: TaskIdPath) -> dict[str, Any]:
         """One task, live or archived, with its shards; credentials redacted."""
         found = store._locate(task_id)
         if found is None:
             raise HTTPException(status_code=404, detail=f"Task '{task_id}' not found")
         info, shards, archived = found
         return {
-            "task": _redacted_task(info, redact_sensitive),
-            "shards": [_redacted_shard(s, redact_sensitive) for s in shards],
+            "task": redact_record(info.to_dict()),
+            "shards": [redact_record(s.to_dict()) for s in shards],
             "archived": archived,
         }
 
     @router.get("/dashboard/expired")
-    def expired(
-        hours: Annotated[float, Query(ge=0, le=1e6)] = 72, terminal_only: bool = True
-    ) -> dict[str, Any]:
+    def expired(hours: HoursQuery = 72, terminal_only: bool = True) -> dict[str, Any]:
         """The dry run of ``POST /api/tasks/archive-expired``: what it would archive now."""
         ids = store.expired_task_ids(hours, terminal_only)
         return {
@@ -156,23 +170,15 @@ def _add_reads(router: APIRouter, store: TaskStore, redact_sensitive: Redactor) 
         }
 
 
-def _redacted_task(info: TaskInfo, redact_sensitive: Redactor) -> dict[str, Any]:
-    record = info.to_dict()
-    record["metadata"] = redact_sensitive(record["metadata"])
-    record["result"] = redact_sensitive(record["result"])
-    return record
-
-
-def _redacted_shard(shard: TaskShard, redact_sensitive: Redactor) -> dict[str, Any]:
-    record = shard.to_dict()
-    record["result"] = redact_sensitive(record["result"])
-    return record
-
-
-def _add_events(router: APIRouter, feed: ChangeFeed) -> None:
+def _add_events(router: APIRouter, store: TaskStore, feed: ChangeFeed) -> None:
     @router.get("/events", response_class=StreamingResponse)
     async def events() -> StreamingResponse:
-        """Server-Sent Events: ``change`` when the tasks change, a comment every 15 s."""
+        """Server-Sent Events: ``change`` when the tasks change, a comment every 15 s.
+
+        The database is read once first, so a stream opened while it is down is a
+        503 like every other route (once open, the feed waits for it to come back).
+        """
+        await anyio.to_thread.run_sync(store.schema_version)
         return StreamingResponse(
             _event_stream(feed),
             media_type="text/event-stream",

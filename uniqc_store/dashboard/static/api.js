@@ -2,6 +2,14 @@
 // JSON requests, and the live-update stream.
 
 const TOKEN_KEY = "uniqc-store-token";
+// Where the app is served: this module is <root>/dashboard/api.js, so the API is under
+// <root>/api/ whether the app sits at /, under a mount, a root_path or a proxy's prefix.
+const ROOT = new URL("../", import.meta.url);
+
+/** The URL of an API path ("/api/...") under the app's root. */
+export function apiUrl(path) {
+  return new URL(path.replace(/^\//, ""), ROOT);
+}
 
 /** Raised for a 401: the page asks for the token instead of breaking. */
 export class AuthError extends Error {}
@@ -12,14 +20,19 @@ export const token = {
   clear: () => sessionStorage.removeItem(TOKEN_KEY),
 };
 
+// Sent with every request: the server refuses a write without it (or a JSON body, or a
+// bearer token), because no page on another site can send it without asking first.
+const OWN_REQUEST = { "X-Requested-With": "uniqc-store-dashboard" };
+
 function headers(extra = {}) {
   const value = token.get();
-  return value ? { ...extra, Authorization: `Bearer ${value}` } : extra;
+  const own = { ...OWN_REQUEST, ...extra };
+  return value ? { ...own, Authorization: `Bearer ${value}` } : own;
 }
 
 /** A JSON request to the API; throws AuthError on 401, Error with the server's detail otherwise. */
 export async function api(path, { method = "GET", query } = {}) {
-  const url = new URL(path, location.origin);
+  const url = apiUrl(path);
   for (const [key, value] of Object.entries(query ?? {})) {
     if (value !== undefined && value !== null && value !== "") url.searchParams.set(key, value);
   }
@@ -45,7 +58,7 @@ export async function followEvents({ signal, onEvent, onState }) {
   let delay = 1000;
   while (!signal.aborted) {
     try {
-      const response = await fetch("/api/events", { headers: headers(), signal });
+      const response = await fetch(apiUrl("/api/events"), { headers: headers(), signal });
       if (response.status === 401) {
         onState("auth");
         return;
