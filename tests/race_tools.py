@@ -170,8 +170,8 @@ def orphan_archived_shards(store: TaskStore) -> int:
         "SELECT count(*) FROM archived_task_shards s LEFT JOIN archived_tasks t "
         "ON t.task_id = s.uniqc_task_id WHERE t.task_id IS NULL"
     )
-    with store.engine.connect() as conn:
-        return int(conn.execute(sql).scalar_one())
+    with store.session() as session:  # the store's own door, not a connection beside it
+        return int(session.execute(sql).scalar_one())
 
 
 def shard_markers(store: TaskStore, task_id: str) -> set[str]:

@@ -321,6 +321,24 @@ def test_archive_racing_delete_of_an_older_archived_copy(
             assert_rows(store, task_id, live=shards, archived=None)
 
 
+def test_restore_racing_archive_moves_it_there_and_maybe_back(
+    store: TaskStore, other: TaskStore
+) -> None:
+    for (task_id, shards), restored, archived in every_interleaving(
+        store,
+        other.engine,
+        lambda: two_shards(store, archived=True),
+        lambda t: store.restore_task(t[0]),
+        lambda t: other.archive_task(t[0]),
+    ):
+        assert acknowledged(restored) and restored.value is True
+        assert acknowledged(archived)
+        if archived.value:
+            assert_rows(store, task_id, live=None, archived=shards)
+        else:
+            assert_rows(store, task_id, live=shards, archived=None)
+
+
 def test_restore_racing_delete_archived_is_one_or_the_other(
     store: TaskStore, other: TaskStore
 ) -> None:
