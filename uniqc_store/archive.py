@@ -21,6 +21,10 @@ its shards (``SELECT ... FOR UPDATE``), and only then copies and deletes.
 A move checks its destination with a plain read and maps a key clash to
 ``TaskConflictError``; it never locks the destination, so two moves never
 wait on each other in a cycle.
+
+After its first lock a unit acts only on rows that lock covers or that a
+foreign key or key clash holds off; ``docs/concurrency.md`` lists every
+multi-statement unit, what each statement locks per engine, and its race test.
 """
 
 from __future__ import annotations
