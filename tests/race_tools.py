@@ -4,12 +4,21 @@ look at where a task's rows ended up.
 ``PausedAfter`` is an ``after_cursor_execute`` listener: the mover thread stops
 after its n-th statement until the test lets it go, so a concurrent call runs
 exactly there. Listening makes a SQLite store take SQLAlchemy's execution path,
-whose statements the listener sees.
+whose statements the listener sees. COMMIT is no cursor statement on the
+servers, so "after the last statement" is "just before COMMIT".
+
+``race`` pauses one call and lets the other run in that gap until it finishes
+or blocks. ``race_paused`` pauses both: the first after its n-th statement, the
+second after its m-th, then lets the first finish (commit) while the second is
+still held, then the second. That is the interleaving where the second call's
+first lock ran before the first call committed and its later statements after
+it (e.g. a delete that locked nothing, then deleted what had just committed).
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,6 +59,14 @@ class PausedAfter:
             self.paused.set()
             self.released.wait(30)
 
+    def reached(self, outcome: Outcome, timeout: float = 30) -> bool:
+        """Wait until the thread paused or finished (at most ``timeout`` s: it may be
+        blocked); whether it paused."""
+        deadline = time.monotonic() + timeout
+        while not (self.paused.is_set() or outcome.done.is_set()) and time.monotonic() < deadline:
+            self.paused.wait(0.005)
+        return self.paused.is_set()
+
 
 @dataclass
 class Outcome:
@@ -85,9 +102,7 @@ def race(
         move_thread, moved = in_thread(move)
         pause.thread = move_thread
         move_thread.start()
-        while not (pause.paused.is_set() or moved.done.is_set()):
-            pause.paused.wait(0.01)
-        if not pause.paused.is_set():
+        if not pause.reached(moved):
             move_thread.join(30)
             return None
         other_thread, othered = in_thread(other)
@@ -100,14 +115,63 @@ def race(
     return moved, othered
 
 
+@dataclass
+class Raced:
+    """Both outcomes of ``race_paused``, and whether the second call reached its pause
+    while the first was still held (if not, it had ended or was blocked: a later pause
+    point would give the same interleaving)."""
+
+    first: Outcome
+    second: Outcome
+    second_paused: bool
+
+
+def race_paused(
+    first_engine: Engine,
+    first: Callable[[], Any],
+    second_engine: Engine,
+    second: Callable[[], Any],
+    n: int,
+    m: int,
+) -> Raced | None:
+    """``first`` paused after its ``n``-th statement; ``second`` started in that gap
+    and paused after its ``m``-th (unless it blocks or ends first); then ``first``
+    released (it commits while ``second`` is still held, unless it waits on
+    ``second``'s locks), then ``second``.
+
+    None when ``first`` has fewer than ``n`` statements.
+    """
+    with (
+        PausedAfter(first_engine, n) as first_pause,
+        PausedAfter(second_engine, m) as second_pause,
+    ):
+        first_thread, one = in_thread(first)
+        first_pause.thread = first_thread
+        first_thread.start()
+        if not first_pause.reached(one):
+            first_thread.join(30)
+            return None
+        second_thread, two = in_thread(second)
+        second_pause.thread = second_thread
+        second_thread.start()
+        paused = second_pause.reached(two, CONCURRENT_HEAD_START)  # else ended, or blocked
+        first_pause.released.set()
+        one.done.wait(CONCURRENT_HEAD_START)  # unless it waits on the second's locks
+        second_pause.released.set()
+        first_thread.join(30)
+        second_thread.join(30)
+    assert one.done.is_set() and two.done.is_set(), "a racing call hung"
+    return Raced(one, two, paused)
+
+
 def orphan_archived_shards(store: TaskStore) -> int:
     """Archived shards whose archived task does not exist (must be none)."""
     sql = text(
         "SELECT count(*) FROM archived_task_shards s LEFT JOIN archived_tasks t "
         "ON t.task_id = s.uniqc_task_id WHERE t.task_id IS NULL"
     )
-    with store.engine.connect() as conn:
-        return int(conn.execute(sql).scalar_one())
+    with store.session() as session:  # the store's own door, not a connection beside it
+        return int(session.execute(sql).scalar_one())
 
 
 def shard_markers(store: TaskStore, task_id: str) -> set[str]:

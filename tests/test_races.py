@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import URL
+from sqlalchemy import URL, Engine, create_engine, insert
 
 from uniqc_store import (
     MissingParentTaskError,
@@ -25,8 +25,18 @@ from uniqc_store import (
     TaskShard,
     TaskStore,
 )
+from uniqc_store.codec import shard_to_row
+from uniqc_store.records import utc_now_iso
+from uniqc_store.tables import archived_task_shards
 
-from .race_tools import Outcome, orphan_archived_shards, race, shard_markers, task_markers
+from .race_tools import (
+    Outcome,
+    orphan_archived_shards,
+    race,
+    race_paused,
+    shard_markers,
+    task_markers,
+)
 
 pytestmark = pytest.mark.one_path  # these watch the engine themselves
 
@@ -78,6 +88,73 @@ def every_gap(
         yield state, *raced
         assert orphan_archived_shards(store) == 0
     raise AssertionError("the move has more statements than MAX_STATEMENTS")
+
+
+def every_interleaving(
+    store: TaskStore,
+    theirs_on: Engine,
+    setup: Callable[[], Any],
+    mine: Call,
+    theirs: Call,
+    *,
+    orphans_allowed: bool = False,
+) -> Iterator[tuple[Any, Outcome, Outcome]]:
+    """``mine`` (on ``store``) and ``theirs`` (on the engine ``theirs_on``), in both orders: the one
+    that starts first paused after each of its statements in turn, the other started
+    in that gap and paused after each of its own in turn while the first finishes
+    (the last round of each lets it run to the end). Yields (state, mine, theirs)."""
+    calls = [(store.engine, mine), (theirs_on, theirs)]
+    for first, second in (calls, calls[::-1]):
+        for state, one, two in _paused_pairs(setup, first, second, orphans_allowed, store):
+            yield (state, one, two) if first is calls[0] else (state, two, one)
+
+
+def _paused_pairs(
+    setup: Callable[[], Any],
+    first: tuple[Engine, Call],
+    second: tuple[Engine, Call],
+    orphans_allowed: bool,
+    store: TaskStore,
+) -> Iterator[tuple[Any, Outcome, Outcome]]:
+    for n in range(1, MAX_STATEMENTS + 1):
+        for m in range(1, MAX_STATEMENTS + 2):
+            state = setup()
+            raced = race_paused(
+                first[0],
+                functools.partial(first[1], state),
+                second[0],
+                functools.partial(second[1], state),
+                n,
+                m,
+            )
+            if raced is None:
+                return
+            yield state, raced.first, raced.second
+            assert orphans_allowed or orphan_archived_shards(store) == 0
+            if not raced.second_paused:
+                break
+        else:
+            raise AssertionError("the racing call has more statements than MAX_STATEMENTS")
+    raise AssertionError("the first call has more statements than MAX_STATEMENTS")
+
+
+def shard_set(shards: list[TaskShard]) -> set[str]:
+    return {s.platform_task_id for s in shards}
+
+
+def assert_rows(
+    store: TaskStore, task_id: str, *, live: set[str] | None, archived: set[str] | None
+) -> None:
+    """Where the task is, with exactly which shards (None: absent, and no shards there)."""
+    assert (store.get(task_id) is not None) is (live is not None)
+    assert shard_set(store.get_shards(task_id)) == (live or set())
+    assert (store.get_archived(task_id) is not None) is (archived is not None)
+    assert shard_set(store.get_archived_shards(task_id)) == (archived or set())
+
+
+def two_shards(store: TaskStore, *, archived: bool) -> tuple[str, set[str]]:
+    task_id = new_task(store, archived=archived, shards=2)
+    return task_id, {f"{task_id}-p0", f"{task_id}-p1"}
 
 
 def test_new_shard_racing_archive_is_never_lost(store: TaskStore, other: TaskStore) -> None:
@@ -171,21 +248,6 @@ def test_delete_racing_archive_is_one_or_the_other(store: TaskStore, other: Task
         assert archived is moved.value and store.get(task_id) is None
 
 
-def test_delete_archived_racing_restore_is_one_or_the_other(
-    store: TaskStore, other: TaskStore
-) -> None:
-    for task_id, moved, deleted in every_gap(
-        store,
-        lambda: new_task(store, archived=True),
-        lambda t: store.restore_task(t),
-        lambda t: other.delete_archived(t),
-    ):
-        assert acknowledged(moved) and acknowledged(deleted)
-        assert [moved.value, deleted.value].count(True) == 1
-        assert (store.get(task_id) is not None) is moved.value
-        assert store.get_archived(task_id) is None
-
-
 def test_archive_expired_racing_archive_reports_what_it_moved(
     store: TaskStore, other: TaskStore
 ) -> None:
@@ -216,6 +278,169 @@ def test_archive_expired_racing_restore(store: TaskStore, other: TaskStore) -> N
         in_live = store.get(archived) is not None
         assert in_archive != in_live  # exactly one copy, never lost, never doubled
         assert shard_markers(store, archived) == {f"{archived}-p0"}
+
+
+def test_archive_racing_delete_archived(store: TaskStore, other: TaskStore) -> None:
+    """The soak's lost shards: a delete_archived that locked nothing (the archive not yet
+    committed) must not go on to delete the shards the archive then committed."""
+    for (task_id, shards), moved, deleted in every_interleaving(
+        store,
+        other.engine,
+        lambda: two_shards(store, archived=False),
+        lambda t: store.archive_task(t[0]),
+        lambda t: other.delete_archived(t[0]),
+    ):
+        assert acknowledged(moved) and moved.value is True
+        assert acknowledged(deleted)
+        assert_rows(store, task_id, live=None, archived=None if deleted.value else shards)
+
+
+def test_archive_racing_delete_of_an_older_archived_copy(
+    store: TaskStore, other: TaskStore
+) -> None:
+    """The task is live and archived: the archive conflicts, or comes after the delete."""
+
+    def setup() -> tuple[str, set[str]]:
+        task_id, _ = two_shards(store, archived=True)
+        store.save(TaskInfo(task_id=task_id, backend="b", status="success"))
+        store.save_shard(TaskShard(task_id, 0, f"{task_id}-live", "b"))
+        return task_id, {f"{task_id}-live"}
+
+    for (task_id, shards), moved, deleted in every_interleaving(
+        store,
+        other.engine,
+        setup,
+        lambda t: store.archive_task(t[0]),
+        lambda t: other.delete_archived(t[0]),
+    ):
+        assert acknowledged(deleted) and deleted.value is True
+        if acknowledged(moved, TaskConflictError):
+            assert moved.value is True
+            assert_rows(store, task_id, live=None, archived=shards)
+        else:
+            assert_rows(store, task_id, live=shards, archived=None)
+
+
+def test_restore_racing_archive_moves_it_there_and_maybe_back(
+    store: TaskStore, other: TaskStore
+) -> None:
+    for (task_id, shards), restored, archived in every_interleaving(
+        store,
+        other.engine,
+        lambda: two_shards(store, archived=True),
+        lambda t: store.restore_task(t[0]),
+        lambda t: other.archive_task(t[0]),
+    ):
+        assert acknowledged(restored) and restored.value is True
+        assert acknowledged(archived)
+        if archived.value:
+            assert_rows(store, task_id, live=None, archived=shards)
+        else:
+            assert_rows(store, task_id, live=shards, archived=None)
+
+
+def test_restore_racing_delete_archived_is_one_or_the_other(
+    store: TaskStore, other: TaskStore
+) -> None:
+    for (task_id, shards), moved, deleted in every_interleaving(
+        store,
+        other.engine,
+        lambda: two_shards(store, archived=True),
+        lambda t: store.restore_task(t[0]),
+        lambda t: other.delete_archived(t[0]),
+    ):
+        assert acknowledged(moved) and acknowledged(deleted)
+        assert [moved.value, deleted.value].count(True) == 1
+        assert_rows(store, task_id, live=shards if moved.value else None, archived=None)
+
+
+def test_archive_expired_racing_delete_archived(store: TaskStore, other: TaskStore) -> None:
+    for (task_id, shards), expired, deleted in every_interleaving(
+        store,
+        other.engine,
+        lambda: two_shards(store, archived=False),
+        lambda t: store.archive_expired(hours=0, terminal_only=False),
+        lambda t: other.delete_archived(t[0]),
+    ):
+        assert acknowledged(expired) and task_id in expired.value["archived"]
+        assert acknowledged(deleted)
+        assert_rows(store, task_id, live=None, archived=None if deleted.value else shards)
+
+
+def test_restore_racing_delete_is_one_or_the_other(store: TaskStore, other: TaskStore) -> None:
+    for (task_id, shards), moved, deleted in every_interleaving(
+        store,
+        other.engine,
+        lambda: two_shards(store, archived=True),
+        lambda t: store.restore_task(t[0]),
+        lambda t: other.delete(t[0]),
+    ):
+        assert acknowledged(moved) and moved.value is True
+        assert acknowledged(deleted)
+        assert_rows(store, task_id, live=None if deleted.value else shards, archived=None)
+
+
+@pytest.mark.parametrize("move", ["archive", "restore"])
+def test_clear_all_racing_a_move_leaves_nothing(
+    store: TaskStore, other: TaskStore, move: str
+) -> None:
+    """clear_all empties the four tables one after the other: a move committed between
+    two of its deletes must not survive it in part (shards without their task, or a
+    task restored after the live table was emptied: PostgreSQL, before the tables
+    were locked)."""
+
+    def setup() -> tuple[str, str]:
+        return new_task(store, shards=2), new_task(store, archived=True, shards=0)
+
+    def moving(ids: tuple[str, str]) -> bool:
+        live, archived = ids
+        return other.archive_task(live) if move == "archive" else other.restore_task(archived)
+
+    for _, cleared, moved in every_interleaving(
+        store, other.engine, setup, lambda _: store.clear_all(), moving
+    ):
+        assert acknowledged(cleared) and acknowledged(moved)
+        assert store.count() == store.count_archived() == 0  # one serial order or the other
+        assert orphan_archived_shards(store) == 0
+
+
+def insert_archived_shard(engine: Engine, task_id: str, marker: str) -> None:
+    """Another program's write: an archived shard row for ``task_id``, straight in."""
+    row = {**shard_to_row(TaskShard(task_id, 5, marker, "b"), utc_now_iso()), "archived_at": "x"}
+    with engine.begin() as conn:
+        conn.execute(insert(archived_task_shards), row)
+
+
+@pytest.fixture
+def outsider(module_url: URL) -> Iterator[Engine]:
+    """A plain engine of another program on the same database (no store on it)."""
+    engine = create_engine(module_url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def test_restore_racing_an_outside_archived_shard_never_drops_it(
+    store: TaskStore, outsider: Engine
+) -> None:
+    """A restore deletes exactly the archived shards it copied: one written meanwhile
+    by another program (no foreign key holds it off) is never deleted uncopied."""
+    for task_id, moved, written in every_interleaving(
+        store,
+        outsider,
+        lambda: new_task(store, archived=True),
+        lambda t: store.restore_task(t),
+        lambda t: insert_archived_shard(outsider, t, f"{t}-outside"),
+        orphans_allowed=True,  # written after the restore: the outsider's own orphan
+    ):
+        assert acknowledged(written)
+        if acknowledged(moved, TaskConflictError):
+            assert moved.value is True
+            assert f"{task_id}-p0" in shard_set(store.get_shards(task_id))
+        else:
+            assert_rows(store, task_id, live=None, archived={f"{task_id}-p0", f"{task_id}-outside"})
+        assert f"{task_id}-outside" in shard_markers(store, task_id)
 
 
 def add_marker(value: int) -> Callable[[TaskInfo], None]:

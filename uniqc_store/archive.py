@@ -21,6 +21,10 @@ its shards (``SELECT ... FOR UPDATE``), and only then copies and deletes.
 A move checks its destination with a plain read and maps a key clash to
 ``TaskConflictError``; it never locks the destination, so two moves never
 wait on each other in a cycle.
+
+After its first lock a unit acts only on rows that lock covers or that a
+foreign key or key clash holds off; ``docs/concurrency.md`` lists every
+multi-statement unit, what each statement locks per engine, and its race test.
 """
 
 from __future__ import annotations
@@ -39,11 +43,13 @@ from sqlalchemy import (
     Select,
     Table,
     Text,
+    TextClause,
     bindparam,
     delete,
     func,
     insert,
     select,
+    text,
 )
 from sqlalchemy.exc import IntegrityError
 
@@ -74,7 +80,9 @@ def _copy(source: Table, target: Table, key: str, stamp: bool, match: Match) -> 
     if stamp:
         selected.append(bindparam("archived_at", type_=Text()).label("archived_at"))
         columns.append("archived_at")
-    return insert(target).from_select(columns, select(*selected).where(match(source, key)))
+    copy = insert(target).from_select(columns, select(*selected).where(match(source, key)))
+    # SQLAlchemy keeps an INSERT's rowcount only when asked: a restore compares it
+    return copy.execution_options(preserve_rowcount=True)
 
 
 def _lock(table: Table, key: str, match: Match, *columns: str) -> Select[Any]:
@@ -165,7 +173,14 @@ def archive_one(tx: Transaction, task_id: str, now: str) -> bool:
 
 
 def restore_one(tx: Transaction, task_id: str) -> bool:
-    """Move an archived task and its shards back; False if it is not archived."""
+    """Move an archived task and its shards back; False if it is not archived.
+
+    Archived shards have no foreign key, so the archived task's lock does not
+    hold off a shard another program writes meanwhile (an archive of this id
+    cannot: its task insert clashes with the locked row first). On PostgreSQL
+    the copy and the delete each take a new snapshot, so the delete could take
+    a shard the copy never saw: it must delete exactly what was copied.
+    """
     params = {"id": task_id}
     if not tx.fetch(moves(False).lock_archived, params):
         return False
@@ -180,8 +195,12 @@ def restore_one(tx: Transaction, task_id: str) -> bool:
         tx.run(moves(False).restore_tasks, params)
     except IntegrityError as exc:  # saved as a live task after the check
         raise conflict from exc
-    tx.run(moves(False).restore_shards, params)
-    tx.run(moves(False).delete_archived_shards, params)
+    copied = tx.run(moves(False).restore_shards, params)
+    if tx.run(moves(False).delete_archived_shards, params) != copied:
+        raise TaskConflictError(
+            f"the archived shards of task {task_id!r} changed while it was being restored "
+            "(another program wrote them); nothing was moved, try again"
+        )
     tx.run(moves(False).delete_archived, params)
     return True
 
@@ -189,19 +208,50 @@ def restore_one(tx: Transaction, task_id: str) -> bool:
 def delete_archived(tx: Transaction, task_id: str) -> bool:
     """Delete an archived task and its archived shards; True if the task existed.
 
-    The task row is locked first, so a concurrent restore of the same id either
-    finishes before (and this finds nothing) or waits until this is done.
+    Only a task this call found and locked is deleted, shards included: a
+    lock that found nothing means nothing else runs. (On PostgreSQL an archive
+    of this id may commit just after the lock found nothing; a shard delete run
+    then, in its new snapshot, took the shards the archive had just committed,
+    and the task stayed archived without them.) Once the row is locked no move
+    can add archived shards for the id: an archive's task insert clashes with
+    it and a restore waits for it.
     """
     params = {"id": task_id}
-    found = bool(tx.fetch(moves(False).lock_archived, params))
+    if not tx.fetch(moves(False).lock_archived, params):
+        return False
     tx.run(moves(False).delete_archived_shards, params)
-    return found and tx.run(moves(False).delete_archived, params) > 0
+    tx.run(moves(False).delete_archived, params)
+    return True
+
+
+#: The tables ``delete_everything`` empties, children before parents.
+_EVERY_TABLE = (task_shards, archived_task_shards, tasks, archived_tasks)
+#: The order it locks them in on PostgreSQL: live tables first, as saves and archives go.
+_LOCK_ORDER = (tasks, task_shards, archived_tasks, archived_task_shards)
 
 
 def delete_everything(tx: Transaction) -> None:
-    """Empty the four tables (children first); the schema stays."""
-    for table in (task_shards, archived_task_shards, tasks, archived_tasks):
+    """Empty the four tables (children first); the schema stays.
+
+    Four DELETEs are four snapshots on PostgreSQL: a move committed between
+    two of them survived in part (archived shards whose task the last DELETE
+    took, a task restored after the live table was emptied). So the tables
+    are locked against writers first (``EXCLUSIVE``: plain reads go on), live
+    tables first as saves and archives take them (a restore in flight may still
+    deadlock with it: the server aborts one and the executor runs it again).
+    MariaDB's DELETEs lock every row and gap they scan (REPEATABLE READ), and
+    SQLite's BEGIN IMMEDIATE holds the database: nothing more is needed there.
+    """
+    if tx.connection.dialect.name == "postgresql":
+        tx.run(_lock_tables(tx.connection), {})
+    for table in _EVERY_TABLE:
         tx.run(delete(table), {})
+
+
+def _lock_tables(conn: Connection) -> TextClause:
+    quote = conn.dialect.identifier_preparer.format_table
+    names = ", ".join(quote(table) for table in _LOCK_ORDER)
+    return text(f"LOCK TABLE {names} IN EXCLUSIVE MODE")
 
 
 @dataclass
