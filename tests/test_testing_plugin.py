@@ -26,7 +26,7 @@ from uniqc_store import TaskInfo
 @pytest.mark.parametrize("n", range(8))
 def test_starts_empty_and_writes(task_store, n):
     assert task_store.count() == 0
-    assert task_store.schema_version() == 5
+    assert task_store.schema_version() == 6
     task_store.save(TaskInfo(task_id="uqt_1", backend="dummy"))
     assert task_store.count() == 1
     with open(os.environ["SEEN_URLS"], "a") as seen:
