@@ -10,6 +10,7 @@ from types import ModuleType
 
 import pytest
 from alembic import op
+from click.testing import CliRunner
 from sqlalchemy import URL, Connection, Engine, Integer, inspect, text
 from sqlalchemy.dialects import mysql
 from sqlalchemy.exc import CompileError
@@ -17,6 +18,7 @@ from sqlalchemy.schema import CreateTable
 
 from tests.alembic_runner import run_alembic
 from uniqc_store import StoreError, TaskInfo, TaskShard, TaskStore
+from uniqc_store.cli import main
 from uniqc_store.column_types import exact_key_collation
 from uniqc_store.engine import create_store_engine
 from uniqc_store.migrations import database_version, downgrade, upgrade
@@ -229,6 +231,9 @@ def test_a_downgrade_that_would_merge_ids_is_refused_naming_them(fresh_url: URL)
     url = fresh_url.render_as_string(hide_password=False)
     cli = run_alembic("-x", f"url={url}", "downgrade", "0005")
     assert cli.returncode == 1 and "'uqt_x' and 'uqt_x '" in cli.stderr
+    ours = CliRunner().invoke(main, ["downgrade", "0005", "--url", url])
+    assert ours.exit_code != 0 and ours.output.startswith("error: cannot downgrade below 0006")
+    assert ours.output.count("\n") == 1 and "'uqt_y  ' and 'uqt_y   '" in ours.output
 
     for task_id in ("uqt_x ", "uqt_x  ", "uqt_y   "):
         assert store.delete(task_id) is True
