@@ -160,14 +160,17 @@ def insert_rows(path: Path, table: str, rows: list[dict[str, Any]]) -> None:
 
 
 def expected_metadata(raw: str, legacy_id: str) -> dict[str, Any]:
-    """What v5 must turn a legacy row's metadata into (the rule, stated independently)."""
+    """What v5 must turn a legacy row's metadata into (the rule, stated independently).
+
+    The reference's v5 turned text that is not JSON into ``{}``; ours keeps it
+    (docs/adr/0001)."""
     if raw == "":
         parsed: Any = {}
     else:
         try:
             parsed = json.loads(raw)
         except ValueError:
-            parsed = {}
+            parsed = {"legacy_metadata_text": raw}
     if not isinstance(parsed, dict):
         parsed = {"legacy_metadata_raw": parsed}
     return {**parsed, "legacy_platform_id": legacy_id}

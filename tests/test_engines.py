@@ -157,10 +157,12 @@ def test_v5_data_migration_and_its_downgrade(fresh_url: URL) -> None:
         )
     downgrade(engine, "0004")
     with engine.connect() as conn:
-        restored = {r.task_id for r in conn.execute(select(tasks.c.task_id))}
+        restored = dict(conn.execute(text("SELECT task_id, metadata_json FROM tasks")).all())
         left = conn.execute(select(task_shards.c.uniqc_task_id, task_shards.c.platform_task_id))
         assert left.all() == [(rows[0]["task_id"], "sub-job")]
-    assert restored == {r["task_id"] for r in rows}
+    assert set(restored) == {r["task_id"] for r in rows}
+    broken = [r["task_id"] for r in rows if r["metadata_json"] == "{broken"]
+    assert len(broken) == 2500 // 6 and {restored[i] for i in broken} == {"{broken"}  # exactly
     engine.dispose()
 
 

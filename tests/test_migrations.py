@@ -246,19 +246,34 @@ def test_v5_repoints_shards_of_legacy_parents(tmp_path: Path) -> None:
 def test_v5_downgrade_restores_legacy_ids(tmp_path: Path) -> None:
     path = tmp_path / "tasks.sqlite"
     ref.build_reference_file(path, 4)
-    rows = [r for r in ref.legacy_rows(12) if r["metadata_json"] != "{broken"]
+    rows = ref.legacy_rows(12)  # every kind of odd metadata, '{broken' included
     ref.insert_rows(path, "tasks", rows)
     before = dump(path)
     migrate(path)
+    with TaskStore(url=sqlite_url(path)) as store:  # the text that is not JSON is kept
+        kept = [t.metadata.get("legacy_metadata_text") for t in store.list()]
+    assert sorted(k for k in kept if k is not None) == ["{broken", "{broken"]
     migrate(path, "0004", down=True)
     after = dump(path)
     assert after["task_shards"] == before["task_shards"] == []
 
     def normal(table: list[tuple[object, ...]]) -> list[tuple[object, ...]]:
-        # metadata text is re-serialised; compare it parsed ("" and "{}" both read as {})
-        return sorted(((*r[:7], json.loads(str(r[7]) or "{}"), *r[8:]) for r in table), key=repr)
+        # JSON metadata is re-serialised: compare it parsed ("" and "{}" both read as {});
+        # text that is not JSON comes back exactly
+        def metadata(text: str) -> object:
+            try:
+                return json.loads(text or "{}")
+            except ValueError:
+                return ("not JSON", text)
+
+        return sorted(((*r[:7], metadata(str(r[7])), *r[8:]) for r in table), key=repr)
 
     assert normal(after["tasks"]) == normal(before["tasks"])
+    restored = {r[0]: r[7] for r in after["tasks"]}
+    assert [restored[r["task_id"]] for r in rows if r["metadata_json"] == "{broken"] == [
+        "{broken",
+        "{broken",
+    ]
 
 
 def test_foreign_file_is_refused_untouched(tmp_path: Path) -> None:
