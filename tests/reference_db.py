@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 APPLICATION_ID = 0x554E4943
+#: The reference's CURRENT_SCHEMA_VERSION: it migrates a file only below this.
+REFERENCE_VERSION = 5
 
 TASKS_DDL = """CREATE TABLE IF NOT EXISTS tasks (
     task_id TEXT PRIMARY KEY,
@@ -158,14 +160,17 @@ def insert_rows(path: Path, table: str, rows: list[dict[str, Any]]) -> None:
 
 
 def expected_metadata(raw: str, legacy_id: str) -> dict[str, Any]:
-    """What v5 must turn a legacy row's metadata into (the rule, stated independently)."""
+    """What v5 must turn a legacy row's metadata into (the rule, stated independently).
+
+    The reference's v5 turned text that is not JSON into ``{}``; ours keeps it
+    (docs/adr/0001)."""
     if raw == "":
         parsed: Any = {}
     else:
         try:
             parsed = json.loads(raw)
         except ValueError:
-            parsed = {}
+            parsed = {"legacy_metadata_text": raw}
     if not isinstance(parsed, dict):
         parsed = {"legacy_metadata_raw": parsed}
     return {**parsed, "legacy_platform_id": legacy_id}
@@ -193,15 +198,16 @@ def schema_facts(path: Path) -> dict[str, Any]:
 def reference_open_and_use(path: Path, task_id: str) -> dict[str, Any]:
     """Do what the reference store does on open and on save/get, with plain sqlite3.
 
-    It refuses a foreign application_id, runs only versions above
-    ``user_version`` (none, for a head file), then upserts and reads a row.
+    It refuses a foreign application_id, runs only its migrations above
+    ``user_version`` (it knows 1..5: none for our files, at 6), then upserts
+    and reads a row.
     """
     conn = sqlite3.connect(path)
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA foreign_keys=ON")
     assert conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 5
+    assert conn.execute("PRAGMA user_version").fetchone()[0] >= REFERENCE_VERSION  # none to run
     with conn:
         conn.execute(
             "INSERT INTO tasks (task_id, backend, status, shots, submit_time, update_time,"

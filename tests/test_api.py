@@ -514,8 +514,8 @@ def test_health_and_version(client: httpx.Client, store: TaskStore) -> None:
     }
     assert client.get("/api/version").json() == {
         "version": importlib.metadata.version("uniqc-store"),
-        "schema_version": 5,
-        "current_schema_version": 5,
+        "schema_version": 6,
+        "current_schema_version": 6,
     }
     assert client.get("/api/health?verbose=1").status_code == 422
 
@@ -549,7 +549,7 @@ def test_health_needs_no_token_but_version_does(
         assert http.get("/api/health").json()["status"] == "ok"
         assert http.get("/api/version").status_code == 401
         good = {"Authorization": "Bearer t0ken-for-tests"}
-        assert http.get("/api/version", headers=good).json()["schema_version"] == 5
+        assert http.get("/api/version", headers=good).json()["schema_version"] == 6
 
 
 def test_there_is_no_cdn_docs_page(client: httpx.Client) -> None:

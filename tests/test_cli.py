@@ -52,12 +52,13 @@ def test_schema_commands(fresh_url: URL) -> None:
         assert code == 1 and "schema version 0" in out
     code, out = run("upgrade", "0002", "--url", url)
     assert code == 0 and out.endswith(": upgraded from schema version 0 to 2\n")
-    assert run("upgrade", "--url", url)[1].endswith(": upgraded from schema version 2 to 5\n")
-    assert run("current", "--url", url)[1] == "0005 (schema version 5 of 5): up to date\n"
+    assert run("upgrade", "--url", url)[1].endswith(": upgraded from schema version 2 to 6\n")
+    assert run("current", "--url", url)[1] == "0006 (schema version 6 of 6): up to date\n"
     assert run("check", "--url", url) == (0, "the schema is at head and matches the models\n")
-    assert "0005  v5: re-key legacy" in run("history")[1]
+    history = run("history")[1]
+    assert "0005  v5: re-key legacy" in history and "0006  v6: keys and timestamps" in history
     code, out = run("downgrade", "base", "--yes", "--url", url)
-    assert code == 0 and out.endswith("downgraded from schema version 5 to 0\n")
+    assert code == 0 and out.endswith("downgraded from schema version 6 to 0\n")
     assert run("current", "--url", url) == (
         0,
         "no schema yet (empty database); run `uniqc-store upgrade`\n",
@@ -68,7 +69,7 @@ def test_upgrade_sql_prints_instead_of_running(tmp_path: Path) -> None:
     path = tmp_path / "tasks.sqlite"
     code, out = run("upgrade", "--sql", "--url", f"sqlite:///{path}")
     assert code == 0
-    assert "CREATE TABLE IF NOT EXISTS tasks" in out and "PRAGMA user_version = 5" in out
+    assert "CREATE TABLE IF NOT EXISTS tasks" in out and "PRAGMA user_version = 6" in out
     assert (
         not path.exists() or sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 0
     )

@@ -183,14 +183,14 @@ def test_schema_commands_say_what_they_did(tmp_path: Path) -> None:
         0,
         f"{url}: upgraded from schema version 0 to 3\n",
     )
-    assert run("upgrade", "--url", url)[1] == f"{url}: upgraded from schema version 3 to 5\n"
+    assert run("upgrade", "--url", url)[1] == f"{url}: upgraded from schema version 3 to 6\n"
     assert run("upgrade", "--url", url) == (
         0,
-        f"{url}: already at schema version 5 (head); nothing to do\n",
+        f"{url}: already at schema version 6 (head); nothing to do\n",
     )
     assert run("upgrade", "0003", "--url", url) == (
         0,
-        f"{url}: nothing was done; the database is at schema version 5, already past 0003 "
+        f"{url}: nothing was done; the database is at schema version 6, already past 0003 "
         "(use downgrade to go back)\n",
     )
     # check prints its own verdict only, not Alembic's "No new upgrade operations detected."

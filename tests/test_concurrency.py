@@ -90,7 +90,7 @@ def test_processes_create_one_sqlite_file_at_once(tmp_path: Path) -> None:
             results = list(pool.map(open_at, [url] * openers, [start] * openers, timeout=120))
             assert results == ["opened"] * openers
             with TaskStore(url=url) as store:
-                assert store.schema_version() == 5
+                assert store.schema_version() == 6
 
 
 @pytest.mark.slow

@@ -166,7 +166,7 @@ def test_expired_dry_run_moves_nothing(client: httpx.Client, store: TaskStore) -
 
 def test_info_shows_the_url_without_its_password(client: httpx.Client, store: TaskStore) -> None:
     body = client.get("/api/dashboard/info").json()
-    assert body["schema_version"] == body["current_schema_version"] == 5
+    assert body["schema_version"] == body["current_schema_version"] == 6
     assert body["dialect"] == store.engine.dialect.name
     assert body["database"] == redact(store.url)
     if store.url.password:

@@ -156,7 +156,7 @@ def test_load_filter_and_page(server: Server, page: Page) -> None:
     expect(rows(page)).to_have_count(25)
     expect(rows(page).first.locator("a")).to_have_text(ids[-1])
     expect(page.locator("#page-info")).to_have_text("Page 1: 1–25 of 30")
-    expect(page.locator("#schema")).to_have_text("Schema version 5 of 5")
+    expect(page.locator("#schema")).to_have_text("Schema version 6 of 6")
     expect(page.locator("#live-state")).to_have_text("● Live")
     shoot(page, "tasks", full_page=True)
     utc = page.locator("tbody time").first.get_attribute("title") or ""

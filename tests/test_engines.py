@@ -53,16 +53,17 @@ def test_the_real_alembic_command_line(tmp_path: Path) -> None:
 
     upgraded = alembic("upgrade", "head")
     assert upgraded.returncode == 0, upgraded.stderr
-    assert "Running upgrade 0004 -> 0005" in upgraded.stderr  # the ini's logging applies
+    assert "Running upgrade 0005 -> 0006" in upgraded.stderr  # the ini's logging applies
     checked = alembic("check")
     assert checked.returncode == 0, checked.stderr
     assert "No new upgrade operations detected" in checked.stdout
-    downgraded = alembic("downgrade", "-1")
+    downgraded = alembic("downgrade", "-2")
     assert downgraded.returncode == 0, downgraded.stderr
     assert alembic("check").returncode != 0  # not at head: an exit code says so
     sql = alembic("upgrade", "0004:head", "--sql")
     assert sql.returncode == 0, sql.stderr
     assert "UPDATE uniqc_store_alembic_version SET version_num='0005'" in sql.stdout
+    assert "UPDATE uniqc_store_alembic_version SET version_num='0006'" in sql.stdout
     engine = create_store_engine(url)
     with engine.connect() as conn:
         assert database_version(conn) == 4  # --sql printed the SQL and ran none of it
@@ -75,7 +76,7 @@ def test_cli_upgrade_check_downgrade(fresh_url: URL) -> None:
         assert result.returncode == 0, result.stderr
     engine = create_store_engine(fresh_url)
     with engine.connect() as conn:
-        assert database_version(conn) == 5
+        assert database_version(conn) == 6
         assert set(inspect(conn).get_table_names()) >= {
             "tasks",
             "archived_tasks",
@@ -157,10 +158,12 @@ def test_v5_data_migration_and_its_downgrade(fresh_url: URL) -> None:
         )
     downgrade(engine, "0004")
     with engine.connect() as conn:
-        restored = {r.task_id for r in conn.execute(select(tasks.c.task_id))}
+        restored = dict(conn.execute(text("SELECT task_id, metadata_json FROM tasks")).all())
         left = conn.execute(select(task_shards.c.uniqc_task_id, task_shards.c.platform_task_id))
         assert left.all() == [(rows[0]["task_id"], "sub-job")]
-    assert restored == {r["task_id"] for r in rows}
+    assert set(restored) == {r["task_id"] for r in rows}
+    broken = [r["task_id"] for r in rows if r["metadata_json"] == "{broken"]
+    assert len(broken) == 2500 // 6 and {restored[i] for i in broken} == {"{broken"}  # exactly
     engine.dispose()
 
 
@@ -183,7 +186,7 @@ def test_failed_revision_is_atomic_or_safely_repeatable(
         assert not left & {"task_shards", "archived_task_shards"}
     upgrade(engine)  # ...and running it again completes the revision either way
     with engine.connect() as conn:
-        assert database_version(conn) == 5
+        assert database_version(conn) == 6
         names = {i["name"] for i in inspect(conn).get_indexes("archived_task_shards")}
     assert "archived_task_shards_platform_idx" in names
     engine.dispose()
@@ -204,6 +207,7 @@ def test_concurrent_deployers_run_the_chain_once(fresh_url: URL) -> None:
     logs = "".join(out + err for out, err in outputs)
     assert logs.count("Running upgrade  -> 0001") == 1
     assert logs.count("Running upgrade 0004 -> 0005") == 1
+    assert logs.count("Running upgrade 0005 -> 0006") == 1
 
 
 def _ensure_mysql_packet_limit(store: TaskStore, at_least: int) -> int:

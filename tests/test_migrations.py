@@ -76,7 +76,7 @@ def test_revision_ids_are_schema_versions() -> None:
     script = script_directory()
     assert script.get_heads() == [f"{CURRENT_SCHEMA_VERSION:04d}"]
     chain = [r.revision for r in script.walk_revisions("base", "heads")]
-    assert chain == ["0005", "0004", "0003", "0002", "0001"]
+    assert chain == ["0006", "0005", "0004", "0003", "0002", "0001"]
 
 
 def test_head_schema_matches_reference_ddl(tmp_path: Path) -> None:
@@ -112,7 +112,8 @@ def test_each_revision_matches_reference_version(tmp_path: Path, version: int) -
 def test_downgrade_steps_restamp_user_version(tmp_path: Path) -> None:
     path = tmp_path / "t.sqlite"
     migrate(path)
-    for version in (4, 3, 2, 1, 0):
+    assert header(path)[0] == 6
+    for version in (5, 4, 3, 2, 1, 0):
         migrate(path, f"{version:04d}" if version else "base", down=True)
         assert header(path)[0] == version
     assert set(dump(path)) == {"uniqc_store_alembic_version"}
@@ -170,8 +171,8 @@ def test_reference_file_is_adopted(tmp_path: Path, version: int) -> None:
 
     result = run_alembic("-x", f"url=sqlite:///{path}", "upgrade", "head")
     assert result.returncode == 0, result.stderr
-    assert header(path) == (5, APPLICATION_ID)
-    assert alembic_revision(path) == "0005"
+    assert header(path) == (6, APPLICATION_ID)
+    assert alembic_revision(path) == "0006"
 
     store = TaskStore(url=sqlite_url(path))
     assert store.get(already["task_id"]).metadata == {"k": 1}
@@ -245,19 +246,34 @@ def test_v5_repoints_shards_of_legacy_parents(tmp_path: Path) -> None:
 def test_v5_downgrade_restores_legacy_ids(tmp_path: Path) -> None:
     path = tmp_path / "tasks.sqlite"
     ref.build_reference_file(path, 4)
-    rows = [r for r in ref.legacy_rows(12) if r["metadata_json"] != "{broken"]
+    rows = ref.legacy_rows(12)  # every kind of odd metadata, '{broken' included
     ref.insert_rows(path, "tasks", rows)
     before = dump(path)
     migrate(path)
+    with TaskStore(url=sqlite_url(path)) as store:  # the text that is not JSON is kept
+        kept = [t.metadata.get("legacy_metadata_text") for t in store.list()]
+    assert sorted(k for k in kept if k is not None) == ["{broken", "{broken"]
     migrate(path, "0004", down=True)
     after = dump(path)
     assert after["task_shards"] == before["task_shards"] == []
 
     def normal(table: list[tuple[object, ...]]) -> list[tuple[object, ...]]:
-        # metadata text is re-serialised; compare it parsed ("" and "{}" both read as {})
-        return sorted(((*r[:7], json.loads(str(r[7]) or "{}"), *r[8:]) for r in table), key=repr)
+        # JSON metadata is re-serialised: compare it parsed ("" and "{}" both read as {});
+        # text that is not JSON comes back exactly
+        def metadata(text: str) -> object:
+            try:
+                return json.loads(text or "{}")
+            except ValueError:
+                return ("not JSON", text)
+
+        return sorted(((*r[:7], metadata(str(r[7])), *r[8:]) for r in table), key=repr)
 
     assert normal(after["tasks"]) == normal(before["tasks"])
+    restored = {r[0]: r[7] for r in after["tasks"]}
+    assert [restored[r["task_id"]] for r in rows if r["metadata_json"] == "{broken"] == [
+        "{broken",
+        "{broken",
+    ]
 
 
 def test_foreign_file_is_refused_untouched(tmp_path: Path) -> None:
@@ -284,11 +300,11 @@ def test_newer_schema_is_refused_untouched(tmp_path: Path) -> None:
     path = tmp_path / "tasks.sqlite"
     ref.build_reference_file(path, 5)
     conn = sqlite3.connect(path)
-    conn.execute("PRAGMA user_version = 6")
+    conn.execute("PRAGMA user_version = 7")  # head is 6
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
     before = path.read_bytes()
-    with pytest.raises(SchemaTooNewError, match="schema version 6"):
+    with pytest.raises(SchemaTooNewError, match="schema version 7"):
         TaskStore(cache_dir=tmp_path)
     with pytest.raises(SchemaTooNewError):
         migrate(path)
@@ -310,8 +326,10 @@ def test_reference_store_can_use_our_database(tmp_path: Path) -> None:
     store = TaskStore(cache_dir=tmp_path)
     store.save(TaskInfo(task_id="uqt_ours", backend="b"))
     store.close()
+    assert header(tmp_path / "tasks.sqlite") == (6, APPLICATION_ID)  # 0006 changed no table
     row = ref.reference_open_and_use(tmp_path / "tasks.sqlite", "uqt_ref")
     assert row["shots"] == 7
+    assert header(tmp_path / "tasks.sqlite") == (6, APPLICATION_ID)  # the reference left it
     store = TaskStore(cache_dir=tmp_path)
     assert {t.task_id for t in store.list()} == {"uqt_ours", "uqt_ref"}
     assert store.get_shards("uqt_ref")[0].platform_task_id == "ref-p"

@@ -8,7 +8,10 @@ there, every call goes through it. These tests watch each kind of call.
 from __future__ import annotations
 
 import gc
+import json
 import logging
+import subprocess
+import sys
 import tracemalloc
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -104,6 +107,47 @@ def test_open_telemetry_traces_every_call(filled: TaskStore) -> None:
             assert exporter.get_finished_spans(), f"{call} made no span"
     finally:
         instrumentor.uninstrument()
+
+
+INSTRUMENTED_AFTER_IMPORT = """
+import json, sys
+import uniqc_store  # imported first, as an application does before it sets up tracing
+from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+exporter = InMemorySpanExporter()
+provider = TracerProvider()
+provider.add_span_processor(SimpleSpanProcessor(exporter))
+# no engine= : it wraps sqlalchemy.create_engine for every engine made from now on
+SQLAlchemyInstrumentor().instrument(tracer_provider=provider, skip_dep_check=True)
+store = uniqc_store.TaskStore(url=sys.argv[1], auto_migrate=True)
+exporter.clear()
+store.save(uniqc_store.TaskInfo(task_id="uqt_traced", backend="b"))
+assert store.get("uqt_traced") is not None
+store.close()
+spans = exporter.get_finished_spans()
+print(json.dumps([s.attributes.get("db.statement") or s.name for s in spans]))
+"""
+
+
+def test_tracing_set_up_after_import_sees_the_store(store: TaskStore) -> None:
+    """``SQLAlchemyInstrumentor().instrument()`` after ``import uniqc_store`` wraps
+    ``sqlalchemy.create_engine``; the store's engines are made through that name when a
+    store opens, so they are traced (a fresh process: instrumentation is process-wide)."""
+    pytest.importorskip("opentelemetry.instrumentation.sqlalchemy")
+    url = store.url.render_as_string(hide_password=False)
+    result = subprocess.run(
+        [sys.executable, "-c", INSTRUMENTED_AFTER_IMPORT, url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    statements = json.loads(result.stdout.splitlines()[-1])
+    assert any("INSERT INTO tasks" in s for s in statements), statements
+    assert any("FROM tasks" in s and s.lstrip().startswith("SELECT") for s in statements)
 
 
 def test_the_direct_path_runs_the_sql_sqlalchemy_runs(filled: TaskStore, backend: str) -> None:

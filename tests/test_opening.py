@@ -112,7 +112,7 @@ def test_server_behind_head_needs_an_upgrade(backend: str, tmp_path: Path) -> No
         with pytest.raises(SchemaOutOfDateError, match=r"version 3.*uniqc-store upgrade"):
             TaskStore(url=url)
         with TaskStore(url=url, auto_migrate=True) as store:
-            assert store.schema_version() == 5
+            assert store.schema_version() == 6
         with engine.begin() as conn:
             conn.execute(text("UPDATE uniqc_store_alembic_version SET version_num = '0009'"))
         with pytest.raises(SchemaTooNewError, match="schema version 9"):
@@ -126,7 +126,7 @@ def test_sqlite_file_behind_head_is_upgraded_on_open(tmp_path: Path) -> None:
     upgrade(engine, "0002")
     engine.dispose()
     with TaskStore(tmp_path) as store:
-        assert store.schema_version() == 5
+        assert store.schema_version() == 6
     engine = create_store_engine(url)
     downgrade(engine, "0004")
     engine.dispose()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -65,9 +67,9 @@ def test_legacy_dict_api(store: TaskStore) -> None:
 #
 # The reference builds a record as ``task_id, platform, status, result,
 # submit_time, update_time``, then ``shots`` only when it is not 0, then the
-# metadata keys, which never override those (``setdefault``); ``error_message``
-# is there only when one was saved. The expected dicts below are written out
-# from that rule, not computed by our code.
+# metadata keys in their order, which never override those (``setdefault``); an
+# ``error_message`` keyword is a metadata key like any other. The expected dicts
+# below are written out from that rule, not computed by our code.
 
 T0 = "2024-01-01T00:00:00+00:00"
 T1 = "2024-02-02T00:00:00+00:00"
@@ -107,7 +109,7 @@ def test_shots_error_message_and_metadata_come_in_the_reference_order(store: Tas
     )
     record = p.load("task-1")
     assert record is not None
-    assert list(record) == [*CORE_ORDER, "shots", "error_message", "circuit", "job"]
+    assert list(record) == [*CORE_ORDER, "shots", "circuit", "error_message", "job"]
     assert record == {
         "task_id": "task-1",
         "platform": "originq",
@@ -116,14 +118,19 @@ def test_shots_error_message_and_metadata_come_in_the_reference_order(store: Tas
         "submit_time": T0,
         "update_time": record["update_time"],
         "shots": 1000,
-        "error_message": "calibration expired",
         "circuit": "bell",
+        "error_message": "calibration expired",
         "job": {"n": 2},
     }
-    # a saved error text is the task's error_message (what the API and dashboard show)
+    # a saved error text is also the task's error_message (what the API and dashboard
+    # show); the keyword stays metadata where it was given, as the reference keeps it
     info = store.get("task-1")
     assert info is not None and info.error_message == "calibration expired"
-    assert info.metadata == {"circuit": "bell", "job": {"n": 2}}
+    assert list(info.metadata.items()) == [
+        ("circuit", "bell"),
+        ("error_message", "calibration expired"),
+        ("job", {"n": 2}),
+    ]
 
 
 def test_reserved_keys_win_over_metadata_keys(store: TaskStore) -> None:
@@ -161,13 +168,58 @@ def test_an_error_message_that_is_not_text_stays_metadata(store: TaskStore) -> N
     assert one is not None and two is not None
     assert list(one) == [*CORE_ORDER, "error_message"] and one["error_message"] is None
     assert list(two) == [*CORE_ORDER, "error_message"] and two["error_message"] == {"code": 7}
-    # text replaces it (and is the task's error_message); None then stands as given
+    # text replaces it (and is also the task's error_message); None then stands as given
     assert p.update("task-2", error_message="boom") is True
     assert p.load("task-2") == {**two, "update_time": ANY_TIME, "error_message": "boom"}
-    assert store.get("task-2").metadata == {}  # type: ignore[union-attr]
+    assert store.get("task-2").error_message == "boom"  # type: ignore[union-attr]
+    assert store.get("task-2").metadata == {"error_message": "boom"}  # type: ignore[union-attr]
     assert p.update("task-2", error_message=None) is True
     assert p.load("task-2") == {**two, "update_time": ANY_TIME, "error_message": None}
     assert store.get("task-2").error_message is None  # type: ignore[union-attr]
+
+
+def the_references_record(path: Path, task_id: str) -> dict[str, object]:
+    """What the reference's ``TaskPersistence.load`` returns for a row of the file, by its
+    own rule (core fields, ``shots`` when not 0, then the metadata keys), read with sqlite3."""
+    with sqlite3.connect(path) as conn:
+        conn.row_factory = sqlite3.Row
+        row = conn.execute("SELECT * FROM tasks WHERE task_id = ?", (task_id,)).fetchone()
+    record: dict[str, object] = {
+        "task_id": row["task_id"],
+        "platform": row["backend"],
+        "status": row["status"],
+        "result": json.loads(row["result_json"]) if row["result_json"] else None,
+        "submit_time": row["submit_time"],
+        "update_time": row["update_time"],
+    }
+    if row["shots"]:
+        record["shots"] = row["shots"]
+    for key, value in json.loads(row["metadata_json"] or "{}").items():
+        record.setdefault(key, value)
+    return record
+
+
+@pytest.mark.parametrize(
+    "keywords",
+    [
+        {"circuit": "bell", "error_message": "calibration expired", "job": {"n": 2}},
+        {"error_message": "first", "circuit": "bell"},
+        {"circuit": "bell", "error_message": None},
+        {"shots": 3, "a": 1, "error_message": {"code": 7}, "b": 2},
+    ],
+)
+def test_records_are_the_references_key_for_key_in_its_order(
+    tmp_path: Path, keywords: dict[str, object]
+) -> None:
+    """Saved through us, loaded by us and by the reference's rule from the same file:
+    one record, keys in one order (the reference store reads our database, CONTRACT)."""
+    p = TaskPersistence(tmp_path)
+    p.save("task-1", "originq", "failed", {"r": 1}, submit_time=T0, **keywords)
+    assert p.update("task-1", later=True) is True
+    ours = p.load("task-1")
+    p.store.close()
+    theirs = the_references_record(tmp_path / "tasks.sqlite", "task-1")
+    assert ours is not None and list(ours.items()) == list(theirs.items())
 
 
 def test_an_error_message_saved_through_the_store_is_shown(store: TaskStore) -> None:
@@ -208,7 +260,7 @@ def test_round_trips_neither_lose_nor_invent_keys(store: TaskStore, how: str) ->
         assert list(after[task_id]) == list(record), (how, task_id)
         assert after[task_id] == {**record, "update_time": ANY_TIME}, (how, task_id)
     assert list(before["bare"]) == CORE_ORDER
-    assert list(before["full"]) == [*CORE_ORDER, "shots", "error_message", "a"]
+    assert list(before["full"]) == [*CORE_ORDER, "shots", "error_message", "a"]  # as given
     assert list(before["none"]) == [*CORE_ORDER, "error_message", "b"]
 
 

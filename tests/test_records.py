@@ -71,6 +71,34 @@ def test_status_normalisation() -> None:
 def test_aggregate_status(statuses: list[str], expected: str) -> None:
     shards = [TaskShard("uqt_x", i, f"p{i}", "b", status=s) for i, s in enumerate(statuses)]
     assert TaskStore.aggregate_status(shards) == expected
+    assert TaskStore.aggregate_status(iter(shards)) == expected  # any iterable, read once
+
+
+@pytest.mark.parametrize(
+    ("shards", "message"),
+    [
+        ("uqt_0123", "shards must be an iterable of TaskShard, not str"),
+        ("", "shards must be an iterable of TaskShard, not str"),
+        (b"uqt_0123", "not bytes"),
+        (None, "not NoneType"),
+        (3, "not int"),
+        (["uqt_0123"], "shards must hold TaskShard objects, not str"),
+        ([{"status": "success"}], "not dict"),
+        ({"uqt_x": TaskShard("uqt_x", 0, "p", "b")}, "not str"),  # a dict iterates its keys
+    ],
+)
+def test_aggregate_status_refuses_what_is_not_shards(shards: object, message: str) -> None:
+    with pytest.raises(TypeError, match=message):
+        TaskStore.aggregate_status(shards)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):  # a store's bound method says the same
+        TaskStore.__new__(TaskStore).aggregate_status(shards)  # type: ignore[arg-type]
+
+
+def test_aggregate_status_refuses_a_bad_status_as_its_arguments_do() -> None:
+    with pytest.raises(TypeError, match="must be a string"):
+        TaskStore.aggregate_status([TaskShard("uqt_x", 0, "p", "b", status=3)])  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="unknown task status 'done'"):
+        TaskStore.aggregate_status([TaskShard("uqt_x", 0, "p", "b", status="done")])
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import URL, inspect, text
 
 from tests.alembic_runner import run_alembic
-from uniqc_store import TaskInfo, TaskStore
+from uniqc_store import SchemaOutOfDateError, TaskInfo, TaskStore
 from uniqc_store.engine import create_store_engine
 from uniqc_store.migrations import upgrade
 from uniqc_store.versions import VERSION_TABLE_ENV
@@ -91,7 +91,7 @@ def test_both_chains_deploy_into_one_database(fresh_url: URL, chains: tuple[Path
     alembic(app_ini, fresh_url, "upgrade", "head")  # the application deploys first
     alembic(ours_ini, fresh_url, "upgrade", "head")
     assert alembic(app_ini, fresh_url, "current").strip() == f"{APP_REVISION} (head)"
-    assert alembic(ours_ini, fresh_url, "current").strip() == "0005 (head)"
+    assert alembic(ours_ini, fresh_url, "current").strip() == "0006 (head)"
     alembic(ours_ini, fresh_url, "check")  # the application's tables are not ours to compare
     assert {"users", "alembic_version", "uniqc_store_alembic_version", "tasks"} <= tables(fresh_url)
 
@@ -100,13 +100,13 @@ def test_both_chains_deploy_into_one_database(fresh_url: URL, chains: tuple[Path
     alembic(app_ini, fresh_url, "downgrade", "base")
     alembic(app_ini, fresh_url, "upgrade", "head")
     with TaskStore(url=fresh_url) as store:
-        assert store.count() == 1 and store.schema_version() == 5
+        assert store.count() == 1 and store.schema_version() == 6
     alembic(ours_ini, fresh_url, "downgrade", "base")
     assert alembic(app_ini, fresh_url, "current").strip() == f"{APP_REVISION} (head)"
     left = tables(fresh_url)
     assert "users" in left and "tasks" not in left
     alembic(ours_ini, fresh_url, "upgrade", "head")  # and ours deploys after theirs again
-    assert alembic(ours_ini, fresh_url, "current").strip() == "0005 (head)"
+    assert alembic(ours_ini, fresh_url, "current").strip() == "0006 (head)"
 
 
 def test_our_row_in_alembic_version_moves_to_our_table(
@@ -115,22 +115,29 @@ def test_our_row_in_alembic_version_moves_to_our_table(
     """A database deployed by a release that kept our revision in ``alembic_version``."""
     app_ini, ours_ini = chains
     engine = create_store_engine(fresh_url, foreign_keys=False)
-    with monkeypatch.context() as old_release:
+    with monkeypatch.context() as old_release:  # such releases knew revisions up to 0005
         old_release.setenv(VERSION_TABLE_ENV, "alembic_version")
-        upgrade(engine)
+        upgrade(engine, "0005")
     with engine.connect() as conn:
         assert conn.execute(text("SELECT version_num FROM alembic_version")).all() == [("0005",)]
-    with TaskStore(url=fresh_url) as store:  # still opens (SQLite: moves the row itself)
-        assert store.schema_version() == 5
-        store.save(TaskInfo(task_id="uqt_1", backend="b"))
+    if fresh_url.get_backend_name() == "sqlite":
+        with TaskStore(url=fresh_url) as store:  # moves the row itself and upgrades on open
+            assert store.schema_version() == 6
+            store.save(TaskInfo(task_id="uqt_1", backend="b"))
+    else:  # the old row counts: version 5, behind head, and the store says so
+        with pytest.raises(SchemaOutOfDateError, match="at schema version 5"):
+            TaskStore(url=fresh_url)
     upgrade(engine)  # what a deployment runs: no manual step
     with engine.connect() as conn:
         assert conn.execute(text("SELECT version_num FROM alembic_version")).all() == []
         ours = conn.execute(text("SELECT version_num FROM uniqc_store_alembic_version")).all()
-        assert ours == [("0005",)]
+        assert ours == [("0006",)]
+    if fresh_url.get_backend_name() != "sqlite":
+        with TaskStore(url=fresh_url) as store:
+            store.save(TaskInfo(task_id="uqt_1", backend="b"))
     engine.dispose()
     alembic(app_ini, fresh_url, "upgrade", "head")  # now the application's chain fits beside
     assert alembic(app_ini, fresh_url, "current").strip() == f"{APP_REVISION} (head)"
-    assert alembic(ours_ini, fresh_url, "current").strip() == "0005 (head)"
+    assert alembic(ours_ini, fresh_url, "current").strip() == "0006 (head)"
     with TaskStore(url=fresh_url) as store:
         assert store.count() == 1

@@ -121,7 +121,7 @@ def test_clear_all(store: TaskStore, backend: str) -> None:
     store.save(task("uqt_2"))
     store.clear_all()
     assert (store.count(), store.count_archived()) == (0, 0)
-    assert store.schema_version() == 5
+    assert store.schema_version() == 6
     store.save(task("uqt_3"))
     assert store.count() == 1
     if backend == "sqlite":
@@ -345,7 +345,7 @@ def test_reads_hold_no_lock_on_sqlite(tmp_path: Path, observed: bool) -> None:
         assert len(store.list(status="success", limit=5)) == 1
         assert [t.task_id for t in store.iter_tasks()] == ["uqt_1"]
         assert store.expired_task_ids(0) == ["uqt_1"]
-        assert store.schema_version() == 5
+        assert store.schema_version() == 6
         assert _lock_is_free(tmp_path / "tasks.sqlite")
 
 
@@ -430,10 +430,16 @@ def test_opening_a_file_without_statistics_makes_them_unless_locked(tmp_path: Pa
     import sqlite3
 
     from tests.reference_db import build_reference_file, insert_rows, legacy_rows
+    from uniqc_store.engine import create_store_engine
+    from uniqc_store.migrations import upgrade
 
     path = tmp_path / "tasks.sqlite"
     build_reference_file(path, 5)  # the reference never runs ANALYZE
     insert_rows(path, "tasks", legacy_rows(50, prefix="uqt_"))
+    engine = create_store_engine(f"sqlite:///{path}")
+    upgrade(engine)  # at head (0006 stamps it), so opening it needs no write lock
+    engine.dispose()
+    assert not _has_statistics(path)
     holder = sqlite3.connect(path, isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")  # statistics wait for nobody
     started = time.monotonic()

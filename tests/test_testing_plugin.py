@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import URL, text
 
+from tests.conftest import server_url
 from uniqc_store import TaskInfo, TaskStore
 from uniqc_store.engine import create_store_engine
 
@@ -26,7 +27,7 @@ from uniqc_store import TaskInfo
 @pytest.mark.parametrize("n", range(8))
 def test_starts_empty_and_writes(task_store, n):
     assert task_store.count() == 0
-    assert task_store.schema_version() == 5
+    assert task_store.schema_version() == 6
     task_store.save(TaskInfo(task_id="uqt_1", backend="dummy"))
     assert task_store.count() == 1
     with open(os.environ["SEEN_URLS"], "a") as seen:
@@ -135,3 +136,43 @@ def test_keep_leaves_the_scratch_database_and_names_it(
         )
         conn.execute(text(drop))
     engine.dispose()
+
+
+#: The URL's own libpq options must still apply in the scratch schema.
+OPTIONS_EXAMPLE = """
+import sqlalchemy
+
+
+def test_the_urls_options_still_apply(task_store):
+    engine = sqlalchemy.create_engine(task_store.url)  # the URL the fixture's store runs on
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SHOW statement_timeout").scalar() == "5s"
+        assert conn.exec_driver_sql("SHOW lock_timeout").scalar() == EXPECTED_LOCK_TIMEOUT
+        assert conn.exec_driver_sql("SELECT current_schema()").scalar().startswith("uniqc_test_")
+    engine.dispose()
+    task_store.save(TaskInfo(task_id="uqt_1", backend="dummy"))
+    assert task_store.count() == 1
+"""
+
+
+@pytest.mark.parametrize(
+    ("options", "lock_timeout"),
+    [
+        ("options=-c%20statement_timeout%3D5000", "0"),
+        ("options=-c%20statement_timeout%3D5000%20-c%20lock_timeout%3D2000", "2s"),
+        ("options=-c%20statement_timeout%3D5s%20-c%20search_path%3Dpublic", "0"),  # ours wins
+    ],
+    ids=["one", "two", "with-a-search-path"],
+)
+def test_the_urls_postgresql_options_are_kept_beside_the_search_path(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, options: str, lock_timeout: str
+) -> None:
+    base = plain(server_url("postgresql"))
+    url = f"{base}{'&' if '?' in base else '?'}{options}"
+    monkeypatch.setenv("UNIQC_STORE_TEST_URL", url)
+    pytester.makepyfile(
+        "from uniqc_store import TaskInfo\n"
+        f"EXPECTED_LOCK_TIMEOUT = {lock_timeout!r}\n" + OPTIONS_EXAMPLE
+    )
+    result = pytester.runpytest_subprocess()
+    result.assert_outcomes(passed=1)

@@ -112,20 +112,86 @@ def test_python_batches_match_the_sql_path(tmp_path: Path, child_shard: bool) ->
     assert [(s["shard_index"], s["platform_task_id"]) for s in moved] == expected
 
 
+def legacy_metadata_texts(path: Path) -> dict[tuple[str, str], str]:
+    """Each legacy row's metadata text, by (table, id), before any v5."""
+    with sqlite3.connect(path) as conn:
+        return {
+            (table, task_id): text
+            for table, _ in PAIRS
+            for task_id, text in conn.execute(f"SELECT task_id, metadata_json FROM {table}")
+        }
+
+
+def not_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return True
+    return False
+
+
 def test_both_paths_match_the_reference_v5(tmp_path: Path) -> None:
     """The reference's v5 deletes shards under legacy ids (its cascade), so the
-    comparison uses a file without them; there the three agree on every row."""
+    comparison uses a file without them; there the three agree on every row but
+    one rule: metadata text that is not JSON, which the reference dropped (``{}``),
+    is kept as ``legacy_metadata_text`` by both of ours (docs/adr/0001)."""
     theirs, sql_file, python_file = (tmp_path / f"{n}.sqlite" for n in ("ref", "sql", "py"))
     legacy_file(theirs, child_shard=False)
     shutil.copy(theirs, sql_file)
     shutil.copy(theirs, python_file)
+    texts = legacy_metadata_texts(theirs)
     rekey_row_by_row(theirs)
     upgrade(sql_file)
     upgrade(python_file, "-x", "v5_rekey=python")
     reference = by_legacy_id(theirs)
     assert all(row["new_id_is_uqt"] for row in reference.values())
-    assert by_legacy_id(sql_file) == reference
-    assert by_legacy_id(python_file) == reference
+    expected = dict(reference)
+    kept = 0
+    for key, row in reference.items():
+        text = texts[key]
+        if text and not_json(text):
+            assert row["metadata_json"] == {"legacy_platform_id": key[1]}  # the reference's loss
+            expected[key] = {
+                **row,
+                "metadata_json": {**row["metadata_json"], "legacy_metadata_text": text},
+            }
+            kept += 1
+    assert kept == 2100 // 6 + 40 // 6  # every sixth legacy row holds '{broken'
+    assert by_legacy_id(sql_file) == expected
+    assert by_legacy_id(python_file) == expected
+
+
+@pytest.mark.parametrize("path_args", [(), ("-x", "v5_rekey=python")], ids=["sql", "python"])
+def test_either_path_keeps_text_that_is_not_json_and_its_downgrade_restores_it(
+    tmp_path: Path, path_args: tuple[str, ...]
+) -> None:
+    path = tmp_path / "t.sqlite"
+    legacy_file(path, child_shard=False)
+    odd = ["{broken", "  ", "not json at all ✗", '{"a": 1', "nul"]
+    with sqlite3.connect(path) as conn:
+        for i, text in enumerate(odd):
+            conn.execute(
+                "INSERT INTO archived_tasks (task_id, backend, status, submit_time, update_time,"
+                " metadata_json, archived_at) VALUES (?, 'b', 'success', 't', 't', ?, 't')",
+                (f"odd-{i}", text),
+            )
+    before = legacy_metadata_texts(path)
+    upgrade(path, *path_args)
+    rows = by_legacy_id(path)
+    for i, text in enumerate(odd):
+        assert rows[("archived_tasks", f"odd-{i}")]["metadata_json"] == {
+            "legacy_metadata_text": text,
+            "legacy_platform_id": f"odd-{i}",
+        }
+    result = run_alembic("-x", f"url=sqlite:///{path}", "downgrade", "0004")
+    assert result.returncode == 0, result.stderr
+    after = legacy_metadata_texts(path)
+    assert set(after) == set(before)
+    for key, text in before.items():
+        if text and not_json(text):
+            assert after[key] == text  # byte for byte
+        else:
+            assert json.loads(after[key] or "{}") == json.loads(text or "{}")
 
 
 def test_an_unknown_v5_rekey_choice_is_refused(tmp_path: Path) -> None:

@@ -31,6 +31,7 @@ def test_wheel_upgrades_without_a_checkout(tmp_path: Path) -> None:
         "uniqc_store/_alembic/script.py.mako",
         "uniqc_store/_alembic/versions/0001_v1_tasks.py",
         "uniqc_store/_alembic/versions/0005_v5_uqt_ids.py",
+        "uniqc_store/_alembic/versions/0006_exact_keys.py",
         "uniqc_store/py.typed",
         "uniqc_store/dashboard/static/index.html",
         "uniqc_store/dashboard/static/app.js",
@@ -76,7 +77,7 @@ def test_wheel_upgrades_without_a_checkout(tmp_path: Path) -> None:
         text=True,
     ).stdout.split()
     assert out[0].startswith(str(target)) and out[1].startswith(str(target))
-    assert out[2] == "5"
+    assert out[2] == "6"
     assert (elsewhere / "db" / "tasks.sqlite").exists()
 
 
@@ -142,12 +143,12 @@ def test_the_readme_deploys_from_an_installed_package(
             deploy_venv, empty, url, "python", "-c", "import uniqc_store as u; print(u.__file__)"
         )
         assert where.stdout.startswith(str(deploy_venv))
-        assert alembic("current").strip() == "0005 (head)"
-        assert "0004 -> 0005 (head), v5" in alembic("history")
+        assert alembic("current").strip() == "0006 (head)"
+        assert "0005 -> 0006 (head), v6" in alembic("history")
         alembic("check")
-        alembic("downgrade", "-1")
+        alembic("downgrade", "-2")
         assert alembic("current").strip() == "0004"
         sql = alembic("upgrade", "head", "--sql")
-        assert "CREATE TABLE IF NOT EXISTS tasks (" in sql and "SET version_num='0005'" in sql
+        assert "CREATE TABLE IF NOT EXISTS tasks (" in sql and "SET version_num='0006'" in sql
         alembic("upgrade", "head")
-        assert alembic("current").strip() == "0005 (head)"
+        assert alembic("current").strip() == "0006 (head)"

@@ -64,7 +64,8 @@ def target_version(revision: str, current: int) -> int:
         step = int(revision[1:])
         return max(current - step, 0) if revision[0] == "-" else current + step
     raise click.BadParameter(
-        f"unknown revision {revision!r}: give base, 0001..{migrations.revision_id(5)}, head or -N",
+        f"unknown revision {revision!r}: give base, "
+        f"0001..{migrations.revision_id(CURRENT_SCHEMA_VERSION)}, head or -N",
         param_hint="'REVISION'",
     )
 
@@ -112,6 +113,7 @@ def upgrade(revision: str, sql: bool, url: str | None) -> None:
 
 #: What each downgrade step removes: (table, column or None for every row).
 _STEP_LOSSES: dict[int, tuple[tuple[str, str | None], ...]] = {
+    6: (),  # 0006 -> 0005 changes MySQL collations only (and refuses if ids would merge)
     5: (),  # v5 -> v4 gives the legacy ids back; nothing is lost
     4: (("task_shards", None), ("archived_task_shards", None)),
     3: (("tasks", "error_message"), ("archived_tasks", "error_message")),
@@ -142,7 +144,7 @@ def downgrade_losses(conn: Connection, current: int, target: int) -> list[str]:
 @url_option
 @reports_errors
 def downgrade(revision: str, yes: bool, sql: bool, url: str | None) -> None:
-    """Downgrade the schema to REVISION (0001..0004, base, or -N steps, e.g. -1).
+    """Downgrade the schema to REVISION (0001..0005, base, or -N steps, e.g. -1).
 
     A downgrade that drops tables or columns lists what would be lost (rows per
     table) and needs --yes. Alembic's own `alembic downgrade` asks nothing.

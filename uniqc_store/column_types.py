@@ -1,9 +1,16 @@
 """Column types shared by the tables and the migrations.
 
 On MySQL/MariaDB key and indexed columns become ``VARCHAR(255)`` with a
-binary utf8mb4 collation (ids compare exactly, as on SQLite and PostgreSQL)
-and payloads become ``LONGTEXT``; every other engine sees TEXT. Released
-migrations use these names, so change them only together with a new revision.
+NO PAD binary utf8mb4 collation (ids compare exactly, trailing spaces
+included, as on SQLite and PostgreSQL) and payloads become ``LONGTEXT``;
+every other engine sees TEXT.
+
+The released revisions 0001-0005 import ``KeyText``, ``PayloadText``,
+``MYSQL_TABLE_ARGS`` and ``SQLITE_NULLABLE_PK`` from here: those names are
+frozen at what those revisions created (changing one would change what a
+released revision does, docs/adr/0001). The tables use head's types,
+``ExactKeyText`` and ``ExactText``, which revision 0006 gave the key and
+timestamp columns.
 
 Nothing here imports the MySQL dialect: its package loads every MySQL driver
 module, which would cost every process that imports the store. ``LONGTEXT``
@@ -17,17 +24,79 @@ import threading
 from typing import Any
 
 from sqlalchemy import Dialect, String, Table, Text
+from sqlalchemy.exc import CompileError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.schema import CreateColumn, CreateTable
-from sqlalchemy.sql.compiler import DDLCompiler
+from sqlalchemy.sql.compiler import DDLCompiler, GenericTypeCompiler
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
-from .codec import decode_json, encode_json
+from .codec import MAX_KEY_LENGTH, decode_json, encode_json
 
 _MYSQL = ("mysql", "mariadb")
 
-#: Ids, statuses, backends and indexed timestamps: TEXT, or VARCHAR(255) on MySQL.
+#: The key type of the released revisions 0001-0005 (frozen): TEXT, or
+#: VARCHAR(255) with ``utf8mb4_bin`` on MySQL. That collation is PAD SPACE
+#: (``'x' = 'x '``); revision 0006 replaced it with ``ExactKeyText``'s.
 KeyText: TypeEngine[str] = Text().with_variant(String(255, collation="utf8mb4_bin"), *_MYSQL)
+
+#: MySQL's first release with a NO PAD binary utf8mb4 collation (``utf8mb4_0900_bin``).
+MYSQL_NO_PAD_SINCE = (8, 0, 17)
+
+
+def exact_key_collation(dialect: Dialect) -> str:
+    """The NO PAD binary utf8mb4 collation of the MySQL/MariaDB server ``dialect`` talks to.
+
+    MariaDB (10.2+) calls it ``utf8mb4_nopad_bin``, MySQL (8.0.17+)
+    ``utf8mb4_0900_bin``; neither knows the other's name. Which server it
+    is shows after the first connect (``is_mariadb``, ``server_version_info``);
+    a MySQL dialect that has not connected (``--sql``, a compile without an
+    engine) is taken to be MySQL 8. Older MySQL has no NO PAD binary
+    collation at all: refused, since ``'x'`` and ``'x '`` would be one key.
+    """
+    if getattr(dialect, "is_mariadb", False):
+        return "utf8mb4_nopad_bin"
+    version = dialect.server_version_info
+    if version is not None and tuple(version[:3]) < MYSQL_NO_PAD_SINCE:
+        shown = ".".join(str(part) for part in version)
+        raise CompileError(
+            f"MySQL {shown} has no NO PAD binary collation, so ids differing only by trailing "
+            "spaces would be one key; uniqc-store needs MySQL 8.0.17+ or MariaDB 10.2+"
+        )
+    return "utf8mb4_0900_bin"
+
+
+class ExactText(TypeDecorator[str]):
+    """Text the store compares or sorts (timestamps), compared exactly on every engine.
+
+    TEXT everywhere; on MySQL/MariaDB with the server's NO PAD binary
+    collation (``exact_key_collation``), like the key columns it is compared
+    with: an expression that mixes a PAD and a NO PAD column (``coalesce(
+    update_time, submit_time)``) is refused there (error 1267, "Illegal mix
+    of collations"). Payloads (``LongText``, ``JSONText``) are never
+    compared and keep ``utf8mb4_bin``.
+    """
+
+    impl = Text
+    cache_ok = True
+
+
+class ExactKeyText(ExactText):
+    """Ids, statuses, backends and indexed timestamps: TEXT, or ``VARCHAR(255)``
+    with the NO PAD binary collation on MySQL/MariaDB (keys and indexes need a
+    length there). The type's own compilation renders it, so DDL,
+    ``create_all`` and autogenerate agree."""
+
+    cache_ok = True
+
+
+@compiles(ExactText, "mysql", "mariadb")
+def _exact_text_on_mysql(_type: ExactText, compiler: GenericTypeCompiler, **_kw: Any) -> str:
+    return f"TEXT COLLATE {exact_key_collation(compiler.dialect)}"
+
+
+@compiles(ExactKeyText, "mysql", "mariadb")
+def _exact_key_on_mysql(_type: ExactKeyText, compiler: GenericTypeCompiler, **_kw: Any) -> str:
+    return f"VARCHAR({MAX_KEY_LENGTH}) COLLATE {exact_key_collation(compiler.dialect)}"
 
 
 def _payload_type(dialect: Dialect) -> TypeEngine[Any]:

@@ -17,7 +17,8 @@ from typing import Any
 from urllib.parse import quote
 from weakref import WeakKeyDictionary
 
-from sqlalchemy import URL, Engine, create_engine, event, make_url
+import sqlalchemy
+from sqlalchemy import URL, Engine, event, make_url
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.pool import StaticPool
@@ -258,8 +259,8 @@ def driver_hint(url: URL) -> str:
 def _create_engine(url: URL, **kwargs: Any) -> Engine:
     """``create_engine``, with a missing driver reported as ``DriverNotInstalledError``
     and an unknown scheme as a bad argument."""
-    try:
-        engine = create_engine(url, **kwargs)
+    try:  # looked up at call time: tracing that wraps it later (OpenTelemetry) sees our engines
+        engine = sqlalchemy.create_engine(url, **kwargs)
     except ModuleNotFoundError as exc:
         raise DriverNotInstalledError(
             f"the {url.get_backend_name()} driver {url.get_driver_name()!r} of "

@@ -1,7 +1,10 @@
 """Running the Alembic chain from code, and what surrounds it.
 
-The chain's revision ids are ``0001`` .. ``0005``: the id *is* the schema
-version, which is also what SQLite's ``PRAGMA user_version`` holds. This
+The chain's revision ids are ``0001``, ``0002``, ...: the id *is* the schema
+version on every engine, and SQLite's ``PRAGMA user_version`` holds it, also
+after a revision that changes no table on SQLite (0006 changes MySQL only;
+its SQLite files still say 6). The reference store migrates only below its
+own version 5, so it opens such files as they are. This
 module adopts files made by the reference store (``user_version`` k, no
 ``alembic_version`` table), refuses databases newer than the package,
 stamps the SQLite header after every step and serialises concurrent

@@ -2,16 +2,19 @@
 
 A record is built as the reference builds it, key for key and in its order:
 ``task_id``, ``platform`` (the backend), ``status``, ``result``,
-``submit_time``, ``update_time``; then ``shots`` only when it is not 0,
-``error_message`` only when one was saved, and last the metadata keys
-(a metadata key never overrides one of those).
+``submit_time``, ``update_time``; then ``shots`` only when it is not 0, and
+last the metadata keys in the order they were given (a metadata key never
+overrides one of those). The reference shows nothing else; a task whose
+``error_message`` was set through ``TaskStore`` (no such metadata key) also
+shows it, after ``shots``.
 
 Keyword arguments ``shots``, ``submit_time`` and ``update_time`` are
 promoted onto the task (``update_time`` is always the time of the write, as
-in the reference); an ``error_message`` string goes to the task's
+in the reference); anything else is metadata, ``error_message`` included, so
+it keeps its place and the reference store reading the same database sees it
+too. An ``error_message`` string is also copied to the task's
 ``error_message`` column (so the REST API and the dashboard show it); any
-other ``error_message`` value (None, a dict) stays metadata, as in the
-reference; anything else is metadata. So ``save(**load(x))`` and
+other value (None, a dict) clears the column. So ``save(**load(x))`` and
 ``update(**load(x))`` give back the same record.
 """
 
@@ -42,11 +45,11 @@ def to_record(info: TaskInfo) -> dict[str, Any]:
     }
     if info.shots:
         record["shots"] = info.shots
-    if info.error_message is not None:
+    metadata = info.metadata if isinstance(info.metadata, dict) else {}  # another tool's
+    if info.error_message is not None and _ERROR not in metadata:  # set through the store
         record[_ERROR] = info.error_message
-    if isinstance(info.metadata, dict):  # another tool may have stored a non-object
-        for key, value in info.metadata.items():
-            record.setdefault(key, value)
+    for key, value in metadata.items():
+        record.setdefault(key, value)
     return record
 
 
@@ -56,16 +59,12 @@ def _split(fields: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     return reserved, {k: v for k, v in fields.items() if k not in _RESERVED}
 
 
-def _place_error(info: TaskInfo, extra: dict[str, Any]) -> None:
-    """Move an ``error_message`` keyword to the column (text) or leave it metadata (else)."""
-    if _ERROR not in extra:
-        return
-    if isinstance(extra[_ERROR], str):
-        info.error_message = extra.pop(_ERROR)
-        if isinstance(info.metadata, dict):
-            info.metadata.pop(_ERROR, None)
-    else:
-        info.error_message = None
+def _mirror_error(info: TaskInfo, extra: dict[str, Any]) -> None:
+    """Copy an ``error_message`` keyword's text to the task's column (None for any
+    other value); the keyword itself stays metadata, where it was given."""
+    if _ERROR in extra:
+        value = extra[_ERROR]
+        info.error_message = value if isinstance(value, str) else None
 
 
 class TaskPersistence:
@@ -95,7 +94,7 @@ class TaskPersistence:
             submit_time=reserved.get("submit_time") or datetime.now(timezone.utc).isoformat(),
             metadata=extra,
         )
-        _place_error(info, extra)
+        _mirror_error(info, extra)
         self.store.save(info)
 
     def update(self, task_id: str, **fields: Any) -> bool:
@@ -122,7 +121,7 @@ class TaskPersistence:
                 info.shots = int(reserved["shots"])
             if not isinstance(info.metadata, dict):
                 info.metadata = {}
-            _place_error(info, changes)
+            _mirror_error(info, changes)
             info.metadata = {**info.metadata, **changes}
 
         return self.store.modify(task_id, apply) is not None

@@ -477,9 +477,20 @@ class TaskStore:
         """A parent's status from its shards' (the reference's rules).
 
         No shards: pending; any non-terminal: running; all success: success;
-        any failed: failed; otherwise cancelled.
+        any failed: failed; otherwise cancelled. Anything but an iterable of
+        shards (a task id string, a number, items without a ``status``) is a
+        TypeError, as every bad argument is.
         """
-        statuses = {normalize_status(s.status) for s in shards}
+        if isinstance(shards, (str, bytes)) or not isinstance(shards, Iterable):
+            raise TypeError(
+                f"shards must be an iterable of TaskShard, not {type(shards).__name__}"
+                " (get_shards(task_id) gives a task's shards)"
+            )
+        statuses = set()
+        for shard in shards:
+            if not hasattr(shard, "status"):
+                raise TypeError(f"shards must hold TaskShard objects, not {type(shard).__name__}")
+            statuses.add(normalize_status(shard.status))
         if not statuses:
             return TaskStatus.PENDING.value
         if not statuses <= set(TERMINAL_STATUSES):

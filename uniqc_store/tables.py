@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Column, ForeignKey, Index, Integer, MetaData, Table, Text, text
+from sqlalchemy import Column, ForeignKey, Index, Integer, MetaData, Table, text
 
 from .column_types import (
     MYSQL_OPTIONS,
     SQLITE_NULLABLE_PK,
+    ExactKeyText,
+    ExactText,
     JSONText,
-    KeyText,
     PayloadText,
 )
 
@@ -33,12 +34,12 @@ metadata = MetaData(
 def _task_columns() -> list[Column[Any]]:
     """The columns ``tasks`` and ``archived_tasks`` share, in the reference's order."""
     return [
-        Column("task_id", KeyText, primary_key=True, info={SQLITE_NULLABLE_PK: True}),
-        Column("backend", KeyText, nullable=False),
-        Column("status", KeyText, nullable=False),
+        Column("task_id", ExactKeyText, primary_key=True, info={SQLITE_NULLABLE_PK: True}),
+        Column("backend", ExactKeyText, nullable=False),
+        Column("status", ExactKeyText, nullable=False),
         Column("shots", Integer, nullable=False, server_default=text("0")),
-        Column("submit_time", KeyText, nullable=False),
-        Column("update_time", Text, nullable=False),
+        Column("submit_time", ExactKeyText, nullable=False),
+        Column("update_time", ExactText, nullable=False),
         Column("result_json", JSONText()),
         Column("metadata_json", JSONText(empty_object=True), nullable=False, server_default="{}"),
     ]
@@ -50,15 +51,15 @@ def _shard_columns(parent: Column[str]) -> list[Column[Any]]:
     return [
         parent,
         Column("shard_index", Integer, primary_key=True),
-        Column("platform_task_id", KeyText, nullable=False),
-        Column("backend", KeyText, nullable=False),
+        Column("platform_task_id", ExactKeyText, nullable=False),
+        Column("backend", ExactKeyText, nullable=False),
         Column("circuit_count", Integer, nullable=False, server_default=text("1")),
         Column("sub_index_offset", Integer, nullable=False, server_default=text("0")),
-        Column("status", KeyText, nullable=False),
+        Column("status", ExactKeyText, nullable=False),
         Column("result_json", JSONText()),
         Column("error_message", PayloadText),
-        Column("submit_time", Text, nullable=False),
-        Column("update_time", Text, nullable=False),
+        Column("submit_time", ExactText, nullable=False),
+        Column("update_time", ExactText, nullable=False),
     ]
 
 
@@ -79,7 +80,7 @@ tasks = _table(
 archived_tasks = _table(
     "archived_tasks",
     *_task_columns(),
-    Column("archived_at", Text, nullable=False),
+    Column("archived_at", ExactText, nullable=False),
     Column("error_message", PayloadText),  # v3 added it after archived_at
     Index("archived_backend_idx", "backend"),
     Index("archived_status_idx", "status"),
@@ -91,7 +92,7 @@ task_shards = _table(
     *_shard_columns(
         Column(
             "uniqc_task_id",
-            KeyText,
+            ExactKeyText,
             ForeignKey("tasks.task_id", ondelete="CASCADE"),
             primary_key=True,
         )
@@ -102,7 +103,7 @@ task_shards = _table(
 
 archived_task_shards = _table(
     "archived_task_shards",
-    *_shard_columns(Column("uniqc_task_id", KeyText, primary_key=True)),
-    Column("archived_at", Text, nullable=False),
+    *_shard_columns(Column("uniqc_task_id", ExactKeyText, primary_key=True)),
+    Column("archived_at", ExactText, nullable=False),
     Index("archived_task_shards_platform_idx", "platform_task_id"),
 )

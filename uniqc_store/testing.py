@@ -8,7 +8,8 @@ touches data it did not create:
 - a SQLite file URL: a new file of that name in the test's ``tmp_path``
   (the file the URL names is never opened);
 - a PostgreSQL / MariaDB / MySQL URL: each pytest process (each xdist worker)
-  creates its own schema (PostgreSQL) or database (MySQL) named
+  creates its own schema (PostgreSQL: added to the URL's ``options``, whatever
+  else they set, as ``-csearch_path``) or database (MySQL) named
   ``uniqc_test_<worker>_<random>`` on that server, migrates it once, empties its
   four tables after each test and drops it at the end of the session. The
   database the URL names only serves to create and drop the scratch one; the
@@ -56,6 +57,17 @@ def make_test_store(url: str | URL | None = None) -> TaskStore:
     return TaskStore(url=url or os.environ.get(TEST_URL_ENV) or IN_MEMORY_URL, auto_migrate=True)
 
 
+def _with_search_path(url: URL, schema: str) -> URL:
+    """``url`` with ``-csearch_path=schema`` added to the libpq ``options`` it has.
+
+    Settings the URL already passes there (``-c statement_timeout=5000``) still
+    apply; ours comes last, so it wins over a ``search_path`` given before it.
+    """
+    given = url.query.get("options")
+    ours = f"-csearch_path={schema}"
+    return url.update_query_dict({"options": f"{given} {ours}" if given else ours})
+
+
 @contextmanager
 def scratch_database(url: URL) -> Iterator[URL]:
     """A new, empty schema (PostgreSQL) or database (MySQL) on ``url``'s server.
@@ -70,7 +82,7 @@ def scratch_database(url: URL) -> Iterator[URL]:
         with door.exempt("the pytest plugin's admin engine"), admin.connect() as conn:
             if backend == "postgresql":
                 conn.execute(text(f'CREATE SCHEMA "{name}"'))
-                scratch = url.update_query_dict({"options": f"-csearch_path={name}"})
+                scratch = _with_search_path(url, name)
                 drop = f'DROP SCHEMA "{name}" CASCADE'
             elif backend in ("mysql", "mariadb"):
                 conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))

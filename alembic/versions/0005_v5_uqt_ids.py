@@ -4,8 +4,9 @@ Data: every row of ``tasks`` / ``archived_tasks`` whose ``task_id`` does not
 start with ``uqt_`` gets a fresh ``uqt_<uuid4 hex>`` id in place (an UPDATE:
 every other field, and SQLite's insertion order, is kept). Its metadata gains
 ``legacy_platform_id`` (JSON
-metadata that is not an object is kept as ``{"legacy_metadata_raw": ...}``;
-unparseable metadata becomes ``{}``). One shard row (circuit_count 1,
+metadata that is not an object is kept as ``{"legacy_metadata_raw": ...}``,
+text that is not JSON at all as ``{"legacy_metadata_text": "<the text>"}``;
+empty metadata becomes ``{}``, as the reference reads it). One shard row (circuit_count 1,
 sub_index_offset 0) records the old id as ``platform_task_id`` with the
 task's backend, status, result, error and times; archived rows get theirs in
 ``archived_task_shards`` with ``archived_at``. Shards already pointing at a
@@ -22,7 +23,9 @@ In ``--sql`` (offline) mode this revision only writes a comment.
 Schema: none.
 Downgrade: gives every row this revision re-keyed its legacy id back, drops
 the synthesised shard and ``legacy_platform_id`` (unwrapping
-``legacy_metadata_raw``); metadata that was unparseable stays ``{}``.
+``legacy_metadata_raw``; ``legacy_metadata_text`` gives the text back exactly).
+Amended after release (docs/adr/0001): until then unparseable metadata became
+``{}`` and was lost; files migrated before keep ``{}``.
 """
 
 from __future__ import annotations
@@ -93,7 +96,7 @@ def _legacy_metadata(raw: str | None, legacy_id: str) -> str:
     try:
         metadata = json.loads(raw) if raw else {}
     except ValueError:
-        metadata = {}
+        metadata = {"legacy_metadata_text": raw}  # not JSON: kept as it was
     if not isinstance(metadata, dict):
         metadata = {"legacy_metadata_raw": metadata}
     metadata["legacy_platform_id"] = legacy_id
@@ -223,6 +226,10 @@ def _restore_metadata(raw: str | None) -> tuple[str | None, str]:
     if not isinstance(metadata, dict) or not isinstance(metadata.get("legacy_platform_id"), str):
         return None, raw or "{}"
     legacy_id = metadata.pop("legacy_platform_id")
+    if set(metadata) == {"legacy_metadata_text"} and isinstance(
+        metadata["legacy_metadata_text"], str
+    ):
+        return legacy_id, metadata["legacy_metadata_text"]  # the text as it was
     if set(metadata) == {"legacy_metadata_raw"}:
         metadata = metadata["legacy_metadata_raw"]
     return legacy_id, json.dumps(metadata, ensure_ascii=False)
@@ -294,7 +301,9 @@ SQL_NEW_ID = (
 SQL_METADATA = (
     "json_set(CASE WHEN json_valid(metadata_json) AND json_type(metadata_json) = 'object'"
     " THEN metadata_json WHEN json_valid(metadata_json)"
-    " THEN json_object('legacy_metadata_raw', json(metadata_json)) ELSE '{}' END,"
+    " THEN json_object('legacy_metadata_raw', json(metadata_json))"
+    " WHEN coalesce(metadata_json, '') = '' THEN '{}'"
+    " ELSE json_object('legacy_metadata_text', metadata_json) END,"
     " '$.legacy_platform_id', task_id)"
 )
 
