@@ -18,7 +18,12 @@ from pydantic import AfterValidator, BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from .errors import DatabaseBusyError, DatabaseUnavailableError, TaskConflictError
+from .errors import (
+    DatabaseBusyError,
+    DatabaseUnavailableError,
+    TaskConflictError,
+    UnreadableRowError,
+)
 
 MAX_TEXT = 1024  # ids, backends and filters: far above any real one, bounded for the fuzzers
 
@@ -83,7 +88,8 @@ _DESCRIPTIONS = {
     400: "The body cannot be read as UTF-8 JSON text.",
     401: "Missing or wrong bearer token (only when UNIQC_STORE_API_TOKEN is set).",
     404: "No such task.",
-    409: "The task is already there (live or archived): delete or restore it first.",
+    409: "The task is already there (live or archived): delete or restore it first; or a "
+    "stored row cannot be read (another tool wrote it): the detail names it, fix or delete it.",
     503: "The database cannot be reached or stayed busy: try again later.",
 }
 
@@ -151,8 +157,9 @@ def allowed_methods(app: FastAPI, request: Request) -> list[str]:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """422 for bad input (the store's ValueError/TypeError included), 409, 503 when the
-    database is unavailable or busy, and a full 405."""
+    """422 for bad input (the store's ValueError/TypeError included), 409 for a conflict
+    and for a stored row the store cannot read, 503 when the database is unavailable or
+    busy, and a full 405."""
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -166,6 +173,11 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(TaskConflictError)
     async def conflict(_request: Request, exc: TaskConflictError) -> JSONResponse:
+        return JSONResponse(status_code=409, content={"detail": str(exc)})
+
+    @app.exception_handler(UnreadableRowError)
+    async def unreadable(_request: Request, exc: UnreadableRowError) -> JSONResponse:
+        # the request was fine: the stored row is not (its message names it, never a payload)
         return JSONResponse(status_code=409, content={"detail": str(exc)})
 
     @app.exception_handler(DatabaseUnavailableError)
