@@ -348,6 +348,11 @@ def test_text_and_key_columns_on_sqlite(tmp_path: Path) -> None:
     info = store.get("uqt_blob")
     assert info is not None and info.backend == "hé" and info.result == {"a": 1}
     assert info.error_message == "\\xff\x00"
+    for column in ("backend", "status", "submit_time", "update_time"):  # one at a time
+        store.save(TaskInfo("uqt_one", "b", submit_time="2025-01-03"))
+        write_raw(store, f"UPDATE tasks SET {column} = X'6869' WHERE task_id = 'uqt_one'")
+        assert getattr(store.get("uqt_one"), column) == "hi"
+        assert store.delete("uqt_one")
     write_raw(
         store,
         "INSERT INTO tasks (task_id, backend, status, shots, submit_time, update_time) "

@@ -115,10 +115,7 @@ class TaskDecoder:
         archived = None if self._archived_at is None else row[self._archived_at]
         if not (
             type(shots) is int
-            and type(task_id) is str
-            and type(backend) is str
-            and type(status) is str
-            and type(submit) is str
+            and type(task_id) is type(backend) is type(status) is type(submit) is str
             and type(update) is str
             and (error is None or type(error) is str)
             and (self._archived_at is None or type(archived) is str)
