@@ -18,6 +18,7 @@ from .errors import (
     SchemaTooNewError,
     StoreError,
     TaskConflictError,
+    UnreadableRowError,
 )
 from .persistence import TaskPersistence
 from .records import (
@@ -58,6 +59,7 @@ __all__ = [
     "TaskShard",
     "TaskStatus",
     "TaskStore",
+    "UnreadableRowError",
     "generate_uniqc_task_id",
     "is_uniqc_task_id",
 ]

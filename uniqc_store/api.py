@@ -232,7 +232,7 @@ def _service_routes(app: FastAPI, store: TaskStore, token: bool) -> None:
 def _task_routes(app: FastAPI, store: TaskStore, token: bool) -> None:
     """The live-task routes, each declaring the statuses it can answer with."""
 
-    @app.get("/api/tasks", response_model=TaskPage, responses=responses(token=token))
+    @app.get("/api/tasks", response_model=TaskPage, responses=responses(409, token=token))
     def list_tasks(
         status: TaskStatus | None = None,
         backend: BackendQuery = None,
@@ -305,7 +305,9 @@ def _task_routes(app: FastAPI, store: TaskStore, token: bool) -> None:
         return expiry_report(store.archive_expired(hours=hours, terminal_only=terminal_only))
 
     @app.get(
-        "/api/tasks/{task_id}", response_model=TaskDetail, responses=responses(404, token=token)
+        "/api/tasks/{task_id}",
+        response_model=TaskDetail,
+        responses=responses(404, 409, token=token),
     )
     def get_task(task_id: TaskIdPath) -> dict[str, Any]:
         """One live task with its result."""
@@ -317,7 +319,7 @@ def _task_routes(app: FastAPI, store: TaskStore, token: bool) -> None:
     @app.get(
         "/api/tasks/{task_id}/shards",
         response_model=ShardList,
-        responses=responses(404, token=token),
+        responses=responses(404, 409, token=token),
     )
     def get_task_shards(task_id: TaskIdPath) -> dict[str, Any]:
         """The platform jobs of a live task (without their result payloads)."""
@@ -357,7 +359,7 @@ def _task_routes(app: FastAPI, store: TaskStore, token: bool) -> None:
 def _archive_routes(app: FastAPI, store: TaskStore, token: bool) -> None:
     """The archive routes, each declaring the statuses it can answer with."""
 
-    @app.get("/api/archive", response_model=TaskPage, responses=responses(token=token))
+    @app.get("/api/archive", response_model=TaskPage, responses=responses(409, token=token))
     def list_archived(
         status: TaskStatus | None = None,
         backend: BackendQuery = None,
@@ -369,7 +371,9 @@ def _archive_routes(app: FastAPI, store: TaskStore, token: bool) -> None:
         return _page(found, store.count_archived(status=status, backend=backend), limit, offset)
 
     @app.get(
-        "/api/archive/{task_id}", response_model=TaskDetail, responses=responses(404, token=token)
+        "/api/archive/{task_id}",
+        response_model=TaskDetail,
+        responses=responses(404, 409, token=token),
     )
     def get_archived(task_id: TaskIdPath) -> dict[str, Any]:
         """One archived task with its result."""

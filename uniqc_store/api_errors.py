@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from .db_errors import store_error
-from .errors import PayloadTooLargeError, StoreError, TaskConflictError
+from .errors import PayloadTooLargeError, StoreError, TaskConflictError, UnreadableRowError
 from .redaction import mask_text
 
 MAX_TEXT = 1024  # ids, backends and filters: far above any real one, bounded for the fuzzers
@@ -95,7 +95,8 @@ _DESCRIPTIONS = {
     400: "The body cannot be read as UTF-8 JSON text.",
     401: "Missing or wrong bearer token (only when UNIQC_STORE_API_TOKEN is set).",
     404: "No such task.",
-    409: "The task is already there (live or archived): delete or restore it first.",
+    409: "The task is already there (live or archived): delete or restore it first; or a "
+    "stored row cannot be read (another tool wrote it): the detail names it, fix or delete it.",
     503: "The database cannot be reached, stayed busy or failed: try again later.",
 }
 
@@ -168,9 +169,11 @@ def _refused(exc: Exception) -> JSONResponse:
 
 
 def _store_failed(exc: StoreError) -> JSONResponse:
-    """409 for a conflict, 422 for a row too large to move, 503 for every other store error
-    (unreachable, busy, or failed): the database's trouble, never a 500."""
-    if isinstance(exc, TaskConflictError):
+    """409 for a conflict or an unreadable stored row, 422 for a row too large to move,
+    503 for every other store error (unreachable, busy, or failed): never a 500."""
+    if isinstance(exc, (TaskConflictError, UnreadableRowError)):
+        # a conflict, or a stored row another tool wrote that the store cannot read (its
+        # message names the row and column, never a payload): the request itself was fine
         return JSONResponse(status_code=409, content={"detail": mask_text(str(exc))})
     if isinstance(exc, PayloadTooLargeError):
         return _refused(exc)
@@ -179,7 +182,8 @@ def _store_failed(exc: StoreError) -> JSONResponse:
 
 
 def install_error_handlers(app: FastAPI, url: URL) -> None:
-    """422 for bad input (the store's ValueError/TypeError included), 409, 503 when the
+    """422 for bad input (the store's ValueError/TypeError included), 409 (a conflict, an
+    unreadable stored row), 503 when the
     database is unavailable, busy or failing, and a full 405.
 
     A database exception that reached a route without the store's translation

@@ -32,7 +32,7 @@ except ImportError:  # pragma: no cover - exercised only without the extra
 from sqlalchemy import Connection, Select, func, select, text
 from sqlalchemy import Table as SQLTable
 
-from . import __version__, cli_schema, transfer
+from . import __version__, cli_schema, row_check, transfer
 from .cli_support import (
     EXIT_CODES_HELP,
     Command,
@@ -372,6 +372,59 @@ def import_command(file: str, url: str | None) -> None:
             with open(file, encoding="utf-8") as lines, progress(size, "importing") as advance:
                 counts = transfer.import_jsonl(store, _count_bytes(lines, advance))
     click.echo(f"imported {_summary(counts)}")
+
+
+@main.command("check-rows")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per problem.")
+@url_option
+@reports_errors
+def check_rows(as_json: bool, url: str | None) -> None:
+    """List stored rows the store cannot read back or could not have written.
+
+    Rows another tool wrote are checked as an import checks each line (what
+    save() refuses: an export holding them would not import) and as reads
+    decode them: an "unreadable" row makes get() and every listing page that
+    holds it fail. Values of payloads and error messages are never shown.
+    Exit status 1 when anything is found: fix or delete those rows (with SQL,
+    or `uniqc-store delete ID`), then run the check again.
+    """
+    found: set[tuple[str, tuple[Any, ...]]] = set()
+    unreadable: set[tuple[str, tuple[Any, ...]]] = set()
+    with opened_store(url) as store:
+        scan = row_check.RowScan(store)
+        for problem in scan:
+            row = (problem.table, problem.key)
+            found.add(row)
+            if problem.unreadable:
+                unreadable.add(row)
+            click.echo(_row_problem(problem, as_json))
+    if found:
+        fail(
+            f"{len(found)} of {scan.rows} row(s) break the store's rules, {len(unreadable)} of "
+            "them unreadable: fix or delete them (SQL, or `uniqc-store delete ID`)"
+        )
+    click.echo(f"checked {scan.rows} row(s): every one reads back and could have been saved")
+
+
+def _row_problem(problem: row_check.RowProblem, as_json: bool) -> str:
+    if as_json:
+        record = {
+            "table": problem.table,
+            "key": list(problem.key),
+            "column": problem.column,
+            "problem": problem.problem,
+            "unreadable": problem.unreadable,
+            "value": problem.value,
+        }
+        return json.dumps(record, ensure_ascii=False, default=repr)
+    key = ", ".join(map(repr, problem.key))
+    shown = "" if problem.value is None else f" (holds {_shortened(repr(problem.value))})"
+    kind = "UNREADABLE" if problem.unreadable else "refused by save/import"
+    return f"{problem.table} {key}: {kind}: {problem.column}{shown}: {problem.problem}"
+
+
+def _shortened(text: str, most: int = 80) -> str:
+    return text if len(text) <= most else text[: most - 3] + "..."
 
 
 def _count_bytes(lines: Any, advance: Any) -> Iterator[str]:

@@ -5,18 +5,21 @@ record raises ``TypeError`` / ``ValueError`` and nothing is written. Plain
 text may not hold NUL on any engine, since PostgreSQL cannot store it (JSON
 payloads escape it and are fine).
 
-A row written by another tool with broken JSON in ``result_json`` or
-``metadata_json`` does not make reads fail: the field reads as
-``{"_invalid_json": "<the stored text>"}`` so nothing is hidden or lost.
+Each plain column has one check (``TASK_COLUMN_CHECKS``, ``SHARD_COLUMN_CHECKS``),
+used for a record being saved and for a stored row being imported or checked
+(``check_stored_row``): a row enters only if ``save()`` could have written it.
+
+A row another tool wrote is read tolerantly (``decoding.py``): broken JSON in
+``result_json`` or ``metadata_json`` reads as ``{"_invalid_json": "<the stored
+text>"}`` (``decode_json``) so nothing is hidden or lost.
 """
 
 from __future__ import annotations
 
 import json
 import json.scanner
-import operator
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from .records import TaskInfo, TaskShard, normalize_status
@@ -91,7 +94,15 @@ _scan = json.scanner.make_scanner(_decoder)  # type: ignore[arg-type]  # typeshe
 
 
 def decode_json(raw: str | None, empty: Any) -> Any:
-    """Parse a stored JSON column; broken text reads as ``{"_invalid_json": raw}``."""
+    """Parse a stored JSON column; broken text reads as ``{"_invalid_json": raw}``.
+
+    A BLOB (another tool's) is read as its UTF-8 text, undecodable bytes
+    backslash-escaped, so it too decodes or reads as the marker.
+    """
+    if type(raw) is not str:
+        if raw is None:
+            return empty
+        raw = as_text(raw)
     if not raw:
         return empty
     try:
@@ -104,6 +115,13 @@ def decode_json(raw: str | None, empty: Any) -> Any:
         return _loads(raw)
     except (ValueError, RecursionError):  # RecursionError: nested too deep to decode
         return {INVALID_JSON_KEY: raw}
+
+
+def as_text(value: Any) -> str:
+    """A non-text value another tool stored in a text column, as text."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).decode("utf-8", "backslashreplace")
+    return str(value)
 
 
 def check_text(value: Any, field: str, *, optional: bool = False) -> str | None:
@@ -165,120 +183,155 @@ def check_int(value: Any, field: str) -> int:
     return value
 
 
+def _fits_a_key(text: str, field: str) -> str:
+    if len(text) > MAX_KEY_LENGTH:
+        raise ValueError(f"{field} must be at most {MAX_KEY_LENGTH} characters, not {len(text)}")
+    return text
+
+
 def check_key_text(value: Any, field: str) -> str:
     """A backend or key timestamp to write (may be empty): at most ``MAX_KEY_LENGTH`` characters."""
     text = check_text(value, field)
     assert text is not None
-    if len(text) > MAX_KEY_LENGTH:
-        raise ValueError(f"{field} must be at most {MAX_KEY_LENGTH} characters, not {len(text)}")
-    return text
+    return _fits_a_key(text, field)
 
 
 def check_stored_key(value: Any, field: str) -> str:
-    """A non-empty id, backend or key timestamp to write: at most ``MAX_KEY_LENGTH`` characters."""
-    text = check_id(value, field)
-    if len(text) > MAX_KEY_LENGTH:
-        raise ValueError(f"{field} must be at most {MAX_KEY_LENGTH} characters, not {len(text)}")
-    return text
+    """A non-empty id to write: at most ``MAX_KEY_LENGTH`` characters."""
+    return _fits_a_key(check_id(value, field), field)
+
+
+def check_optional_text(value: Any, field: str) -> str | None:
+    """Free text that may be None (``error_message``)."""
+    return check_text(value, field, optional=True)
+
+
+def check_status(value: Any, field: str) -> str:
+    """A status, as a column check (``normalize_status``: its messages name the status)."""
+    return normalize_status(value)
+
+
+def check_metadata(value: Any, owner: str) -> Mapping[str, Any]:
+    """Metadata is a JSON object (a dict), whatever else it holds."""
+    if not isinstance(value, Mapping):
+        raise TypeError(f"metadata of {owner} must be a dict, not {type(value).__name__}")
+    return value
+
+
+Check = Callable[[Any, str], Any]
+
+#: The one check of each plain column of a task row, for a ``TaskInfo`` being saved
+#: and for a stored row being imported or checked (payloads and stamps aside).
+TASK_COLUMN_CHECKS: dict[str, Check] = {
+    "task_id": check_stored_key,
+    "backend": check_key_text,
+    "status": check_status,
+    "shots": check_int,
+    "submit_time": check_key_text,
+    "error_message": check_optional_text,
+}
+#: The same for a shard row (``submit_time`` is not an indexed key there).
+SHARD_COLUMN_CHECKS: dict[str, Check] = {
+    "uniqc_task_id": check_stored_key,
+    "shard_index": check_int,
+    "platform_task_id": check_stored_key,
+    "backend": check_key_text,
+    "circuit_count": check_int,
+    "sub_index_offset": check_int,
+    "status": check_status,
+    "error_message": check_optional_text,
+    "submit_time": check_text,
+}
+# the record's attributes have the columns' names; the field names are built once
+_TASK_CHECKS = tuple((c, check, f"TaskInfo.{c}") for c, check in TASK_COLUMN_CHECKS.items())
+_SHARD_CHECKS = tuple((c, check, f"TaskShard.{c}") for c, check in SHARD_COLUMN_CHECKS.items())
 
 
 def task_to_row(info: TaskInfo, now: str) -> dict[str, Any]:
     """The ``tasks`` row for ``info``, stamped ``update_time = now``."""
     if not isinstance(info, TaskInfo):
         raise TypeError(f"expected a TaskInfo, not {type(info).__name__}")
-    task_id = check_stored_key(info.task_id, "TaskInfo.task_id")
-    owner = f"task {task_id!r}"
-    metadata = info.metadata if info.metadata is not None else {}
-    if not isinstance(metadata, Mapping):
-        raise TypeError(f"metadata of {owner} must be a dict, not {type(metadata).__name__}")
-    return {
-        "task_id": task_id,
-        "backend": check_key_text(info.backend, "TaskInfo.backend"),
-        "status": normalize_status(info.status),
-        "shots": check_int(info.shots, "TaskInfo.shots"),
-        "submit_time": check_key_text(info.submit_time, "TaskInfo.submit_time"),
-        "update_time": now,
-        "result_json": None
-        if info.result is None
-        else encode_json(info.result, field="result", owner=owner),
-        "metadata_json": encode_json(dict(metadata), field="metadata", owner=owner),
-        "error_message": check_text(info.error_message, "TaskInfo.error_message", optional=True),
-    }
-
-
-_TASK_FIELDS = (
-    "task_id", "backend", "status", "shots", "submit_time", "update_time",
-    "result_json", "metadata_json", "error_message",
-)  # fmt: skip
-
-
-class TaskDecoder:
-    """Builds TaskInfo records from the positional rows of one task table.
-
-    Decoding is most of the cost of ``list()``, so the column positions are
-    worked out once per table.
-    """
-
-    def __init__(self, columns: Sequence[str]) -> None:
-        at = {name: i for i, name in enumerate(columns)}
-        # the live table's rows already come in this order: no reordering needed
-        self._in_order = tuple(columns) == _TASK_FIELDS
-        self._pick = operator.itemgetter(*(at[name] for name in _TASK_FIELDS))
-        self._archived_at = at.get("archived_at")
-
-    def __call__(self, row: Sequence[Any]) -> TaskInfo:
-        fields = row if self._in_order else self._pick(row)
-        task_id, backend, status, shots, submit, update, result, metadata, error = fields
-        return TaskInfo(
-            task_id,
-            backend,
-            status,
-            decode_json(result, None),
-            shots if type(shots) is int else int(shots),  # another tool may have stored text
-            submit,
-            update,
-            decode_json(metadata, {}),
-            error,
-            None if self._archived_at is None else row[self._archived_at],
-        )
+    row = {column: check(getattr(info, column), field) for column, check, field in _TASK_CHECKS}
+    owner = f"task {row['task_id']!r}"
+    metadata = check_metadata(info.metadata if info.metadata is not None else {}, owner)
+    row["update_time"] = now
+    row["result_json"] = (
+        None if info.result is None else encode_json(info.result, field="result", owner=owner)
+    )
+    row["metadata_json"] = encode_json(dict(metadata), field="metadata", owner=owner)
+    return row
 
 
 def shard_to_row(shard: TaskShard, now: str) -> dict[str, Any]:
     """The ``task_shards`` row for ``shard``, stamped ``update_time = now``."""
     if not isinstance(shard, TaskShard):
         raise TypeError(f"expected a TaskShard, not {type(shard).__name__}")
-    parent = check_stored_key(shard.uniqc_task_id, "TaskShard.uniqc_task_id")
-    index = check_int(shard.shard_index, "TaskShard.shard_index")
-    owner = f"shard {index} of task {parent!r}"
-    return {
-        "uniqc_task_id": parent,
-        "shard_index": index,
-        "platform_task_id": check_stored_key(shard.platform_task_id, "TaskShard.platform_task_id"),
-        "backend": check_key_text(shard.backend, "TaskShard.backend"),
-        "circuit_count": check_int(shard.circuit_count, "TaskShard.circuit_count"),
-        "sub_index_offset": check_int(shard.sub_index_offset, "TaskShard.sub_index_offset"),
-        "status": normalize_status(shard.status),
-        "result_json": None
-        if shard.result is None
-        else encode_json(shard.result, field="result", owner=owner),
-        "error_message": check_text(shard.error_message, "TaskShard.error_message", optional=True),
-        "submit_time": check_text(shard.submit_time, "TaskShard.submit_time"),
-        "update_time": now,
-    }
-
-
-def row_to_shard(row: Sequence[Any]) -> TaskShard:
-    """A TaskShard from a shard row (the shard tables' first eleven columns, in order)."""
-    return TaskShard(
-        uniqc_task_id=row[0],
-        shard_index=int(row[1]),
-        platform_task_id=row[2],
-        backend=row[3],
-        circuit_count=int(row[4]),
-        sub_index_offset=int(row[5]),
-        status=row[6],
-        result=decode_json(row[7], None),
-        error_message=row[8],
-        submit_time=row[9],
-        update_time=row[10],
+    row = {column: check(getattr(shard, column), field) for column, check, field in _SHARD_CHECKS}
+    owner = f"shard {row['shard_index']} of task {row['uniqc_task_id']!r}"
+    row["update_time"] = now
+    row["result_json"] = (
+        None if shard.result is None else encode_json(shard.result, field="result", owner=owner)
     )
+    return row
+
+
+# -- stored rows (an import's lines, rows another tool wrote) -----------------
+
+
+def check_json_text(
+    text: Any, *, field: str, owner: str, optional: bool, mapping: bool = False
+) -> None:
+    """A stored payload: JSON text that ``encode_json`` could have written (strict, at
+    most ``MAX_JSON_DEPTH`` deep, valid Unicode; an object where ``mapping``), or None
+    where ``optional``. The text is kept as it is: only what it holds is checked."""
+    if text is None and optional:
+        return
+    if not isinstance(text, str):
+        raise TypeError(f"{field} of {owner} must be JSON text, not {type(text).__name__}")
+    check_depth(text, field=field, owner=owner)
+    try:
+        value = _loads(text)
+    except ValueError as exc:
+        raise ValueError(f"{field} of {owner} is not valid JSON text: {exc}") from None
+    if mapping:
+        check_metadata(value, owner)
+    encode_json(value, field=field, owner=owner)  # save()'s rules for what the value holds
+
+
+#: Stamps a stored row carries that a record's save() sets itself: text, not NULL.
+_STAMPS = ("update_time", "archived_at")
+
+
+def check_stored_row(row: Mapping[str, Any], *, shard: bool) -> Iterator[tuple[str, str]]:
+    """``(column, what is wrong)`` for each column of a stored row (every column, payloads
+    as JSON text) that ``save()`` / ``save_shard()`` could not have written."""
+    checks = SHARD_COLUMN_CHECKS if shard else TASK_COLUMN_CHECKS
+    if shard:
+        owner = f"shard {row['shard_index']!r} of task {row['uniqc_task_id']!r}"
+    else:
+        owner = f"task {row['task_id']!r}"
+    for column, check in checks.items():
+        yield from _failure(column, check, row[column])
+    for column in _STAMPS:
+        if column in row:
+            yield from _failure(column, check_text, row[column])
+    yield from _failure(
+        "result_json",
+        lambda text, field: check_json_text(text, field=field, owner=owner, optional=True),
+        row["result_json"],
+    )
+    if not shard:
+        yield from _failure(
+            "metadata_json",
+            lambda text, field: check_json_text(
+                text, field=field, owner=owner, optional=False, mapping=True
+            ),
+            row["metadata_json"],
+        )
+
+
+def _failure(column: str, check: Check, value: Any) -> Iterator[tuple[str, str]]:
+    try:
+        check(value, column)
+    except (TypeError, ValueError) as exc:
+        yield column, str(exc)

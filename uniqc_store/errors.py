@@ -45,3 +45,24 @@ class PayloadTooLargeError(StoreError, ValueError):
 
 class DriverNotInstalledError(StoreError):
     """The database URL names a driver (DB-API module) that is not installed."""
+
+
+class UnreadableRowError(StoreError):
+    """A stored row holds a value the store cannot read as its column's type (another
+    tool wrote it): the message names the table, the row's key and the column.
+
+    ``uniqc-store check-rows`` lists every such row; fix or delete it.
+    """
+
+    def __init__(self, message: str, *, table: str, key: object, column: str) -> None:
+        super().__init__(message)
+        self.table = table
+        self.key = key
+        self.column = column
+
+    def __reduce__(self) -> tuple[object, ...]:  # keyword-only fields survive pickling
+        return (_unreadable_row_error, (str(self), self.table, self.key, self.column))
+
+
+def _unreadable_row_error(message: str, table: str, key: object, column: str) -> UnreadableRowError:
+    return UnreadableRowError(message, table=table, key=key, column=column)

@@ -21,15 +21,14 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from . import archive, versions
 from .codec import (
-    TaskDecoder,
     check_int,
     check_key,
     check_optional_key,
-    row_to_shard,
     shard_to_row,
     task_to_row,
 )
 from .db_errors import translated
+from .decoding import TaskDecoder, row_to_shard
 from .engine import (
     busy_timeout_ms,
     create_store_engine,

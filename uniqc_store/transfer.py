@@ -6,6 +6,12 @@ gives identical rows. Export reads in one snapshot (one read unit of the
 store's executor), a keyset batch at a time;
 import writes everything in one transaction, a batch at a time: a bad line
 raises ``ValueError`` naming it and nothing is written.
+
+An imported row is checked as ``save()`` / ``save_shard()`` check a record
+(``codec.check_stored_row``: the same rule for each column, plus what a stored
+row needs: payloads that are valid JSON text, stamps that are text), before it
+is written, and a shard's task must be in the store or on an earlier line:
+nothing enters that the store could not have written or cannot read back.
 """
 
 from __future__ import annotations
@@ -14,10 +20,11 @@ import json
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
-from sqlalchemy import Connection, Table, func, select, tuple_
+from sqlalchemy import Connection, Executable, Table, func, select, tuple_
 
+from .codec import check_stored_row
+from .errors import DatabaseBusyError
 from .executor import Transaction
-from .records import normalize_status
 from .statements import stored, upsert
 from .store import TaskStore
 from .tables import archived_task_shards, archived_tasks, task_shards, tasks
@@ -92,29 +99,65 @@ def _parse(line_number: int, line: str) -> tuple[str, dict[str, Any]]:
             f"line {line_number}: {name} rows need the columns {sorted(expected)}, "
             f"got {sorted(row)}"
         )
-    try:
-        normalize_status(row["status"])
-    except ValueError as exc:
-        raise ValueError(f"line {line_number}: {exc}") from None
+    shard = "shard_index" in row
+    first = next(check_stored_row(row, shard=shard), None)
+    if first is not None:
+        key = (row["uniqc_task_id"], row["shard_index"]) if shard else row["task_id"]
+        raise ValueError(f"line {line_number}: {first[1]} (in the {name} row {key!r})")
     return name, row
+
+
+_RUN_AGAIN = (
+    "the import was rolled back by a conflict with another writer (a deadlock or a lock "
+    "wait): nothing was imported; run it again (its lines are read once, so it is not "
+    "retried)"
+)
+
+
+def _check_parents(
+    tx: Transaction, parents: Executable, batch: list[tuple[int, dict[str, Any]]]
+) -> None:
+    """A shard's task must be in the store (or already written by this import)."""
+    ids = sorted({row["uniqc_task_id"] for _, row in batch})
+    found = {row[0] for row in tx.fetch(parents, {"ids": ids})}
+    for number, row in batch:
+        parent = row["uniqc_task_id"]
+        if parent not in found:
+            raise ValueError(
+                f"line {number}: shard {row['shard_index']!r} of task {parent!r} has no task: "
+                f"{parent!r} is neither in the store nor on an earlier tasks line (a shard "
+                "comes after its task, as export writes them); nothing was imported"
+            )
 
 
 def import_jsonl(
     store: TaskStore, lines: Iterable[str], progress: Progress | None = None
 ) -> dict[str, int]:
-    """Upsert every exported row from ``lines`` in one transaction; return counts."""
+    """Upsert every exported row from ``lines`` in one transaction; return counts.
+
+    Every row is checked before it is written and the first bad line is a
+    ``ValueError`` naming it; nothing is written then (all or nothing).
+    """
     statements = {name: upsert(table, store.dialect) for name, table in TABLES.items()}
+    attempts = 0
 
     def work(tx: Transaction) -> dict[str, int]:
+        nonlocal attempts
+        attempts += 1
+        if attempts > 1:  # the executor retries a transient error: the lines are gone
+            raise DatabaseBusyError(_RUN_AGAIN)
         counts = dict.fromkeys(TABLES, 0)
-        pending: dict[str, list[dict[str, Any]]] = {name: [] for name in TABLES}
+        pending: dict[str, list[tuple[int, dict[str, Any]]]] = {name: [] for name in TABLES}
 
         def flush(name: str) -> None:
-            if pending[name]:
-                tx.run(statements[name], pending[name])
-                counts[name] += len(pending[name])
+            batch = pending[name]
+            if batch:
+                if name == "task_shards":
+                    _check_parents(tx, store._sql.parents_among, batch)
+                tx.run(statements[name], [row for _, row in batch])
+                counts[name] += len(batch)
                 if progress is not None:
-                    progress(len(pending[name]))
+                    progress(len(batch))
                 pending[name] = []
 
         for number, line in enumerate(lines, start=1):
@@ -123,11 +166,12 @@ def import_jsonl(
             name, row = _parse(number, line)
             if name == "task_shards":
                 flush("tasks")  # parents first
-            pending[name].append(row)
+            pending[name].append((number, row))
             if len(pending[name]) >= BATCH:
                 flush(name)
         for name in TABLES:
             flush(name)
         return counts
 
-    return store._write(work, direct_ok=False)
+    with store._executor.translating():
+        return store._write(work, direct_ok=False)
