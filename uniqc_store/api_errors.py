@@ -183,8 +183,8 @@ def _store_failed(exc: StoreError) -> JSONResponse:
 
 def install_error_handlers(app: FastAPI, url: URL) -> None:
     """422 for bad input (the store's ValueError/TypeError included), 409 (a conflict, an
-    unreadable stored row), 503 when the
-    database is unavailable, busy or failing, and a full 405.
+    unreadable stored row), 503 when the database is unavailable, busy or failing, and a
+    full 405.
 
     A database exception that reached a route without the store's translation
     (``url`` names the database in its message, password hidden) is translated
