@@ -31,6 +31,8 @@ from uniqc_store.api import create_app
 from .conftest import scratch_url
 from .http_server import prefix_proxy, served, start_serve, stop_serve
 
+SCHEMA_FOOTER = f"Schema version {CURRENT_SCHEMA_VERSION} of {CURRENT_SCHEMA_VERSION}"
+
 CHROMIUM = os.environ.get("UNIQC_TEST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 TOKEN = "t0ken-for-the-browser"
 PROXIED = "tasks.example"  # the name a reverse proxy serves the dashboard under
