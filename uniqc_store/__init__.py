@@ -34,6 +34,7 @@ from .records import (
     is_uniqc_task_id,
 )
 from .store import TaskStore
+from .timeouts import Timeouts
 
 __version__ = "0.1.0"
 
@@ -59,6 +60,7 @@ __all__ = [
     "TaskShard",
     "TaskStatus",
     "TaskStore",
+    "Timeouts",
     "UnreadableRowError",
     "generate_uniqc_task_id",
     "is_uniqc_task_id",

@@ -37,6 +37,7 @@ from .cli_support import (
     EXIT_CODES_HELP,
     Command,
     Duration,
+    environment_store_options,
     existing_url,
     fail,
     human_size,
@@ -490,7 +491,7 @@ def serve(
             "to require a bearer token.",
             err=True,
         )
-    store = TaskStore(url=existing_url(url))
+    store = TaskStore(url=existing_url(url), **environment_store_options())
     app = create_app(store, allowed_hosts=served_hosts)
     click.echo(
         f"serving {shown_url(url, store.url)} on http://{host}:{port}{root_path}/ "

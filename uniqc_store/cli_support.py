@@ -30,6 +30,7 @@ from .errors import (
     StoreError,
 )
 from .store import TaskStore
+from .timeouts import store_options_from_environment
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -263,9 +264,18 @@ def existing_url(url: str | None) -> URL:
     return resolved
 
 
+def environment_store_options() -> dict[str, Any]:
+    """``engine_options`` / ``timeouts`` from the environment (``timeouts.py``);
+    a usage error if they are malformed."""
+    try:
+        return store_options_from_environment(os.environ)
+    except (TypeError, ValueError) as exc:
+        raise click.UsageError(str(exc)) from None
+
+
 @contextmanager
 def opened_store(url: str | None) -> Iterator[TaskStore]:
-    store = TaskStore(url=existing_url(url))
+    store = TaskStore(url=existing_url(url), **environment_store_options())
     try:
         yield store
     finally:

@@ -17,10 +17,12 @@ from contextlib import contextmanager
 from weakref import WeakSet
 
 from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 
-from . import door
+from . import door, watchdog
 from .direct import echoing
-from .engine import SQLITE_BEGIN, sqlite_file_path
+from .engine import SQLITE_BEGIN, redact, sqlite_file_path
+from .errors import DatabaseBusyError, DatabaseUnavailableError
 
 #: Every live source, so a forked child can make each one start afresh.
 _SOURCES: WeakSet[HeldConnection | PooledConnections] = WeakSet()
@@ -40,18 +42,32 @@ if hasattr(os, "register_at_fork"):  # not on Windows, which cannot fork
 class HeldConnection:
     """One SQLite connection for the store's lifetime, one caller at a time."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, lock_wait_seconds: float) -> None:
         self.engine = engine
         self.lock = threading.RLock()
+        self.lock_wait_seconds = lock_wait_seconds
         self._held: Connection | None = None
         self._held_echoes = False
         _SOURCES.add(self)
 
     @contextmanager
     def unit(self) -> Iterator[Connection]:
-        """The held connection, to this caller alone until the block ends."""
-        with self.lock, door.inside():
-            yield self.connection()
+        """The held connection, to this caller alone until the block ends.
+
+        Waiting for another caller's unit is a lock wait like SQLite's own: it
+        is bounded by the same ``lock_wait_seconds`` (``DatabaseBusyError``).
+        """
+        if not self.lock.acquire(timeout=self.lock_wait_seconds):
+            raise DatabaseBusyError(
+                f"another caller held this store's connection for more than "
+                f"{self.lock_wait_seconds:g} s (Timeouts.lock_wait_seconds); try again. "
+                "Nothing was written."
+            )
+        try:
+            with door.inside():
+                yield self.connection()
+        finally:
+            self.lock.release()
 
     def connection(self) -> Connection:
         """The held connection (opened on first use); call with ``lock`` held.
@@ -103,16 +119,35 @@ class HeldConnection:
 
 
 class PooledConnections:
-    """A pooled server connection per unit of work."""
+    """A pooled server connection per unit of work, each unit under a deadline.
+
+    ``unit(close_at, cancel_at)`` arms the watchdog (``watchdog.py``) with
+    absolute ``time.monotonic()`` deadlines; a unit it had to cancel ends in
+    ``DatabaseBusyError``, one whose socket it shut in
+    ``DatabaseUnavailableError``, unless the unit already raised a more exact
+    error (an unknown outcome). The alarm is disarmed before the connection
+    goes back to the pool.
+    """
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         _SOURCES.add(self)
 
     @contextmanager
-    def unit(self) -> Iterator[Connection]:
+    def unit(self, close_at: float, cancel_at: float | None = None) -> Iterator[Connection]:
         with door.inside(), self.engine.connect() as conn:
-            yield conn
+            alarm = watchdog.arm(conn.connection.dbapi_connection, cancel_at, close_at)
+            try:
+                yield conn
+            except DBAPIError as exc:
+                stage = watchdog.disarm(alarm)
+                if stage == watchdog.IDLE:
+                    raise
+                conn.invalidate()
+                raise _deadline_error(stage, alarm, self.engine) from exc
+            finally:
+                if watchdog.disarm(alarm) != watchdog.IDLE and not conn.invalidated:
+                    conn.invalidate()  # never reuse a connection the watchdog acted on
 
     def close(self) -> None:
         """Nothing is held between calls."""
@@ -122,6 +157,24 @@ class PooledConnections:
         self.engine.dispose(close=False)
 
 
-def source_for(engine: Engine) -> HeldConnection | PooledConnections:
+def _deadline_error(stage: int, alarm: watchdog.Alarm, engine: Engine) -> Exception:
+    """The store's error for a unit the watchdog ended (the URL's password hidden)."""
+    where = f"the task database at {redact(engine.url)}"
+    if stage == watchdog.CANCELLED:
+        return DatabaseBusyError(
+            f"{where} did not finish the call within {alarm.cancel_after:g} s "
+            "(Timeouts.lock_wait_seconds): it was probably waiting for a lock another "
+            "connection holds, and was cancelled; try again. Nothing was written."
+        )
+    return DatabaseUnavailableError(
+        f"{where} did not answer within {alarm.close_after:g} s (the call's deadline, "
+        "Timeouts.call_seconds or bulk_seconds): check that the server is running and "
+        "reachable. Nothing was written."
+    )
+
+
+def source_for(engine: Engine, lock_wait_seconds: float) -> HeldConnection | PooledConnections:
     """A held connection for SQLite, a pool for servers."""
-    return HeldConnection(engine) if engine.dialect.name == "sqlite" else PooledConnections(engine)
+    if engine.dialect.name == "sqlite":
+        return HeldConnection(engine, lock_wait_seconds)
+    return PooledConnections(engine)

@@ -18,6 +18,7 @@ from typing import Any, TypeVar, cast
 
 from sqlalchemy import URL
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from .engine import redact
 from .errors import (
@@ -51,6 +52,8 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _classify(exc: SQLAlchemyError, backend: str) -> type[StoreError]:
+    if isinstance(exc, PoolTimeoutError):
+        return DatabaseBusyError  # every pooled connection stayed in use for pool_timeout
     if not isinstance(exc, DBAPIError):
         return StoreError
     if backend == "sqlite":
@@ -97,8 +100,9 @@ def _is_write(statement: str | None) -> bool:
 
 
 _ADVICE: dict[type[StoreError], str] = {
-    DatabaseBusyError: "another connection held its lock past the busy timeout "
-    "(raise it with ?timeout=SECONDS in a SQLite URL); try again. Nothing was written.",
+    DatabaseBusyError: "another connection held a lock this call needed past the lock-wait "
+    "bound (Timeouts.lock_wait_seconds; ?timeout=SECONDS in a SQLite URL); try again. "
+    "Nothing was written.",
     DatabaseUnavailableError: "check that the database is reachable, writable and not full "
     "or damaged, then try again. Nothing was written.",
     PayloadTooLargeError: "the statement is probably larger than the server's "
@@ -123,6 +127,12 @@ def store_error(exc: SQLAlchemyError, url: URL) -> StoreError:
     """The store's error for a database exception (raise it ``from exc``)."""
     exc = _first_failure(exc)
     kind = _classify(exc, url.get_backend_name())
+    if isinstance(exc, PoolTimeoutError):
+        return kind(
+            f"every pooled connection to the task database at {redact(url)} stayed in use: "
+            f"{_first_line(exc)}; raise pool_size / max_overflow (engine_options) or the "
+            "server's max_connections, or send fewer calls at once. Nothing was written."
+        )
     cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
     return kind(f"the task database at {redact(url)} failed: {_first_line(cause)}; {_ADVICE[kind]}")
 

@@ -28,15 +28,16 @@ from .errors import DriverNotInstalledError
 from .records import DB_FILENAME, DEFAULT_CACHE_DIR
 from .redaction import MASK, mask_text, names_a_credential
 from .sqlite_files import check_sqlite_file
+from .timeouts import DEFAULT_TIMEOUTS, Timeouts
 
 URL_ENV_VAR = "UNIQC_STORE_URL"
 #: Execution option for SQLite: how the ``begin`` hook opens a transaction:
 #: ``"IMMEDIATE"`` (writers), ``"DEFERRED"`` (the default) or None (no BEGIN:
 #: single-statement reads in autocommit, each statement its own snapshot).
 SQLITE_BEGIN = "uniqc_sqlite_begin"
-#: How long a SQLite writer waits for another's lock unless the URL says
-#: ``?timeout=SECONDS`` (as SQLAlchemy's pysqlite dialect reads it).
-BUSY_TIMEOUT_MS = 30_000
+#: Server pools: sized for the API's concurrency (40 requests at once), and a
+#: checkout that waits longer than ``pool_timeout`` is ``DatabaseBusyError``.
+SERVER_POOL_DEFAULTS: dict[str, Any] = {"pool_size": 10, "max_overflow": 30, "pool_timeout": 5}
 
 _SQLITE_BUSY = 5  # the result code (typeshed lacks sqlite3.SQLITE_BUSY)
 
@@ -163,11 +164,12 @@ def sqlite_file_path(url: URL) -> Path | None:
     return Path(database).expanduser()
 
 
-def busy_timeout_ms(url: URL) -> int:
-    """The SQLite busy timeout a URL asks for (``?timeout=`` in seconds), in ms."""
+def busy_timeout_ms(url: URL, default_ms: int = DEFAULT_TIMEOUTS.lock_wait_ms) -> int:
+    """The SQLite busy timeout a URL asks for (``?timeout=`` in seconds), in ms;
+    ``default_ms`` (the lock-wait bound) when it asks for none."""
     raw = url.query.get("timeout")
     if raw is None:
-        return BUSY_TIMEOUT_MS
+        return default_ms
     try:
         seconds = float(raw if isinstance(raw, str) else raw[-1])
     except ValueError:
@@ -188,9 +190,15 @@ def create_store_engine(
     foreign_keys: bool = True,
     synchronous: str = "FULL",
     allow_foreign_tables: bool = False,
+    timeouts: Timeouts = DEFAULT_TIMEOUTS,
     **kwargs: Any,
 ) -> Engine:
     """Create the engine a store or a migration runs on.
+
+    ``kwargs`` go to ``create_engine`` (a store's ``engine_options``) over our
+    defaults: on servers ``SERVER_POOL_DEFAULTS`` and the bounds of
+    ``timeouts`` as connect arguments (``server_connect_args``); a
+    ``connect_args`` given is merged key by key.
 
     A SQLite file is checked (``check_sqlite_file``) before any connection is
     made. ``foreign_keys=False`` is for migrations, which must not cascade.
@@ -214,13 +222,38 @@ def create_store_engine(
             foreign_keys=foreign_keys,
             synchronous=level,
             allow_foreign_tables=allow_foreign_tables,
+            busy_ms=busy_timeout_ms(url, timeouts.lock_wait_ms),
             **kwargs,
         )
     if backend in ("mysql", "mariadb") and "charset" not in url.query:
         url = url.update_query_dict({"charset": "utf8mb4"})
     # No pool_pre_ping: it costs a round trip per call. A connection the server
     # dropped is invalidated by SQLAlchemy and the store retries (connections.py).
-    return _create_engine(url, **kwargs)
+    options: dict[str, Any] = {**SERVER_POOL_DEFAULTS, **kwargs}
+    if options.get("poolclass") is not None:  # e.g. NullPool takes no pool sizes
+        for key in SERVER_POOL_DEFAULTS:
+            if key not in kwargs:
+                del options[key]
+    connect_args = {**server_connect_args(url, timeouts), **kwargs.get("connect_args", {})}
+    return _create_engine(url, **{**options, "connect_args": connect_args})
+
+
+def server_connect_args(url: URL, timeouts: Timeouts) -> dict[str, Any]:
+    """The drivers' own bounds for a server URL, none of them a startup ``options=``
+    parameter (PgBouncer refuses those): libpq's and PyMySQL's ``connect_timeout``
+    (client-side) and, on MySQL/MariaDB, the session's lock waits set by PyMySQL's
+    ``init_command`` when it connects (error 1205 after that long)."""
+    backend = url.get_backend_name()
+    args: dict[str, Any] = {}
+    if backend == "postgresql" and url.get_driver_name() == "psycopg":
+        args["connect_timeout"] = timeouts.connect_whole_seconds
+    elif backend in ("mysql", "mariadb") and url.get_driver_name() == "pymysql":
+        wait = timeouts.lock_wait_whole_seconds
+        args["connect_timeout"] = timeouts.connect_whole_seconds
+        args["init_command"] = (
+            f"SET SESSION innodb_lock_wait_timeout = {wait}, SESSION lock_wait_timeout = {wait}"
+        )
+    return args
 
 
 #: pip packages of drivers we do not ship, by SQLAlchemy driver name.
@@ -278,7 +311,13 @@ def _create_engine(url: URL, **kwargs: Any) -> Engine:
 
 
 def _create_sqlite_engine(
-    url: URL, *, foreign_keys: bool, synchronous: str, allow_foreign_tables: bool, **kwargs: Any
+    url: URL,
+    *,
+    foreign_keys: bool,
+    synchronous: str,
+    allow_foreign_tables: bool,
+    busy_ms: int,
+    **kwargs: Any,
 ) -> Engine:
     path = sqlite_file_path(url)
     if path is None:
@@ -290,7 +329,11 @@ def _create_sqlite_engine(
         kwargs.setdefault("connect_args", {"check_same_thread": False})
     engine = _create_engine(url, **kwargs)
     install_sqlite_recipe(
-        engine, foreign_keys=foreign_keys, wal=path is not None, synchronous=synchronous
+        engine,
+        foreign_keys=foreign_keys,
+        wal=path is not None,
+        synchronous=synchronous,
+        busy_ms=busy_ms,
     )
     return engine
 
@@ -327,7 +370,12 @@ def has_sqlite_recipe(engine: Engine) -> bool:
 
 
 def install_sqlite_recipe(
-    engine: Engine, *, foreign_keys: bool = True, wal: bool = True, synchronous: str = "FULL"
+    engine: Engine,
+    *,
+    foreign_keys: bool = True,
+    wal: bool = True,
+    synchronous: str = "FULL",
+    busy_ms: int | None = None,
 ) -> None:
     """Make pysqlite transactional for DDL too, and set our per-connection pragmas.
 
@@ -349,7 +397,7 @@ def install_sqlite_recipe(
         if not record.info.get(_RECIPE_KEY):
             _on_connect(dbapi_connection, record)
 
-    timeout_ms = busy_timeout_ms(engine.url)
+    timeout_ms = busy_ms if busy_ms is not None else busy_timeout_ms(engine.url)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: sqlite3.Connection, record: Any) -> None:

@@ -25,8 +25,12 @@ of failing half-way, and everything a move reads stays as read until it
 commits. Reads run without ``BEGIN`` (each statement its own snapshot).
 
 On servers a transaction the server aborted (deadlock, serialization
-failure, lock wait timeout) is run again, a bounded number of times, and so
-is one whose connection dropped before COMMIT (the server rolled it back).
+failure) is run again, with full-jitter back-off, and so is one whose
+connection dropped before COMMIT (the server rolled it back), as long as
+the unit's deadline allows: every attempt of a unit shares one deadline
+(``Timeouts.call_seconds``, or ``bulk_seconds`` inside :func:`bulk`), which
+the watchdog enforces on the socket. A lock wait that hit its bound is not
+run again (it would wait as long again).
 A write whose outcome cannot be known is never run again: the caller gets
 ``DatabaseUnavailableError`` saying it may or may not have been written
 (see :meth:`Executor.write_one` for how the two cases are told apart).
@@ -39,6 +43,7 @@ outer call's own locks.
 from __future__ import annotations
 
 import contextlib
+import random
 import select
 import threading
 import time
@@ -54,14 +59,18 @@ from .connections import HeldConnection, PooledConnections, source_for
 from .db_errors import store_error
 from .direct import DriverStatements, Row
 from .errors import DatabaseUnavailableError, StoreError
+from .timeouts import DEFAULT_TIMEOUTS, Timeouts
 
 T = TypeVar("T")
 Params = Mapping[str, Any] | list[dict[str, Any]]
 
 #: SQLSTATEs (PostgreSQL) and error numbers (MySQL) worth a retry.
 _RETRY_SQLSTATES = {"40001", "40P01"}
-_RETRY_MYSQL_ERRNOS = {1205, 1213}
+_RETRY_MYSQL_ERRNOS = {1213}  # not 1205: a lock wait that timed out would wait as long again
 MAX_ATTEMPTS = 8
+#: Full-jitter back-off between attempts: a random sleep up to min(cap, base * 2**n).
+BACKOFF_BASE_S = 0.005
+BACKOFF_CAP_S = 0.5
 
 _NESTED = (
     "a store call was made inside another store call's transaction (from a modify() change?); "
@@ -78,23 +87,44 @@ _SENT_UNKNOWN = (
 
 #: The executors whose write unit the current thread or task is inside (outermost first).
 _writing: ContextVar[tuple[int, ...]] = ContextVar("uniqc_store_writing", default=())
+#: Whether the current call is a bulk call (deadline ``bulk_seconds``).
+_bulk: ContextVar[bool] = ContextVar("uniqc_store_bulk", default=False)
 #: Where an engine keeps its executor (on its dialect, which ``execution_options``
 #: copies of the engine share and which lives exactly as long as the engine).
 _EXECUTOR_KEY = "_uniqc_store_executor"
 _registering = threading.Lock()
 
 
-def executor_for(engine: Engine, busy_timeout_ms: int) -> Executor:
-    """The engine's executor, made on first use and shared by every store on the engine."""
+def executor_for(engine: Engine, timeouts: Timeouts | None = None) -> Executor:
+    """The engine's executor, made on first use and shared by every store on the engine.
+
+    Its timeouts are the engine's too: a later store asking for other ones is refused
+    rather than silently given the first store's.
+    """
     dialect: Any = engine.dialect
     found: Executor | None = getattr(dialect, _EXECUTOR_KEY, None)
     if found is None:
         with _registering:
             found = getattr(dialect, _EXECUTOR_KEY, None)
             if found is None:
-                found = Executor(engine, busy_timeout_ms)
+                found = Executor(engine, timeouts or DEFAULT_TIMEOUTS)
                 setattr(dialect, _EXECUTOR_KEY, found)
+    if timeouts is not None and timeouts != found.timeouts:
+        raise ValueError(
+            f"the stores of one engine share its timeouts ({found.timeouts}); this one asks "
+            f"for {timeouts}: give it its own engine, or the same timeouts"
+        )
     return found
+
+
+@contextlib.contextmanager
+def bulk() -> Iterator[None]:
+    """Mark the calls in the block as bulk calls: their units get ``Timeouts.bulk_seconds``."""
+    token = _bulk.set(True)
+    try:
+        yield
+    finally:
+        _bulk.reset(token)
 
 
 def is_transient(exc: DBAPIError) -> bool:
@@ -133,10 +163,15 @@ class Transaction:
 class Executor:
     """Runs an engine's statements and owns its transactions."""
 
-    def __init__(self, engine: Engine, busy_timeout_ms: int) -> None:
+    def __init__(self, engine: Engine, timeouts: Timeouts) -> None:
+        from .engine import busy_timeout_ms
+
         self.engine = engine
-        self.source: HeldConnection | PooledConnections = source_for(engine)
-        self.busy_timeout_ms = busy_timeout_ms
+        self.timeouts = timeouts
+        self.busy_timeout_ms = busy_timeout_ms(engine.url, timeouts.lock_wait_ms)
+        self.source: HeldConnection | PooledConnections = source_for(
+            engine, self.busy_timeout_ms / 1000
+        )
         held = isinstance(self.source, HeldConnection)
         self._drivers = DriverStatements(engine) if held else None
         self._growth = sqlite_statistics.GrowthWatch()
@@ -199,8 +234,30 @@ class Executor:
                 conn.rollback()  # ends the autobegun transaction; no BEGIN was sent
 
     def _fetch_pooled(self, stmt: Executable, params: Mapping[str, Any]) -> list[Row]:
-        with self.source.unit() as conn:
+        with self._unit() as conn:
             return list(conn.execute(stmt, params).all())
+
+    def _deadline(self) -> float:
+        """When a unit of work starting now must be over (``time.monotonic()``)."""
+        bound = self.timeouts.bulk_seconds if _bulk.get() else self.timeouts.call_seconds
+        return time.monotonic() + bound
+
+    def _unit(self, deadline: float | None = None) -> contextlib.AbstractContextManager[Connection]:
+        """A connection for one attempt: the held one, or a pooled one under the deadline.
+
+        On PostgreSQL a call (not a bulk call) still running after
+        ``lock_wait_seconds`` is cancelled: the server's ``lock_timeout`` would
+        need a ``SET`` per session or transaction, which a pooler in
+        transaction mode does not keep, and it would not bound the one-round-trip
+        autocommit statements.
+        """
+        if isinstance(self.source, HeldConnection):
+            return self.source.unit()
+        close_at = deadline if deadline is not None else self._deadline()
+        cancel_at = None
+        if self._autocommit and not _bulk.get():  # PostgreSQL
+            cancel_at = min(time.monotonic() + self.timeouts.lock_wait_seconds, close_at)
+        return self.source.unit(close_at, cancel_at)
 
     def fetch_one(self, stmt: Executable, params: Mapping[str, Any] | None = None) -> Row | None:
         """The first row of a read-only statement, or None."""
@@ -226,7 +283,7 @@ class Executor:
     @contextlib.contextmanager
     def _read_unit(self, snapshot: bool) -> Iterator[Connection]:
         self._not_nested()
-        with self.source.unit() as conn:
+        with self._unit() as conn:
             try:
                 if snapshot:
                     if isinstance(self.source, HeldConnection):
@@ -254,14 +311,16 @@ class Executor:
         SQLAlchemy's execution (expanding IN lists, ad-hoc queries).
         """
 
+        deadline = self._deadline()
+
         def once() -> T:
-            with self._write_attempt(direct_ok) as tx:
+            with self._write_attempt(direct_ok, deadline) as tx:
                 return work(tx)
 
         with self._write_unit():
             if isinstance(self.source, HeldConnection):
                 return once()  # SQLite waits on its busy timeout instead
-            return self._retrying(once)
+            return self._retrying(once, deadline)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Connection]:
@@ -271,10 +330,12 @@ class Executor:
             yield tx.connection
 
     @contextlib.contextmanager
-    def _write_attempt(self, direct_ok: bool) -> Iterator[Transaction]:
+    def _write_attempt(
+        self, direct_ok: bool, deadline: float | None = None
+    ) -> Iterator[Transaction]:
         """One attempt at a write transaction, on the held or a pooled connection."""
         if not isinstance(self.source, HeldConnection):
-            with self._pooled_transaction() as tx:
+            with self._pooled_transaction(deadline) as tx:
                 yield tx
             return
         direct_path = direct_ok and self._unwatched()
@@ -303,7 +364,8 @@ class Executor:
         """
         if self._autocommit:
             self._not_nested()
-            return self._retrying(lambda: self._run_autocommit(stmt, params))
+            deadline = self._deadline()
+            return self._retrying(lambda: self._run_autocommit(stmt, params, deadline), deadline)
         direct_ok = self._direct_form(stmt) is not None
         return self.write(lambda tx: tx.run(stmt, params), direct_ok=direct_ok)
 
@@ -338,11 +400,11 @@ class Executor:
         conn.commit()
 
     @contextlib.contextmanager
-    def _pooled_transaction(self) -> Iterator[Transaction]:
+    def _pooled_transaction(self, deadline: float | None) -> Iterator[Transaction]:
         """BEGIN, the work, COMMIT on a pooled connection. A drop before COMMIT
         leaves nothing written (``_retrying`` runs it again); a drop during
         COMMIT may have written it, so that is reported, never run again."""
-        with self.source.unit() as conn:
+        with self._unit(deadline) as conn:
             transaction = conn.begin()
             try:
                 yield Transaction(self, conn, False)
@@ -357,14 +419,14 @@ class Executor:
                     raise DatabaseUnavailableError(_COMMIT_UNKNOWN) from exc
                 raise
 
-    def _run_autocommit(self, stmt: Executable, params: Mapping[str, Any]) -> int:
+    def _run_autocommit(self, stmt: Executable, params: Mapping[str, Any], deadline: float) -> int:
         """One statement on a pooled connection switched to autocommit for its length.
 
         Through SQLAlchemy's own isolation level, so its log and its
         ``commit`` event say what happened (the server committed the
         statement); the pool switches the connection back at check-in.
         """
-        with self.source.unit() as conn:
+        with self._unit(deadline) as conn:
             driver: Any = conn.connection.driver_connection
             if driver.info.transaction_status:  # not idle: e.g. a connect listener's query
                 driver.rollback()  # what the pool's reset would have done
@@ -377,10 +439,15 @@ class Executor:
                     raise DatabaseUnavailableError(_SENT_UNKNOWN) from exc
                 raise
 
-    @staticmethod
-    def _retrying(attempt_once: Callable[[], T]) -> T:
-        """Run ``attempt_once``; again (with back-off) while the server asks for it,
-        and once more on a fresh connection when a pooled one turns out dropped."""
+    def _retrying(self, attempt_once: Callable[[], T], deadline: float | None = None) -> T:
+        """Run ``attempt_once``; again while the server asks for it, and once more on a
+        fresh connection when a pooled one turns out dropped, while the deadline allows.
+
+        The sleep between attempts is "full jitter" (a random time up to the
+        exponential bound), so two transactions that collided do not collide
+        again in step; no attempt starts whose back-off would end past the deadline.
+        """
+        deadline = deadline if deadline is not None else self._deadline()
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
                 return attempt_once()
@@ -390,7 +457,10 @@ class Executor:
                 dropped_first = exc.connection_invalidated and attempt == 1
                 if attempt == MAX_ATTEMPTS or not (dropped_first or is_transient(exc)):
                     raise
-                time.sleep(0.005 * 2**attempt)
+                pause = random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt))
+                if time.monotonic() + pause >= deadline:
+                    raise
+                time.sleep(pause)
         raise AssertionError("unreachable")  # pragma: no cover
 
     @contextlib.contextmanager

@@ -14,6 +14,7 @@ upgraders.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,9 +28,10 @@ from alembic.script import ScriptDirectory
 from alembic.util import DispatchPriority, PriorityDispatchResult
 from sqlalchemy import URL, Column, Connection, Engine, inspect, text
 
-from . import door
+from . import door, watchdog
 from .engine import SQLITE_BEGIN, parse_url, sqlite_file_path
 from .records import APPLICATION_ID
+from .timeouts import DEFAULT_TIMEOUTS
 from .versions import (
     LEGACY_VERSION_TABLE,
     database_version,
@@ -203,8 +205,11 @@ def migration_lock(conn: Connection) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def migration_connection(engine: Engine) -> Iterator[Connection]:
-    """A connection to run revisions on.
+def migration_connection(
+    engine: Engine, deadline_seconds: float = DEFAULT_TIMEOUTS.migration_seconds
+) -> Iterator[Connection]:
+    """A connection to run revisions on, for at most ``deadline_seconds`` on a server
+    (the watchdog shuts its socket then: a hung server ends the run).
 
     On SQLite it takes the write lock up front (``BEGIN IMMEDIATE``, so a
     revision waits for busy writers instead of failing half-way) and has
@@ -213,7 +218,13 @@ def migration_connection(engine: Engine) -> Iterator[Connection]:
     """
     with door.exempt("the migration runner"), engine.connect() as conn:
         if conn.dialect.name != "sqlite":
-            yield conn
+            deadline = time.monotonic() + deadline_seconds
+            alarm = watchdog.arm(conn.connection.dbapi_connection, None, deadline)
+            try:
+                yield conn
+            finally:
+                if watchdog.disarm(alarm) != watchdog.IDLE:
+                    conn.invalidate()
             return
         raw = conn.connection.dbapi_connection
         assert raw is not None
@@ -227,19 +238,29 @@ def migration_connection(engine: Engine) -> Iterator[Connection]:
             raw.execute(f"PRAGMA foreign_keys = {int(enforced)}")
 
 
-def upgrade(connectable: Engine | Connection, revision: str = "head") -> None:
+def upgrade(
+    connectable: Engine | Connection,
+    revision: str = "head",
+    *,
+    deadline_seconds: float = DEFAULT_TIMEOUTS.migration_seconds,
+) -> None:
     """Upgrade the database to ``revision`` (the newest by default)."""
-    _run(connectable, command.upgrade, revision)
+    _run(connectable, command.upgrade, revision, deadline_seconds)
 
 
-def downgrade(connectable: Engine | Connection, revision: str) -> None:
+def downgrade(
+    connectable: Engine | Connection,
+    revision: str,
+    *,
+    deadline_seconds: float = DEFAULT_TIMEOUTS.migration_seconds,
+) -> None:
     """Downgrade the database to ``revision`` (``base`` removes every table)."""
-    _run(connectable, command.downgrade, revision)
+    _run(connectable, command.downgrade, revision, deadline_seconds)
 
 
-def _run(connectable: Engine | Connection, fn: Any, revision: str) -> None:
+def _run(connectable: Engine | Connection, fn: Any, revision: str, deadline_seconds: float) -> None:
     if isinstance(connectable, Connection):
         fn(make_config(connection=connectable), revision)
         return
-    with migration_connection(connectable) as conn:
+    with migration_connection(connectable, deadline_seconds) as conn:
         fn(make_config(connection=conn), revision)

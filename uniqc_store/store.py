@@ -44,7 +44,7 @@ from .errors import (
     MissingParentTaskError,
     SchemaOutOfDateError,
 )
-from .executor import Transaction, executor_for
+from .executor import Transaction, bulk, executor_for
 from .records import (
     APPLICATION_ID,
     CURRENT_SCHEMA_VERSION,
@@ -58,6 +58,7 @@ from .records import (
 from .sqlite_files import check_sqlite_file
 from .statements import Statements, counting, keyset_page, listing
 from .tables import archived_tasks, tasks
+from .timeouts import Timeouts
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -77,6 +78,12 @@ class TaskStore:
     ``sqlite_synchronous="NORMAL"`` trades the reference's power-loss
     durability for 3x faster commits: a committed write still survives a
     crash of the process, not of the machine. The default is ``"FULL"``.
+
+    ``engine_options``: keyword arguments for ``create_engine`` over the
+    store's defaults (pool sizes, ``connect_args`` merged key by key); ignored
+    with ``engine=``, whose options are the caller's. ``timeouts``: the bounds
+    of every wait (``Timeouts``: connect, lock wait, call, bulk call,
+    migration); the stores of one engine share them.
     """
 
     def __init__(
@@ -87,7 +94,19 @@ class TaskStore:
         engine: Engine | None = None,
         auto_migrate: bool | None = None,
         sqlite_synchronous: str = "FULL",
+        engine_options: dict[str, Any] | None = None,
+        timeouts: Timeouts | None = None,
     ) -> None:
+        if timeouts is not None and not isinstance(timeouts, Timeouts):
+            raise TypeError(
+                f"timeouts must be a uniqc_store.Timeouts, not {type(timeouts).__name__}"
+            )
+        if engine_options is not None and not isinstance(engine_options, dict):
+            raise TypeError(
+                f"engine_options must be a dict of create_engine arguments, not "
+                f"{type(engine_options).__name__}"
+            )
+        limits = timeouts or Timeouts()
         if engine is not None:
             self.url = engine.url
             self._owns_engine = False
@@ -95,16 +114,19 @@ class TaskStore:
                 path = sqlite_file_path(engine.url)
                 if path is not None:  # before anything connects: a foreign file stays as it is
                     check_sqlite_file(path)
-                install_sqlite_recipe(engine, wal=path is not None)
+                busy_ms = busy_timeout_ms(engine.url, limits.lock_wait_ms)
+                install_sqlite_recipe(engine, wal=path is not None, busy_ms=busy_ms)
         else:
             self.url = resolve_url(url, cache_dir)
-            engine = create_store_engine(self.url, synchronous=sqlite_synchronous)
+            engine = create_store_engine(
+                self.url, synchronous=sqlite_synchronous, timeouts=limits, **(engine_options or {})
+            )
             self._owns_engine = True
         self.engine: Engine = engine
         self.dialect: str = engine.dialect.name
         self.db_path: Path | None = sqlite_file_path(self.url)
         self.cache_dir: Path | None = self.db_path.parent if self.db_path else None
-        self._executor = executor_for(engine, busy_timeout_ms(engine.url))
+        self._executor = executor_for(engine, timeouts)
         self._sql = Statements.for_dialect(self.dialect)
         try:
             self._open_schema(auto_migrate)
@@ -155,7 +177,9 @@ class TaskStore:
 
         with self._executor.exclusive():
             self._executor.close()
-            migrations.upgrade(self.engine, revision)
+            migrations.upgrade(
+                self.engine, revision, deadline_seconds=self._executor.timeouts.migration_seconds
+            )
 
     @translated
     def schema_version(self) -> int:
@@ -233,7 +257,8 @@ class TaskStore:
         now = utc_now_iso()
         rows = [task_to_row(info, now) for info in items]
         if rows:
-            self._executor.write(lambda tx: tx.run(self._sql.upsert_task, rows))
+            with bulk():
+                self._executor.write(lambda tx: tx.run(self._sql.upsert_task, rows))
         for info in items:
             info.update_time = now
         return len(rows)
@@ -316,7 +341,9 @@ class TaskStore:
             limit is not None,
             offset is not None,
         )
-        return [decode(row) for row in self._executor.fetch(stmt, params)]
+        with bulk() if limit is None else contextlib.nullcontext():
+            rows = self._executor.fetch(stmt, params)
+        return [decode(row) for row in rows]
 
     @translated
     def iter_tasks(
@@ -375,7 +402,8 @@ class TaskStore:
         statuses = sorted({normalize_status(s) for s in terminal_statuses})
         if not statuses:
             return 0
-        return self._executor.write_one(self._sql.delete_in_statuses, {"statuses": statuses})
+        with bulk():
+            return self._executor.write_one(self._sql.delete_in_statuses, {"statuses": statuses})
 
     @translated
     def clear_all(self) -> None:
@@ -386,7 +414,8 @@ class TaskStore:
         tables gives the same outcome (an empty store at head) and every
         process sees it on its next call.
         """
-        self._executor.write(archive.delete_everything, direct_ok=False)
+        with bulk():
+            self._executor.write(archive.delete_everything, direct_ok=False)
 
     # -- shards ----------------------------------------------------------
 
@@ -405,7 +434,8 @@ class TaskStore:
         now = utc_now_iso()
         rows = [shard_to_row(shard, now) for shard in items]
         if rows:
-            self._write_shards(rows)
+            with bulk():
+                self._write_shards(rows)
         for shard in items:
             shard.update_time = now
         return len(rows)
@@ -576,9 +606,10 @@ class TaskStore:
         archive.cutoff_for(hours)  # validates before anything runs
         terminal_only = _flag(terminal_only, "terminal_only")
         now = utc_now_iso()
-        outcome = self._executor.write(
-            lambda tx: archive.archive_expired(tx, hours, terminal_only, now), direct_ok=False
-        )
+        with bulk():
+            outcome = self._executor.write(
+                lambda tx: archive.archive_expired(tx, hours, terminal_only, now), direct_ok=False
+            )
         return {
             "archived": outcome.archived,
             "count": len(outcome.archived),
@@ -624,7 +655,10 @@ class TaskStore:
         """What ``archive_expired`` would archive now (ids), without moving anything."""
         cutoff = archive.cutoff_for(hours)
         terminal_only = _flag(terminal_only, "terminal_only")
-        return self._executor.read(lambda conn: archive.expired_ids(conn, cutoff, terminal_only))
+        with bulk():
+            return self._executor.read(
+                lambda conn: archive.expired_ids(conn, cutoff, terminal_only)
+            )
 
 
 #: How often a shard write is tried while its parent moves between the tables.
