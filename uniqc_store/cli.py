@@ -32,7 +32,7 @@ except ImportError:  # pragma: no cover - exercised only without the extra
 from sqlalchemy import Connection, Select, func, select, text
 from sqlalchemy import Table as SQLTable
 
-from . import __version__, cli_schema, row_check, transfer
+from . import __version__, cli_schema, cli_tables, row_check, transfer
 from .cli_support import (
     EXIT_CODES_HELP,
     Command,
@@ -143,14 +143,22 @@ def stats(as_json: bool, url: str | None) -> None:
         return
     console = output_console()
     click.echo(f"database: {shown}")  # whole, on its own line: the terminal wraps it
-    table = Table(title="task counts")
-    for column in ("table", "status", "backend", "tasks"):
-        table.add_column(column, justify="right" if column == "tasks" else "left")
-    for label in ("live", "archived"):
-        for group in counts[label]["groups"]:
-            table.add_row(label, group["status"], group["backend"], str(group["tasks"]))
-    console.print(table)
+    rows = [
+        (label, group["status"], group["backend"], str(group["tasks"]))
+        for label in ("live", "archived")
+        for group in counts[label]["groups"]
+    ]
+    cli_tables.print_rows(console, Table, _STATS_FIELDS, rows, title="task counts")
     console.print(f"live: {live}  archived: {archived}  size: {human_size(size)}", highlight=False)
+
+
+#: ``stats``' columns: a long backend name wraps, never cut.
+_STATS_FIELDS = (
+    cli_tables.Field("table"),
+    cli_tables.Field("status"),
+    cli_tables.Field("backend", wraps_to=12),
+    cli_tables.Field("tasks", justify="right"),
+)
 
 
 def _task_dict(info: TaskInfo, reveal: bool) -> dict[str, Any]:
@@ -196,19 +204,33 @@ def list_tasks(
         for info in found:
             click.echo(json.dumps(_task_dict(info, reveal), ensure_ascii=False))
         return
-    # no borders beside the columns: room for the ids, and `awk` can pick them
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
-    widest = max((len(info.task_id) for info in found), default=7)
-    # the id keeps its full width; the other columns wrap to make room
-    table.add_column("task_id", no_wrap=True, overflow="fold", min_width=widest)
-    table.add_column("backend", overflow="fold")
-    table.add_column("status", overflow="fold")
-    table.add_column("shots", overflow="fold", justify="right")
-    table.add_column("submitted", overflow="fold", min_width=10)
-    for info in found:
-        submitted = _utc_seconds(info.submit_time)
-        table.add_row(info.task_id, info.backend, str(info.status), str(info.shots), submitted)
-    output_console().print(table, highlight=False)
+    rows = [
+        (
+            info.task_id,
+            info.backend,
+            str(info.status),
+            str(info.shots),
+            _utc_seconds(info.submit_time),
+        )
+        for info in found
+    ]
+    cli_tables.print_rows(output_console(), _list_table, _LIST_FIELDS, rows)
+
+
+#: ``list``'s columns: the id, status and shots whole; the backend may wrap, the
+#: time only at its space (``2026-11-25`` above ``19:55:49``), so neither is cut.
+_LIST_FIELDS = (
+    cli_tables.Field("task_id"),
+    cli_tables.Field("backend", wraps_to=12),
+    cli_tables.Field("status"),
+    cli_tables.Field("shots", justify="right"),
+    cli_tables.Field("submitted", wraps_to=len("2026-11-25")),
+)
+
+
+def _list_table() -> Table:
+    """No borders beside the columns: room for the ids, and `awk` can pick them."""
+    return Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
 
 
 def _utc_seconds(stamp: str) -> str:
