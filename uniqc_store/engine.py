@@ -235,7 +235,16 @@ def create_store_engine(
             if key not in kwargs:
                 del options[key]
     connect_args = {**server_connect_args(url, timeouts), **kwargs.get("connect_args", {})}
-    return _create_engine(url, **{**options, "connect_args": connect_args})
+    engine = _create_engine(url, **{**options, "connect_args": connect_args})
+    if "read_timeout" not in kwargs.get("connect_args", {}) and url.get_driver_name() == "pymysql":
+        event.listen(engine, "connect", _end_connect_read_timeout)
+    return engine
+
+
+def _end_connect_read_timeout(dbapi_connection: Any, _record: Any) -> None:
+    """Lift the read timeout that bounded PyMySQL's login (it reads ``_read_timeout``
+    before every read; a bulk call may read longer than a login may take)."""
+    dbapi_connection._read_timeout = None
 
 
 def server_connect_args(url: URL, timeouts: Timeouts) -> dict[str, Any]:
@@ -250,6 +259,10 @@ def server_connect_args(url: URL, timeouts: Timeouts) -> dict[str, Any]:
     elif backend in ("mysql", "mariadb") and url.get_driver_name() == "pymysql":
         wait = timeouts.lock_wait_whole_seconds
         args["connect_timeout"] = timeouts.connect_whole_seconds
+        # PyMySQL's connect_timeout covers the TCP connect only: the handshake,
+        # login and init_command are reads, bounded by read_timeout, which
+        # _end_connect_read_timeout lifts once connected (the watchdog bounds calls).
+        args["read_timeout"] = timeouts.connect_whole_seconds
         args["init_command"] = (
             f"SET SESSION innodb_lock_wait_timeout = {wait}, SESSION lock_wait_timeout = {wait}"
         )
