@@ -298,8 +298,9 @@ class Executor:
     @contextlib.contextmanager
     def reading(self, *, snapshot: bool = False) -> Iterator[Connection]:
         """A read unit as a block (not retried: a block cannot run twice); errors are
-        the store's."""
-        with self.translating(), self._read_unit(snapshot) as conn:
+        the store's. A block runs as long as its caller makes it (an export, say), so
+        its deadline is ``bulk_seconds``."""
+        with self.translating(), bulk(), self._read_unit(snapshot) as conn:
             yield conn
 
     # -- writes ---------------------------------------------------------------
@@ -325,8 +326,9 @@ class Executor:
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Connection]:
         """A write transaction as a block: committed when it ends, rolled back if it
-        raises; not retried (a block cannot run twice); errors are the store's."""
-        with self.translating(), self._write_unit(), self._write_attempt(False) as tx:
+        raises; not retried (a block cannot run twice); errors are the store's;
+        deadline ``bulk_seconds``, as for ``reading()``."""
+        with self.translating(), bulk(), self._write_unit(), self._write_attempt(False) as tx:
             yield tx.connection
 
     @contextlib.contextmanager

@@ -24,7 +24,7 @@ from sqlalchemy import Connection, Executable, Table, func, select, tuple_
 
 from .codec import check_stored_row
 from .errors import DatabaseBusyError
-from .executor import Transaction
+from .executor import Transaction, bulk
 from .statements import stored, upsert
 from .store import TaskStore
 from .tables import archived_task_shards, archived_tasks, task_shards, tasks
@@ -173,5 +173,5 @@ def import_jsonl(
             flush(name)
         return counts
 
-    with store._executor.translating():
+    with store._executor.translating(), bulk():
         return store._write(work, direct_ok=False)
