@@ -341,3 +341,18 @@ def serve_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     monkeypatch.setattr(uvicorn.Server, "run", run)
     return calls
+
+
+def test_show_finds_a_platform_id_on_every_engine(store: TaskStore) -> None:
+    """The platform-id look-up of ``show`` (live and archived shards) on each server."""
+    url = plain(store.url)
+    for task_id, backend in (("uqt_a", "b1"), ("uqt_b", "b2")):
+        store.save(TaskInfo(task_id, backend, "running"))
+        store.save_shard(TaskShard(task_id, 0, "JOB-1", backend))
+    store.save_shard(TaskShard("uqt_a", 1, "JOB-2", "b1"))
+    store.archive_task("uqt_a")
+    code, out = run("show", "JOB-2", "--url", url)
+    assert code == 0 and '"task_id": "uqt_a"' in out
+    code, out = run("show", "JOB-1", "--url", url)
+    assert code == 1 and "uqt_a (b1), uqt_b (b2)" in out
+    assert run("show", "job-2", "--url", url)[0] == 1  # ids compare exactly, case included

@@ -288,3 +288,65 @@ def test_progress_on_a_terminal_only(db: tuple[TaskStore, str], tmp_path: Path) 
         [EXE, "export", str(out), "--url", url], capture_output=True, text=True, env=env
     )
     assert piped.stderr == "" and piped.stdout.startswith("exported 0 tasks")
+
+
+def console_script(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "UNIQC_STORE_URL"}
+    return subprocess.run([EXE, *args], capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_a_bare_path_as_url_names_the_sqlite_url(tmp_path: Path) -> None:
+    path = tmp_path / "x" / "tasks.sqlite"
+    for given, meant in (
+        (str(path), f"sqlite:///{path}"),
+        ("tasks.sqlite", "sqlite:///tasks.sqlite"),
+    ):
+        result = console_script("list", "--url", given)
+        assert (result.returncode, result.stdout, result.stderr) == (
+            2,
+            "",
+            f"error: --url: {given!r} is a file path, not a database URL: use {meant}\n",
+        )
+    assert not (tmp_path / "x").exists()  # nothing was created
+    # what may hold a password is never echoed back
+    result = console_script("list", "--url", "alice:s3cret@db.example/tasks")
+    assert result.returncode == 2 and "s3cret" not in result.stderr
+    assert "not a database URL" in result.stderr
+
+
+def test_history_takes_url_and_marks_the_current_revision(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'tasks.sqlite'}"
+    plain_history = console_script("history")
+    assert plain_history.returncode == 0 and "(current)" not in plain_history.stdout
+    assert console_script("upgrade", "0004", "--url", url).returncode == 0
+    result = console_script("history", "--url", url)
+    assert result.returncode == 0, result.stderr
+    marked = [line for line in result.stdout.splitlines() if line.endswith("  (current)")]
+    assert len(marked) == 1 and marked[0].startswith("0004  v4: ")
+    assert result.stdout.replace("  (current)", "") == plain_history.stdout
+    missing = console_script("history", "--url", f"sqlite:///{tmp_path / 'none.sqlite'}")
+    assert missing.returncode == 3 and "no task database at" in missing.stderr
+
+
+def test_show_takes_a_platform_id(db: tuple[TaskStore, str]) -> None:
+    store, url = db
+    mine, other = seed(store, 2)
+    store.save_shard(TaskShard(mine, 0, "plat-only-mine", "originq:a"))
+    store.save_shard(TaskShard(mine, 1, "plat-shared", "originq:a"))
+    store.save_shard(TaskShard(other, 0, "plat-shared", "quafu:b"))
+    result = console_script("show", "plat-only-mine", "--url", url)
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert shown["task_id"] == mine and len(shown["shards"]) == 2
+    assert result.stderr == f"platform id plat-only-mine is a shard of task {mine}\n"
+    result = console_script("show", "plat-shared", "--url", url)
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.startswith(
+        "error: platform id 'plat-shared' is a shard of several tasks: "
+    )
+    assert f"{mine} (originq:a)" in result.stderr and f"{other} (quafu:b)" in result.stderr
+    store.archive_task(mine)  # archived shards are found too
+    result = console_script("show", "plat-only-mine", "--url", url)
+    assert result.returncode == 0 and json.loads(result.stdout)["task_id"] == mine
+    result = console_script("show", "plat-nowhere", "--url", url)
+    assert (result.returncode, result.stderr) == (1, "error: no task 'plat-nowhere'\n")

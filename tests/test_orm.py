@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import func, insert, select, text
+from sqlalchemy.exc import InvalidRequestError
 from sqlalchemy.orm import selectinload
 
 from uniqc_store import StoreError, TaskInfo, TaskShard, TaskStore
@@ -139,3 +140,22 @@ def test_broken_json_reads_as_the_marker_through_the_models(store: TaskStore) ->
     with store.session() as session:
         row = session.get(TaskRow, "uqt_1")
         assert row is not None and row.result == {"_invalid_json": "{not json"}
+
+
+def test_shards_are_lazy_raise_and_load_with_selectinload(filled: TaskStore) -> None:
+    """What the README says of ``TaskRow.shards``, and its one-task idiom."""
+    with filled.session() as session:
+        bare = session.scalars(select(TaskRow).where(TaskRow.task_id == "uqt_1")).one()
+        with pytest.raises(InvalidRequestError, match="lazy='raise'"):
+            _ = bare.shards
+    with filled.session() as session:
+        row = session.get(TaskRow, "uqt_1", options=[selectinload(TaskRow.shards)])
+        statuses = [shard.status for shard in row.shards] if row is not None else []
+    assert statuses == ["success", "failed"]  # loaded: still readable after the session
+    with filled.session() as session:
+        shard = session.scalars(
+            select(TaskShardRow)
+            .where(TaskShardRow.platform_task_id == "q1")
+            .options(selectinload(TaskShardRow.task))
+        ).one()
+        assert shard.task.task_id == "uqt_1"

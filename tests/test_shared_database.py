@@ -8,13 +8,18 @@ creates ``users``) keeping Alembic's default ``alembic_version``; ours keeps
 from __future__ import annotations
 
 import os
+import re
+import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from sqlalchemy import URL, inspect, text
+from sqlalchemy import URL, inspect, make_url, text
 
 from tests.alembic_runner import run_alembic
 from uniqc_store import SchemaOutOfDateError, TaskInfo, TaskStore
+from uniqc_store.alembic_filter import our_tables
 from uniqc_store.engine import create_store_engine
 from uniqc_store.migrations import upgrade
 from uniqc_store.versions import VERSION_TABLE_ENV
@@ -141,3 +146,92 @@ def test_our_row_in_alembic_version_moves_to_our_table(
     assert alembic(ours_ini, fresh_url, "current").strip() == "0006 (head)"
     with TaskStore(url=fresh_url) as store:
         assert store.count() == 1
+
+
+HOST_ENV = """
+from alembic import context
+from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine
+
+from uniqc_store.alembic_filter import include_name, include_object
+
+metadata = MetaData()  # the application's models: its own table only
+Table("users", metadata, Column("id", Integer, primary_key=True), Column("name", String(50)))
+arguments = context.get_x_argument(as_dictionary=True)
+hooks = {
+    "none": {},
+    "include_name": {"include_name": include_name},
+    "include_object": {"include_object": include_object},
+}[arguments.get("filter", "none")]
+engine = create_engine(arguments["url"])
+with engine.begin() as connection:
+    context.configure(connection=connection, target_metadata=metadata, **hooks)
+    with context.begin_transaction():
+        context.run_migrations()
+engine.dispose()
+"""
+
+
+@pytest.fixture
+def host(chains: tuple[Path, Path]) -> tuple[Path, Path]:
+    """The application's chain with an ``env.py`` that compares its models (and may
+    use our filter), and ours."""
+    app_ini, ours_ini = chains
+    (app_ini.parent / "app_migrations" / "env.py").write_text(HOST_ENV)
+    return app_ini, ours_ini
+
+
+def test_the_host_filter_hides_our_tables_from_the_applications_check(
+    host: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """The real ``alembic`` command on a SQLite file holding both chains' tables."""
+    app_ini, ours_ini = host
+    url = make_url(f"sqlite:///{tmp_path / 'shared.sqlite'}")
+    alembic(app_ini, url, "upgrade", "head")
+    alembic(ours_ini, url, "upgrade", "head")
+    exe = str(Path(sys.executable).with_name("alembic"))
+    env = {k: v for k, v in os.environ.items() if k not in ("UNIQC_STORE_URL", VERSION_TABLE_ENV)}
+
+    def check(hook: str) -> subprocess.CompletedProcess[str]:
+        args = [exe, "-c", str(app_ini), "-x", f"url={url}", "-x", f"filter={hook}", "check"]
+        return subprocess.run(args, capture_output=True, text=True, env=env, cwd=tmp_path)
+
+    unfiltered = check("none")
+    assert unfiltered.returncode != 0  # Alembic's "FAILED: New upgrade operations detected"
+    reported = set(re.findall(r"\('remove_table', Table\('(\w+)'", unfiltered.stdout))
+    assert (
+        reported
+        == {*our_tables()}
+        == {
+            "tasks",
+            "archived_tasks",
+            "task_shards",
+            "archived_task_shards",
+            "uniqc_store_alembic_version",
+        }
+    ), unfiltered.stderr
+    for hook in ("include_name", "include_object"):
+        filtered = check(hook)
+        assert filtered.returncode == 0, filtered.stderr
+        assert "No new upgrade operations detected." in filtered.stdout
+    # the filter hides ours only: a change to the application's own table is still seen
+    with sqlite3.connect(tmp_path / "shared.sqlite") as conn:
+        conn.execute("ALTER TABLE users ADD COLUMN extra INTEGER")
+    changed = check("include_name")
+    assert changed.returncode != 0 and "remove_column" in changed.stdout
+    assert "remove_table" not in changed.stdout and "remove_index" not in changed.stdout
+
+
+def test_the_host_filter_on_every_engine(fresh_url: URL, host: tuple[Path, Path]) -> None:
+    """The same check on each server, with both hooks; the version table as configured."""
+    app_ini, ours_ini = host
+    alembic(app_ini, fresh_url, "upgrade", "head")
+    alembic(ours_ini, fresh_url, "upgrade", "head")
+    for hook in ("include_name", "include_object"):
+        out = alembic(app_ini, fresh_url, "-x", f"filter={hook}", "check")
+        assert "No new upgrade operations detected." in out
+    env = {k: v for k, v in os.environ.items() if k not in ("UNIQC_STORE_URL", VERSION_TABLE_ENV)}
+    plain = fresh_url.render_as_string(hide_password=False)
+    result = run_alembic(
+        "-c", str(app_ini), "-x", f"url={plain}", "check", cwd=app_ini.parent, env=env
+    )
+    assert result.returncode != 0 and "('remove_table', Table('tasks'" in result.stdout

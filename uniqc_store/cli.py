@@ -54,7 +54,7 @@ from .engine import sqlite_file_path
 from .records import TaskInfo, TaskStatus
 from .redaction import redact_record
 from .store import TaskStore
-from .tables import archived_tasks, tasks
+from .tables import archived_task_shards, archived_tasks, task_shards, tasks
 
 __all__ = ["main", "parse_hours"]
 
@@ -251,10 +251,26 @@ def _utc_seconds(stamp: str) -> str:
 @url_option
 @reports_errors
 def show(task_id: str, reveal: bool, url: str | None) -> None:
-    """Show one task (live or archived) with its shards, as JSON."""
+    """Show one task (live or archived) with its shards, as JSON.
+
+    TASK_ID may also be a platform task id (a task id is looked up first): the
+    task holding that shard is shown; when several tasks hold one, they are
+    listed and nothing is shown.
+    """
     with opened_store(url) as store:
         found = store._locate(task_id)
-    if found is None:
+        if found is None:
+            owners = _owners_of_platform_id(store, task_id)
+            if len(owners) > 1:
+                listed = ", ".join(f"{owner} ({backend})" for owner, backend in owners)
+                fail(
+                    f"platform id {task_id!r} is a shard of several tasks: {listed}; "
+                    "show one by its task id"
+                )
+            if owners:
+                click.echo(f"platform id {task_id} is a shard of task {owners[0][0]}", err=True)
+                found = store._locate(owners[0][0])
+    if found is None:  # no such id, or the task moved away meanwhile
         fail(f"no task {task_id!r}")
         return
     info, shards, _archived = found
@@ -262,6 +278,31 @@ def show(task_id: str, reveal: bool, url: str | None) -> None:
     if not reveal:
         record = redact_record(record)
     click.echo(json.dumps(record, ensure_ascii=False, indent=2))
+
+
+def _owners_of_platform_id(store: TaskStore, platform_task_id: str) -> list[tuple[str, str]]:
+    """The tasks, live or archived, holding a shard with this platform id, with the
+    shards' backends: a few at most, enough to say the id is ambiguous.
+
+    ``get_shard_by_platform_id`` returns one shard and sees live tasks only; a
+    platform id is unique on its platform only, so two backends may share one.
+    """
+    few = 5
+
+    def read(conn: Connection) -> list[tuple[str, str]]:
+        found: dict[str, str] = {}
+        for shards in (task_shards, archived_task_shards):  # by their platform-id indexes
+            stmt = (
+                select(shards.c.uniqc_task_id, shards.c.backend)
+                .where(shards.c.platform_task_id == platform_task_id)
+                .distinct()
+                .limit(few)
+            )
+            for owner, backend in conn.execute(stmt):
+                found.setdefault(str(owner), str(backend))
+        return sorted(found.items())[:few]
+
+    return store._read(read, snapshot=True)
 
 
 @main.command("archive-expired")

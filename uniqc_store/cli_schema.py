@@ -199,12 +199,23 @@ def current(url: str | None) -> None:
 
 
 @click.command(cls=Command)
+@url_option
 @reports_errors
-def history() -> None:
-    """List the revisions of the chain."""
+def history(url: str | None) -> None:
+    """List the revisions of the chain, newest first.
+
+    Given a database (--url or UNIQC_STORE_URL), marks the revision it is at;
+    without one, opens nothing (not even the default file).
+    """
+    version = None
+    if url is not None:
+        with migration_engine(url) as (engine, _shown), engine.connect() as conn:
+            version = migrations.database_version(conn)
+    at = migrations.revision_id(version) if version else None
     for script in migrations.script_directory().walk_revisions("base", "heads"):
         title = (script.doc or "").splitlines()[0]
-        click.echo(f"{script.revision}  {title}")
+        mark = "  (current)" if script.revision == at else ""
+        click.echo(f"{script.revision}  {title}{mark}")
 
 
 @click.command(cls=Command)

@@ -10,6 +10,7 @@ import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -145,6 +146,9 @@ def check_url(ctx: click.Context, param: click.Parameter, value: str | None) -> 
     in one line like every other error (the URL is not echoed: it may hold a password)."""
     if value is None:
         return None
+    suggested = _sqlite_url_for_path(value)
+    if suggested is not None:
+        fail(f"--url: {value!r} is a file path, not a database URL: use {suggested}", EXIT_USAGE)
     from .engine import parse_url
 
     try:
@@ -161,6 +165,21 @@ def check_url(ctx: click.Context, param: click.Parameter, value: str | None) -> 
             EXIT_USAGE,
         )
     return value
+
+
+def _sqlite_url_for_path(value: str) -> str | None:
+    """The SQLite URL for ``--url /tmp/x/tasks.sqlite`` (a bare path), or None.
+
+    Text with ``://`` is a URL; text with ``@`` or ``:`` (``user:pass@host/db`` with
+    no scheme) may hold a password and is never echoed. Anything else naming a path, or a file
+    name with a dot, is taken for the SQLite file the operator meant: four slashes
+    before an absolute path are easy to get wrong, so the error spells the URL out.
+    """
+    if ":" in value or "@" in value or not value.strip():
+        return None
+    if not value.startswith(("/", ".", "~")) and os.sep not in value and "." not in value:
+        return None
+    return f"sqlite:///{Path(value).expanduser()}"
 
 
 url_option = click.option(
