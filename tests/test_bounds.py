@@ -40,15 +40,6 @@ def _task(task_id: str = "uqt_bounded") -> TaskInfo:
     return TaskInfo(task_id=task_id, backend="dummy", status="running", shots=10)
 
 
-def _elapsed(call: object) -> float:
-    started = time.monotonic()
-    try:
-        call()  # type: ignore[operator]
-    finally:
-        pass
-    return time.monotonic() - started
-
-
 # -- the settings ----------------------------------------------------------------
 
 
@@ -98,7 +89,9 @@ def test_engine_options_reach_create_engine(backend: str, tmp_path: Path) -> Non
                 if backend == "postgresql":
                     assert conn.execute(text("SHOW application_name")).scalar() == name
                     # our connect bound is merged with the caller's connect_args
-                    assert conn.connection.dbapi_connection.info.get_parameters()  # type: ignore[union-attr]
+                    dsn = conn.connection.dbapi_connection.info.dsn  # type: ignore[union-attr]
+                    assert f"connect_timeout={Timeouts().connect_whole_seconds}" in dsn
+                    assert f"application_name={name}" in dsn
                 else:
                     wait = conn.execute(text("SELECT @@SESSION.innodb_lock_wait_timeout")).scalar()
                     assert wait == Timeouts().lock_wait_whole_seconds
@@ -239,7 +232,6 @@ def test_an_exhausted_pool_is_busy_naming_the_setting(backend: str, tmp_path: Pa
         options = {"pool_size": 1, "max_overflow": 0, "pool_timeout": 0.5}
         store = TaskStore(url=url, auto_migrate=True, engine_options=options)
         try:
-            outcome: list[BaseException] = []
             entered, leave = threading.Event(), threading.Event()
 
             def hold() -> None:
@@ -251,9 +243,8 @@ def test_an_exhausted_pool_is_busy_naming_the_setting(backend: str, tmp_path: Pa
             holder.start()
             assert entered.wait(10)
             try:
-                with pytest.raises(DatabaseBusyError, match="pool_size") as caught:
+                with pytest.raises(DatabaseBusyError, match="pool_size"):
                     store.get("uqt_x")
-                outcome.append(caught.value)
             finally:
                 leave.set()
                 holder.join(30)
