@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -197,27 +198,34 @@ def test_a_lock_wait_ends_as_busy_after_the_bound(short_store: TaskStore, call: 
     assert short_store.delete("uqt_bounded") is True
 
 
+@contextmanager
+def _read_unit_held_elsewhere(store: TaskStore) -> Iterator[None]:
+    """Another thread inside a ``store.reading()`` block until the ``with`` ends."""
+    entered, leave = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with store.reading():
+            entered.set()
+            leave.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert entered.wait(10)
+    try:
+        yield
+    finally:
+        leave.set()
+        holder.join(30)
+
+
 def test_a_sqlite_caller_waits_for_another_unit_at_most_the_bound(tmp_path: Path) -> None:
     store = TaskStore(tmp_path, timeouts=SHORT)
     try:
-        entered, leave = threading.Event(), threading.Event()
-
-        def hold() -> None:
-            with store.reading():
-                entered.set()
-                leave.wait(30)
-
-        holder = threading.Thread(target=hold)
-        holder.start()
-        assert entered.wait(10)
-        try:
+        with _read_unit_held_elsewhere(store):
             started = time.monotonic()
             with pytest.raises(DatabaseBusyError, match="lock_wait_seconds"):
                 store.get("uqt_x")
             assert time.monotonic() - started <= SHORT.lock_wait_seconds + SLACK_S
-        finally:
-            leave.set()
-            holder.join(30)
         assert store.get("uqt_x") is None
     finally:
         store.close()
@@ -232,22 +240,11 @@ def test_an_exhausted_pool_is_busy_naming_the_setting(backend: str, tmp_path: Pa
         options = {"pool_size": 1, "max_overflow": 0, "pool_timeout": 0.5}
         store = TaskStore(url=url, auto_migrate=True, engine_options=options)
         try:
-            entered, leave = threading.Event(), threading.Event()
-
-            def hold() -> None:
-                with store.reading():
-                    entered.set()
-                    leave.wait(30)
-
-            holder = threading.Thread(target=hold)
-            holder.start()
-            assert entered.wait(10)
-            try:
-                with pytest.raises(DatabaseBusyError, match="pool_size"):
-                    store.get("uqt_x")
-            finally:
-                leave.set()
-                holder.join(30)
+            with (
+                _read_unit_held_elsewhere(store),
+                pytest.raises(DatabaseBusyError, match="pool_size"),
+            ):
+                store.get("uqt_x")
             assert store.get("uqt_x") is None
         finally:
             store.close()
