@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import URL, create_engine, select, text
+from sqlalchemy import URL, create_engine, select, text, update
 from sqlalchemy.exc import DBAPIError
 
 from tests.http_server import http_client
@@ -541,33 +541,50 @@ def test_check_rows_walks_every_row_in_batches(store: TaskStore, backend: str) -
 
 
 def test_an_import_is_never_retried_on_half_read_lines(store: TaskStore, backend: str) -> None:
-    """The executor runs a transaction again when the server aborts it (here a MariaDB
-    lock wait timeout); an import cannot be, its lines are read once: it says so, and
-    nothing is written (before, the second attempt found no lines and "imported" 0)."""
-    if backend != "mysql":
-        pytest.skip("a lock wait timeout that the executor retries: MySQL/MariaDB (1205)")
-    store.save(TaskInfo("uqt_locked", "b"))
-    url = store.url.update_query_dict({"init_command": "SET innodb_lock_wait_timeout = 1"})
-    importer = TaskStore(url=url)
-    locker = create_engine(store.url)
-    locked, release = threading.Event(), threading.Event()
+    """The executor runs a transaction again when the server aborts it as a deadlock
+    victim; an import cannot be, its lines are read once: it says so, and nothing is
+    written (before, the second attempt found no lines and "imported" 0).
 
-    def hold_the_row() -> None:
-        with locker.begin() as conn:
+    The deadlock is made on purpose: another transaction has changed many rows, then
+    locks ``uqt_locked``; the import inserts ``uqt_new`` and waits for ``uqt_locked``;
+    the other transaction then asks for ``uqt_new``. InnoDB rolls back the lighter
+    transaction, the import."""
+    if backend != "mysql":
+        pytest.skip("a deadlock the executor retries, made with InnoDB's victim rule: MySQL/MariaDB")
+    heavy = [f"uqt_heavy_{i:03}" for i in range(100)]
+    store.save_many([TaskInfo(task_id, "b") for task_id in heavy])
+    store.save(TaskInfo("uqt_locked", "b"))
+    locker = create_engine(store.url)
+    locked, done = threading.Event(), threading.Event()
+
+    def import_waits(conn: Any) -> bool:
+        waiting = "SELECT COUNT(*) FROM information_schema.innodb_trx WHERE trx_state = 'LOCK WAIT'"
+        for _ in range(300):  # 30 s at most
+            if conn.execute(text(waiting)).scalar():
+                return True
+            done.wait(0.1)
+        return False
+
+    def make_the_deadlock() -> None:
+        with locker.connect() as watcher, locker.begin() as conn:
+            # one key at a time, so only those rows are locked (a range would lock gaps)
+            for task_id in heavy:
+                conn.execute(update(tasks).where(tasks.c.task_id == task_id).values(status="running"))
             conn.execute(text("SELECT * FROM tasks WHERE task_id = 'uqt_locked' FOR UPDATE"))
             locked.set()
-            release.wait(60)
+            if import_waits(watcher):
+                conn.execute(text("SELECT * FROM tasks WHERE task_id = 'uqt_new' FOR UPDATE"))
+            done.wait(60)
 
-    holder = threading.Thread(target=hold_the_row)
+    holder = threading.Thread(target=make_the_deadlock)
     holder.start()
     try:
         assert locked.wait(30)
         lines = [line("tasks", task_row("uqt_new")), line("tasks", task_row("uqt_locked"))]
         with pytest.raises(DatabaseBusyError, match="nothing was imported; run it again"):
-            import_jsonl(importer, lines)
+            import_jsonl(store, lines)
     finally:
-        release.set()
+        done.set()
         holder.join(60)
-        importer.close()
         locker.dispose()
-    assert store.get("uqt_new") is None and store.count() == 1
+    assert store.get("uqt_new") is None and store.count() == 101
