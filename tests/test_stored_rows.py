@@ -550,7 +550,7 @@ def test_an_import_is_never_retried_on_half_read_lines(store: TaskStore, backend
     the other transaction then asks for ``uqt_new``. InnoDB rolls back the lighter
     transaction, the import."""
     if backend != "mysql":
-        pytest.skip("a deadlock the executor retries, made with InnoDB's victim rule: MySQL/MariaDB")
+        pytest.skip("a deadlock the executor retries, by InnoDB's victim rule: MySQL/MariaDB")
     heavy = [f"uqt_heavy_{i:03}" for i in range(100)]
     store.save_many([TaskInfo(task_id, "b") for task_id in heavy])
     store.save(TaskInfo("uqt_locked", "b"))
@@ -569,7 +569,8 @@ def test_an_import_is_never_retried_on_half_read_lines(store: TaskStore, backend
         with locker.connect() as watcher, locker.begin() as conn:
             # one key at a time, so only those rows are locked (a range would lock gaps)
             for task_id in heavy:
-                conn.execute(update(tasks).where(tasks.c.task_id == task_id).values(status="running"))
+                one = update(tasks).where(tasks.c.task_id == task_id)
+                conn.execute(one.values(status="running"))
             conn.execute(text("SELECT * FROM tasks WHERE task_id = 'uqt_locked' FOR UPDATE"))
             locked.set()
             if import_waits(watcher):
