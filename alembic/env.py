@@ -14,16 +14,17 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy import Connection, Engine
 
-from uniqc_store.column_types import add_mysql_table_options
-from uniqc_store.engine import create_store_engine, resolve_url
-from uniqc_store.migrations import (
+from uniqc_store.db.engine import create_store_engine
+from uniqc_store.db.urls import resolve_url
+from uniqc_store.migrations.runner import (
     migration_connection,
     migration_lock,
     prepare_database,
     stamp_sqlite_header,
 )
-from uniqc_store.tables import metadata
-from uniqc_store.versions import version_table
+from uniqc_store.schema.tables import metadata
+from uniqc_store.schema.types import add_mysql_table_options
+from uniqc_store.schema.versions import version_table
 
 config = context.config
 _LOGGING_SECTIONS = ("loggers", "handlers", "formatters")

@@ -32,8 +32,8 @@ import sqlalchemy
 from fastapi.testclient import TestClient
 
 from uniqc_store import TaskStore
-from uniqc_store.api import create_app
-from uniqc_store.engine import sqlite_url_for
+from uniqc_store.api.app import create_app
+from uniqc_store.db.urls import sqlite_url_for
 
 BACKENDS = ("originq:WK_C180", "quafu:ScQ-P136", "ibm:brisbane", "dummy")
 STATUSES = ("success",) * 6 + ("failed", "running", "pending", "cancelled")

@@ -16,8 +16,9 @@ from pathlib import Path
 
 from benchmarks.run import build_legacy_file, info, row
 from uniqc_store import TaskShard, TaskStore
-from uniqc_store.engine import create_store_engine, sqlite_url_for
-from uniqc_store.migrations import upgrade
+from uniqc_store.db.engine import create_store_engine
+from uniqc_store.db.urls import sqlite_url_for
+from uniqc_store.migrations.runner import upgrade
 
 ROWS = 2000
 OPERATIONS = ("save", "get", "list", "count", "save_shard", "get_shards", "archive_task")

@@ -31,8 +31,9 @@ import sqlalchemy
 
 from benchmarks.baseline import RawFloor, ReferenceLikeStore, rekey_floor, rekey_row_by_row
 from uniqc_store import TaskInfo, TaskShard, TaskStore
-from uniqc_store.engine import create_store_engine, sqlite_url_for
-from uniqc_store.migrations import upgrade
+from uniqc_store.db.engine import create_store_engine
+from uniqc_store.db.urls import sqlite_url_for
+from uniqc_store.migrations.runner import upgrade
 
 Result = dict[str, Any]
 T = TypeVar("T")
@@ -337,7 +338,7 @@ def migrate_in_child(kind: str, path: Path) -> tuple[float, float]:
 
 
 def _child_migrate(kind: str, path: Path) -> str:
-    from uniqc_store import migrations
+    from uniqc_store.migrations import runner as migrations
 
     migrations.script_directory()  # imports done before the clock starts
     start = time.perf_counter()

@@ -19,8 +19,8 @@ from sqlalchemy import URL, Engine, event, make_url, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from uniqc_store import TaskStore
-from uniqc_store.door import STRICT_ENV
-from uniqc_store.engine import create_store_engine
+from uniqc_store.db.door import STRICT_ENV
+from uniqc_store.db.engine import create_store_engine
 
 #: The suite runs with the one door enforced: a connection the package checks out
 #: beside its executor raises (subprocesses, e.g. the CLI's, inherit it).

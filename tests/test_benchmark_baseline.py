@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from uniqc_store import TaskStore
-from uniqc_store.engine import create_store_engine, sqlite_url_for
-from uniqc_store.migrations import upgrade
+from uniqc_store.db.engine import create_store_engine
+from uniqc_store.db.urls import sqlite_url_for
+from uniqc_store.migrations.runner import upgrade
 
 baseline = pytest.importorskip("benchmarks.baseline", reason="run from the repository root")
 bench = pytest.importorskip("benchmarks.run", reason="run from the repository root")

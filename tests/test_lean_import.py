@@ -68,7 +68,7 @@ def test_mysql_ddl_compiled_without_an_engine_has_the_table_options(tmp_path: Pa
     code = (
         "from sqlalchemy.dialects import mysql\n"
         "from sqlalchemy.schema import CreateTable\n"
-        "from uniqc_store.tables import metadata\n"
+        "from uniqc_store.schema.tables import metadata\n"
         "for dialect in (mysql.dialect(), mysql.dialect(is_mariadb=True)):\n"
         "    for table in metadata.sorted_tables:\n"
         "        print(CreateTable(table).compile(dialect=dialect), '@@')"

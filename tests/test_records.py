@@ -18,8 +18,8 @@ from uniqc_store import (
     generate_uniqc_task_id,
     is_uniqc_task_id,
 )
-from uniqc_store.codec import decode_json
 from uniqc_store.records import normalize_status
+from uniqc_store.schema.payload import decode_json
 
 
 def test_ids() -> None:

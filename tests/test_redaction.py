@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import server_url
 from uniqc_store import DatabaseUnavailableError, TaskStore
-from uniqc_store.codec import MAX_JSON_DEPTH
+from uniqc_store.records import MAX_JSON_DEPTH
 from uniqc_store.redaction import (
     MASK,
     REDACTED,

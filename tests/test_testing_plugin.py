@@ -12,7 +12,7 @@ from sqlalchemy import URL, text
 
 from tests.conftest import server_url
 from uniqc_store import TaskInfo, TaskStore
-from uniqc_store.engine import create_store_engine
+from uniqc_store.db.engine import create_store_engine
 
 pytest_plugins = ["pytester"]
 

@@ -33,8 +33,8 @@ def test_wheel_upgrades_without_a_checkout(tmp_path: Path) -> None:
         "uniqc_store/_alembic/versions/0005_v5_uqt_ids.py",
         "uniqc_store/_alembic/versions/0006_exact_keys.py",
         "uniqc_store/py.typed",
-        "uniqc_store/dashboard/static/index.html",
-        "uniqc_store/dashboard/static/app.js",
+        "uniqc_store/api/dashboard/static/index.html",
+        "uniqc_store/api/dashboard/static/app.js",
     ):
         assert shipped in names
     (dist_info,) = {n.split("/")[0] for n in names if n.split("/")[0].endswith(".dist-info")}

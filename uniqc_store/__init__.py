@@ -6,8 +6,9 @@ and ``TaskPersistence`` are the reference's archive and legacy dict APIs.
 
 from __future__ import annotations
 
-from .archive_store import ArchiveStore
-from .errors import (
+from uniqc_store.compat.archive_store import ArchiveStore
+from uniqc_store.compat.persistence import TaskPersistence
+from uniqc_store.errors import (
     DatabaseBusyError,
     DatabaseUnavailableError,
     DriverNotInstalledError,
@@ -20,8 +21,7 @@ from .errors import (
     TaskConflictError,
     UnreadableRowError,
 )
-from .persistence import TaskPersistence
-from .records import (
+from uniqc_store.records import (
     APPLICATION_ID,
     CURRENT_SCHEMA_VERSION,
     DEFAULT_CACHE_DIR,
@@ -33,8 +33,8 @@ from .records import (
     generate_uniqc_task_id,
     is_uniqc_task_id,
 )
-from .store import TaskStore
-from .timeouts import Timeouts
+from uniqc_store.repository.store import TaskStore
+from uniqc_store.timeouts import Timeouts
 
 __version__ = "0.1.0"
 

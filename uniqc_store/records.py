@@ -114,3 +114,14 @@ class TaskShard:
     def to_dict(self) -> dict[str, Any]:
         """The shard as a plain dict (a deep copy)."""
         return asdict(self)
+
+
+#: The deepest nesting of dicts and lists a payload may have. Python's JSON
+#: decoder, FastAPI's encoder and the redaction walk all recurse per level:
+#: a much deeper document is saved fine but cannot be read back or served.
+MAX_JSON_DEPTH = 100
+
+
+#: Longest id, backend or key timestamp a row may hold: MySQL's key columns are
+#: VARCHAR(255); checked on every engine, so a value fits everywhere or nowhere.
+MAX_KEY_LENGTH = 255

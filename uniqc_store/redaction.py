@@ -26,7 +26,7 @@ import re
 import unicodedata
 from typing import Any
 
-from .codec import MAX_JSON_DEPTH
+from uniqc_store.records import MAX_JSON_DEPTH
 
 REDACTED = "[REDACTED]"
 MASK = "***"
@@ -313,7 +313,7 @@ def redact_sensitive(value: Any) -> Any:
     is searched key by key. Falsy values are kept. Header pairs
     ``[name, value]`` hide the value. Every other string goes through
     :func:`mask_text`; numbers, booleans and None are returned as they are.
-    What lies deeper than :data:`~uniqc_store.codec.MAX_JSON_DEPTH` levels
+    What lies deeper than :data:`~uniqc_store.records.MAX_JSON_DEPTH` levels
     (only rows another tool wrote can be) is not walked, so it cannot be
     checked: it becomes :data:`TOO_DEEP`.
     """

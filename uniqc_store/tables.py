@@ -1,109 +1,21 @@
-"""The schema as Core tables: the reference's v5 tables, spelled out once.
-
-Every table, column, default, key and index name here is the reference
-store's, in the reference's column order. Engine differences live in the
-column types and the MySQL/MariaDB table options (``column_types.py``), not
-in per-engine SQL. The repository runs on these tables alone; the ORM classes
-(``models.py``) map over them and load ``sqlalchemy.orm`` only where the ORM
-is used, so ``import uniqc_store`` does not pay for it.
-"""
+"""Deprecated: the Core tables moved to ``uniqc_store.schema.tables`` (0.2)."""
 
 from __future__ import annotations
 
-from typing import Any
+import warnings
 
-from sqlalchemy import Column, ForeignKey, Index, Integer, MetaData, Table, text
-
-from .column_types import (
-    MYSQL_OPTIONS,
-    SQLITE_NULLABLE_PK,
-    ExactKeyText,
-    ExactText,
-    JSONText,
-    PayloadText,
+from uniqc_store.schema.tables import (
+    archived_task_shards,
+    archived_tasks,
+    metadata,
+    task_shards,
+    tasks,
 )
 
-metadata = MetaData(
-    naming_convention={
-        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-        "pk": "pk_%(table_name)s",
-    }
-)
+__all__ = ["archived_task_shards", "archived_tasks", "metadata", "task_shards", "tasks"]
 
-
-def _task_columns() -> list[Column[Any]]:
-    """The columns ``tasks`` and ``archived_tasks`` share, in the reference's order."""
-    return [
-        Column("task_id", ExactKeyText, primary_key=True, info={SQLITE_NULLABLE_PK: True}),
-        Column("backend", ExactKeyText, nullable=False),
-        Column("status", ExactKeyText, nullable=False),
-        Column("shots", Integer, nullable=False, server_default=text("0")),
-        Column("submit_time", ExactKeyText, nullable=False),
-        Column("update_time", ExactText, nullable=False),
-        Column("result_json", JSONText()),
-        Column("metadata_json", JSONText(empty_object=True), nullable=False, server_default="{}"),
-    ]
-
-
-def _shard_columns(parent: Column[str]) -> list[Column[Any]]:
-    """The columns ``task_shards`` and ``archived_task_shards`` share, ``parent`` (the
-    task id, with or without its foreign key) first."""
-    return [
-        parent,
-        Column("shard_index", Integer, primary_key=True),
-        Column("platform_task_id", ExactKeyText, nullable=False),
-        Column("backend", ExactKeyText, nullable=False),
-        Column("circuit_count", Integer, nullable=False, server_default=text("1")),
-        Column("sub_index_offset", Integer, nullable=False, server_default=text("0")),
-        Column("status", ExactKeyText, nullable=False),
-        Column("result_json", JSONText()),
-        Column("error_message", PayloadText),
-        Column("submit_time", ExactText, nullable=False),
-        Column("update_time", ExactText, nullable=False),
-    ]
-
-
-def _table(name: str, *elements: Any) -> Table:
-    """One of the store's tables: in ``metadata``, flagged for the MySQL table options."""
-    return Table(name, metadata, *elements, info={MYSQL_OPTIONS: True})
-
-
-tasks = _table(
-    "tasks",
-    *_task_columns(),
-    Column("error_message", PayloadText),  # v3 added it last
-    Index("tasks_backend_idx", "backend"),
-    Index("tasks_status_idx", "status"),
-    Index("tasks_submit_time_idx", "submit_time"),
-)
-
-archived_tasks = _table(
-    "archived_tasks",
-    *_task_columns(),
-    Column("archived_at", ExactText, nullable=False),
-    Column("error_message", PayloadText),  # v3 added it after archived_at
-    Index("archived_backend_idx", "backend"),
-    Index("archived_status_idx", "status"),
-    Index("archived_submit_time_idx", "submit_time"),
-)
-
-task_shards = _table(
-    "task_shards",
-    *_shard_columns(
-        Column(
-            "uniqc_task_id",
-            ExactKeyText,
-            ForeignKey("tasks.task_id", ondelete="CASCADE"),
-            primary_key=True,
-        )
-    ),
-    Index("task_shards_platform_idx", "platform_task_id"),
-    Index("task_shards_status_idx", "status"),
-)
-
-archived_task_shards = _table(
-    "archived_task_shards",
-    *_shard_columns(Column("uniqc_task_id", ExactKeyText, primary_key=True)),
-    Column("archived_at", ExactText, nullable=False),
-    Index("archived_task_shards_platform_idx", "platform_task_id"),
+warnings.warn(
+    "uniqc_store.tables moved to uniqc_store.schema.tables; this alias goes in 1.0",
+    DeprecationWarning,
+    stacklevel=2,
 )

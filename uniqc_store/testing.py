@@ -35,9 +35,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import URL, text
 
-from . import door
-from .engine import create_store_engine, parse_url, redact, sqlite_file_path
-from .store import TaskStore
+from uniqc_store.db import door
+from uniqc_store.db.engine import create_store_engine
+from uniqc_store.db.urls import parse_url, redact, sqlite_file_path
+from uniqc_store.repository.store import TaskStore
 
 TEST_URL_ENV = "UNIQC_STORE_TEST_URL"
 KEEP_ENV = "UNIQC_STORE_TEST_KEEP"

@@ -1,0 +1,2 @@
+"""The reference's other APIs on top of the repository: ``ArchiveStore`` and the
+legacy dict API ``TaskPersistence``."""

@@ -1,0 +1,132 @@
+"""The engine a store or a migration runs on: our defaults over
+``create_engine``, the SQLite file checked before anything connects, and every
+engine guarded by the one door (``door.py``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy
+from sqlalchemy import URL, Engine, event
+from sqlalchemy.exc import NoSuchModuleError
+from sqlalchemy.pool import StaticPool
+
+from uniqc_store.db import door
+from uniqc_store.db.drivers import (
+    SERVER_POOL_DEFAULTS,
+    _end_connect_read_timeout,
+    driver_hint,
+    server_connect_args,
+)
+from uniqc_store.db.sqlite import SYNCHRONOUS_LEVELS, busy_timeout_ms, install_sqlite_recipe
+from uniqc_store.db.sqlite_files import check_sqlite_file
+from uniqc_store.db.urls import parse_url, redact, sqlite_file_path
+from uniqc_store.errors import DriverNotInstalledError
+from uniqc_store.timeouts import DEFAULT_TIMEOUTS, Timeouts
+
+
+def create_store_engine(
+    url: str | URL,
+    *,
+    foreign_keys: bool = True,
+    synchronous: str = "FULL",
+    allow_foreign_tables: bool = False,
+    timeouts: Timeouts = DEFAULT_TIMEOUTS,
+    **kwargs: Any,
+) -> Engine:
+    """Create the engine a store or a migration runs on.
+
+    ``kwargs`` go to ``create_engine`` (a store's ``engine_options``) over our
+    defaults: on servers ``SERVER_POOL_DEFAULTS`` and the bounds of
+    ``timeouts`` as connect arguments (``server_connect_args``); a
+    ``connect_args`` given is merged key by key.
+
+    A SQLite file is checked (``check_sqlite_file``) before any connection is
+    made. ``foreign_keys=False`` is for migrations, which must not cascade.
+    ``synchronous`` is SQLite's: FULL (the default, the reference's
+    durability: a commit survives power loss) or NORMAL (in WAL mode a commit
+    survives a crash of the process but not of the machine; 3x faster saves).
+    ``allow_foreign_tables`` lets ``alembic upgrade`` add our tables to a SQLite
+    file that holds another application's. A URL whose driver is missing raises
+    ``DriverNotInstalledError`` naming what to install.
+    """
+    url = parse_url(url)
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        level = synchronous.upper()
+        if level not in SYNCHRONOUS_LEVELS:
+            raise ValueError(
+                f"synchronous must be one of {SYNCHRONOUS_LEVELS}, not {synchronous!r}"
+            )
+        return _create_sqlite_engine(
+            url,
+            foreign_keys=foreign_keys,
+            synchronous=level,
+            allow_foreign_tables=allow_foreign_tables,
+            busy_ms=busy_timeout_ms(url, timeouts.lock_wait_ms),
+            **kwargs,
+        )
+    if backend in ("mysql", "mariadb") and "charset" not in url.query:
+        url = url.update_query_dict({"charset": "utf8mb4"})
+    # No pool_pre_ping: it costs a round trip per call. A connection the server
+    # dropped is invalidated by SQLAlchemy and the store retries (connections.py).
+    options: dict[str, Any] = {**SERVER_POOL_DEFAULTS, **kwargs}
+    if options.get("poolclass") is not None:  # e.g. NullPool takes no pool sizes
+        for key in SERVER_POOL_DEFAULTS:
+            if key not in kwargs:
+                del options[key]
+    connect_args = {**server_connect_args(url, timeouts), **kwargs.get("connect_args", {})}
+    engine = _create_engine(url, **{**options, "connect_args": connect_args})
+    if "read_timeout" not in kwargs.get("connect_args", {}) and url.get_driver_name() == "pymysql":
+        event.listen(engine, "connect", _end_connect_read_timeout)
+    return engine
+
+
+def _create_engine(url: URL, **kwargs: Any) -> Engine:
+    """``create_engine``, with a missing driver reported as ``DriverNotInstalledError``
+    and an unknown scheme as a bad argument."""
+    try:  # looked up at call time: tracing that wraps it later (OpenTelemetry) sees our engines
+        engine = sqlalchemy.create_engine(url, **kwargs)
+    except ModuleNotFoundError as exc:
+        raise DriverNotInstalledError(
+            f"the {url.get_backend_name()} driver {url.get_driver_name()!r} of "
+            f"{redact(url)} is not installed ({exc}); install it: {driver_hint(url)}"
+        ) from exc
+    except NoSuchModuleError:
+        engine = None  # refused below, outside the handler: no exception chain to carry the URL
+    if engine is not None:
+        door.guard(engine)
+        return engine
+    raise ValueError(
+        f"no SQLAlchemy dialect for {url.drivername!r}: use a URL starting with "
+        "sqlite://, postgresql+psycopg:// or mysql+pymysql:// (or install the dialect)"
+    )
+
+
+def _create_sqlite_engine(
+    url: URL,
+    *,
+    foreign_keys: bool,
+    synchronous: str,
+    allow_foreign_tables: bool,
+    busy_ms: int,
+    **kwargs: Any,
+) -> Engine:
+    path = sqlite_file_path(url)
+    if path is None:
+        kwargs.setdefault("poolclass", StaticPool)
+        kwargs.setdefault("connect_args", {"check_same_thread": False})
+    else:
+        check_sqlite_file(path, allow_foreign_tables=allow_foreign_tables)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        kwargs.setdefault("connect_args", {"check_same_thread": False})
+    engine = _create_engine(url, **kwargs)
+    install_sqlite_recipe(
+        engine,
+        foreign_keys=foreign_keys,
+        wal=path is not None,
+        synchronous=synchronous,
+        busy_ms=busy_ms,
+    )
+    return engine

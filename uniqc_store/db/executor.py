@@ -1,0 +1,526 @@
+"""The one owner of an engine's transactions: every statement runs through here.
+
+There is one ``Executor`` per engine (:func:`executor_for`), shared by every
+store on it, so its lock and its held connection are the engine's: two
+stores on one ``sqlite://`` engine queue on one lock instead of sending
+``BEGIN`` into each other's transactions.
+
+``Executor.write(work)`` begins a transaction, hands ``work`` a
+``Transaction`` (helpers run statements on it and never commit), then
+commits, or rolls back if ``work`` raised. ``read(work)`` runs reads.
+``reading()`` / ``transaction()`` are the same units as ``with`` blocks, for
+the package's tools and for applications. Nothing else begins, commits or
+rolls back, and ``door.py`` checks at run time that nothing in the package
+connects beside these units.
+
+Statements run through SQLAlchemy's execution, so ``echo``, cursor events and
+tracing see them. On a held SQLite connection, while nothing watches the
+engine, a whole transaction (or a read) may take the direct path instead
+(``direct.py`` says when that is equivalent); the choice is made once per
+transaction, so one transaction never has two owners.
+
+On SQLite a write transaction opens with ``BEGIN IMMEDIATE``: it takes the
+write lock up front and waits on the busy timeout, so writers queue instead
+of failing half-way, and everything a move reads stays as read until it
+commits. Reads run without ``BEGIN`` (each statement its own snapshot).
+
+On servers a transaction the server aborted (deadlock, serialization
+failure) is run again, with full-jitter back-off, and so is one whose
+connection dropped before COMMIT (the server rolled it back), as long as
+the unit's deadline allows: every attempt of a unit shares one deadline
+(``Timeouts.call_seconds``, or ``bulk_seconds`` inside :func:`bulk`), which
+the watchdog enforces on the socket. A lock wait that hit its bound is not
+run again (it would wait as long again).
+A write whose outcome cannot be known is never run again: the caller gets
+``DatabaseUnavailableError`` saying it may or may not have been written
+(see :meth:`Executor.write_one` for how the two cases are told apart).
+
+A store call made inside another's unit of work on the same thread or task
+(from a ``modify`` change, say) is refused at once: it would wait on the
+outer call's own locks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import select
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextvars import ContextVar
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Engine, Executable, event
+from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError, SQLAlchemyError
+
+from uniqc_store.db import direct, door, sqlite_statistics
+from uniqc_store.db.connections import HeldConnection, PooledConnections, source_for
+from uniqc_store.db.direct import DriverStatements, Row
+from uniqc_store.db.translation import store_error
+from uniqc_store.errors import DatabaseUnavailableError, StoreError
+from uniqc_store.timeouts import DEFAULT_TIMEOUTS, Timeouts
+
+T = TypeVar("T")
+Params = Mapping[str, Any] | list[dict[str, Any]]
+
+#: SQLSTATEs (PostgreSQL) and error numbers (MySQL) worth a retry.
+_RETRY_SQLSTATES = {"40001", "40P01"}
+_RETRY_MYSQL_ERRNOS = {1213}  # not 1205: a lock wait that timed out would wait as long again
+MAX_ATTEMPTS = 8
+#: Full-jitter back-off between attempts: a random sleep up to min(cap, base * 2**n).
+BACKOFF_BASE_S = 0.005
+BACKOFF_CAP_S = 0.5
+
+_NESTED = (
+    "a store call was made inside another store call's transaction (from a modify() change?); "
+    "it would wait on that call's own locks: make it before or after"
+)
+_COMMIT_UNKNOWN = (
+    "the connection to the database dropped while the transaction was committing: it may or "
+    "may not have been written; check before repeating the call"
+)
+_SENT_UNKNOWN = (
+    "the connection to the database dropped after the statement was sent: it may or may not "
+    "have been written; check before repeating the call"
+)
+
+#: The executors whose write unit the current thread or task is inside (outermost first).
+_writing: ContextVar[tuple[int, ...]] = ContextVar("uniqc_store_writing", default=())
+#: Whether the current call is a bulk call (deadline ``bulk_seconds``).
+_bulk: ContextVar[bool] = ContextVar("uniqc_store_bulk", default=False)
+#: Where an engine keeps its executor (on its dialect, which ``execution_options``
+#: copies of the engine share and which lives exactly as long as the engine).
+_EXECUTOR_KEY = "_uniqc_store_executor"
+_registering = threading.Lock()
+
+
+def executor_for(engine: Engine, timeouts: Timeouts | None = None) -> Executor:
+    """The engine's executor, made on first use and shared by every store on the engine.
+
+    Its timeouts are the engine's too: a later store asking for other ones is refused
+    rather than silently given the first store's.
+    """
+    dialect: Any = engine.dialect
+    found: Executor | None = getattr(dialect, _EXECUTOR_KEY, None)
+    if found is None:
+        with _registering:
+            found = getattr(dialect, _EXECUTOR_KEY, None)
+            if found is None:
+                found = Executor(engine, timeouts or DEFAULT_TIMEOUTS)
+                setattr(dialect, _EXECUTOR_KEY, found)
+    if timeouts is not None and timeouts != found.timeouts:
+        raise ValueError(
+            f"the stores of one engine share its timeouts ({found.timeouts}); this one asks "
+            f"for {timeouts}: give it its own engine, or the same timeouts"
+        )
+    return found
+
+
+@contextlib.contextmanager
+def bulk() -> Iterator[None]:
+    """Mark the calls in the block as bulk calls: their units get ``Timeouts.bulk_seconds``."""
+    token = _bulk.set(True)
+    try:
+        yield
+    finally:
+        _bulk.reset(token)
+
+
+def is_transient(exc: DBAPIError) -> bool:
+    """Whether the server aborted the transaction and asks for it to run again
+    (deadlock, serialization failure, lock wait timeout)."""
+    orig = exc.orig
+    if getattr(orig, "sqlstate", None) in _RETRY_SQLSTATES:
+        return True
+    args: tuple[object, ...] = getattr(orig, "args", ())
+    return bool(args) and args[0] in _RETRY_MYSQL_ERRNOS
+
+
+class Transaction:
+    """A write transaction in progress: what helpers receive (they never commit)."""
+
+    __slots__ = ("_direct", "_executor", "connection")
+
+    def __init__(self, executor: Executor, connection: Connection, direct_path: bool) -> None:
+        self._executor = executor
+        self._direct = direct_path
+        self.connection = connection
+
+    def run(self, stmt: Executable, params: Params) -> int:
+        """Execute a DML statement (a list of parameter sets: executemany); the rowcount."""
+        if self._direct:
+            return direct.execute(self.connection, self._executor.driver(stmt), params)[0]
+        return int(self.connection.execute(stmt, params).rowcount)
+
+    def fetch(self, stmt: Executable, params: Mapping[str, Any]) -> list[Row]:
+        """The rows of a query, seen from inside this transaction."""
+        if self._direct:
+            return direct.execute(self.connection, self._executor.driver(stmt), params)[1]
+        return list(self.connection.execute(stmt, params).all())
+
+
+class Executor:
+    """Runs an engine's statements and owns its transactions."""
+
+    def __init__(self, engine: Engine, timeouts: Timeouts) -> None:
+        from uniqc_store.db.sqlite import busy_timeout_ms
+
+        self.engine = engine
+        self.timeouts = timeouts
+        self.busy_timeout_ms = busy_timeout_ms(engine.url, timeouts.lock_wait_ms)
+        self.source: HeldConnection | PooledConnections = source_for(
+            engine, self.busy_timeout_ms / 1000
+        )
+        held = isinstance(self.source, HeldConnection)
+        self._drivers = DriverStatements(engine) if held else None
+        self._growth = sqlite_statistics.GrowthWatch()
+        # PostgreSQL runs a single statement in autocommit: one round trip, not three
+        self._autocommit = engine.dialect.name == "postgresql"
+        door.guard(engine)
+        if self._autocommit:
+            event.listen(engine, "checkout", _refuse_connection_closed_while_idle)
+
+    # -- nesting ----------------------------------------------------------------
+
+    def _not_nested(self) -> None:
+        if id(self) in _writing.get():
+            raise StoreError(_NESTED)
+
+    @contextlib.contextmanager
+    def _write_unit(self) -> Iterator[None]:
+        self._not_nested()
+        token = _writing.set((*_writing.get(), id(self)))
+        try:
+            yield
+        finally:
+            _writing.reset(token)
+
+    # -- the direct path ----------------------------------------------------
+
+    def _unwatched(self) -> bool:
+        """Whether nobody observes execution (then the held connection serves every unit)."""
+        return self._drivers is not None and not direct.watched(self.engine)
+
+    def driver(self, stmt: Executable) -> direct.DriverStatement:
+        """The driver-ready form of a statement a direct transaction runs."""
+        assert self._drivers is not None
+        found = self._drivers.get(stmt)
+        if found is None:
+            raise AssertionError(f"not runnable on the direct path: {stmt}")
+        return found
+
+    def _direct_form(self, stmt: Executable) -> direct.DriverStatement | None:
+        if not self._unwatched():
+            return None
+        assert self._drivers is not None
+        return self._drivers.get(stmt)
+
+    # -- reads ----------------------------------------------------------------
+
+    def fetch(self, stmt: Executable, params: Mapping[str, Any] | None = None) -> list[Row]:
+        """All rows of a read-only statement, as tuples in the statement's column order."""
+        values = params or {}
+        self._not_nested()
+        if not isinstance(self.source, HeldConnection):
+            return self._retrying(lambda: self._fetch_pooled(stmt, values))
+        form = self._direct_form(stmt)
+        with self.source.unit() as conn:
+            if form is not None:
+                return direct.execute(conn, form, values)[1]
+            try:
+                return list(conn.execute(stmt, values).all())
+            finally:
+                conn.rollback()  # ends the autobegun transaction; no BEGIN was sent
+
+    def _fetch_pooled(self, stmt: Executable, params: Mapping[str, Any]) -> list[Row]:
+        with self._unit() as conn:
+            return list(conn.execute(stmt, params).all())
+
+    def _deadline(self) -> float:
+        """When a unit of work starting now must be over (``time.monotonic()``)."""
+        bound = self.timeouts.bulk_seconds if _bulk.get() else self.timeouts.call_seconds
+        return time.monotonic() + bound
+
+    def _unit(self, deadline: float | None = None) -> contextlib.AbstractContextManager[Connection]:
+        """A connection for one attempt: the held one, or a pooled one under the deadline.
+
+        On PostgreSQL a call (not a bulk call) still running after
+        ``lock_wait_seconds`` is cancelled: the server's ``lock_timeout`` would
+        need a ``SET`` per session or transaction, which a pooler in
+        transaction mode does not keep, and it would not bound the one-round-trip
+        autocommit statements.
+        """
+        if isinstance(self.source, HeldConnection):
+            return self.source.unit()
+        close_at = deadline if deadline is not None else self._deadline()
+        cancel_at = None
+        if self._autocommit and not _bulk.get():  # PostgreSQL
+            cancel_at = min(time.monotonic() + self.timeouts.lock_wait_seconds, close_at)
+        return self.source.unit(close_at, cancel_at)
+
+    def fetch_one(self, stmt: Executable, params: Mapping[str, Any] | None = None) -> Row | None:
+        """The first row of a read-only statement, or None."""
+        rows = self.fetch(stmt, params)
+        return rows[0] if rows else None
+
+    def read(self, work: Callable[[Connection], T], *, snapshot: bool = False) -> T:
+        """Run ``work`` on a connection for reads the prepared statements do not cover.
+
+        ``snapshot=True``: every statement of ``work`` sees one snapshot (a read
+        transaction; REPEATABLE READ on servers). On servers a dropped connection
+        or a transient error runs ``work`` again, so it must only read.
+        """
+
+        def once() -> T:
+            with self._read_unit(snapshot) as conn:
+                return work(conn)
+
+        if isinstance(self.source, HeldConnection):
+            return once()
+        return self._retrying(once)
+
+    @contextlib.contextmanager
+    def _read_unit(self, snapshot: bool) -> Iterator[Connection]:
+        self._not_nested()
+        with self._unit() as conn:
+            try:
+                if snapshot:
+                    if isinstance(self.source, HeldConnection):
+                        conn.exec_driver_sql("BEGIN")
+                    else:
+                        conn.execution_options(isolation_level="REPEATABLE READ")
+                yield conn
+            finally:
+                if conn.in_transaction():
+                    conn.rollback()
+
+    @contextlib.contextmanager
+    def reading(self, *, snapshot: bool = False) -> Iterator[Connection]:
+        """A read unit as a block (not retried: a block cannot run twice); errors are
+        the store's. A block runs as long as its caller makes it (an export, say), so
+        its deadline is ``bulk_seconds``."""
+        with self.translating(), bulk(), self._read_unit(snapshot) as conn:
+            yield conn
+
+    # -- writes ---------------------------------------------------------------
+
+    def write(self, work: Callable[[Transaction], T], *, direct_ok: bool = True) -> T:
+        """Run ``work`` in one transaction, committed when it returns.
+
+        ``direct_ok=False`` when ``work`` runs statements that need
+        SQLAlchemy's execution (expanding IN lists, ad-hoc queries).
+        """
+
+        deadline = self._deadline()
+
+        def once() -> T:
+            with self._write_attempt(direct_ok, deadline) as tx:
+                return work(tx)
+
+        with self._write_unit():
+            if isinstance(self.source, HeldConnection):
+                return once()  # SQLite waits on its busy timeout instead
+            return self._retrying(once, deadline)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """A write transaction as a block: committed when it ends, rolled back if it
+        raises; not retried (a block cannot run twice); errors are the store's;
+        deadline ``bulk_seconds``, as for ``reading()``."""
+        with self.translating(), bulk(), self._write_unit(), self._write_attempt(False) as tx:
+            yield tx.connection
+
+    @contextlib.contextmanager
+    def _write_attempt(
+        self, direct_ok: bool, deadline: float | None = None
+    ) -> Iterator[Transaction]:
+        """One attempt at a write transaction, on the held or a pooled connection."""
+        if not isinstance(self.source, HeldConnection):
+            with self._pooled_transaction(deadline) as tx:
+                yield tx
+            return
+        direct_path = direct_ok and self._unwatched()
+        with self.source.unit() as conn:
+            if direct_path:
+                with self._direct_transaction(conn) as tx:
+                    yield tx
+            else:
+                with self._observed_transaction(conn) as tx:
+                    yield tx
+            self._growth.after_write(conn, self.busy_timeout_ms)
+
+    def write_one(self, stmt: Executable, params: Mapping[str, Any]) -> int:
+        """Run one DML statement as its own transaction; return the rowcount.
+
+        On PostgreSQL a single statement is atomic by itself, so it runs in
+        autocommit: one round trip instead of BEGIN, the statement, COMMIT.
+        There a dropped connection cannot be retried blindly: the statement may
+        have committed before the answer was lost. The two cases are told apart
+        at checkout, before anything is sent: a pooled connection whose socket
+        already shows the server's close (or that the driver knows is broken) is
+        replaced by the pool (``_refuse_connection_closed_while_idle``), so a
+        connection found dead before the statement is retried on a fresh one; a
+        drop once the statement was sent is ``DatabaseUnavailableError``
+        (outcome unknown), never run again.
+        """
+        if self._autocommit:
+            self._not_nested()
+            deadline = self._deadline()
+            return self._retrying(lambda: self._run_autocommit(stmt, params, deadline), deadline)
+        direct_ok = self._direct_form(stmt) is not None
+        return self.write(lambda tx: tx.run(stmt, params), direct_ok=direct_ok)
+
+    @contextlib.contextmanager
+    def _direct_transaction(self, conn: Connection) -> Iterator[Transaction]:
+        """BEGIN IMMEDIATE, the work and COMMIT, all on the driver's cursor."""
+        try:
+            direct.execute_text(conn, "BEGIN IMMEDIATE")
+            yield Transaction(self, conn, True)
+            direct.execute_text(conn, "COMMIT")
+        except BaseException:
+            raw = sqlite_statistics.sqlite_driver(conn)
+            if raw is not None and raw.in_transaction:
+                raw.rollback()
+            raise
+
+    @contextlib.contextmanager
+    def _observed_transaction(self, conn: Connection) -> Iterator[Transaction]:
+        """The same through SQLAlchemy: its transaction, opened with BEGIN IMMEDIATE.
+
+        The connection's ``begin`` hook sends nothing, so the ``BEGIN
+        IMMEDIATE`` statement is the start of SQLAlchemy's own (autobegun)
+        transaction, which ``commit()`` / ``rollback()`` end.
+        """
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            yield Transaction(self, conn, False)
+        except BaseException:
+            with contextlib.suppress(DBAPIError):  # a dropped connection has nothing to undo
+                conn.rollback()
+            raise
+        conn.commit()
+
+    @contextlib.contextmanager
+    def _pooled_transaction(self, deadline: float | None) -> Iterator[Transaction]:
+        """BEGIN, the work, COMMIT on a pooled connection. A drop before COMMIT
+        leaves nothing written (``_retrying`` runs it again); a drop during
+        COMMIT may have written it, so that is reported, never run again."""
+        with self._unit(deadline) as conn:
+            transaction = conn.begin()
+            try:
+                yield Transaction(self, conn, False)
+            except BaseException:
+                with contextlib.suppress(DBAPIError):  # a dropped connection has nothing to undo
+                    transaction.rollback()
+                raise
+            try:
+                transaction.commit()
+            except DBAPIError as exc:
+                if exc.connection_invalidated:
+                    raise DatabaseUnavailableError(_COMMIT_UNKNOWN) from exc
+                raise
+
+    def _run_autocommit(self, stmt: Executable, params: Mapping[str, Any], deadline: float) -> int:
+        """One statement on a pooled connection switched to autocommit for its length.
+
+        Through SQLAlchemy's own isolation level, so its log and its
+        ``commit`` event say what happened (the server committed the
+        statement); the pool switches the connection back at check-in.
+        """
+        with self._unit(deadline) as conn:
+            driver: Any = conn.connection.driver_connection
+            if driver.info.transaction_status:  # not idle: e.g. a connect listener's query
+                driver.rollback()  # what the pool's reset would have done
+            conn.execution_options(isolation_level="AUTOCOMMIT")
+            try:
+                with conn.begin():
+                    return int(conn.execute(stmt, params).rowcount)
+            except DBAPIError as exc:
+                if exc.connection_invalidated:
+                    raise DatabaseUnavailableError(_SENT_UNKNOWN) from exc
+                raise
+
+    def _retrying(self, attempt_once: Callable[[], T], deadline: float | None = None) -> T:
+        """Run ``attempt_once``; again while the server asks for it, and once more on a
+        fresh connection when a pooled one turns out dropped, while the deadline allows.
+
+        The sleep between attempts is "full jitter" (a random time up to the
+        exponential bound), so two transactions that collided do not collide
+        again in step; no attempt starts whose back-off would end past the deadline.
+        """
+        deadline = deadline if deadline is not None else self._deadline()
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                return attempt_once()
+            except IntegrityError:
+                raise
+            except DBAPIError as exc:
+                dropped_first = exc.connection_invalidated and attempt == 1
+                if attempt == MAX_ATTEMPTS or not (dropped_first or is_transient(exc)):
+                    raise
+                pause = random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt))
+                if time.monotonic() + pause >= deadline:
+                    raise
+                time.sleep(pause)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @contextlib.contextmanager
+    def translating(self) -> Iterator[None]:
+        """Database errors raised in the block become the store's own (``translation``)."""
+        try:
+            yield
+        except SQLAlchemyError as exc:
+            raise store_error(exc, self.engine.url) from exc
+
+    # -- lifecycle --------------------------------------------------------------
+
+    def exclusive(self) -> contextlib.AbstractContextManager[Any]:
+        """Hold every other caller of this engine off (e.g. while migrating)."""
+        if isinstance(self.source, HeldConnection):
+            return self.source.lock
+        return contextlib.nullcontext()
+
+    def ensure_statistics(self) -> None:
+        """On open: a SQLite file holding rows but no statistics gets them."""
+        if isinstance(self.source, HeldConnection):
+            with self.source.unit() as conn:
+                sqlite_statistics.refresh(conn, self.busy_timeout_ms, optimize=False)
+
+    def close(self) -> None:
+        """Give the held connection back, refreshing statistics first as SQLite advises.
+
+        Another store on the same engine opens it again on its next call."""
+        if isinstance(self.source, HeldConnection):
+            with self.source.lock:
+                held = self.source.peek()
+                if held is not None:
+                    with contextlib.suppress(DBAPIError):
+                        sqlite_statistics.refresh(held, self.busy_timeout_ms, optimize=True)
+        self.source.close()
+
+
+def _refuse_connection_closed_while_idle(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """Replace a pooled connection the server closed while it sat idle in the pool.
+
+    An idle connection has nothing to read: a readable socket means the
+    server hung up (or sent something unasked, which costs a needless
+    reconnect, never a wrong answer). Checked with a zero-timeout poll, no
+    round trip; raising ``DisconnectionError`` makes the pool connect afresh.
+    """
+    if getattr(dbapi_connection, "closed", False) or getattr(dbapi_connection, "broken", False):
+        raise DisconnectionError("the connection was closed while idle in the pool")
+    fileno = getattr(dbapi_connection, "fileno", None)
+    if fileno is None:
+        return
+    if _readable(fileno()):
+        raise DisconnectionError("the server closed the connection while it was idle")
+
+
+def _readable(fd: int) -> bool:
+    """Whether ``fd`` has something to read now (``poll``; ``select`` where there is none)."""
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return bool(poller.poll(0))
+    return bool(select.select([fd], [], [], 0)[0])

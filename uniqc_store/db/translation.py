@@ -1,0 +1,163 @@
+"""Database errors translated into the store's own, in one place.
+
+Every public method of the repository runs inside :func:`translated`, so no
+SQLAlchemy or driver exception leaves it: a busy database becomes
+``DatabaseBusyError``, an unreachable, dropped, read-only, full or corrupt
+one ``DatabaseUnavailableError``, an oversized MySQL statement
+``PayloadTooLargeError``, anything else ``StoreError``; the original is always
+the ``__cause__``. Messages carry the driver's first line and the URL with its
+password hidden, never the statement's parameters.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar, cast
+
+from sqlalchemy import URL
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+from uniqc_store.db.urls import redact
+from uniqc_store.errors import (
+    DatabaseBusyError,
+    DatabaseUnavailableError,
+    PayloadTooLargeError,
+    StoreError,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# SQLite primary result codes (sqlite3.h).
+_SQLITE_BUSY = {5, 6}  # BUSY, LOCKED
+_SQLITE_UNAVAILABLE = {8, 10, 11, 13, 14, 26}  # READONLY, IOERR, CORRUPT, FULL, CANTOPEN, NOTADB
+# MySQL / MariaDB error numbers.
+_MYSQL_TOO_LARGE = {1153, 1301}
+#: The server hangs up on a statement over max_allowed_packet; a write that
+#: still gets these after the retry on a fresh connection was too large.
+_MYSQL_HUNG_UP = {2006, 2013}
+_MYSQL_BUSY = {1205, 1213}  # lock wait timeout, deadlock (after the retries)
+_MYSQL_UNAVAILABLE = {1044, 1045, 1049, 1290, 2002, 2003, 2005, 2006, 2013, 1021, 1114}
+# PostgreSQL SQLSTATE classes and codes.
+_PG_BUSY = {"40001", "40P01", "55P03", "57014"}
+_PG_UNAVAILABLE_CLASSES = ("08", "53", "57", "58", "28", "3D", "XX")
+_PG_UNAVAILABLE = {"25006"}  # read-only transaction
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _classify(exc: SQLAlchemyError, backend: str) -> type[StoreError]:
+    if isinstance(exc, PoolTimeoutError):
+        return DatabaseBusyError  # every pooled connection stayed in use for pool_timeout
+    if not isinstance(exc, DBAPIError):
+        return StoreError
+    if backend == "sqlite":
+        kind = _sqlite_kind(getattr(exc.orig, "sqlite_errorcode", None))
+    elif backend == "postgresql":
+        kind = _postgresql_kind(exc)
+    else:
+        kind = _mysql_kind(exc)
+    if kind is StoreError and exc.connection_invalidated:
+        return DatabaseUnavailableError
+    return kind
+
+
+def _sqlite_kind(code: int | None) -> type[StoreError]:
+    primary = (code or 0) & 0xFF
+    if primary in _SQLITE_BUSY:
+        return DatabaseBusyError
+    return DatabaseUnavailableError if primary in _SQLITE_UNAVAILABLE else StoreError
+
+
+def _postgresql_kind(exc: DBAPIError) -> type[StoreError]:
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    if sqlstate is None and isinstance(exc, OperationalError):
+        return DatabaseUnavailableError  # psycopg's own: the connection broke client-side
+    if sqlstate in _PG_BUSY:
+        return DatabaseBusyError
+    if sqlstate in _PG_UNAVAILABLE or (sqlstate or "").startswith(_PG_UNAVAILABLE_CLASSES):
+        return DatabaseUnavailableError
+    return StoreError
+
+
+def _mysql_kind(exc: DBAPIError) -> type[StoreError]:
+    args: tuple[Any, ...] = getattr(exc.orig, "args", ())
+    errno = args[0] if args else None
+    if errno in _MYSQL_TOO_LARGE or (errno in _MYSQL_HUNG_UP and _is_write(exc.statement)):
+        return PayloadTooLargeError
+    if errno in _MYSQL_BUSY:
+        return DatabaseBusyError
+    return DatabaseUnavailableError if errno in _MYSQL_UNAVAILABLE else StoreError
+
+
+def _is_write(statement: str | None) -> bool:
+    return (statement or "").lstrip()[:6].upper() in ("INSERT", "UPDATE")
+
+
+_ADVICE: dict[type[StoreError], str] = {
+    DatabaseBusyError: "another connection held a lock this call needed past the lock-wait "
+    "bound (Timeouts.lock_wait_seconds; ?timeout=SECONDS in a SQLite URL); try again. "
+    "Nothing was written.",
+    DatabaseUnavailableError: "check that the database is reachable, writable and not full "
+    "or damaged, then try again. Nothing was written.",
+    PayloadTooLargeError: "the statement is probably larger than the server's "
+    "max_allowed_packet: "
+    "store a smaller payload or raise that limit. Nothing was written.",
+    StoreError: "the call was rolled back; nothing was written.",
+}
+
+
+def _first_failure(exc: SQLAlchemyError) -> SQLAlchemyError:
+    """The database error that started it all: a failed statement is often followed
+    by a failed rollback on the same broken connection, which hides the first."""
+    first, seen = exc, exc.__context__
+    while seen is not None:
+        if isinstance(seen, SQLAlchemyError):
+            first = seen
+        seen = seen.__context__
+    return first
+
+
+def store_error(exc: SQLAlchemyError, url: URL) -> StoreError:
+    """The store's error for a database exception (raise it ``from exc``)."""
+    exc = _first_failure(exc)
+    kind = _classify(exc, url.get_backend_name())
+    if isinstance(exc, PoolTimeoutError):
+        return kind(
+            f"every pooled connection to the task database at {redact(url)} stayed in use: "
+            f"{_first_line(exc)}; raise pool_size / max_overflow (engine_options) or the "
+            "server's max_connections, or send fewer calls at once. Nothing was written."
+        )
+    cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    return kind(f"the task database at {redact(url)} failed: {_first_line(cause)}; {_ADVICE[kind]}")
+
+
+def translated(method: F) -> F:
+    """Run a repository method with database errors turned into the store's own."""
+    if inspect.isgeneratorfunction(method):
+        return cast(F, _translated_generator(method))
+
+    @functools.wraps(method)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except SQLAlchemyError as exc:
+            raise store_error(exc, self.url) from exc
+
+    return cast(F, wrapper)
+
+
+def _translated_generator(method: Callable[..., Iterator[Any]]) -> Callable[..., Iterator[Any]]:
+    @functools.wraps(method)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        try:
+            yield from method(self, *args, **kwargs)
+        except SQLAlchemyError as exc:
+            raise store_error(exc, self.url) from exc
+
+    return wrapper

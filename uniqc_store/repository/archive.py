@@ -1,0 +1,362 @@
+"""Moving tasks between the live tables and the archive, as set operations.
+
+Each helper runs inside the caller's transaction and never commits, so a
+move (insert-from-select, then delete) is all or nothing.
+
+Isolation, per engine. A move first locks the rows it moves: the task, then
+its shards (``SELECT ... FOR UPDATE``), and only then copies and deletes.
+
+- PostgreSQL (READ COMMITTED): every statement sees what committed before it
+  started. Without the locks a shard or an update committed between the copy
+  and the delete was deleted (the cascade) without being copied. With them,
+  an update of the task or a shard waits for the move; a new shard's foreign
+  key check (``FOR KEY SHARE`` on the task) waits too, then finds no parent
+  (``MissingParentTaskError``), so nothing acknowledged is lost.
+- MariaDB/MySQL (REPEATABLE READ): locking reads and ``INSERT ... SELECT``
+  read the newest committed rows, and the locks hold writers off as above.
+- SQLite: a write transaction opens with ``BEGIN IMMEDIATE``, which takes the
+  database's write lock, so moves and writes are serialised whole; the
+  per-row locks compile to plain reads there.
+
+A move checks its destination with a plain read and maps a key clash to
+``TaskConflictError``; it never locks the destination, so two moves never
+wait on each other in a cycle.
+
+After its first lock a unit acts only on rows that lock covers or that a
+foreign key or key clash holds off; ``docs/concurrency.md`` lists every
+multi-statement unit, what each statement locks per engine, and its race test.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Delete,
+    Insert,
+    Select,
+    Table,
+    Text,
+    TextClause,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    text,
+)
+from sqlalchemy.exc import IntegrityError
+
+from uniqc_store.db.executor import Transaction
+from uniqc_store.errors import TaskConflictError
+from uniqc_store.records import TERMINAL_STATUSES
+from uniqc_store.schema.tables import archived_task_shards, archived_tasks, task_shards, tasks
+
+#: Ids moved per statement by ``archive_expired`` (keeps IN lists small).
+CHUNK = 500
+_UTC_SUFFIX = "+00:00"
+
+Match = Callable[[Table, str], ColumnElement[bool]]
+
+
+def _one(table: Table, key: str) -> ColumnElement[bool]:
+    return table.c[key] == bindparam("id")
+
+
+def _many(table: Table, key: str) -> ColumnElement[bool]:
+    return table.c[key].in_(bindparam("ids", expanding=True))
+
+
+def _copy(source: Table, target: Table, key: str, stamp: bool, match: Match) -> Insert:
+    """INSERT INTO target SELECT <source columns> [, :archived_at] FROM source WHERE <match>."""
+    columns = [c.name for c in source.columns if c.name != "archived_at"]
+    selected: list[ColumnElement[Any]] = [source.c[c] for c in columns]
+    if stamp:
+        selected.append(bindparam("archived_at", type_=Text()).label("archived_at"))
+        columns.append("archived_at")
+    copy = insert(target).from_select(columns, select(*selected).where(match(source, key)))
+    # SQLAlchemy keeps an INSERT's rowcount only when asked: a restore compares it
+    return copy.execution_options(preserve_rowcount=True)
+
+
+def _lock(table: Table, key: str, match: Match, *columns: str) -> Select[Any]:
+    """SELECT key [, columns] ... FOR UPDATE, in key order (one lock order for everyone)."""
+    picked = [table.c[name] for name in (key, *columns)]
+    return select(*picked).where(match(table, key)).order_by(*table.primary_key).with_for_update()
+
+
+@dataclass(frozen=True)
+class MoveStatements:
+    """The statements of a move, for one id (``:id``) or a list (``:ids``)."""
+
+    lock_live: Select[Any]
+    lock_live_shards: Select[Any]
+    lock_archived: Select[Any]
+    lock_archived_shards: Select[Any]
+    find_live: Select[Any]
+    find_archived: Select[Any]
+    archive_tasks: Insert
+    archive_shards: Insert
+    restore_tasks: Insert
+    restore_shards: Insert
+    delete_live: Delete
+    delete_archived_shards: Delete
+    delete_archived: Delete
+
+    @classmethod
+    def matching(cls, match: Match) -> MoveStatements:
+        return cls(
+            lock_live=_lock(tasks, "task_id", match, "status", "update_time", "submit_time"),
+            lock_live_shards=_lock(task_shards, "uniqc_task_id", match, "shard_index"),
+            lock_archived=_lock(archived_tasks, "task_id", match),
+            lock_archived_shards=_lock(archived_task_shards, "uniqc_task_id", match, "shard_index"),
+            find_live=select(tasks.c.task_id).where(match(tasks, "task_id")),
+            find_archived=select(archived_tasks.c.task_id).where(match(archived_tasks, "task_id")),
+            archive_tasks=_copy(tasks, archived_tasks, "task_id", True, match),
+            archive_shards=_copy(task_shards, archived_task_shards, "uniqc_task_id", True, match),
+            restore_tasks=_copy(archived_tasks, tasks, "task_id", False, match),
+            restore_shards=_copy(archived_task_shards, task_shards, "uniqc_task_id", False, match),
+            delete_live=delete(tasks).where(match(tasks, "task_id")),
+            delete_archived_shards=delete(archived_task_shards).where(
+                match(archived_task_shards, "uniqc_task_id")
+            ),
+            delete_archived=delete(archived_tasks).where(match(archived_tasks, "task_id")),
+        )
+
+
+@functools.cache
+def moves(many: bool) -> MoveStatements:
+    """The move statements, built once, on first use: single-id moves bind ``id``
+    (and may run on the direct path); ``archive_expired`` binds chunks as ``ids``."""
+    return MoveStatements.matching(_many if many else _one)
+
+
+def _lock_shards(tx: Transaction, lock: Select[Any], params: dict[str, Any]) -> None:
+    """Lock the shards a move copies. SQLite needs nothing more: BEGIN IMMEDIATE
+    already holds the database's write lock."""
+    if tx.connection.dialect.name != "sqlite":
+        tx.fetch(lock, params)
+
+
+def _archive(tx: Transaction, moves: MoveStatements, params: dict[str, Any]) -> None:
+    """Copy locked tasks and their shards into the archive, then delete the tasks
+    (their shards go by the foreign key's cascade, on every engine)."""
+    try:
+        tx.run(moves.archive_tasks, params)
+    except IntegrityError as exc:  # an archived copy appeared after the check
+        raise TaskConflictError(
+            "a task being archived is already in the archive; nothing was moved, try again"
+        ) from exc
+    tx.run(moves.archive_shards, params)
+    tx.run(moves.delete_live, params)
+
+
+def archive_one(tx: Transaction, task_id: str, now: str) -> bool:
+    """Archive one task and its shards; False if it is not a live task."""
+    params = {"id": task_id, "archived_at": now}
+    if not tx.fetch(moves(False).lock_live, params):
+        return False
+    _lock_shards(tx, moves(False).lock_live_shards, params)
+    if tx.fetch(moves(False).find_archived, params):
+        raise TaskConflictError(
+            f"task {task_id!r} is already in the archive; delete the archived copy or "
+            "restore it first (nothing was moved)"
+        )
+    _archive(tx, moves(False), params)
+    return True
+
+
+def restore_one(tx: Transaction, task_id: str) -> bool:
+    """Move an archived task and its shards back; False if it is not archived.
+
+    Archived shards have no foreign key, so the archived task's lock does not
+    hold off a shard another program writes meanwhile (an archive of this id
+    cannot: its task insert clashes with the locked row first). On PostgreSQL
+    the copy and the delete each take a new snapshot, so the delete could take
+    a shard the copy never saw: it must delete exactly what was copied.
+    """
+    params = {"id": task_id}
+    if not tx.fetch(moves(False).lock_archived, params):
+        return False
+    _lock_shards(tx, moves(False).lock_archived_shards, params)
+    conflict = TaskConflictError(
+        f"task {task_id!r} exists as a live task; delete the live task or the archived "
+        "copy first (nothing was moved)"
+    )
+    if tx.fetch(moves(False).find_live, params):
+        raise conflict
+    try:
+        tx.run(moves(False).restore_tasks, params)
+    except IntegrityError as exc:  # saved as a live task after the check
+        raise conflict from exc
+    copied = tx.run(moves(False).restore_shards, params)
+    if tx.run(moves(False).delete_archived_shards, params) != copied:
+        raise TaskConflictError(
+            f"the archived shards of task {task_id!r} changed while it was being restored "
+            "(another program wrote them); nothing was moved, try again"
+        )
+    tx.run(moves(False).delete_archived, params)
+    return True
+
+
+def delete_archived(tx: Transaction, task_id: str) -> bool:
+    """Delete an archived task and its archived shards; True if the task existed.
+
+    Only a task this call found and locked is deleted, shards included: a
+    lock that found nothing means nothing else runs. (On PostgreSQL an archive
+    of this id may commit just after the lock found nothing; a shard delete run
+    then, in its new snapshot, took the shards the archive had just committed,
+    and the task stayed archived without them.) Once the row is locked no move
+    can add archived shards for the id: an archive's task insert clashes with
+    it and a restore waits for it.
+    """
+    params = {"id": task_id}
+    if not tx.fetch(moves(False).lock_archived, params):
+        return False
+    tx.run(moves(False).delete_archived_shards, params)
+    tx.run(moves(False).delete_archived, params)
+    return True
+
+
+#: The tables ``delete_everything`` empties, children before parents.
+_EVERY_TABLE = (task_shards, archived_task_shards, tasks, archived_tasks)
+#: The order it locks them in on PostgreSQL: live tables first, as saves and archives go.
+_LOCK_ORDER = (tasks, task_shards, archived_tasks, archived_task_shards)
+
+
+def delete_everything(tx: Transaction) -> None:
+    """Empty the four tables (children first); the schema stays.
+
+    Four DELETEs are four snapshots on PostgreSQL: a move committed between
+    two of them survived in part (archived shards whose task the last DELETE
+    took, a task restored after the live table was emptied). So the tables
+    are locked against writers first (``EXCLUSIVE``: plain reads go on), live
+    tables first as saves and archives take them (a restore in flight may still
+    deadlock with it: the server aborts one and the executor runs it again).
+    MariaDB's DELETEs lock every row and gap they scan (REPEATABLE READ), and
+    SQLite's BEGIN IMMEDIATE holds the database: nothing more is needed there.
+    """
+    if tx.connection.dialect.name == "postgresql":
+        tx.run(_lock_tables(tx.connection), {})
+    for table in _EVERY_TABLE:
+        tx.run(delete(table), {})
+
+
+def _lock_tables(conn: Connection) -> TextClause:
+    quote = conn.dialect.identifier_preparer.format_table
+    names = ", ".join(quote(table) for table in _LOCK_ORDER)
+    return text(f"LOCK TABLE {names} IN EXCLUSIVE MODE")
+
+
+@dataclass
+class ExpiryOutcome:
+    """What ``archive_expired`` did."""
+
+    archived: list[str] = field(default_factory=list)
+    skipped_running: list[str] = field(default_factory=list)
+    skipped_conflicts: list[str] = field(default_factory=list)
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value[:-1] + _UTC_SUFFIX if value.endswith("Z") else value)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(timezone.utc)
+
+
+def _stamp_expired(update_time: str | None, submit_time: str | None, cutoff: datetime) -> bool:
+    """The Python form of the expiry test: last touched (update, else submit) before cutoff."""
+    when = _parse_time(update_time or submit_time)
+    return when is not None and when <= cutoff
+
+
+_STAMP = func.coalesce(func.nullif(tasks.c.update_time, ""), tasks.c.submit_time)
+_STAMPED_UTC = _STAMP.like(f"%{_UTC_SUFFIX}")
+#: Live tasks that ``terminal_only`` leaves alone (the report's ``skipped_running``).
+RUNNING = select(tasks.c.task_id).where(tasks.c.status.not_in(TERMINAL_STATUSES))
+
+
+@functools.cache
+def _expiry_queries(terminal_only: bool) -> tuple[Select[Any], Select[Any]]:
+    """Built once per flavour: (UTC rows compared in SQL, rows in any other form)."""
+    base = select(tasks.c.task_id)
+    if terminal_only:
+        base = base.where(tasks.c.status.in_(TERMINAL_STATUSES))
+    stamp = _STAMP
+    utc = base.where(_STAMPED_UTC, stamp <= bindparam("cutoff")).order_by(stamp)
+    return utc, base.add_columns(stamp).where(~_STAMPED_UTC)
+
+
+def expired_ids(conn: Connection, cutoff: datetime, terminal_only: bool) -> list[str]:
+    """Ids of tasks last touched before ``cutoff``, oldest first.
+
+    Timestamps we write are UTC ISO-8601 text ending in ``+00:00``, which
+    sorts as time does, so the database compares those; rows in any other
+    form (``Z``, other offsets, naive, garbage) are parsed here, as the
+    reference did, and unparseable ones are never archived.
+    """
+    utc, odd = _expiry_queries(terminal_only)
+    found = list(conn.execute(utc, {"cutoff": cutoff.isoformat()}).scalars())
+    odd_rows = conn.execute(odd)
+    found += [task_id for task_id, value in odd_rows if (t := _parse_time(value)) and t <= cutoff]
+    return found
+
+
+def cutoff_for(hours: float) -> datetime:
+    """The moment ``hours`` ago; tasks last touched before it have expired."""
+    if isinstance(hours, bool) or not isinstance(hours, (int, float)) or not 0 <= hours < 1e6:
+        raise ValueError(f"hours must be a number from 0 to 1e6, not {hours!r}")
+    return datetime.now(timezone.utc) - timedelta(hours=hours)
+
+
+def _still_expired(
+    tx: Transaction, chunk: Sequence[str], cutoff: datetime, terminal_only: bool
+) -> set[str]:
+    """Lock the chunk's live rows and keep those still expired now that nobody can change them
+    (a concurrent save may have touched one, a concurrent move taken it)."""
+    expired = set()
+    locked = tx.fetch(moves(True).lock_live, {"ids": chunk})
+    for task_id, status, update_time, submit_time in locked:
+        terminal = status in TERMINAL_STATUSES
+        if (terminal or not terminal_only) and _stamp_expired(update_time, submit_time, cutoff):
+            expired.add(task_id)
+    return expired
+
+
+def archive_expired(tx: Transaction, hours: float, terminal_only: bool, now: str) -> ExpiryOutcome:
+    """Archive expired tasks in chunks of set operations; one transaction in all.
+
+    Candidates are found with plain reads, then each chunk is locked and
+    checked again, so the report names exactly the tasks this call moved.
+    """
+    cutoff = cutoff_for(hours)
+    outcome = ExpiryOutcome()
+    if terminal_only:
+        outcome.skipped_running = [row[0] for row in tx.fetch(RUNNING, {})]
+    candidates = expired_ids(tx.connection, cutoff, terminal_only)
+    for start in range(0, len(candidates), CHUNK):
+        chunk = candidates[start : start + CHUNK]
+        expired = _still_expired(tx, sorted(chunk), cutoff, terminal_only)
+        if not expired:
+            continue
+        ids = sorted(expired)
+        taken = {row[0] for row in tx.fetch(moves(True).find_archived, {"ids": ids})}
+        outcome.skipped_conflicts += [t for t in chunk if t in taken]
+        movable = [t for t in chunk if t in expired and t not in taken]
+        if movable:
+            params = {"ids": sorted(movable), "archived_at": now}
+            _lock_shards(tx, moves(True).lock_live_shards, params)
+            _archive(tx, moves(True), params)
+            outcome.archived += movable
+    return outcome

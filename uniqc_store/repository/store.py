@@ -1,0 +1,693 @@
+"""``TaskStore``: the reference store's API on SQLAlchemy Core.
+
+Every public method is one unit of work run by the store's ``Executor``
+(which owns the transaction; helpers take a ``Transaction`` and never
+commit) and checks its arguments before any SQL. Database errors become the
+store's own at this edge (``db.translation.translated``). The statements are built
+once (``statements.py``).
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import os
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from sqlalchemy import URL, Connection, Engine, Table
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from uniqc_store.db.engine import create_store_engine
+from uniqc_store.db.executor import Transaction, bulk, executor_for
+from uniqc_store.db.sqlite import busy_timeout_ms, install_sqlite_recipe
+from uniqc_store.db.sqlite_files import check_sqlite_file
+from uniqc_store.db.translation import translated
+from uniqc_store.db.urls import redact, redact_text, resolve_url, sqlite_file_path, upgrade_command
+from uniqc_store.errors import (
+    DatabaseUnavailableError,
+    ForeignDatabaseError,
+    MissingParentTaskError,
+    SchemaOutOfDateError,
+)
+from uniqc_store.migrations.versions import database_version, legacy_revisions
+from uniqc_store.records import (
+    APPLICATION_ID,
+    CURRENT_SCHEMA_VERSION,
+    TERMINAL_STATUSES,
+    TaskInfo,
+    TaskShard,
+    TaskStatus,
+    normalize_status,
+    utc_now_iso,
+)
+from uniqc_store.repository import archive
+from uniqc_store.repository.statements import Statements, counting, keyset_page, listing
+from uniqc_store.schema.decoding import TaskDecoder, row_to_shard
+from uniqc_store.schema.tables import archived_tasks, tasks
+from uniqc_store.schema.values import (
+    check_int,
+    check_key,
+    check_optional_key,
+    shard_to_row,
+    task_to_row,
+)
+from uniqc_store.timeouts import Timeouts
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+T = TypeVar("T")
+
+
+class TaskStore:
+    """Tasks, their shards and their archive, in one database.
+
+    ``TaskStore(cache_dir=None, *, url=None, engine=None, auto_migrate=None)``:
+    the database is ``engine`` > ``url`` > ``cache_dir/tasks.sqlite`` >
+    ``$UNIQC_STORE_URL`` > ``~/.uniqc/cache/tasks.sqlite``. SQLite databases
+    behind head are upgraded on open; server databases only with
+    ``auto_migrate=True`` (else ``SchemaOutOfDateError``).
+
+    ``sqlite_synchronous="NORMAL"`` trades the reference's power-loss
+    durability for 3x faster commits: a committed write still survives a
+    crash of the process, not of the machine. The default is ``"FULL"``.
+
+    ``engine_options``: keyword arguments for ``create_engine`` over the
+    store's defaults (pool sizes, ``connect_args`` merged key by key); ignored
+    with ``engine=``, whose options are the caller's. ``timeouts``: the bounds
+    of every wait (``Timeouts``: connect, lock wait, call, bulk call,
+    migration); the stores of one engine share them.
+    """
+
+    def __init__(
+        self,
+        cache_dir: str | os.PathLike[str] | None = None,
+        *,
+        url: str | URL | None = None,
+        engine: Engine | None = None,
+        auto_migrate: bool | None = None,
+        sqlite_synchronous: str = "FULL",
+        engine_options: dict[str, Any] | None = None,
+        timeouts: Timeouts | None = None,
+    ) -> None:
+        if timeouts is not None and not isinstance(timeouts, Timeouts):
+            raise TypeError(
+                f"timeouts must be a uniqc_store.Timeouts, not {type(timeouts).__name__}"
+            )
+        if engine_options is not None and not isinstance(engine_options, dict):
+            raise TypeError(
+                f"engine_options must be a dict of create_engine arguments, not "
+                f"{type(engine_options).__name__}"
+            )
+        limits = timeouts or Timeouts()
+        if engine is not None:
+            self.url = engine.url
+            self._owns_engine = False
+            if engine.dialect.name == "sqlite":
+                path = sqlite_file_path(engine.url)
+                if path is not None:  # before anything connects: a foreign file stays as it is
+                    check_sqlite_file(path)
+                busy_ms = busy_timeout_ms(engine.url, limits.lock_wait_ms)
+                install_sqlite_recipe(engine, wal=path is not None, busy_ms=busy_ms)
+        else:
+            self.url = resolve_url(url, cache_dir)
+            engine = create_store_engine(
+                self.url, synchronous=sqlite_synchronous, timeouts=limits, **(engine_options or {})
+            )
+            self._owns_engine = True
+        self.engine: Engine = engine
+        self.dialect: str = engine.dialect.name
+        self.db_path: Path | None = sqlite_file_path(self.url)
+        self.cache_dir: Path | None = self.db_path.parent if self.db_path else None
+        self._executor = executor_for(engine, timeouts)
+        self._sql = Statements.for_dialect(self.dialect)
+        try:
+            self._open_schema(auto_migrate)
+        except BaseException:
+            self.close()
+            raise
+
+    # -- lifecycle -------------------------------------------------------
+
+    @translated
+    def _open_schema(self, auto_migrate: bool | None) -> None:
+        try:
+            version, moved = self._executor.read(self._checked_version)
+        except OperationalError as exc:
+            raise DatabaseUnavailableError(
+                f"cannot open the task database at {redact(self.url)}: {redact_text(str(exc.orig))}"
+            ) from exc
+        if version != CURRENT_SCHEMA_VERSION or moved:
+            if not (self.dialect == "sqlite" if auto_migrate is None else auto_migrate):
+                raise SchemaOutOfDateError(
+                    f"the task database at {redact(self.url)} is at schema version {version}, "
+                    f"this uniqc-store needs {CURRENT_SCHEMA_VERSION}; run: "
+                    f"{upgrade_command(self.url)}"
+                )
+            self.upgrade()
+        self._executor.ensure_statistics()
+
+    def _checked_version(self, conn: Connection) -> tuple[int, bool]:
+        """The version, and whether our row still sits in ``alembic_version``
+        (earlier versions kept it there; ``upgrade`` moves it)."""
+        self._check_application_id(conn)
+        moved = self.dialect == "sqlite" and bool(legacy_revisions(conn))
+        return database_version(conn), moved
+
+    def _check_application_id(self, conn: Connection) -> None:
+        if self.dialect != "sqlite":
+            return
+        found = int(conn.exec_driver_sql("PRAGMA application_id").scalar_one())
+        if found not in (0, APPLICATION_ID):
+            raise ForeignDatabaseError(
+                f"the SQLite database at {redact(self.url)} has application_id 0x{found:08x}, "
+                "not UNIC: it belongs to another application and was left untouched"
+            )
+
+    def upgrade(self, revision: str = "head") -> None:
+        """Run the migration chain up to ``revision`` on this store's database."""
+        from uniqc_store.migrations import (
+            runner as migrations,  # imports Alembic: only when a migration runs
+        )
+
+        with self._executor.exclusive():
+            self._executor.close()
+            migrations.upgrade(
+                self.engine, revision, deadline_seconds=self._executor.timeouts.migration_seconds
+            )
+
+    @translated
+    def schema_version(self) -> int:
+        """The schema version the database is at."""
+        return self._executor.read(database_version)
+
+    def session(self, **kwargs: Any) -> Session:
+        """A read-only ``Session`` on the store's engine, for ad-hoc ORM queries.
+
+        Safe beside the store from any thread, on every URL: each ORM statement
+        runs in one read unit of the store's executor (``sessions.py``), so the
+        Session holds no connection between statements and never holds the
+        store's lock for long; loaded objects stay loaded
+        (``expire_on_commit=False`` unless given). It refuses writes (flushes
+        and ORM INSERT/UPDATE/DELETE): they go through the repository, which
+        validates them and keeps moves atomic (see the README's "The ORM").
+        Imports the ORM (``uniqc_store.models``) on first use.
+        """
+        from uniqc_store.db.sessions import read_only_session
+
+        return read_only_session(self._executor, **kwargs)
+
+    def reading(self, *, snapshot: bool = False) -> contextlib.AbstractContextManager[Connection]:
+        """A read unit of the store's executor, as a ``with`` block yielding a ``Connection``.
+
+        For reads the repository's methods do not cover, beside the store on any
+        URL: the block holds the store's lock on SQLite (keep it short) and its
+        errors are the store's. ``snapshot=True`` makes every statement of the
+        block see one snapshot. Nothing in it may write.
+        """
+        return self._executor.reading(snapshot=snapshot)
+
+    def transaction(self) -> contextlib.AbstractContextManager[Connection]:
+        """A write unit of the store's executor, as a ``with`` block yielding a ``Connection``.
+
+        Committed when the block ends, rolled back if it raises, with the store's
+        locking (``BEGIN IMMEDIATE`` on SQLite) and its errors. Not retried: a
+        transient conflict raises ``DatabaseBusyError``; run the block again.
+        Rows written here are not checked as ``save()`` checks them.
+        """
+        return self._executor.transaction()
+
+    def close(self) -> None:
+        """Release the connections (and the engine, if the store created it)."""
+        self._executor.close()
+        if self._owns_engine:
+            self.engine.dispose()
+
+    def __enter__(self) -> TaskStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"TaskStore(url={redact(self.url)!r})"
+
+    # -- tasks -----------------------------------------------------------
+
+    @translated
+    def save(self, task_info: TaskInfo) -> None:
+        """Insert or update a task by id; ``submit_time`` of an existing row is kept.
+
+        Stamps ``task_info.update_time`` with the time written to the row.
+        """
+        now = utc_now_iso()
+        row = task_to_row(task_info, now)
+        self._executor.write_one(self._sql.upsert_task, row)
+        task_info.update_time = now
+
+    @translated
+    def save_many(self, infos: Iterable[TaskInfo]) -> int:
+        """Upsert many tasks in one transaction; all are validated before any is written."""
+        items = builtins.list(infos)
+        now = utc_now_iso()
+        rows = [task_to_row(info, now) for info in items]
+        if rows:
+            with bulk():
+                self._executor.write(lambda tx: tx.run(self._sql.upsert_task, rows))
+        for info in items:
+            info.update_time = now
+        return len(rows)
+
+    @translated
+    def get(self, task_id: str) -> TaskInfo | None:
+        """The task with ``task_id``, or None."""
+        params = {"task_id": check_key(task_id, "task_id")}
+        row = self._executor.fetch_one(self._sql.get_task, params)
+        return _decode_task(row) if row is not None else None
+
+    @translated
+    def modify(self, task_id: str, change: Callable[[TaskInfo], object]) -> TaskInfo | None:
+        """Read a task, let ``change`` edit it, write it back: one atomic step.
+
+        The row stays locked while ``change`` runs (on SQLite, the write
+        transaction), so concurrent modifications apply one after the other and
+        none is lost, and a task deleted or archived meanwhile is not written
+        back: None then, else the record as written. ``submit_time`` is kept,
+        as ``save()`` keeps it. ``change`` must not call the store; if it raises,
+        nothing is written; it runs again on a fresh read when the database asks
+        for a retry (a deadlock), so it should only edit the record it is given.
+        """
+        key = check_key(task_id, "task_id")
+
+        def read_change_write(tx: Transaction) -> TaskInfo | None:
+            rows = tx.fetch(self._sql.lock_task, {"task_id": key})
+            if not rows:
+                return None
+            info = _decode_task(rows[0])
+            submitted = info.submit_time
+            change(info)
+            if info.task_id != key:
+                raise ValueError(
+                    f"modify() cannot change a task's id ({key!r} to {info.task_id!r})"
+                )
+            info.submit_time, info.archived_at = submitted, None  # what the row keeps
+            if info.metadata is None:
+                info.metadata = {}
+            now = utc_now_iso()
+            row = task_to_row(info, now)
+            del row["task_id"], row["submit_time"]
+            tx.run(self._sql.update_task, {**row, "key": key})
+            info.update_time = now
+            return info
+
+        return self._executor.write(read_change_write)
+
+    @translated
+    def list(
+        self,
+        *,
+        status: str | TaskStatus | None = None,
+        backend: str | None = None,
+        limit: int | None = None,
+        offset: int | None = None,
+    ) -> list[TaskInfo]:
+        """Tasks newest first by ``submit_time`` (ties: newest inserted first on SQLite)."""
+        return self._list(tasks, _decode_task, status, backend, limit, offset)
+
+    def _list(
+        self,
+        table: Table,
+        decode: TaskDecoder,
+        status: str | TaskStatus | None,
+        backend: str | None,
+        limit: int | None,
+        offset: int | None,
+    ) -> builtins.list[TaskInfo]:
+        params = _filters(status, backend)
+        if limit is not None:
+            params["limit"] = _non_negative(limit, "limit")
+        if offset is not None:
+            params["offset"] = _non_negative(offset, "offset")
+        stmt = listing(
+            table,
+            self.dialect,
+            status is not None,
+            backend is not None,
+            limit is not None,
+            offset is not None,
+        )
+        with bulk() if limit is None else contextlib.nullcontext():
+            rows = self._executor.fetch(stmt, params)
+        return [decode(row) for row in rows]
+
+    @translated
+    def iter_tasks(
+        self,
+        *,
+        status: str | TaskStatus | None = None,
+        backend: str | None = None,
+        batch_size: int = 1000,
+    ) -> Iterator[TaskInfo]:
+        """Every matching task in id order, read a batch at a time (keyset pagination).
+
+        Memory stays flat whatever the table's size; rows written during the
+        walk may or may not be seen.
+        """
+        yield from self._iter_table(tasks, _decode_task, status, backend, batch_size)
+
+    def _iter_table(
+        self,
+        table: Table,
+        decode: TaskDecoder,
+        status: str | TaskStatus | None,
+        backend: str | None,
+        batch_size: int,
+    ) -> Iterator[TaskInfo]:
+        if _non_negative(batch_size, "batch_size") < 1:
+            raise ValueError("batch_size must be at least 1")
+        params: dict[str, Any] = {**_filters(status, backend), "limit": batch_size}
+        has = (status is not None, backend is not None)
+        first, after = keyset_page(table, *has, True), keyset_page(table, *has, False)
+        rows = self._executor.fetch(first, params)
+        while rows:
+            yield from (decode(row) for row in rows)
+            params["after"] = rows[-1][0]
+            rows = self._executor.fetch(after, params)
+
+    @translated
+    def count(self, *, status: str | TaskStatus | None = None, backend: str | None = None) -> int:
+        """How many tasks match."""
+        return self._count(tasks, status, backend)
+
+    def _count(self, table: Table, status: str | TaskStatus | None, backend: str | None) -> int:
+        params = _filters(status, backend)
+        stmt = counting(table, status is not None, backend is not None)
+        row = self._executor.fetch_one(stmt, params)
+        return int(row[0]) if row is not None else 0
+
+    @translated
+    def delete(self, task_id: str) -> bool:
+        """Delete a task and its shards; True if it existed."""
+        params = {"task_id": check_key(task_id, "task_id")}
+        return self._executor.write_one(self._sql.delete_task, params) > 0
+
+    @translated
+    def clear_completed(self, terminal_statuses: Iterable[str] = TERMINAL_STATUSES) -> int:
+        """Delete every task whose status is one of ``terminal_statuses``; return how many."""
+        statuses = sorted({normalize_status(s) for s in terminal_statuses})
+        if not statuses:
+            return 0
+        with bulk():
+            return self._executor.write_one(self._sql.delete_in_statuses, {"statuses": statuses})
+
+    @translated
+    def clear_all(self) -> None:
+        """Remove every task, shard and archived row, in one transaction; the schema stays.
+
+        The reference deleted its SQLite file; other processes holding it open
+        then wrote into the deleted file and lost those writes. Emptying the
+        tables gives the same outcome (an empty store at head) and every
+        process sees it on its next call.
+        """
+        with bulk():
+            self._executor.write(archive.delete_everything, direct_ok=False)
+
+    # -- shards ----------------------------------------------------------
+
+    @translated
+    def save_shard(self, shard: TaskShard) -> None:
+        """Insert or update a shard (key: task id + index); its parent task must exist."""
+        now = utc_now_iso()
+        row = shard_to_row(shard, now)
+        self._write_shards([row])
+        shard.update_time = now
+
+    @translated
+    def save_shards(self, shards: Iterable[TaskShard]) -> int:
+        """Upsert many shards in one transaction (all or nothing)."""
+        items = builtins.list(shards)
+        now = utc_now_iso()
+        rows = [shard_to_row(shard, now) for shard in items]
+        if rows:
+            with bulk():
+                self._write_shards(rows)
+        for shard in items:
+            shard.update_time = now
+        return len(rows)
+
+    def _write_shards(self, rows: builtins.list[dict[str, Any]]) -> None:
+        """Upsert shard rows; a missing parent is ``MissingParentTaskError``.
+
+        A parent that is moving (restored between the failed insert and the
+        check) is written again, a bounded number of times.
+        """
+        for _attempt in range(PARENT_RETRIES):
+            try:
+                if len(rows) == 1:
+                    self._executor.write_one(self._sql.upsert_shard, rows[0])
+                else:
+                    self._executor.write(lambda tx: tx.run(self._sql.upsert_shard, rows))
+                return
+            except IntegrityError as exc:
+                parents = sorted({row["uniqc_task_id"] for row in rows})
+                found = self._executor.fetch(self._sql.parents_among, {"ids": parents})
+                missing = sorted(set(parents) - {row[0] for row in found})
+                if missing:
+                    raise MissingParentTaskError(
+                        f"no task {', '.join(map(repr, missing))} in the store: save the parent "
+                        "TaskInfo before its shards (nothing was written)"
+                    ) from exc
+        raise MissingParentTaskError(
+            f"the parent task of these shards kept moving to and from the archive while they "
+            f"were written ({PARENT_RETRIES} attempts); nothing was written, try again"
+        )
+
+    @translated
+    def get_shards(self, uniqc_task_id: str) -> builtins.list[TaskShard]:
+        """The task's shards, by index."""
+        params = {"task_id": check_key(uniqc_task_id, "uniqc_task_id")}
+        return [row_to_shard(row) for row in self._executor.fetch(self._sql.get_shards, params)]
+
+    @translated
+    def get_shard_by_platform_id(
+        self, platform_task_id: str, *, backend: str | None = None
+    ) -> TaskShard | None:
+        """A shard by the id its platform gave it (narrowed to ``backend`` if given)."""
+        params = _platform_filters(platform_task_id, backend)
+        sql = self._sql
+        stmt = sql.shard_by_platform if backend is None else sql.shard_by_platform_backend
+        row = self._executor.fetch_one(stmt, params)
+        return row_to_shard(row) if row is not None else None
+
+    @translated
+    def find_uniqc_id_by_platform_id(
+        self, platform_task_id: str, *, backend: str | None = None
+    ) -> str | None:
+        """The uniqc task id owning a platform task id, or None."""
+        params = _platform_filters(platform_task_id, backend)
+        sql = self._sql
+        stmt = sql.parent_by_platform if backend is None else sql.parent_by_platform_backend
+        row = self._executor.fetch_one(stmt, params)
+        return str(row[0]) if row is not None else None
+
+    @translated
+    def delete_shards(self, uniqc_task_id: str) -> int:
+        """Delete a task's shards; return how many."""
+        params = {"task_id": check_key(uniqc_task_id, "uniqc_task_id")}
+        return self._executor.write_one(self._sql.delete_shards, params)
+
+    @staticmethod
+    def aggregate_status(shards: Iterable[TaskShard]) -> str:
+        """A parent's status from its shards' (the reference's rules).
+
+        No shards: pending; any non-terminal: running; all success: success;
+        any failed: failed; otherwise cancelled. Anything but an iterable of
+        shards (a task id string, a number, items without a ``status``) is a
+        TypeError, as every bad argument is.
+        """
+        if isinstance(shards, (str, bytes)) or not isinstance(shards, Iterable):
+            raise TypeError(
+                f"shards must be an iterable of TaskShard, not {type(shards).__name__}"
+                " (get_shards(task_id) gives a task's shards)"
+            )
+        statuses = set()
+        for shard in shards:
+            if not hasattr(shard, "status"):
+                raise TypeError(f"shards must hold TaskShard objects, not {type(shard).__name__}")
+            statuses.add(normalize_status(shard.status))
+        if not statuses:
+            return TaskStatus.PENDING.value
+        if not statuses <= set(TERMINAL_STATUSES):
+            return TaskStatus.RUNNING.value
+        if statuses == {TaskStatus.SUCCESS.value}:
+            return TaskStatus.SUCCESS.value
+        if TaskStatus.FAILED.value in statuses:
+            return TaskStatus.FAILED.value
+        return TaskStatus.CANCELLED.value
+
+    # -- archive ---------------------------------------------------------
+
+    @translated
+    def archive_task(self, task_id: str) -> bool:
+        """Move a task and its shards into the archive; False if there is no such task."""
+        task_id = check_key(task_id, "task_id")
+        now = utc_now_iso()
+        return self._executor.write(lambda tx: archive.archive_one(tx, task_id, now))
+
+    @translated
+    def restore_task(self, task_id: str) -> bool:
+        """Move an archived task and its shards back; False if it is not archived."""
+        task_id = check_key(task_id, "task_id")
+        return self._executor.write(lambda tx: archive.restore_one(tx, task_id))
+
+    @translated
+    def get_archived(self, task_id: str) -> TaskInfo | None:
+        """The archived task with ``task_id`` (``archived_at`` set), or None."""
+        params = {"task_id": check_key(task_id, "task_id")}
+        row = self._executor.fetch_one(self._sql.get_archived, params)
+        return _decode_archived(row) if row is not None else None
+
+    @translated
+    def get_archived_shards(self, task_id: str) -> builtins.list[TaskShard]:
+        """The shards of an archived task, by index."""
+        params = {"task_id": check_key(task_id, "task_id")}
+        rows = self._executor.fetch(self._sql.get_archived_shards, params)
+        return [row_to_shard(row) for row in rows]
+
+    @translated
+    def list_archived(
+        self,
+        *,
+        status: str | TaskStatus | None = None,
+        backend: str | None = None,
+        limit: int | None = None,
+        offset: int | None = None,
+    ) -> builtins.list[TaskInfo]:
+        """Archived tasks, newest ``submit_time`` first."""
+        return self._list(archived_tasks, _decode_archived, status, backend, limit, offset)
+
+    @translated
+    def iter_archived(
+        self,
+        *,
+        status: str | TaskStatus | None = None,
+        backend: str | None = None,
+        batch_size: int = 1000,
+    ) -> Iterator[TaskInfo]:
+        """Every matching archived task in id order, a batch at a time."""
+        yield from self._iter_table(archived_tasks, _decode_archived, status, backend, batch_size)
+
+    @translated
+    def count_archived(
+        self, *, status: str | TaskStatus | None = None, backend: str | None = None
+    ) -> int:
+        """How many archived tasks match."""
+        return self._count(archived_tasks, status, backend)
+
+    @translated
+    def delete_archived(self, task_id: str) -> bool:
+        """Delete an archived task and its archived shards; True if it existed."""
+        task_id = check_key(task_id, "task_id")
+        return self._executor.write(lambda tx: archive.delete_archived(tx, task_id))
+
+    @translated
+    def archive_expired(self, hours: float = 72, terminal_only: bool = True) -> dict[str, Any]:
+        """Archive every task last updated more than ``hours`` ago, in one transaction.
+
+        Returns ``archived`` (ids), ``count``, ``hours``, ``terminal_only``,
+        ``skipped_running`` (non-terminal ids left alone when
+        ``terminal_only``) and ``skipped_conflicts`` (ids already archived).
+        """
+        archive.cutoff_for(hours)  # validates before anything runs
+        terminal_only = _flag(terminal_only, "terminal_only")
+        now = utc_now_iso()
+        with bulk():
+            outcome = self._executor.write(
+                lambda tx: archive.archive_expired(tx, hours, terminal_only, now), direct_ok=False
+            )
+        return {
+            "archived": outcome.archived,
+            "count": len(outcome.archived),
+            "hours": hours,
+            "terminal_only": terminal_only,
+            "skipped_running": outcome.skipped_running,
+            "skipped_conflicts": outcome.skipped_conflicts,
+        }
+
+    @translated
+    def _write(self, work: Callable[[Transaction], T], *, direct_ok: bool = True) -> T:
+        """One unit of work in a transaction, for the package's own tools (export/import)."""
+        return self._executor.write(work, direct_ok=direct_ok)
+
+    @translated
+    def _locate(self, task_id: str) -> tuple[TaskInfo, builtins.list[TaskShard], bool] | None:
+        """The live task with ``task_id``, else the archived one, with its shards and
+        whether it is archived: all read in one snapshot, so a task moving meanwhile
+        is found once, with its own shards. None when it is in neither table."""
+        params = {"task_id": check_key(task_id, "task_id")}
+        sql = self._sql
+
+        def read(conn: Connection) -> tuple[TaskInfo, builtins.list[TaskShard], bool] | None:
+            for get, shards, decode, archived in (
+                (sql.get_task, sql.get_shards, _decode_task, False),
+                (sql.get_archived, sql.get_archived_shards, _decode_archived, True),
+            ):
+                row = conn.execute(get, params).first()
+                if row is not None:
+                    found = [row_to_shard(r) for r in conn.execute(shards, params)]
+                    return decode(row), found, archived
+            return None
+
+        return self._executor.read(read, snapshot=True)
+
+    @translated
+    def _read(self, work: Callable[[Connection], T], *, snapshot: bool = False) -> T:
+        """One read unit (retried on servers), for the package's own tools (dashboard, CLI)."""
+        return self._executor.read(work, snapshot=snapshot)
+
+    @translated
+    def expired_task_ids(self, hours: float = 72, terminal_only: bool = True) -> builtins.list[str]:
+        """What ``archive_expired`` would archive now (ids), without moving anything."""
+        cutoff = archive.cutoff_for(hours)
+        terminal_only = _flag(terminal_only, "terminal_only")
+        with bulk():
+            return self._executor.read(
+                lambda conn: archive.expired_ids(conn, cutoff, terminal_only)
+            )
+
+
+#: How often a shard write is tried while its parent moves between the tables.
+PARENT_RETRIES = 3
+
+_decode_task = TaskDecoder([c.name for c in tasks.columns])
+_decode_archived = TaskDecoder([c.name for c in archived_tasks.columns])
+
+
+def _filters(status: str | TaskStatus | None, backend: str | None) -> dict[str, Any]:
+    """Checked ``status`` / ``backend`` filter parameters (None: no filter)."""
+    return {
+        "status": None if status is None else normalize_status(status),
+        "backend": check_optional_key(backend, "backend"),
+    }
+
+
+def _platform_filters(platform_task_id: str, backend: str | None) -> dict[str, Any]:
+    return {
+        "platform_task_id": check_key(platform_task_id, "platform_task_id"),
+        "backend": check_optional_key(backend, "backend"),
+    }
+
+
+def _flag(value: Any, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, not {type(value).__name__}")
+    return value
+
+
+def _non_negative(value: Any, name: str) -> int:
+    number = check_int(value, name)
+    if number < 0:
+        raise ValueError(f"{name} must not be negative")
+    return number

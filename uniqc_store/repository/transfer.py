@@ -1,0 +1,177 @@
+"""Export and import of a whole store as JSON Lines, streamed both ways.
+
+Each line is ``{"table": NAME, "row": {column: value}}`` with the columns
+exactly as stored (JSON payloads stay text), so SQLite -> PostgreSQL -> SQLite
+gives identical rows. Export reads in one snapshot (one read unit of the
+store's executor), a keyset batch at a time;
+import writes everything in one transaction, a batch at a time: a bad line
+raises ``ValueError`` naming it and nothing is written.
+
+An imported row is checked as ``save()`` / ``save_shard()`` check a record
+(``schema.values.check_stored_row``: the same rule for each column, plus what a stored
+row needs: payloads that are valid JSON text, stamps that are text), before it
+is written, and a shard's task must be in the store or on an earlier line:
+nothing enters that the store could not have written or cannot read back.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator
+from typing import IO, Any
+
+from sqlalchemy import Connection, Executable, Table, func, select, tuple_
+
+from uniqc_store.db.executor import Transaction, bulk
+from uniqc_store.errors import DatabaseBusyError
+from uniqc_store.repository.statements import stored, upsert
+from uniqc_store.repository.store import TaskStore
+from uniqc_store.schema.tables import archived_task_shards, archived_tasks, task_shards, tasks
+from uniqc_store.schema.values import check_stored_row
+
+#: Parents before children, so foreign keys hold at every step of an import.
+TABLES: dict[str, Table] = {
+    t.name: t for t in (tasks, task_shards, archived_tasks, archived_task_shards)
+}
+BATCH = 1000
+
+Progress = Callable[[int], None]
+
+
+def count_rows(store: TaskStore) -> int:
+    """How many rows an export will write."""
+
+    def total(conn: Connection) -> int:
+        statements = (select(func.count()).select_from(t) for t in TABLES.values())
+        return sum(int(conn.execute(stmt).scalar_one()) for stmt in statements)
+
+    return store._read(total)
+
+
+def _keyset(conn: Connection, table: Table) -> Iterator[dict[str, Any]]:
+    keys = list(table.primary_key.columns)
+    base = select(*stored(table)).order_by(*keys)
+    last: tuple[Any, ...] | None = None
+    while True:
+        stmt = base if last is None else base.where(tuple_(*keys) > tuple_(*last))
+        rows = conn.execute(stmt.limit(BATCH)).mappings().all()
+        if not rows:
+            return
+        last = tuple(rows[-1][k.name] for k in keys)
+        yield from (dict(r) for r in rows)
+
+
+def export_jsonl(
+    store: TaskStore, out: IO[str], progress: Progress | None = None
+) -> dict[str, int]:
+    """Write every row of the four tables to ``out``; return counts per table."""
+    counts = dict.fromkeys(TABLES, 0)
+    with store.reading(snapshot=True) as conn:  # a block, not retried: lines were written
+        for name, table in TABLES.items():
+            for row in _keyset(conn, table):
+                out.write(json.dumps({"table": name, "row": row}, ensure_ascii=False))
+                out.write("\n")
+                counts[name] += 1
+                if progress is not None:
+                    progress(1)
+    return counts
+
+
+def _parse(line_number: int, line: str) -> tuple[str, dict[str, Any]]:
+    try:
+        item = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ValueError(
+            f"line {line_number}: not JSON ({exc.msg} at column {exc.pos + 1})"
+        ) from None
+    try:
+        name, row = item["table"], item["row"]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f'line {line_number}: not an export record (expected {{"table": ..., "row": {{...}}}})'
+        ) from None
+    table = TABLES.get(name) if isinstance(name, str) else None
+    if table is None or not isinstance(row, dict):
+        raise ValueError(f"line {line_number}: unknown table {name!r}")
+    expected = {c.name for c in table.columns}
+    if set(row) != expected:
+        raise ValueError(
+            f"line {line_number}: {name} rows need the columns {sorted(expected)}, "
+            f"got {sorted(row)}"
+        )
+    shard = "shard_index" in row
+    first = next(check_stored_row(row, shard=shard), None)
+    if first is not None:
+        key = (row["uniqc_task_id"], row["shard_index"]) if shard else row["task_id"]
+        raise ValueError(f"line {line_number}: {first[1]} (in the {name} row {key!r})")
+    return name, row
+
+
+_RUN_AGAIN = (
+    "the import was rolled back by a conflict with another writer (a deadlock or a lock "
+    "wait): nothing was imported; run it again (its lines are read once, so it is not "
+    "retried)"
+)
+
+
+def _check_parents(
+    tx: Transaction, parents: Executable, batch: list[tuple[int, dict[str, Any]]]
+) -> None:
+    """A shard's task must be in the store (or already written by this import)."""
+    ids = sorted({row["uniqc_task_id"] for _, row in batch})
+    found = {row[0] for row in tx.fetch(parents, {"ids": ids})}
+    for number, row in batch:
+        parent = row["uniqc_task_id"]
+        if parent not in found:
+            raise ValueError(
+                f"line {number}: shard {row['shard_index']!r} of task {parent!r} has no task: "
+                f"{parent!r} is neither in the store nor on an earlier tasks line (a shard "
+                "comes after its task, as export writes them); nothing was imported"
+            )
+
+
+def import_jsonl(
+    store: TaskStore, lines: Iterable[str], progress: Progress | None = None
+) -> dict[str, int]:
+    """Upsert every exported row from ``lines`` in one transaction; return counts.
+
+    Every row is checked before it is written and the first bad line is a
+    ``ValueError`` naming it; nothing is written then (all or nothing).
+    """
+    statements = {name: upsert(table, store.dialect) for name, table in TABLES.items()}
+    attempts = 0
+
+    def work(tx: Transaction) -> dict[str, int]:
+        nonlocal attempts
+        attempts += 1
+        if attempts > 1:  # the executor retries a transient error: the lines are gone
+            raise DatabaseBusyError(_RUN_AGAIN)
+        counts = dict.fromkeys(TABLES, 0)
+        pending: dict[str, list[tuple[int, dict[str, Any]]]] = {name: [] for name in TABLES}
+
+        def flush(name: str) -> None:
+            batch = pending[name]
+            if batch:
+                if name == "task_shards":
+                    _check_parents(tx, store._sql.parents_among, batch)
+                tx.run(statements[name], [row for _, row in batch])
+                counts[name] += len(batch)
+                if progress is not None:
+                    progress(len(batch))
+                pending[name] = []
+
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            name, row = _parse(number, line)
+            if name == "task_shards":
+                flush("tasks")  # parents first
+            pending[name].append((number, row))
+            if len(pending[name]) >= BATCH:
+                flush(name)
+        for name in TABLES:
+            flush(name)
+        return counts
+
+    with store._executor.translating(), bulk():
+        return store._write(work, direct_ok=False)

@@ -1,0 +1,109 @@
+"""Payload JSON: strict encoding with a depth bound, tolerant decoding.
+
+``result_json`` and ``metadata_json`` hold strict JSON (no NaN/Infinity), at most
+``MAX_JSON_DEPTH`` levels deep, without lone surrogates, so every engine and
+every reader takes it. Broken text another tool stored reads as
+``{"_invalid_json": "<the stored text>"}`` (``decode_json``) so nothing is hidden or lost.
+"""
+
+from __future__ import annotations
+
+import json
+import json.scanner
+import re
+from typing import Any
+
+from uniqc_store.records import MAX_JSON_DEPTH
+
+INVALID_JSON_KEY = "_invalid_json"
+_JSON_STRING = re.compile(r'"[^"\\]*+(?:\\.[^"\\]*+)*+"')
+_INNERMOST = re.compile(r"\[[^\[\]{}]*+\]|\{[^\[\]{}]*+\}")
+
+
+def _too_deep(field: str, owner: str) -> ValueError:
+    return ValueError(
+        f"{field} of {owner} is nested more than {MAX_JSON_DEPTH} levels deep; flatten it "
+        "(the store keeps at most that, so that every reader can decode and serve it)"
+    )
+
+
+def check_depth(text: str, *, field: str, owner: str) -> None:
+    """Refuse JSON text nested deeper than :data:`MAX_JSON_DEPTH`.
+
+    Works on the encoded text at C speed: a document with few brackets is
+    shallow enough by count alone; otherwise strings are dropped and each
+    pass removes the innermost arrays and objects, one level per pass.
+    """
+    if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:
+        return
+    rest = _JSON_STRING.sub("", text)
+    for _ in range(MAX_JSON_DEPTH + 1):  # the last pass must find nothing left
+        rest, removed = _INNERMOST.subn("", rest)
+        if not removed:
+            return
+    raise _too_deep(field, owner)
+
+
+def encode_json(value: Any, *, field: str, owner: str) -> str:
+    """Strict JSON (no NaN/Infinity), at most :data:`MAX_JSON_DEPTH` deep, for every engine."""
+    try:
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False)
+    except RecursionError:
+        text = None  # far too deep to encode at all: refused below, outside the handler
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{field} of {owner} cannot be stored as JSON: {exc}") from None
+    if text is None:
+        raise _too_deep(field, owner)
+    check_depth(text, field=field, owner=owner)
+    _check_encodable(text, f"{field} of {owner}")
+    return text
+
+
+def _check_encodable(text: str, field: str) -> None:
+    """Refuse lone surrogates: no engine's driver can encode them as UTF-8."""
+    if text.isascii():
+        return
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(
+            f"{field} holds a lone surrogate (not valid Unicode); it cannot be stored"
+        ) from None
+
+
+_decoder = json.JSONDecoder()
+_loads = _decoder.decode
+# The C scanner behind ``decode``, without its two whitespace regexes: it
+# halves the cost of the small documents a listing decodes by the hundred.
+_scan = json.scanner.make_scanner(_decoder)  # type: ignore[arg-type]  # typeshed expects a scanner
+
+
+def decode_json(raw: str | None, empty: Any) -> Any:
+    """Parse a stored JSON column; broken text reads as ``{"_invalid_json": raw}``.
+
+    A BLOB (another tool's) is read as its UTF-8 text, undecodable bytes
+    backslash-escaped, so it too decodes or reads as the marker.
+    """
+    if type(raw) is not str:
+        if raw is None:
+            return empty
+        raw = as_text(raw)
+    if not raw:
+        return empty
+    try:
+        value, end = _scan(raw, 0)
+        if end == len(raw):
+            return value
+    except (StopIteration, ValueError, RecursionError):
+        pass  # whitespace around the document, or broken: the full decoder decides
+    try:
+        return _loads(raw)
+    except (ValueError, RecursionError):  # RecursionError: nested too deep to decode
+        return {INVALID_JSON_KEY: raw}
+
+
+def as_text(value: Any) -> str:
+    """A non-text value another tool stored in a text column, as text."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).decode("utf-8", "backslashreplace")
+    return str(value)

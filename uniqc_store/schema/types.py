@@ -1,0 +1,203 @@
+"""Column types shared by the tables and the migrations.
+
+On MySQL/MariaDB key and indexed columns become ``VARCHAR(255)`` with a
+NO PAD binary utf8mb4 collation (ids compare exactly, trailing spaces
+included, as on SQLite and PostgreSQL) and payloads become ``LONGTEXT``;
+every other engine sees TEXT.
+
+The released revisions 0001-0005 import ``KeyText``, ``PayloadText``,
+``MYSQL_TABLE_ARGS`` and ``SQLITE_NULLABLE_PK`` from here: those names are
+frozen at what those revisions created (changing one would change what a
+released revision does, docs/adr/0001). The tables use head's types,
+``ExactKeyText`` and ``ExactText``, which revision 0006 gave the key and
+timestamp columns.
+
+Nothing here imports the MySQL dialect: its package loads every MySQL driver
+module, which would cost every process that imports the store. ``LONGTEXT``
+is resolved when a MySQL/MariaDB dialect compiles the type, and the tables'
+MySQL options when it compiles their ``CREATE TABLE``.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from sqlalchemy import Dialect, String, Table, Text
+from sqlalchemy.exc import CompileError
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.schema import CreateColumn, CreateTable
+from sqlalchemy.sql.compiler import DDLCompiler, GenericTypeCompiler
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+from uniqc_store.records import MAX_KEY_LENGTH
+from uniqc_store.schema.payload import decode_json, encode_json
+
+_MYSQL = ("mysql", "mariadb")
+
+#: The key type of the released revisions 0001-0005 (frozen): TEXT, or
+#: VARCHAR(255) with ``utf8mb4_bin`` on MySQL. That collation is PAD SPACE
+#: (``'x' = 'x '``); revision 0006 replaced it with ``ExactKeyText``'s.
+KeyText: TypeEngine[str] = Text().with_variant(String(255, collation="utf8mb4_bin"), *_MYSQL)
+
+#: MySQL's first release with a NO PAD binary utf8mb4 collation (``utf8mb4_0900_bin``).
+MYSQL_NO_PAD_SINCE = (8, 0, 17)
+
+
+def exact_key_collation(dialect: Dialect) -> str:
+    """The NO PAD binary utf8mb4 collation of the MySQL/MariaDB server ``dialect`` talks to.
+
+    MariaDB (10.2+) calls it ``utf8mb4_nopad_bin``, MySQL (8.0.17+)
+    ``utf8mb4_0900_bin``; neither knows the other's name. Which server it
+    is shows after the first connect (``is_mariadb``, ``server_version_info``);
+    a MySQL dialect that has not connected (``--sql``, a compile without an
+    engine) is taken to be MySQL 8. Older MySQL has no NO PAD binary
+    collation at all: refused, since ``'x'`` and ``'x '`` would be one key.
+    """
+    if getattr(dialect, "is_mariadb", False):
+        return "utf8mb4_nopad_bin"
+    version = dialect.server_version_info
+    if version is not None and tuple(version[:3]) < MYSQL_NO_PAD_SINCE:
+        shown = ".".join(str(part) for part in version)
+        raise CompileError(
+            f"MySQL {shown} has no NO PAD binary collation, so ids differing only by trailing "
+            "spaces would be one key; uniqc-store needs MySQL 8.0.17+ or MariaDB 10.2+"
+        )
+    return "utf8mb4_0900_bin"
+
+
+class ExactText(TypeDecorator[str]):
+    """Text the store compares or sorts (timestamps), compared exactly on every engine.
+
+    TEXT everywhere; on MySQL/MariaDB with the server's NO PAD binary
+    collation (``exact_key_collation``), like the key columns it is compared
+    with: an expression that mixes a PAD and a NO PAD column (``coalesce(
+    update_time, submit_time)``) is refused there (error 1267, "Illegal mix
+    of collations"). Payloads (``LongText``, ``JSONText``) are never
+    compared and keep ``utf8mb4_bin``.
+    """
+
+    impl = Text
+    cache_ok = True
+
+
+class ExactKeyText(ExactText):
+    """Ids, statuses, backends and indexed timestamps: TEXT, or ``VARCHAR(255)``
+    with the NO PAD binary collation on MySQL/MariaDB (keys and indexes need a
+    length there). The type's own compilation renders it, so DDL,
+    ``create_all`` and autogenerate agree."""
+
+    cache_ok = True
+
+
+@compiles(ExactText, "mysql", "mariadb")
+def _exact_text_on_mysql(_type: ExactText, compiler: GenericTypeCompiler, **_kw: Any) -> str:
+    return f"TEXT COLLATE {exact_key_collation(compiler.dialect)}"
+
+
+@compiles(ExactKeyText, "mysql", "mariadb")
+def _exact_key_on_mysql(_type: ExactKeyText, compiler: GenericTypeCompiler, **_kw: Any) -> str:
+    return f"VARCHAR({MAX_KEY_LENGTH}) COLLATE {exact_key_collation(compiler.dialect)}"
+
+
+def _payload_type(dialect: Dialect) -> TypeEngine[Any]:
+    if dialect.name in _MYSQL:
+        from sqlalchemy.dialects.mysql import LONGTEXT  # loaded already: the dialect is in use
+
+        return LONGTEXT(collation="utf8mb4_bin")
+    return Text()
+
+
+class LongText(TypeDecorator[str]):
+    """Free text: TEXT, or ``LONGTEXT`` (4 GiB) with the binary utf8mb4 collation on MySQL."""
+
+    impl = Text
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        return _payload_type(dialect)
+
+
+#: Payloads and free text (``error_message``).
+PayloadText: TypeEngine[str] = LongText()
+
+
+class JSONText(TypeDecorator[Any]):
+    """A JSON payload: a Python value in the ORM, the reference's JSON text in the row.
+
+    Binds encode exactly as the repository does (strict JSON, UTF-8 kept as
+    is) and reads decode tolerantly (broken text reads as
+    ``{"_invalid_json": text}``), so rows written through either are the
+    same bytes and files stay interchangeable with the reference store. The
+    repository's own statements read and write these columns as text
+    (``statements.stored``), having encoded and checked the values first.
+    """
+
+    impl = Text
+    cache_ok = True
+
+    def __init__(self, *, empty_object: bool = False) -> None:
+        super().__init__()
+        #: Whether an empty column reads as ``{}`` (metadata) rather than None (results).
+        self.empty_object = empty_object
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        return _payload_type(dialect)
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        if value is None and not self.empty_object:
+            return None
+        return encode_json({} if value is None else value, field="payload", owner="an ORM row")
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> Any:
+        return decode_json(value, {} if self.empty_object else None)
+
+
+#: Column ``info`` flag: on SQLite render the primary key without NOT NULL,
+#: as the reference's ``task_id TEXT PRIMARY KEY`` does.
+SQLITE_NULLABLE_PK = "uniqc_sqlite_nullable_pk"
+
+#: The table options of every table on MySQL/MariaDB: the migrations pass them
+#: to ``create_table``; the Core tables carry ``MYSQL_OPTIONS`` in their ``info``.
+MYSQL_TABLE_ARGS: dict[str, Any] = {
+    "mysql_charset": "utf8mb4",
+    "mysql_collate": "utf8mb4_bin",
+    "mysql_engine": "InnoDB",
+    "mariadb_charset": "utf8mb4",
+    "mariadb_collate": "utf8mb4_bin",
+    "mariadb_engine": "InnoDB",
+}
+
+#: Table ``info`` flag: the table takes ``MYSQL_TABLE_ARGS`` on MySQL/MariaDB.
+MYSQL_OPTIONS = "uniqc_mysql_table_options"
+_adding_options = threading.Lock()
+
+
+def add_mysql_table_options(table: Table) -> None:
+    """Give ``table`` the ``MYSQL_TABLE_ARGS`` (once; this loads the MySQL dialect).
+
+    ``Table(..., mysql_charset=...)`` validates its options by loading the
+    MySQL dialect package, and with it every MySQL driver module, in each
+    process that imports the tables. The tables carry ``MYSQL_OPTIONS``
+    instead and get their options here: when MySQL/MariaDB first compiles one
+    of their ``CREATE TABLE`` statements (so the DDL is always the same), and
+    when the migration environment starts (so autogenerate sees them).
+    """
+    with _adding_options:
+        if any(key not in table.dialect_kwargs for key in MYSQL_TABLE_ARGS):
+            table.dialect_kwargs.update(MYSQL_TABLE_ARGS)
+
+
+@compiles(CreateTable, "mysql", "mariadb")
+def _mysql_create_table(element: CreateTable, compiler: DDLCompiler, **kw: Any) -> str:
+    if element.element.info.get(MYSQL_OPTIONS):
+        add_mysql_table_options(element.element)
+    return str(compiler.visit_create_table(element, **kw))  # type: ignore[no-untyped-call]
+
+
+@compiles(CreateColumn, "sqlite")
+def _sqlite_column_spec(element: CreateColumn, compiler: DDLCompiler, **kw: Any) -> str:
+    spec = str(compiler.visit_create_column(element, **kw))  # type: ignore[no-untyped-call]
+    if element.element.info.get(SQLITE_NULLABLE_PK):
+        spec = spec.replace(" NOT NULL", "")
+    return spec
