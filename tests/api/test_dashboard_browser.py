@@ -25,11 +25,10 @@ from starlette.applications import Starlette
 from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
+from tests.conftest import scratch_url
+from tests.http_server import prefix_proxy, served, start_serve, stop_serve
 from uniqc_store import CURRENT_SCHEMA_VERSION, TaskInfo, TaskShard, TaskStore
 from uniqc_store.api.app import create_app
-
-from .conftest import scratch_url
-from .http_server import prefix_proxy, served, start_serve, stop_serve
 
 SCHEMA_FOOTER = f"Schema version {CURRENT_SCHEMA_VERSION} of {CURRENT_SCHEMA_VERSION}"
 

@@ -22,14 +22,13 @@ import httpx
 import pytest
 from sqlalchemy import URL, Engine, func, select, text
 
+from tests.conftest import scratch_url
+from tests.http_server import served
 from uniqc_store import StoreError, TaskInfo, TaskShard, TaskStore
 from uniqc_store.api.app import create_app
 from uniqc_store.db.door import OutsideTheDoorError, exempt
 from uniqc_store.db.engine import create_store_engine
 from uniqc_store.schema.orm import TaskRow
-
-from .conftest import scratch_url
-from .http_server import served
 
 SECONDS = float(os.environ.get("UNIQC_DOOR_SECONDS", "2.5"))
 IN_MEMORY = URL.create("sqlite+pysqlite")

@@ -17,6 +17,14 @@ from typing import Any
 import pytest
 from sqlalchemy import URL, Engine, create_engine, insert
 
+from tests.race_tools import (
+    Outcome,
+    orphan_archived_shards,
+    race,
+    race_paused,
+    shard_markers,
+    task_markers,
+)
 from uniqc_store import (
     MissingParentTaskError,
     TaskConflictError,
@@ -28,15 +36,6 @@ from uniqc_store import (
 from uniqc_store.records import utc_now_iso
 from uniqc_store.schema.tables import archived_task_shards
 from uniqc_store.schema.values import shard_to_row
-
-from .race_tools import (
-    Outcome,
-    orphan_archived_shards,
-    race,
-    race_paused,
-    shard_markers,
-    task_markers,
-)
 
 pytestmark = pytest.mark.one_path  # these watch the engine themselves
 

@@ -38,6 +38,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from tests.race_tools import orphan_archived_shards
 from uniqc_store import (
     MissingParentTaskError,
     TaskConflictError,
@@ -46,8 +47,6 @@ from uniqc_store import (
     TaskStore,
 )
 from uniqc_store.schema.tables import archived_task_shards, task_shards
-
-from .race_tools import orphan_archived_shards
 
 pytestmark = pytest.mark.one_path  # the workers open their own stores
 

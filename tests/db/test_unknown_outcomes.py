@@ -18,9 +18,8 @@ from dataclasses import dataclass
 
 import pytest
 
+from tests.commit_dropper import CommitDropper
 from uniqc_store import DatabaseUnavailableError, TaskInfo, TaskShard, TaskStore
-
-from .commit_dropper import CommitDropper
 
 pytestmark = pytest.mark.one_path
 DEFAULT_PORT = {"postgresql": 5432, "mysql": 3306}

@@ -5,6 +5,7 @@ engine guarded by the one door (``door.py``).
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import sqlalchemy
@@ -21,7 +22,7 @@ from uniqc_store.db.drivers import (
 )
 from uniqc_store.db.sqlite import SYNCHRONOUS_LEVELS, busy_timeout_ms, install_sqlite_recipe
 from uniqc_store.db.sqlite_files import check_sqlite_file
-from uniqc_store.db.urls import parse_url, redact, sqlite_file_path
+from uniqc_store.db.urls import parse_url, redact, resolve_url, sqlite_file_path
 from uniqc_store.errors import DriverNotInstalledError
 from uniqc_store.timeouts import DEFAULT_TIMEOUTS, Timeouts
 
@@ -130,3 +131,34 @@ def _create_sqlite_engine(
         busy_ms=busy_ms,
     )
     return engine
+
+
+def store_engine(
+    url: str | URL | None,
+    cache_dir: str | os.PathLike[str] | None,
+    engine: Engine | None,
+    *,
+    synchronous: str,
+    timeouts: Timeouts,
+    options: dict[str, Any] | None,
+) -> tuple[URL, Engine, bool]:
+    """The URL, the engine and whether the store owns it, for ``TaskStore(...)``.
+
+    A given ``engine`` is the caller's (its options too); a SQLite one still gets
+    the recipe, after its file is checked and before anything connects, so a
+    foreign file stays as it is. Otherwise the engine is made from ``url`` >
+    ``cache_dir`` > ``$UNIQC_STORE_URL`` > the default file.
+    """
+    if engine is None:
+        resolved = resolve_url(url, cache_dir)
+        made = create_store_engine(
+            resolved, synchronous=synchronous, timeouts=timeouts, **(options or {})
+        )
+        return resolved, made, True
+    if engine.dialect.name == "sqlite":
+        path = sqlite_file_path(engine.url)
+        if path is not None:
+            check_sqlite_file(path)
+        busy_ms = busy_timeout_ms(engine.url, timeouts.lock_wait_ms)
+        install_sqlite_recipe(engine, wal=path is not None, busy_ms=busy_ms)
+    return engine.url, engine, False

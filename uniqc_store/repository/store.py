@@ -17,24 +17,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import URL, Connection, Engine, Table
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError
 
-from uniqc_store.db.engine import create_store_engine
+from uniqc_store.db.engine import store_engine
 from uniqc_store.db.executor import Transaction, bulk, executor_for
-from uniqc_store.db.sqlite import busy_timeout_ms, install_sqlite_recipe
-from uniqc_store.db.sqlite_files import check_sqlite_file
 from uniqc_store.db.translation import translated
-from uniqc_store.db.urls import redact, redact_text, resolve_url, sqlite_file_path, upgrade_command
+from uniqc_store.db.urls import redact, sqlite_file_path
 from uniqc_store.errors import (
-    DatabaseUnavailableError,
-    ForeignDatabaseError,
     MissingParentTaskError,
-    SchemaOutOfDateError,
 )
-from uniqc_store.migrations.versions import database_version, legacy_revisions
+from uniqc_store.migrations.opening import open_schema
+from uniqc_store.migrations.versions import database_version
 from uniqc_store.records import (
-    APPLICATION_ID,
-    CURRENT_SCHEMA_VERSION,
     TERMINAL_STATUSES,
     TaskInfo,
     TaskShard,
@@ -101,22 +95,14 @@ class TaskStore:
                 f"engine_options must be a dict of create_engine arguments, not "
                 f"{type(engine_options).__name__}"
             )
-        limits = timeouts or Timeouts()
-        if engine is not None:
-            self.url = engine.url
-            self._owns_engine = False
-            if engine.dialect.name == "sqlite":
-                path = sqlite_file_path(engine.url)
-                if path is not None:  # before anything connects: a foreign file stays as it is
-                    check_sqlite_file(path)
-                busy_ms = busy_timeout_ms(engine.url, limits.lock_wait_ms)
-                install_sqlite_recipe(engine, wal=path is not None, busy_ms=busy_ms)
-        else:
-            self.url = resolve_url(url, cache_dir)
-            engine = create_store_engine(
-                self.url, synchronous=sqlite_synchronous, timeouts=limits, **(engine_options or {})
-            )
-            self._owns_engine = True
+        self.url, engine, self._owns_engine = store_engine(
+            url,
+            cache_dir,
+            engine,
+            synchronous=sqlite_synchronous,
+            timeouts=timeouts or Timeouts(),
+            options=engine_options,
+        )
         self.engine: Engine = engine
         self.dialect: str = engine.dialect.name
         self.db_path: Path | None = sqlite_file_path(self.url)
@@ -133,38 +119,7 @@ class TaskStore:
 
     @translated
     def _open_schema(self, auto_migrate: bool | None) -> None:
-        try:
-            version, moved = self._executor.read(self._checked_version)
-        except OperationalError as exc:
-            raise DatabaseUnavailableError(
-                f"cannot open the task database at {redact(self.url)}: {redact_text(str(exc.orig))}"
-            ) from exc
-        if version != CURRENT_SCHEMA_VERSION or moved:
-            if not (self.dialect == "sqlite" if auto_migrate is None else auto_migrate):
-                raise SchemaOutOfDateError(
-                    f"the task database at {redact(self.url)} is at schema version {version}, "
-                    f"this uniqc-store needs {CURRENT_SCHEMA_VERSION}; run: "
-                    f"{upgrade_command(self.url)}"
-                )
-            self.upgrade()
-        self._executor.ensure_statistics()
-
-    def _checked_version(self, conn: Connection) -> tuple[int, bool]:
-        """The version, and whether our row still sits in ``alembic_version``
-        (earlier versions kept it there; ``upgrade`` moves it)."""
-        self._check_application_id(conn)
-        moved = self.dialect == "sqlite" and bool(legacy_revisions(conn))
-        return database_version(conn), moved
-
-    def _check_application_id(self, conn: Connection) -> None:
-        if self.dialect != "sqlite":
-            return
-        found = int(conn.exec_driver_sql("PRAGMA application_id").scalar_one())
-        if found not in (0, APPLICATION_ID):
-            raise ForeignDatabaseError(
-                f"the SQLite database at {redact(self.url)} has application_id 0x{found:08x}, "
-                "not UNIC: it belongs to another application and was left untouched"
-            )
+        open_schema(self._executor, self.url, auto_migrate, self.upgrade)
 
     def upgrade(self, revision: str = "head") -> None:
         """Run the migration chain up to ``revision`` on this store's database."""
