@@ -1,7 +1,8 @@
 """``python -m benchmarks``: uniqc-store against the reference's way of working.
 
 Prints a table (and writes JSON) with both sides, the ratio and the target for:
-per-call operations on a SQLite file, ``save_many``, the v5 data migration
+per-call operations on a SQLite file (unwatched, and watched by a listener or
+OpenTelemetry), ``save_many``, the v5 data migration
 (time against row by row and against SQLite's floor, and peak RSS),
 ``archive_expired``, streaming reads, and PostgreSQL upsert throughput against
 raw psycopg (when ``UNIQC_BENCH_POSTGRES_URL`` or ``UNIQC_TEST_POSTGRES_URL`` is
@@ -233,6 +234,89 @@ def per_call_section(workdir: Path, rows: int, calls: int) -> list[Result]:
     ours.close()
     normal.close()
     return results
+
+
+def watched_section(workdir: Path, rows: int, calls: int) -> list[Result]:
+    """A SQLite store someone watches: it leaves the direct path and pays SQLAlchemy's
+    execution and the listeners, on its held connection.
+
+    With a no-op ``before_cursor_execute`` listener, ``get`` against a bare
+    ``conn.execute(select(...))`` on a held connection of a plain engine with the
+    same listener; with OpenTelemetry's SQLAlchemy instrumentation on (spans made
+    and dropped), ``save`` and ``list`` against the same store unwatched.
+    """
+    from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from uniqc_store.schema.tables import tasks
+
+    url = sqlite_url_for(workdir / "watched" / "tasks.sqlite")
+    store = TaskStore(url=url)
+    data = [row(i) for i in range(rows)]
+    store.save_many(info(r) for r in data)
+
+    def pick(n: int) -> Result:
+        return data[(n * 7919) % rows]
+
+    def no_op(*_args: object) -> None:
+        return None
+
+    plain = sqlalchemy.create_engine(url)
+    sqlalchemy.event.listen(plain, "before_cursor_execute", no_op)
+    sqlalchemy.event.listen(store.engine, "before_cursor_execute", no_op)
+    by_id = sqlalchemy.select(tasks).where(tasks.c.task_id == sqlalchemy.bindparam("task_id"))
+    results: list[Result] = []
+    with plain.connect() as held:
+
+        def bare_get(n: int) -> object:
+            return held.execute(by_id, {"task_id": pick(n)["task_id"]}).all()
+
+        mine, theirs = compare_us([lambda n: store.get(pick(n)["task_id"]), bare_get], calls)
+    label = "watched get, no-op listener, vs bare conn.execute (us/call)"
+    results.append(_within(label, mine, theirs, 1.3))
+    sqlalchemy.event.remove(store.engine, "before_cursor_execute", no_op)
+    plain.dispose()
+
+    cases: dict[str, Callable[[int], object]] = {
+        "save": lambda n: store.save(info(pick(n))),
+        "list(status, limit=50)": lambda n: store.list(status="running", limit=50),
+        "get": lambda n: store.get(pick(n)["task_id"]),
+    }
+    unwatched = {name: compare_us([fn], calls)[0] for name, fn in cases.items()}
+    instrumentor = SQLAlchemyInstrumentor()
+    instrumentor.instrument(
+        engine=store.engine, tracer_provider=TracerProvider(), skip_dep_check=True
+    )
+    try:
+        traced = {name: compare_us([fn], calls)[0] for name, fn in cases.items()}
+    finally:
+        instrumentor.uninstrument()
+    for name, limit in (("save", 1.5), ("list(status, limit=50)", 1.5)):
+        label = f"{name} traced by OpenTelemetry vs unwatched (us/call)"
+        results.append(_within(label, traced[name], unwatched[name], limit))
+    results.append(
+        _for_scale(
+            "get traced by OpenTelemetry / unwatched (us/call)",
+            round(traced["get"], 1),
+            round(unwatched["get"], 1),
+            round(traced["get"] / unwatched["get"], 2),
+        )
+    )
+    store.close()
+    return results
+
+
+def _within(name: str, ours: float, other: float, limit: float) -> Result:
+    """``ours / other`` (how many times slower we are) against an upper ``limit``."""
+    ratio = ours / other
+    return {
+        "name": name,
+        "ours": round(ours, 1),
+        "other": round(other, 1),
+        "ratio": round(ratio, 2),
+        "target": f"<= {limit}x",
+        "ok": ratio <= limit,
+    }
 
 
 def _ratio(name: str, ours: float, other: float, target: float, *, higher: bool = False) -> Result:
@@ -625,6 +709,7 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         results += import_section(repeats=3 if q else 25)
         results += per_call_section(work, rows=500 if q else 2000, calls=100 if q else 300)
+        results += watched_section(work, rows=500 if q else 2000, calls=100 if q else 300)
         results += save_many_section(work, rows=5_000 if q else 100_000, repeats=1 if q else 3)
         results += migration_section(
             work, rows=5_000 if q else 100_000, large=0 if q else 1_000_000, repeats=1 if q else 3

@@ -13,6 +13,9 @@ when all of these hold, each checked rather than assumed:
   processor on any column (checked on the compiled statement);
 - the statement renders completely at compile time (no expanding IN).
 
+Every check is made with SQLAlchemy's public API, once per statement (the
+forms are cached), never with its private compiled attributes.
+
 The SQL is the text SQLAlchemy itself compiles for the engine's dialect, with
 the same parameter order; errors are wrapped exactly as SQLAlchemy wraps them
 (``DBAPIError.instance``, invalidating a dropped connection). Every test of
@@ -29,8 +32,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Executable
+from sqlalchemy import Connection, Dialect, Engine, Executable
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.types import TypeEngine
 
 #: How many compiled statements a store keeps; its statements are prebuilt, so
 #: this is never reached in practice, but memory stays bounded whatever a caller does.
@@ -76,17 +80,33 @@ class DriverStatement:
 
 
 def compile_for_driver(stmt: Executable, engine: Engine) -> DriverStatement | None:
-    """The driver-ready form of ``stmt``, or None if it needs SQLAlchemy's execution."""
+    """The driver-ready form of ``stmt``, or None if it needs SQLAlchemy's execution.
+
+    Decided on public API only: the compiled string and ``positiontup``, whether
+    any parameter is rendered at execution time (``literal_execute_params``,
+    ``post_compile_params``: expanding IN), and the bind and result processors
+    each column's type has for this dialect (``TypeEngine.dialect_impl``).
+    """
     dialect = engine.dialect
     compiled: Any = stmt.compile(dialect=dialect)  # type: ignore[attr-defined]
-    if "POSTCOMPILE" in compiled.string or compiled._bind_processors:
+    if compiled.literal_execute_params or compiled.post_compile_params:
         return None
-    for column in compiled._result_columns:
-        if column[3]._cached_result_processor(dialect, None) is not None:
-            return None
+    if any(_processes_binds(bind.type, dialect) for bind in compiled.binds.values()):
+        return None
+    columns = getattr(stmt, "exported_columns", ())
+    if any(_processes_results(column.type, dialect) for column in columns):
+        return None
     names = tuple(compiled.positiontup or ())
     fixed = {k: v for k, v in compiled.params.items() if v is not None}
     return DriverStatement(compiled.string, names, fixed)
+
+
+def _processes_binds(type_: TypeEngine[Any], dialect: Dialect) -> bool:
+    return type_.dialect_impl(dialect).bind_processor(dialect) is not None
+
+
+def _processes_results(type_: TypeEngine[Any], dialect: Dialect) -> bool:
+    return type_.dialect_impl(dialect).result_processor(dialect, None) is not None
 
 
 class DriverStatements:
