@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import hashlib
 import re
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from sqlalchemy import URL, text
+from sqlalchemy import URL, make_url, text
 
 from tests.conftest import server_url
+from tests.private_servers import private_mariadb
 from uniqc_store import TaskInfo, TaskStore
 from uniqc_store.db.engine import create_store_engine
 
@@ -221,11 +225,35 @@ def _names(url: URL) -> set[str]:
         engine.dispose()
 
 
+@contextmanager
+def a_server_of_its_own(engine: str) -> Iterator[URL]:
+    """A server (MariaDB) or a database (PostgreSQL: schemas are per database) where no
+    one else's run keeps scratch databases: the cleanup would drop theirs too."""
+    if engine == "postgresql":
+        shared = server_url(engine)
+        name = f"uniqc_cleanup_{uuid.uuid4().hex[:8]}"
+        _admin_run(shared, f'CREATE DATABASE "{name}"')
+        try:
+            yield shared.set(database=name)
+        finally:
+            _admin_run(shared, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        return
+    server_url(engine)  # skipped when MariaDB is not configured at all
+    with private_mariadb() as server:
+        yield make_url(server.url)
+
+
 @pytest.mark.parametrize("engine", ["postgresql", "mysql"])  # SQLite's are in tmp_path
 def test_cleanup_drops_only_our_leftovers_from_before_the_run(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, engine: str
 ) -> None:
-    url = server_url(engine)
+    with a_server_of_its_own(engine) as url:
+        _cleanup_on(url, engine, pytester, monkeypatch)
+
+
+def _cleanup_on(
+    url: URL, engine: str, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
     crashed = "uniqc_test_main_1000000000_0123456789"  # a run of 2001 that never dropped it
     older = "uniqc_test_gw1_abcdef0123"  # the name an earlier version made
     later = "uniqc_test_main_9999999999_0123456789"  # "created after this run started"
