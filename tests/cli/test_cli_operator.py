@@ -375,11 +375,13 @@ def test_upgrade_adds_our_tables_to_an_app_file_only_when_asked_as_alembic_does(
     without the option the command refuses (exit 4) and writes nothing."""
     ours, theirs = _app_file(tmp_path / "app.sqlite"), _app_file(tmp_path / "app2.sqlite")
     before = ours.read_bytes()
-    refused = subprocess.run([EXE, "upgrade", "--url", str(ours)], capture_output=True, text=True)
+    refused = subprocess.run(
+        [EXE, "upgrade", "--url", f"sqlite:///{ours}"], capture_output=True, text=True
+    )
     assert refused.returncode == 4, refused
     assert "--allow-foreign-tables" in refused.stderr and ours.read_bytes() == before
     done = subprocess.run(
-        [EXE, "upgrade", "--allow-foreign-tables", "--url", str(ours)],
+        [EXE, "upgrade", "--allow-foreign-tables", "--url", f"sqlite:///{ours}"],
         capture_output=True,
         text=True,
     )
@@ -411,5 +413,7 @@ def test_upgrade_adds_our_tables_to_an_app_file_only_when_asked_as_alembic_does(
     with sqlite3.connect(ours) as conn:
         assert conn.execute("SELECT item FROM orders").fetchall() == [("qubits",)]
     conn.close()
-    again = subprocess.run([EXE, "upgrade", "--url", str(ours)], capture_output=True, text=True)
+    again = subprocess.run(
+        [EXE, "upgrade", "--url", f"sqlite:///{ours}"], capture_output=True, text=True
+    )
     assert again.returncode == 0 and "already at schema version 6" in again.stdout
