@@ -90,3 +90,20 @@ def test_modifications_racing_on_two_nodes_are_retried_and_none_is_lost(
 def _increment(task: TaskInfo) -> TaskInfo:
     task.metadata["n"] += 1
     return task
+
+
+def test_the_change_signal_on_one_node_sees_writes_made_on_another(nodes: list[URL]) -> None:
+    """The dashboard's live feed on node 1 moves when node 2 writes (statement counters
+    count the node's own statements only; ``wsrep_last_committed`` counts the cluster's)."""
+    from uniqc_store.repository.changes import open_signal
+
+    one, two = (TaskStore(url=u, auto_migrate=True) for u in nodes[:2])
+    signal = open_signal(one)
+    try:
+        before = signal.read()
+        two.save(TaskInfo(task_id="uqt_elsewhere", backend="b"))
+        assert signal.read() != before
+    finally:
+        signal.close()
+        one.close()
+        two.close()
