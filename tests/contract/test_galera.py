@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import URL, event, text
 
 from tests.conftest import CLUSTER_NODES, scratch_url
-from uniqc_store import TaskInfo, TaskStore
+from uniqc_store import DatabaseBusyError, TaskInfo, TaskStore
 from uniqc_store.db.drivers import GALERA_SYNC_WAIT
 
 pytestmark = pytest.mark.one_path
@@ -51,8 +51,10 @@ def test_modifications_racing_on_two_nodes_are_retried_and_none_is_lost(
     nodes: list[URL],
 ) -> None:
     """Threads on nodes 1 and 2 increment one task's counter with ``modify``: the losers
-    of certification get 1213 (deadlock), the store runs them again, and the counter
-    ends at the number of calls."""
+    of certification get 1213 (deadlock) and the store runs them again. The counter ends
+    at the number of calls that returned: none acknowledged is lost, none applied twice.
+    A call that lost all its attempts on this one hot row raises DatabaseBusyError with
+    nothing written (README "Galera"); most return."""
     stores = [TaskStore(url=u, auto_migrate=True) for u in nodes[:2]]
     conflicts: list[int] = []
 
@@ -63,14 +65,18 @@ def test_modifications_racing_on_two_nodes_are_retried_and_none_is_lost(
     for store in stores:
         event.listen(store.engine, "handle_error", count_conflict)
     stores[0].save(TaskInfo(task_id="uqt_counter", backend="b", metadata={"n": 0}))
+    acknowledged: list[int] = []
     errors: list[BaseException] = []
 
     def bump(store: TaskStore) -> None:
-        try:
-            for _ in range(40):
+        for _ in range(40):
+            try:
                 store.modify("uqt_counter", _increment)
-        except BaseException as exc:  # collected and asserted below
-            errors.append(exc)
+                acknowledged.append(1)
+            except DatabaseBusyError:
+                pass  # every attempt lost certification: nothing written
+            except BaseException as exc:  # collected and asserted below
+                errors.append(exc)
 
     threads = [threading.Thread(target=bump, args=(s,)) for s in stores for _ in range(2)]
     try:
@@ -80,7 +86,8 @@ def test_modifications_racing_on_two_nodes_are_retried_and_none_is_lost(
             thread.join(300)
         assert errors == []
         task = stores[1].get("uqt_counter")
-        assert task is not None and task.metadata["n"] == 4 * 40
+        assert task is not None and task.metadata["n"] == len(acknowledged)
+        assert len(acknowledged) > 4 * 40 // 2
         assert conflicts, "no certification conflict happened: the race did not race"
     finally:
         for store in stores:

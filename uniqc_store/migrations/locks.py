@@ -47,7 +47,7 @@ import sqlalchemy
 from sqlalchemy import BigInteger, Column, Connection, MetaData, String, Table, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, ProgrammingError
 
-from uniqc_store.db import door
+from uniqc_store.db import door, watchdog
 from uniqc_store.db.urls import sqlite_file_path
 from uniqc_store.errors import DatabaseBusyError, StoreError
 from uniqc_store.records import APPLICATION_ID
@@ -141,7 +141,7 @@ def _errno(exc: DBAPIError) -> object:
 def _advisory(conn: Connection, timeouts: Timeouts) -> Iterator[None]:
     """PostgreSQL: a transaction-scoped advisory lock on a connection of its own."""
     wait = timeouts.migration_lock_wait
-    with _own_connection(conn) as holder:
+    with _own_connection(conn) as holder, _watched(holder, timeouts.migration_seconds):
         holder.execute(
             text(
                 "SELECT set_config('lock_timeout', :t, true), "
@@ -172,6 +172,18 @@ def _own_connection(conn: Connection) -> Iterator[Connection]:
             yield own
     finally:
         engine.dispose()
+
+
+@contextlib.contextmanager
+def _watched(conn: Connection, seconds: float) -> Iterator[None]:
+    """The watchdog over a lock's own connection: a server that stops answering ends the
+    wait (and the run) at the migration's deadline instead of never."""
+    alarm = watchdog.arm(conn.connection.dbapi_connection, None, time.monotonic() + seconds)
+    try:
+        yield
+    finally:
+        if watchdog.disarm(alarm) != watchdog.IDLE:
+            conn.invalidate()
 
 
 def _advisory_holder(conn: Connection) -> str | None:
