@@ -83,7 +83,7 @@ def create_store_engine(
     engine = _create_engine(url, **{**options, "connect_args": connect_args})
     if "read_timeout" not in kwargs.get("connect_args", {}) and url.get_driver_name() == "pymysql":
         event.listen(engine, "connect", _end_connect_read_timeout)
-    if backend in ("mysql", "mariadb") and url.get_driver_name() == "pymysql":
+    if is_mysql(backend) and url.get_driver_name() == "pymysql":
         watch_for_galera(engine)
     return engine
 

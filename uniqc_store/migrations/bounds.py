@@ -28,6 +28,7 @@ from typing import Any
 from sqlalchemy import Connection, event
 from sqlalchemy.exc import DBAPIError
 
+from uniqc_store.db.dialects import is_mysql
 from uniqc_store.errors import DatabaseBusyError
 from uniqc_store.timeouts import Timeouts
 
@@ -43,7 +44,7 @@ def ddl_bounds(conn: Connection, timeouts: Timeouts) -> Iterator[None]:
     dialect = conn.dialect.name
     if dialect == "postgresql":
         bounded: contextlib.AbstractContextManager[None] = _postgresql_bounds(conn, timeouts)
-    elif dialect in ("mysql", "mariadb"):
+    elif is_mysql(dialect):
         bounded = _mysql_bounds(conn, timeouts)
     else:
         bounded = contextlib.nullcontext()
@@ -61,7 +62,7 @@ def _timed_out(exc: DBAPIError, dialect: str) -> str | None:
     """``"lock"`` or ``"statement"`` if ``exc`` is a bound of ours running out."""
     if dialect == "postgresql":
         return _PG_TIMED_OUT.get(getattr(exc.orig, "sqlstate", None) or "")
-    if dialect in ("mysql", "mariadb"):
+    if is_mysql(dialect):
         args = getattr(exc.orig, "args", ())
         return _MYSQL_TIMED_OUT.get(args[0] if args else None)  # type: ignore[arg-type]
     return None

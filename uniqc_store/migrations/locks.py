@@ -48,6 +48,7 @@ from sqlalchemy import BigInteger, Column, Connection, MetaData, String, Table, 
 from sqlalchemy.exc import DBAPIError, IntegrityError, ProgrammingError
 
 from uniqc_store.db import door, watchdog
+from uniqc_store.db.dialects import is_mysql
 from uniqc_store.db.urls import sqlite_file_path
 from uniqc_store.errors import DatabaseBusyError, StoreError
 from uniqc_store.records import APPLICATION_ID
@@ -96,7 +97,7 @@ def lock_method(conn: Connection) -> str:
     dialect = conn.dialect.name
     if dialect == "postgresql":
         return "advisory"
-    if dialect in ("mysql", "mariadb"):
+    if is_mysql(dialect):
         return "lease" if is_galera(conn) else "get_lock"
     return "flock" if fcntl is not None else "filelock"
 
