@@ -17,8 +17,10 @@ from sqlalchemy import Connection, Engine
 from uniqc_store.db.engine import create_store_engine
 from uniqc_store.db.urls import resolve_url
 from uniqc_store.migrations.runner import (
+    ddl_bounds,
     migration_connection,
     migration_lock,
+    migration_timeouts,
     prepare_database,
     stamp_sqlite_header,
 )
@@ -69,7 +71,9 @@ def run_migrations_offline() -> None:
 
 
 def run_migrations_on(connection: Connection) -> None:
-    """Run the chain on a connection, under the database's migration lock.
+    """Run the chain on a connection, under the database's migration lock, every
+    statement bounded (``Timeouts.ddl_lock_seconds`` and the rest: README
+    "Migrations on a live database").
 
     A caller that only compares (``uniqc-store check`` sets ``compare_only``)
     writes nothing, so it takes no lock (on SQLite, creates no lock file).
@@ -79,7 +83,8 @@ def run_migrations_on(connection: Connection) -> None:
         with context.begin_transaction():
             context.run_migrations()
         return
-    with migration_lock(connection):
+    timeouts = migration_timeouts(config)
+    with migration_lock(connection, timeouts), ddl_bounds(connection, timeouts):
         prepare_database(connection)
         connection.commit()
         _configure(connection.dialect.name, connection=connection)
@@ -100,7 +105,7 @@ def run_migrations_online() -> None:
         else create_store_engine(_url(), foreign_keys=False, allow_foreign_tables=True)
     )
     try:
-        with migration_connection(engine) as conn:
+        with migration_connection(engine, migration_timeouts(config).migration_seconds) as conn:
             run_migrations_on(conn)
     finally:
         if engine is not given:

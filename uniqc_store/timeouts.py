@@ -20,6 +20,19 @@ lock-wait settings, the SQLite busy timeout and the client-side deadlines of
   bound (``save_many``, ``save_shards``, ``clear_completed``, ``clear_all``,
   ``archive_expired``, listings without a limit, export and import).
 - ``migration_seconds``: the deadline of a whole ``upgrade``/``downgrade``.
+- ``migration_lock_seconds``: how long an upgrade waits for another upgrader
+  of the same database to finish (the migration lock); then
+  ``DatabaseBusyError`` naming the holder when the database can tell.
+- ``ddl_lock_seconds``: how long one migration statement waits for a table
+  lock that live traffic holds. A DDL statement queued behind a long
+  transaction makes every later reader of that table queue behind it, so it
+  gives up early instead (PostgreSQL: ``SET LOCAL lock_timeout`` in each
+  revision's transaction; MySQL/MariaDB: the session's ``lock_wait_timeout``
+  on the migration's own connection). The revision is rolled back
+  (PostgreSQL) and ``DatabaseBusyError`` says to run the upgrade again.
+- ``ddl_statement_seconds``: the longest one migration statement may run on
+  PostgreSQL (``SET LOCAL statement_timeout``); MySQL has no such bound for DDL.
+  This and the lock wait never reach past ``migration_seconds``.
 """
 
 from __future__ import annotations
@@ -45,6 +58,9 @@ class Timeouts:
     call_seconds: float = 30.0
     bulk_seconds: float = 600.0
     migration_seconds: float = 3600.0
+    migration_lock_seconds: float = 600.0
+    ddl_lock_seconds: float = 5.0
+    ddl_statement_seconds: float = 600.0
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -91,6 +107,16 @@ class Timeouts:
         """The connect bound in whole seconds (libpq and PyMySQL take integers; libpq's
         minimum is 2)."""
         return max(2, math.ceil(self.connect_seconds))
+
+    @property
+    def migration_lock_wait(self) -> float:
+        """The wait for the migration lock, never past the whole migration's deadline."""
+        return min(self.migration_lock_seconds, self.migration_seconds)
+
+    @property
+    def ddl_statement_ms(self) -> int:
+        """PostgreSQL's ``statement_timeout`` for migrations, within the migration deadline."""
+        return int(min(self.ddl_statement_seconds, self.migration_seconds) * 1000)
 
 
 DEFAULT_TIMEOUTS = Timeouts()

@@ -31,6 +31,7 @@ from uniqc_store.db.urls import redact_text, resolve_url
 from uniqc_store.errors import DatabaseUnavailableError
 from uniqc_store.migrations import runner as migrations
 from uniqc_store.records import CURRENT_SCHEMA_VERSION
+from uniqc_store.schema.versions import MIGRATION_LOCK_TABLE
 
 
 @contextmanager
@@ -211,7 +212,10 @@ def current(url: str | None) -> None:
     """Show the schema version the database is at."""
     with migration_engine(url) as (engine, _shown), engine.connect() as conn:
         version = migrations.database_version(conn)
-        others = set(inspect(conn).get_table_names()) - {migrations.version_table()}
+        others = set(inspect(conn).get_table_names()) - {
+            migrations.version_table(),
+            MIGRATION_LOCK_TABLE,
+        }
     if version == 0:  # no revision applied: there is no "0000" to show
         where = "empty database" if not others else "the database holds other tables only"
         click.echo(f"no schema yet ({where}); run `uniqc-store upgrade`")

@@ -30,6 +30,7 @@ def server_connect_args(url: URL, timeouts: Timeouts) -> dict[str, Any]:
     args: dict[str, Any] = {}
     if backend == "postgresql" and url.get_driver_name() == "psycopg":
         args["connect_timeout"] = timeouts.connect_whole_seconds
+        args.update(prepare_threshold_of(url))
     elif backend in ("mysql", "mariadb") and url.get_driver_name() == "pymysql":
         wait = timeouts.lock_wait_whole_seconds
         args["connect_timeout"] = timeouts.connect_whole_seconds
@@ -41,6 +42,65 @@ def server_connect_args(url: URL, timeouts: Timeouts) -> dict[str, Any]:
             f"SET SESSION innodb_lock_wait_timeout = {wait}, SESSION lock_wait_timeout = {wait}"
         )
     return args
+
+
+def prepare_threshold_of(url: URL) -> dict[str, Any]:
+    """psycopg's ``prepare_threshold`` from a URL's ``?prepare_threshold=none`` (or a
+    number), as the connect argument psycopg takes (SQLAlchemy would pass the text).
+
+    ``none`` is what PgBouncer before 1.21 in transaction mode needs: psycopg prepares
+    a statement it ran 5 times on a connection, and the next transaction, on another
+    server connection, does not find it ("prepared statement ... does not exist").
+    """
+    raw = url.query.get("prepare_threshold")
+    if raw is None:
+        return {}
+    value = raw[-1] if isinstance(raw, tuple) else raw
+    if value.strip().lower() in ("none", "null", ""):
+        return {"prepare_threshold": None}
+    if not value.strip().isdigit():
+        raise ValueError(
+            f"prepare_threshold in the URL must be none or a whole number, not {value!r}"
+        )
+    return {"prepare_threshold": int(value)}
+
+
+#: Galera's ``wsrep_sync_wait`` for every connection of a store: 1 makes a read wait
+#: until the node has applied every write the cluster committed before it, so a read
+#: on one node sees what a write acknowledged on another one wrote.
+GALERA_SYNC_WAIT = 1
+
+
+def watch_for_galera(engine: Any) -> None:
+    """On MySQL/MariaDB engines: find out at the first connection whether the server is
+    a Galera node (``wsrep_on``); if so, set ``wsrep_sync_wait`` on that connection and
+    add it to the ``init_command`` of every later one (no round trip more per connection).
+
+    An ``init_command`` of your own that names ``wsrep_sync_wait`` is left as it is.
+    """
+    from sqlalchemy import event
+
+    galera = {"on": False}
+
+    def first_connect(dbapi_connection: Any, _record: Any) -> None:
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute("SHOW VARIABLES LIKE 'wsrep_on'")
+            row = cursor.fetchone()
+            galera["on"] = row is not None and str(row[1]).upper() == "ON"
+            if galera["on"]:
+                cursor.execute(f"SET SESSION wsrep_sync_wait = {GALERA_SYNC_WAIT}")
+
+    def do_connect(_dialect: Any, _record: Any, _cargs: Any, cparams: dict[str, Any]) -> None:
+        command = str(cparams.get("init_command") or "")
+        if not galera["on"] or "wsrep_sync_wait" in command.lower():
+            return
+        if command.upper().startswith("SET "):
+            cparams["init_command"] = f"{command}, SESSION wsrep_sync_wait = {GALERA_SYNC_WAIT}"
+        elif not command:
+            cparams["init_command"] = f"SET SESSION wsrep_sync_wait = {GALERA_SYNC_WAIT}"
+
+    event.listen(engine, "first_connect", first_connect)
+    event.listen(engine, "do_connect", do_connect)
 
 
 #: pip packages of drivers we do not ship, by SQLAlchemy driver name.

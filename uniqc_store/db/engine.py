@@ -20,6 +20,7 @@ from uniqc_store.db.drivers import (
     _end_connect_read_timeout,
     driver_hint,
     server_connect_args,
+    watch_for_galera,
 )
 from uniqc_store.db.sqlite import SYNCHRONOUS_LEVELS, busy_timeout_ms, install_sqlite_recipe
 from uniqc_store.db.sqlite_files import check_sqlite_file
@@ -82,6 +83,8 @@ def create_store_engine(
     engine = _create_engine(url, **{**options, "connect_args": connect_args})
     if "read_timeout" not in kwargs.get("connect_args", {}) and url.get_driver_name() == "pymysql":
         event.listen(engine, "connect", _end_connect_read_timeout)
+    if is_mysql(backend) and url.get_driver_name() == "pymysql":
+        watch_for_galera(engine)
     return engine
 
 

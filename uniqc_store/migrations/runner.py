@@ -7,13 +7,14 @@ its SQLite files still say 6). The reference store migrates only below its
 own version 5, so it opens such files as they are. This
 module adopts files made by the reference store (``user_version`` k, no
 ``alembic_version`` table), refuses databases newer than the package,
-stamps the SQLite header after every step and serialises concurrent
-upgraders.
+stamps the SQLite header after every step, serialises concurrent
+upgraders (``locks.py``) and bounds every migration statement (``bounds.py``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,16 +31,26 @@ from sqlalchemy import URL, Column, Connection, Engine, inspect, text
 
 from uniqc_store.db import door, watchdog
 from uniqc_store.db.sqlite import SQLITE_BEGIN
-from uniqc_store.db.urls import parse_url, sqlite_file_path, upgrade_command
+from uniqc_store.db.urls import parse_url, upgrade_command
+from uniqc_store.migrations.bounds import ddl_bounds
+from uniqc_store.migrations.locks import migration_lock
 from uniqc_store.migrations.versions import database_version, legacy_revisions, sqlite_user_version
 from uniqc_store.records import APPLICATION_ID
 from uniqc_store.schema.versions import LEGACY_VERSION_TABLE, revision_id, version_of, version_table
-from uniqc_store.timeouts import DEFAULT_TIMEOUTS
+from uniqc_store.timeouts import (
+    DEFAULT_TIMEOUTS,
+    TIMEOUTS_ENV_VAR,
+    Timeouts,
+    json_object_from_environment,
+)
 
 __all__ = [
     "database_version",
+    "ddl_bounds",
     "downgrade",
     "make_config",
+    "migration_lock",
+    "migration_timeouts",
     "prepare_database",
     "revision_id",
     "script_directory",
@@ -49,16 +60,6 @@ __all__ = [
     "version_of",
     "version_table",
 ]
-
-try:  # POSIX only; elsewhere concurrent SQLite upgraders are not serialised.
-    import fcntl
-except ImportError:  # pragma: no cover
-    fcntl = None  # type: ignore[assignment]
-
-#: Key of the server-side advisory lock held while the chain runs.
-ADVISORY_LOCK_KEY = APPLICATION_ID
-MYSQL_LOCK_NAME = "uniqc_store_migrations"
-MYSQL_LOCK_TIMEOUT_S = 3600
 
 
 def script_location() -> str:
@@ -70,15 +71,32 @@ def script_location() -> str:
     raise FileNotFoundError("the uniqc_store migrations are missing from this installation")
 
 
-def make_config(url: str | URL | None = None, connection: Connection | None = None) -> Config:
-    """An Alembic Config for our chain, on a URL or on a connection we hold."""
+def make_config(
+    url: str | URL | None = None,
+    connection: Connection | None = None,
+    timeouts: Timeouts | None = None,
+) -> Config:
+    """An Alembic Config for our chain, on a URL or on a connection we hold; ``timeouts``
+    bound the migration lock wait and every statement (else ``UNIQC_STORE_TIMEOUTS``)."""
     config = Config()
     config.set_main_option("script_location", script_location())
     if url is not None:
         config.attributes["url"] = parse_url(url)
     if connection is not None:
         config.attributes["connection"] = connection
+    if timeouts is not None:
+        config.attributes["timeouts"] = timeouts
     return config
+
+
+def migration_timeouts(config: Config) -> Timeouts:
+    """The bounds of a migration run: the caller's, else ``UNIQC_STORE_TIMEOUTS``
+    (what the CLI and ``alembic`` read), else the defaults."""
+    given = config.attributes.get("timeouts")
+    if isinstance(given, Timeouts):
+        return given
+    values = json_object_from_environment(TIMEOUTS_ENV_VAR, os.environ.get(TIMEOUTS_ENV_VAR))
+    return Timeouts.from_mapping(values) if values else DEFAULT_TIMEOUTS
 
 
 def script_directory() -> ScriptDirectory:
@@ -155,49 +173,6 @@ def _primary_keys_keep_their_nullability(
 
 
 @contextlib.contextmanager
-def migration_lock(conn: Connection) -> Iterator[None]:
-    """Serialise concurrent upgraders of one database.
-
-    PostgreSQL: a session advisory lock; MySQL/MariaDB: ``GET_LOCK``;
-    SQLite file: an ``flock`` on ``<file>.lock`` beside it.
-    """
-    dialect = conn.dialect.name
-    if dialect == "postgresql":
-        conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": ADVISORY_LOCK_KEY})
-        conn.commit()
-        try:
-            yield
-        finally:
-            conn.rollback()
-            conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": ADVISORY_LOCK_KEY})
-            conn.commit()
-    elif dialect in ("mysql", "mariadb"):
-        got = conn.execute(
-            text("SELECT GET_LOCK(:n, :t)"), {"n": MYSQL_LOCK_NAME, "t": MYSQL_LOCK_TIMEOUT_S}
-        ).scalar()
-        conn.commit()
-        if got != 1:
-            raise TimeoutError("another upgrade of this database is still running")
-        try:
-            yield
-        finally:
-            conn.rollback()
-            conn.execute(text("SELECT RELEASE_LOCK(:n)"), {"n": MYSQL_LOCK_NAME})
-            conn.commit()
-    else:
-        path = sqlite_file_path(conn.engine.url)
-        if path is None or fcntl is None:
-            yield
-            return
-        with open(f"{path}.lock", "a+b") as lock_file:
-            fcntl.flock(lock_file, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock_file, fcntl.LOCK_UN)
-
-
-@contextlib.contextmanager
 def migration_connection(
     engine: Engine, deadline_seconds: float = DEFAULT_TIMEOUTS.migration_seconds
 ) -> Iterator[Connection]:
@@ -235,25 +210,40 @@ def upgrade(
     connectable: Engine | Connection,
     revision: str = "head",
     *,
-    deadline_seconds: float = DEFAULT_TIMEOUTS.migration_seconds,
+    deadline_seconds: float | None = None,
+    timeouts: Timeouts | None = None,
 ) -> None:
-    """Upgrade the database to ``revision`` (the newest by default)."""
-    _run(connectable, command.upgrade, revision, deadline_seconds)
+    """Upgrade the database to ``revision`` (the newest by default).
+
+    ``timeouts`` bound the wait for another upgrader and each statement (README
+    "Migrations on a live database"); ``deadline_seconds`` (default
+    ``timeouts.migration_seconds``) the whole run.
+    """
+    _run(connectable, command.upgrade, revision, deadline_seconds, timeouts)
 
 
 def downgrade(
     connectable: Engine | Connection,
     revision: str,
     *,
-    deadline_seconds: float = DEFAULT_TIMEOUTS.migration_seconds,
+    deadline_seconds: float | None = None,
+    timeouts: Timeouts | None = None,
 ) -> None:
     """Downgrade the database to ``revision`` (``base`` removes every table)."""
-    _run(connectable, command.downgrade, revision, deadline_seconds)
+    _run(connectable, command.downgrade, revision, deadline_seconds, timeouts)
 
 
-def _run(connectable: Engine | Connection, fn: Any, revision: str, deadline_seconds: float) -> None:
+def _run(
+    connectable: Engine | Connection,
+    fn: Any,
+    revision: str,
+    deadline_seconds: float | None,
+    timeouts: Timeouts | None,
+) -> None:
     if isinstance(connectable, Connection):
-        fn(make_config(connection=connectable), revision)
+        fn(make_config(connection=connectable, timeouts=timeouts), revision)
         return
+    if deadline_seconds is None:
+        deadline_seconds = (timeouts or DEFAULT_TIMEOUTS).migration_seconds
     with migration_connection(connectable, deadline_seconds) as conn:
-        fn(make_config(connection=conn), revision)
+        fn(make_config(connection=conn, timeouts=timeouts), revision)

@@ -129,9 +129,7 @@ class TaskStore:
 
         with self._executor.exclusive():
             self._executor.close()
-            migrations.upgrade(
-                self.engine, revision, deadline_seconds=self._executor.timeouts.migration_seconds
-            )
+            migrations.upgrade(self.engine, revision, timeouts=self._executor.timeouts)
 
     @translated
     def schema_version(self) -> int:
