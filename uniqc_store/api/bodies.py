@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from uniqc_store.api.errors import MAX_HOURS, MAX_TEXT, TEXT_SCHEMA, StorableText
+from uniqc_store.repository.store import MAX_BATCH_SIZE
 
 #: The most ids ``archive-expired`` lists per kind; the counts are always complete.
 MAX_REPORTED_IDS = 1000
@@ -45,6 +46,37 @@ class ExpiryRequest(BaseModel):
         72, ge=0, lt=MAX_HOURS, allow_inf_nan=False, description="Age in hours, < 1e6."
     )
     terminal_only: bool = Field(True, description="Leave pending and running tasks alone.")
+
+
+class PurgeRequest(BaseModel):
+    """The JSON body of ``POST /api/archive/purge``: strict, any other field refused."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    older_than_hours: float = Field(
+        ge=0, lt=MAX_HOURS, allow_inf_nan=False, description="Age since archiving, in hours."
+    )
+    keep_last: int = Field(
+        0, ge=0, le=2**31 - 1, description="Always keep this many newest archived tasks."
+    )
+    batch_size: int = Field(
+        1000, ge=1, le=MAX_BATCH_SIZE, description="Archived tasks deleted per transaction."
+    )
+    dry_run: bool = Field(False, description="Only report what would be deleted.")
+
+
+class PurgeResult(BaseModel):
+    """What a purge deleted (``dry_run``: would delete). ``task_ids`` names at most
+    1,000 ids (``ids_complete`` says whether all); the counts are complete."""
+
+    older_than_hours: float
+    keep_last: int
+    dry_run: bool
+    tasks: int = Field(description="Archived tasks deleted (or due).")
+    shards: int = Field(description="Archived shards deleted with them (or due).")
+    batches: int = Field(description="Transactions that deleted (or would delete) something.")
+    task_ids: list[str]
+    ids_complete: bool
 
 
 class TaskSummary(BaseModel):

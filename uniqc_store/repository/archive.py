@@ -437,7 +437,7 @@ class PurgeReport:
     ``tasks`` / ``shards``: archived tasks and archived shards deleted (or due);
     ``task_ids``: their ids, in id order, when there are at most
     ``MAX_REPORTED_IDS`` of them (``ids_complete`` says whether all are named);
-    ``batches``: the transactions that deleted something.
+    ``batches``: the transactions that deleted something (dry run: would).
     """
 
     older_than_hours: float
