@@ -57,6 +57,7 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError, SQLAl
 from uniqc_store.db import direct, door, sqlite_statistics
 from uniqc_store.db.connections import HeldConnection, PooledConnections, source_for
 from uniqc_store.db.direct import DriverStatements, Row
+from uniqc_store.db.sqlite import checkpoint
 from uniqc_store.db.translation import store_error
 from uniqc_store.errors import DatabaseUnavailableError, StoreError
 from uniqc_store.timeouts import DEFAULT_TIMEOUTS, Timeouts
@@ -349,6 +350,8 @@ class Executor:
                 with self._observed_transaction(conn) as tx:
                     yield tx
             self._growth.after_write(conn, self.busy_timeout_ms)
+            if _bulk.get():  # a large write: its WAL frames go to the file now
+                checkpoint(conn, "PASSIVE", self.busy_timeout_ms)
 
     def write_one(self, stmt: Executable, params: Mapping[str, Any]) -> int:
         """Run one DML statement as its own transaction; return the rowcount.
@@ -488,7 +491,8 @@ class Executor:
                 sqlite_statistics.refresh(conn, self.busy_timeout_ms, optimize=False)
 
     def close(self) -> None:
-        """Give the held connection back, refreshing statistics first as SQLite advises.
+        """Give the held connection back, refreshing statistics first as SQLite advises,
+        and emptying the ``-wal`` file if no other connection is reading it.
 
         Another store on the same engine opens it again on its next call."""
         if isinstance(self.source, HeldConnection):
@@ -497,6 +501,7 @@ class Executor:
                 if held is not None:
                     with contextlib.suppress(DBAPIError):
                         sqlite_statistics.refresh(held, self.busy_timeout_ms, optimize=True)
+                        checkpoint(held, "TRUNCATE", self.busy_timeout_ms)
         self.source.close()
 
 
