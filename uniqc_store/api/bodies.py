@@ -166,9 +166,9 @@ class BulkArchived(BaseModel):
 
 
 class ExpiryReport(BaseModel):
-    """What ``archive-expired`` did. Each id list holds at most 1,000 ids (oldest
-    first for ``archived``); its ``*_count`` is complete and ``*_truncated`` says
-    whether ids were left out."""
+    """What ``archive-expired`` did. Each id list holds at most 1,000 ids (in id
+    order); its ``*_count`` is complete and ``*_truncated`` says whether ids were
+    left out."""
 
     archived: list[str]
     count: int = Field(description="How many tasks were archived.")
