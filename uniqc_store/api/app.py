@@ -52,7 +52,6 @@ from uniqc_store.api.edge import (
     guard_hosts,
 )
 from uniqc_store.api.errors import (
-    MAX_HOURS,
     BackendQuery,
     HoursQuery,
     TaskIdPath,
@@ -61,7 +60,7 @@ from uniqc_store.api.errors import (
     responses,
 )
 from uniqc_store.errors import StoreError, TaskConflictError
-from uniqc_store.records import CURRENT_SCHEMA_VERSION, TaskInfo, TaskStatus
+from uniqc_store.records import CURRENT_SCHEMA_VERSION, MAX_HOURS, TaskInfo, TaskStatus
 from uniqc_store.redaction import REDACTED, redact_record, redact_sensitive
 from uniqc_store.repository.store import TaskStore
 
