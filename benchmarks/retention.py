@@ -6,9 +6,11 @@ concurrent ``save`` p99 under 50 ms while ``archive_expired`` runs.
 It seeds ``--size`` finished tasks (each with ``--shards`` shards) last updated
 100 hours ago, then runs ``archive_expired(hours=72)`` while a second store on the
 same database saves new tasks in a loop (``--save-pause`` seconds between saves),
-and reports: the length of every transaction of the archiving store (``begin`` to
-``commit``/``rollback`` events) and of its longest statement, the saves' latency
-percentiles, and the totals. ``--purge`` then runs ``purge_archived`` the same way.
+and reports: the length of every unit of the archiving store (``begin`` to
+``commit``/``rollback`` events), write transactions (``BEGIN IMMEDIATE`` on SQLite)
+apart from read units and from WAL checkpoints (which hold no lock a writer waits
+on), its longest statement, the saves' latency percentiles, and the totals.
+``--purge`` then runs ``purge_archived`` the same way.
 
 ``--url`` names the database (default: a new SQLite file in a temporary
 directory). Its four tables are EMPTIED first: give it a scratch database.
@@ -94,7 +96,12 @@ class Watch:
         self.longest_statement = 0.0
         self._began: dict[int, float] = {}
         self._writing: set[int] = set()
+        self._current: dict[int, str] = {}
+        self._pragma: set[int] = set()
         self.writes: list[float] = []
+        self.checkpoints: list[float] = []
+        self.reads: list[float] = []
+        self.longest_sql = ""
         self._statement: dict[int, float] = {}
 
     def _begin(self, conn: Connection) -> None:
@@ -106,16 +113,26 @@ class Watch:
             self.transactions.append(time.perf_counter() - began)
             if id(conn) in self._writing:
                 self.writes.append(self.transactions[-1])
+            elif id(conn) not in self._pragma:
+                self.reads.append(self.transactions[-1])
         self._writing.discard(id(conn))
+        self._pragma.discard(id(conn))
 
     def _before(self, conn: Connection, _cursor: Any, statement: str, *_args: Any) -> None:
         self._statement[id(conn)] = time.perf_counter()
-        if not statement.startswith("SELECT"):
+        self._current[id(conn)] = statement
+        if statement.startswith("BEGIN IMMEDIATE"):
             self._writing.add(id(conn))
+        elif statement.startswith("PRAGMA"):  # a checkpoint's or statistics' own unit
+            self._pragma.add(id(conn))
 
     def _after(self, conn: Connection, *_args: Any) -> None:
         took = time.perf_counter() - self._statement.pop(id(conn), time.perf_counter())
-        self.longest_statement = max(self.longest_statement, took)
+        statement = self._current.pop(id(conn), "")
+        if statement.startswith("PRAGMA wal_checkpoint"):
+            self.checkpoints.append(took)
+        elif took > self.longest_statement:
+            self.longest_statement, self.longest_sql = took, " ".join(statement.split())[:60]
 
     @contextmanager
     def watching(self) -> Iterator[Watch]:
@@ -190,10 +207,12 @@ def timed_beside_saves(
     saver.store.close()
     figures = {
         "seconds": round(took, 2),
-        "transactions": percentiles(watch.transactions),
         "write_transactions": percentiles(watch.writes),
-        "longest_transaction_ms": _ms(max(watch.transactions, default=0.0)),
+        "read_units": percentiles(watch.reads),
+        "longest_transaction_ms": _ms(max(watch.writes + watch.reads, default=0.0)),
         "longest_statement_ms": _ms(watch.longest_statement),
+        "longest_statement": watch.longest_sql,
+        "checkpoints": percentiles(watch.checkpoints),
         "concurrent_save": percentiles(saver.latencies),
         "concurrent_save_errors": sorted(set(saver.errors)),
     }

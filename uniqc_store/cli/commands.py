@@ -324,9 +324,9 @@ def _owners_of_platform_id(store: TaskStore, platform_task_id: str) -> list[tupl
 @url_option
 @reports_errors
 def archive_expired(hours: float, all_statuses: bool, dry_run: bool, url: str | None) -> None:
-    """Archive tasks not updated for a while (500 tasks per transaction).
+    """Archive tasks not updated for a while (100 tasks per transaction).
 
-    Each chunk of 500 is all or nothing; if one fails, the chunks before it
+    Each chunk of 100 is all or nothing; if one fails, the chunks before it
     stay archived and the command says how many before the error line.
     """
     with opened_store(url) as store:

@@ -480,6 +480,13 @@ class Executor:
             return self.source.lock
         return contextlib.nullcontext()
 
+    def checkpoint(self) -> None:
+        """On SQLite, ``PRAGMA wal_checkpoint(PASSIVE)`` now (after a large write made of
+        several units); best effort, never waits."""
+        if isinstance(self.source, HeldConnection):
+            with self.source.unit() as conn:
+                checkpoint(conn, "PASSIVE", self.busy_timeout_ms)
+
     def ensure_statistics(self) -> None:
         """On open: a SQLite file holding rows but no statistics gets them."""
         if isinstance(self.source, HeldConnection):

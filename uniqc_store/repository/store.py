@@ -568,10 +568,10 @@ class TaskStore:
         ``terminal_only``, ``skipped_running`` (non-terminal ids left alone when
         ``terminal_only``) and ``skipped_conflicts`` (ids already archived).
 
-        The live table is walked in id order, a page of ``archive.CHUNK`` rows
-        per short read, and each page's expired tasks move in one transaction
-        of their own (locked, checked again, copied, deleted): no transaction
-        grows with the table. The exception to "every call is one atomic
+        The live table is walked in id order, ``archive.SCAN_PAGE`` rows per
+        short read, and the expired tasks move ``archive.CHUNK`` (100) at a time,
+        each chunk in one transaction of its own (locked, checked again, copied,
+        deleted): no transaction grows with the table. The exception to "every call is one atomic
         unit": an error part-way is ``PartialRunError``, whose ``report`` is
         this dict for the chunks already committed (the failing chunk moved
         nothing); an error in the first chunk is raised as it is.
@@ -600,12 +600,12 @@ class TaskStore:
             outcome.archived += moved
             outcome.skipped_conflicts += taken
 
-        with bulk(), self._chunked("archive_expired", lambda: bool(outcome.archived), report):
-            for rows in self._pages(tasks, archive.EXPIRY_SCAN, archive.CHUNK):
+        with self._chunked("archive_expired", lambda: bool(outcome.archived), report):
+            for rows in self._pages(tasks, archive.EXPIRY_SCAN, archive.SCAN_PAGE):
                 expired, running = archive.sort_scanned(rows, cutoff, terminal_only)
                 outcome.skipped_running += running
-                if expired:
-                    chunk(expired)
+                for start in range(0, len(expired), archive.CHUNK):
+                    chunk(expired[start : start + archive.CHUNK])
         return report()
 
     @translated
@@ -639,7 +639,7 @@ class TaskStore:
         if progress is not None and not callable(progress):
             raise TypeError(f"progress must be a callable or None, not {type(progress).__name__}")
         report = archive.PurgeReport(float(older_than_hours), keep, dry)
-        with bulk(), self._chunked("purge_archived", lambda: report.tasks > 0, lambda: report):
+        with self._chunked("purge_archived", lambda: report.tasks > 0, lambda: report):
             boundary: archive.Boundary = None
             if keep:
                 found = self._executor.fetch_one(archive.KEEP_BOUNDARY, {"offset": keep - 1})
@@ -700,10 +700,16 @@ class TaskStore:
         self, name: str, committed: Callable[[], bool], report: Callable[[], object]
     ) -> Iterator[None]:
         """Run a call made of atomic chunks: an error once a chunk has committed is a
-        ``PartialRunError`` carrying the report of what is committed."""
+        ``PartialRunError`` carrying the report of what is committed.
+
+        Each chunk is an ordinary call's unit (its deadline ``call_seconds``), not a
+        bulk one: chunks are small. On SQLite the WAL is checkpointed once, at the
+        end, not after every chunk (SQLite's own checkpoint every 1,000 pages bounds
+        the file meanwhile)."""
         try:
             with self._executor.translating():
                 yield
+                self._executor.checkpoint()
         except StoreError as exc:
             if not committed():
                 raise
