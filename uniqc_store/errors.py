@@ -39,6 +39,25 @@ class MissingParentTaskError(StoreError, ValueError):
     """A shard was saved for a task id that has no row in ``tasks``."""
 
 
+class PartialRunError(StoreError):
+    """A call made of several atomic chunks (``archive_expired``, ``purge_archived``)
+    failed part-way. The chunks before the failing one are committed, and ``report``
+    says what they did, in the call's own report form; the failing chunk left
+    nothing behind. The original error is the ``__cause__``. Run the call again
+    to go on: it picks up what is still due."""
+
+    def __init__(self, message: str, *, report: object) -> None:
+        super().__init__(message)
+        self.report = report
+
+    def __reduce__(self) -> tuple[object, ...]:  # keyword-only fields survive pickling
+        return (_partial_run_error, (str(self), self.report))
+
+
+def _partial_run_error(message: str, report: object) -> PartialRunError:
+    return PartialRunError(message, report=report)
+
+
 class PayloadTooLargeError(StoreError, ValueError):
     """A row is larger than the database server accepts in one statement."""
 

@@ -24,7 +24,7 @@ from uniqc_store import (
 from uniqc_store.api.app import REDACTED, create_app, redact_sensitive
 from uniqc_store.records import MAX_JSON_DEPTH, MAX_KEY_LENGTH
 from uniqc_store.redaction import TOO_DEEP
-from uniqc_store.schema.tables import tasks
+from uniqc_store.schema.tables import archived_tasks, tasks
 
 SECRET_METADATA = {
     "api_key": "k-123",
@@ -169,6 +169,7 @@ def test_openapi_document(client: httpx.Client) -> None:
         "/api/archive": {"get"},
         "/api/archive/{task_id}": {"get", "delete"},
         "/api/archive/restore/{task_id}": {"post"},
+        "/api/archive/purge": {"post"},
         "/api/health": {"get"},
         "/api/version": {"get"},
     }
@@ -622,6 +623,76 @@ def test_odd_rows_validate_against_the_response_models(
     assert set(body["result"]) == {"_invalid_json"} and "s3cret" not in detail.text
     listed = client.get("/api/tasks")
     assert listed.status_code == 200 and listed.json()["tasks"][0]["has_result"] is True
+
+
+def _archived_days_ago(store: TaskStore, task_id: str, days: float) -> None:
+    store.save(TaskInfo(task_id=task_id, backend="b", status="success"))
+    store.save_shard(TaskShard(task_id, 0, f"{task_id}-x", "b"))
+    assert store.archive_task(task_id)
+    stamp = (datetime.now(timezone.utc) - timedelta(days=days)).isoformat()
+    with store.engine.begin() as conn:
+        table = archived_tasks
+        conn.execute(update(table).where(table.c.task_id == task_id).values(archived_at=stamp))
+
+
+def test_purge_route_dry_run_and_run(client: httpx.Client, store: TaskStore) -> None:
+    for i, days in enumerate((40, 35, 2)):
+        _archived_days_ago(store, f"uqt_{i}", days)
+    body = {"older_than_hours": 24 * 30, "dry_run": True}
+    dry = client.post("/api/archive/purge", json=body)
+    assert dry.status_code == 200, dry.text
+    assert dry.json() == {
+        "older_than_hours": 720.0,
+        "keep_last": 0,
+        "dry_run": True,
+        "tasks": 2,
+        "shards": 2,
+        "batches": 1,
+        "task_ids": ["uqt_0", "uqt_1"],
+        "ids_complete": True,
+    }
+    assert store.count_archived() == 3
+    done = client.post("/api/archive/purge", json={"older_than_hours": 720, "keep_last": 2})
+    assert done.json()["task_ids"] == ["uqt_0"] and done.json()["batches"] == 1
+    assert sorted(t.task_id for t in store.list_archived()) == ["uqt_1", "uqt_2"]
+    for wrong in (
+        {},  # older_than_hours is required
+        {"older_than_hours": -1},
+        {"older_than_hours": "720"},
+        {"older_than_hours": 1, "keep_last": -1},
+        {"older_than_hours": 1, "batch_size": 0},
+        {"older_than_hours": 1, "dry_run": 1},
+        {"older_than_hours": 1, "extra": True},
+    ):
+        assert client.post("/api/archive/purge", json=wrong).status_code == 422, wrong
+    assert store.count_archived() == 2
+
+
+def test_purge_route_refuses_a_forged_request(store: TaskStore) -> None:
+    _archived_days_ago(store, "uqt_old", 40)
+    with served(create_app(store)) as base, httpx.Client(base_url=base, timeout=30) as http:
+        forged = http.post(
+            "/api/archive/purge",
+            content='{"older_than_hours": 0}',
+            headers={"Origin": "http://evil.example", "Content-Type": "text/plain"},
+        )
+        assert forged.status_code == 403, forged.text
+        assert store.count_archived() == 1
+
+
+def test_purge_route_error_part_way_reports_what_was_deleted(
+    client: httpx.Client, store: TaskStore, backend: str
+) -> None:
+    from tests.repository.test_retention import poisoned
+
+    for task_id in ("uqt_a", "uqt_b", "uqt_poison"):
+        _archived_days_ago(store, task_id, 40)
+    with poisoned(store, backend, "DELETE", "uqt_poison"):
+        response = client.post("/api/archive/purge", json={"older_than_hours": 1, "batch_size": 2})
+    assert response.status_code == 503
+    assert "part-way" in response.json()["detail"]
+    assert response.json()["report"]["task_ids"] == ["uqt_a", "uqt_b"]
+    assert [t.task_id for t in store.list_archived()] == ["uqt_poison"]
 
 
 def test_ids_have_the_store_bound_at_the_api(store: TaskStore, client: httpx.Client) -> None:

@@ -356,3 +356,38 @@ def test_show_finds_a_platform_id_on_every_engine(store: TaskStore) -> None:
     code, out = run("show", "JOB-1", "--url", url)
     assert code == 1 and "uqt_a (b1), uqt_b (b2)" in out
     assert run("show", "job-2", "--url", url)[0] == 1  # ids compare exactly, case included
+
+
+def test_purge_command(store: TaskStore) -> None:
+    """``purge`` on every engine: dry run lists, the run deletes, --keep-last keeps."""
+    url = plain(store.url)
+    for i in range(4):
+        task_id = f"uqt_p{i}"
+        store.save(TaskInfo(task_id=task_id, backend="b", status="success"))
+        store.save_shard(TaskShard(task_id, 0, f"{task_id}-x", "b"))
+        assert store.archive_task(task_id)
+        stamp = (datetime.now(timezone.utc) - timedelta(days=40 - i)).isoformat()
+        with store.engine.begin() as conn:
+            table = archived_tasks
+            conn.execute(update(table).where(table.c.task_id == task_id).values(archived_at=stamp))
+    assert run("purge", "--url", url)[0] == 2  # --older-than is required
+    assert run("purge", "--older-than", "30d", "--batch-size", "0", "--url", url)[0] == 2
+    code, out = run("purge", "--older-than", "30d", "--keep-last", "1", "--dry-run", "--url", url)
+    assert code == 0
+    assert out.splitlines() == [
+        "would delete 3 archived task(s) and 3 archived shard(s)",
+        "uqt_p0",
+        "uqt_p1",
+        "uqt_p2",
+    ]
+    assert store.count_archived() == 4
+    code, out = run(
+        "purge", "--older-than", "30d", "--keep-last", "1", "--batch-size", "2", "--url", url
+    )
+    assert (code, out) == (
+        0,
+        "deleted 3 archived task(s) and 3 archived shard(s) in 2 transaction(s)\n",
+    )
+    assert [t.task_id for t in store.list_archived()] == ["uqt_p3"]
+    assert len(store.get_archived_shards("uqt_p3")) == 1
+    assert run("purge", "--older-than", "1h", "--url", url)[1].startswith("deleted 1 archived")

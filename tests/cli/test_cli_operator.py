@@ -284,6 +284,9 @@ def test_progress_on_a_terminal_only(db: tuple[TaskStore, str], tmp_path: Path) 
     shown = on_a_terminal([EXE, "archive-expired", "--url", url], env)
     assert "archiving expired tasks" in shown
     assert store.count_archived() == 10_001
+    shown = on_a_terminal([EXE, "purge", "--older-than", "0", "--url", url], env)
+    assert "purging the archive" in shown and "━" in shown
+    assert store.count_archived() == 0
     piped = subprocess.run(
         [EXE, "export", str(out), "--url", url], capture_output=True, text=True, env=env
     )

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import URL, Engine, create_engine, insert
+from sqlalchemy import URL, Engine, create_engine, insert, update
 
 from tests.race_tools import (
     Outcome,
@@ -34,7 +34,7 @@ from uniqc_store import (
     TaskStore,
 )
 from uniqc_store.records import utc_now_iso
-from uniqc_store.schema.tables import archived_task_shards
+from uniqc_store.schema.tables import archived_task_shards, archived_tasks
 from uniqc_store.schema.values import shard_to_row
 
 pytestmark = pytest.mark.one_path  # these watch the engine themselves
@@ -501,3 +501,63 @@ def test_legacy_updates_racing_keep_both(store: TaskStore, other: TaskStore) -> 
         record = mine.load(task_id)
         assert record is not None
         assert (record["status"], record["first"], record["second"]) == ("running", 1, 2)
+
+
+def aged_archive(store: TaskStore, task_id: str) -> None:
+    """Make an archived task look archived long ago, so that a purge takes it."""
+    table = archived_tasks
+    with store.engine.begin() as conn:
+        stmt = update(table).where(table.c.task_id == task_id).values(archived_at=LONG_AGO)
+        conn.execute(stmt)
+
+
+LONG_AGO = "2000-01-01T00:00:00+00:00"
+
+
+def test_purge_racing_restore_is_one_or_the_other(store: TaskStore, other: TaskStore) -> None:
+    """A restore waits on the purge's lock (or the purge on the restore's): the task
+    ends purged whole or live with every shard, never archived shards without it."""
+
+    def setup() -> tuple[str, set[str]]:
+        task_id, shards = two_shards(store, archived=True)
+        aged_archive(store, task_id)
+        return task_id, shards
+
+    for (task_id, shards), purged, restored in every_interleaving(
+        store,
+        other.engine,
+        setup,
+        lambda t: store.purge_archived(older_than_hours=1),
+        lambda t: other.restore_task(t[0]),
+    ):
+        assert acknowledged(purged) and acknowledged(restored)
+        gone = task_id in purged.value.task_ids
+        assert gone is not restored.value  # exactly one of the two did it
+        assert_rows(store, task_id, live=None if gone else shards, archived=None)
+
+
+def test_purge_racing_archive_of_the_live_copy(store: TaskStore, other: TaskStore) -> None:
+    """The task is live and has an old archived copy: the purge deletes the old copy
+    and its shards only; the archive conflicts, or moves the live copy in after it."""
+
+    def setup() -> str:
+        task_id, _ = two_shards(store, archived=True)
+        aged_archive(store, task_id)
+        store.save(TaskInfo(task_id=task_id, backend="b", status="success"))
+        store.save_shard(TaskShard(task_id, 0, f"{task_id}-live", "b"))
+        return task_id
+
+    for task_id, purged, moved in every_interleaving(
+        store,
+        other.engine,
+        setup,
+        lambda t: store.purge_archived(older_than_hours=1),
+        lambda t: other.archive_task(t),
+    ):
+        assert acknowledged(purged) and task_id in purged.value.task_ids
+        live = {f"{task_id}-live"}
+        if acknowledged(moved, TaskConflictError):
+            assert moved.value is True
+            assert_rows(store, task_id, live=None, archived=live)
+        else:
+            assert_rows(store, task_id, live=live, archived=None)

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from uniqc_store.api.errors import MAX_TEXT, TEXT_SCHEMA, StorableText
 from uniqc_store.records import MAX_HOURS
+from uniqc_store.repository.store import MAX_BATCH_SIZE
 
 #: The most ids ``archive-expired`` lists per kind; the counts are always complete.
 MAX_REPORTED_IDS = 1000
@@ -46,6 +47,37 @@ class ExpiryRequest(BaseModel):
         72, ge=0, lt=MAX_HOURS, allow_inf_nan=False, description=f"Age in hours, < {MAX_HOURS:g}."
     )
     terminal_only: bool = Field(True, description="Leave pending and running tasks alone.")
+
+
+class PurgeRequest(BaseModel):
+    """The JSON body of ``POST /api/archive/purge``: strict, any other field refused."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    older_than_hours: float = Field(
+        ge=0, lt=MAX_HOURS, allow_inf_nan=False, description="Age since archiving, in hours."
+    )
+    keep_last: int = Field(
+        0, ge=0, le=2**31 - 1, description="Always keep this many newest archived tasks."
+    )
+    batch_size: int = Field(
+        1000, ge=1, le=MAX_BATCH_SIZE, description="Archived tasks deleted per transaction."
+    )
+    dry_run: bool = Field(False, description="Only report what would be deleted.")
+
+
+class PurgeResult(BaseModel):
+    """What a purge deleted (``dry_run``: would delete). ``task_ids`` names at most
+    1,000 ids (``ids_complete`` says whether all); the counts are complete."""
+
+    older_than_hours: float
+    keep_last: int
+    dry_run: bool
+    tasks: int = Field(description="Archived tasks deleted (or due).")
+    shards: int = Field(description="Archived shards deleted with them (or due).")
+    batches: int = Field(description="Transactions that deleted (or would delete) something.")
+    task_ids: list[str]
+    ids_complete: bool
 
 
 class TaskSummary(BaseModel):
@@ -135,9 +167,9 @@ class BulkArchived(BaseModel):
 
 
 class ExpiryReport(BaseModel):
-    """What ``archive-expired`` did. Each id list holds at most 1,000 ids (oldest
-    first for ``archived``); its ``*_count`` is complete and ``*_truncated`` says
-    whether ids were left out."""
+    """What ``archive-expired`` did. Each id list holds at most 1,000 ids (in id
+    order); its ``*_count`` is complete and ``*_truncated`` says whether ids were
+    left out."""
 
     archived: list[str]
     count: int = Field(description="How many tasks were archived.")

@@ -23,6 +23,7 @@ from starlette.routing import Match
 
 from uniqc_store.db.translation import store_error
 from uniqc_store.errors import (
+    PartialRunError,
     PayloadTooLargeError,
     StoreError,
     TaskConflictError,
@@ -184,7 +185,31 @@ def _store_failed(exc: StoreError) -> JSONResponse:
     if isinstance(exc, PayloadTooLargeError):
         return _refused(exc)
     # the store's messages hold no password (redacted where raised); masked again all the same
-    return JSONResponse(status_code=503, content={"detail": mask_text(str(exc))})
+    content: dict[str, Any] = {"detail": mask_text(str(exc))}
+    if isinstance(exc, PartialRunError):  # what the chunks before the error committed
+        content["report"] = _bounded_report(exc.report)
+    return JSONResponse(status_code=503, content=content)
+
+
+#: The most ids an error's report lists per kind (as the routes' own reports).
+_REPORTED_IDS = 1000
+
+
+def _bounded_report(report: object) -> dict[str, Any]:
+    """A ``PartialRunError`` report as JSON, each id list cut at 1,000 ids."""
+    as_dict = getattr(report, "as_dict", None)
+    found: dict[str, Any] = {}
+    if callable(as_dict):
+        found = as_dict()
+    elif isinstance(report, dict):
+        found = report
+    bounded: dict[str, Any] = {}
+    for key, value in found.items():
+        if isinstance(value, list) and len(value) > _REPORTED_IDS:
+            bounded[f"{key}_truncated"] = True
+            value = value[:_REPORTED_IDS]
+        bounded[key] = value
+    return bounded
 
 
 def install_error_handlers(app: FastAPI, url: URL) -> None:

@@ -53,10 +53,12 @@ from uniqc_store.cli.support import (
     working,
 )
 from uniqc_store.db.urls import sqlite_file_path
+from uniqc_store.errors import PartialRunError
 from uniqc_store.records import TaskInfo, TaskStatus
 from uniqc_store.redaction import redact_record
 from uniqc_store.repository import row_check, transfer
-from uniqc_store.repository.store import TaskStore
+from uniqc_store.repository.archive import PurgeReport
+from uniqc_store.repository.store import MAX_BATCH_SIZE, TaskStore
 from uniqc_store.schema.tables import archived_task_shards, archived_tasks, task_shards, tasks
 
 __all__ = ["main", "parse_hours"]
@@ -322,7 +324,11 @@ def _owners_of_platform_id(store: TaskStore, platform_task_id: str) -> list[tupl
 @url_option
 @reports_errors
 def archive_expired(hours: float, all_statuses: bool, dry_run: bool, url: str | None) -> None:
-    """Archive tasks not updated for a while (one transaction)."""
+    """Archive tasks not updated for a while (100 tasks per transaction).
+
+    Each chunk of 100 is all or nothing; if one fails, the chunks before it
+    stay archived and the command says how many before the error line.
+    """
     with opened_store(url) as store:
         if dry_run:
             ids = store.expired_task_ids(hours, terminal_only=not all_statuses)
@@ -330,12 +336,81 @@ def archive_expired(hours: float, all_statuses: bool, dry_run: bool, url: str | 
             for task_id in ids:
                 click.echo(task_id)
             return
-        with working("archiving expired tasks"):
-            outcome = store.archive_expired(hours, terminal_only=not all_statuses)
+        try:
+            with working("archiving expired tasks"):
+                outcome = store.archive_expired(hours, terminal_only=not all_statuses)
+        except PartialRunError as exc:
+            done = exc.report if isinstance(exc.report, dict) else {}
+            click.echo(f"archived {done.get('count', 0)} task(s) before an error")
+            raise
     click.echo(
         f"archived {outcome['count']} task(s); skipped {len(outcome['skipped_running'])} "
         f"unfinished, {len(outcome['skipped_conflicts'])} already archived"
     )
+
+
+@main.command()
+@click.option(
+    "--older-than",
+    "hours",
+    type=Duration(),
+    required=True,
+    help="Age since the task was archived, e.g. 30d, 720h, 1w.",
+)
+@click.option(
+    "--keep-last",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Always keep the N most recently archived tasks, however old.",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, MAX_BATCH_SIZE),
+    default=1000,
+    show_default=True,
+    help="Archived tasks deleted per transaction.",
+)
+@click.option("--dry-run", is_flag=True, help="Only count (and list) what would be deleted.")
+@url_option
+@reports_errors
+def purge(hours: float, keep_last: int, batch_size: int, dry_run: bool, url: str | None) -> None:
+    """Delete archived tasks archived longer ago than --older-than, with their shards.
+
+    For good: `uniqc-store export FILE` keeps a copy first. Live tasks are never
+    touched. Each batch is one transaction; if one fails, the batches before it
+    stay deleted and the command says how many before the error line. A
+    progress bar shows on a terminal.
+    """
+    with opened_store(url) as store:
+        label = "checking the archive" if dry_run else "purging the archive"
+        try:
+            with progress(store.count_archived(), label) as advance:
+                report = store.purge_archived(
+                    older_than_hours=hours,
+                    keep_last=keep_last,
+                    batch_size=batch_size,
+                    dry_run=dry_run,
+                    progress=advance,
+                )
+        except PartialRunError as exc:
+            if isinstance(exc.report, PurgeReport):
+                click.echo(f"{_purged(exc.report)} before an error")
+            raise
+    click.echo(_purged(report))
+    if dry_run:
+        for task_id in report.task_ids:
+            click.echo(task_id)
+        if not report.ids_complete:
+            click.echo(f"... and {report.tasks - len(report.task_ids)} more")
+
+
+def _purged(report: PurgeReport) -> str:
+    verb = "would delete" if report.dry_run else "deleted"
+    line = f"{verb} {report.tasks} archived task(s) and {report.shards} archived shard(s)"
+    if not report.dry_run:
+        line += f" in {report.batches} transaction(s)"
+    return line
 
 
 @main.command()

@@ -58,6 +58,7 @@ from uniqc_store.db import direct, door, sqlite_statistics
 from uniqc_store.db.connections import HeldConnection, PooledConnections, source_for
 from uniqc_store.db.dialects import family_of
 from uniqc_store.db.direct import DriverStatements, Row
+from uniqc_store.db.sqlite import checkpoint
 from uniqc_store.db.translation import store_error
 from uniqc_store.errors import DatabaseUnavailableError, StoreError
 from uniqc_store.timeouts import DEFAULT_TIMEOUTS, Timeouts
@@ -344,6 +345,8 @@ class Executor:
                 with self._observed_transaction(conn) as tx:
                     yield tx
             self._growth.after_write(conn, self.busy_timeout_ms)
+            if _bulk.get():  # a large write: its WAL frames go to the file now
+                checkpoint(conn, "PASSIVE", self.busy_timeout_ms)
 
     def write_one(self, stmt: Executable, params: Mapping[str, Any]) -> int:
         """Run one DML statement as its own transaction; return the rowcount.
@@ -477,6 +480,13 @@ class Executor:
             return self.source.lock
         return contextlib.nullcontext()
 
+    def checkpoint(self) -> None:
+        """On SQLite, ``PRAGMA wal_checkpoint(PASSIVE)`` now (after a large write made of
+        several units); best effort, never waits."""
+        if isinstance(self.source, HeldConnection):
+            with self.source.unit() as conn:
+                checkpoint(conn, "PASSIVE", self.busy_timeout_ms)
+
     def ensure_statistics(self) -> None:
         """On open: a SQLite file holding rows but no statistics gets them."""
         if isinstance(self.source, HeldConnection):
@@ -484,7 +494,8 @@ class Executor:
                 sqlite_statistics.refresh(conn, self.busy_timeout_ms, optimize=False)
 
     def close(self) -> None:
-        """Give the held connection back, refreshing statistics first as SQLite advises.
+        """Give the held connection back, refreshing statistics first as SQLite advises,
+        and emptying the ``-wal`` file if no other connection is reading it.
 
         Another store on the same engine opens it again on its next call."""
         if isinstance(self.source, HeldConnection):
@@ -493,6 +504,7 @@ class Executor:
                 if held is not None:
                     with contextlib.suppress(DBAPIError):
                         sqlite_statistics.refresh(held, self.busy_timeout_ms, optimize=True)
+                        checkpoint(held, "TRUNCATE", self.busy_timeout_ms)
         self.source.close()
 
 

@@ -5,6 +5,7 @@ busy timeout a URL asks for.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
 from typing import Any
@@ -12,6 +13,7 @@ from weakref import WeakKeyDictionary
 
 from sqlalchemy import URL, Engine, event
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
 
 from uniqc_store.timeouts import DEFAULT_TIMEOUTS
 
@@ -40,6 +42,38 @@ def busy_timeout_ms(url: URL, default_ms: int = DEFAULT_TIMEOUTS.lock_wait_ms) -
 
 
 SYNCHRONOUS_LEVELS = ("FULL", "EXTRA", "NORMAL")
+
+#: ``PRAGMA journal_size_limit``: once a checkpoint has emptied the WAL, the next
+#: writer cuts the ``-wal`` file back to this size instead of leaving it as large
+#: as its largest burst (SQLite keeps it otherwise, to reuse the space).
+JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
+
+
+def checkpoint(conn: Connection, mode: str, busy_timeout_ms: int) -> None:
+    """``PRAGMA wal_checkpoint(mode)`` on the held connection, best effort: never waits
+    for another connection and never fails a call.
+
+    ``PASSIVE`` (after bulk writes) copies what no reader still needs into the
+    database file without taking any lock another connection waits on, so it
+    cannot stall the writer queue or the bulk call itself; with
+    ``journal_size_limit`` the file is then cut back by the next writer.
+    ``TRUNCATE`` (on close) also empties the ``-wal`` file at once, when no
+    reader is in the way: it runs with the busy timeout at 0, so a reader makes
+    it give up (SQLite itself removes the file when the last connection closes).
+    """
+    raw = conn.connection.dbapi_connection
+    if not isinstance(raw, sqlite3.Connection) or raw.in_transaction:
+        return
+    run = conn.exec_driver_sql  # through SQLAlchemy, so echo and listeners see it
+    try:
+        with contextlib.suppress(SQLAlchemyError):
+            if mode != "PASSIVE":
+                run("PRAGMA busy_timeout = 0")
+            run(f"PRAGMA wal_checkpoint({mode})")
+        if mode != "PASSIVE":
+            run(f"PRAGMA busy_timeout = {busy_timeout_ms}")
+    finally:
+        conn.rollback()  # ends SQLAlchemy's autobegun (empty) transaction
 
 
 def _switch_to_wal(cursor: sqlite3.Cursor, timeout_ms: int) -> None:
@@ -114,6 +148,7 @@ def install_sqlite_recipe(
             if wal:
                 _switch_to_wal(cursor, timeout_ms)
             cursor.execute(f"PRAGMA synchronous = {synchronous}")
+            cursor.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}")
         finally:
             cursor.close()
 

@@ -40,6 +40,7 @@ from sqlalchemy import (
     Connection,
     Delete,
     Insert,
+    Integer,
     Select,
     Table,
     Text,
@@ -58,8 +59,11 @@ from uniqc_store.errors import TaskConflictError
 from uniqc_store.records import MAX_HOURS, TERMINAL_STATUSES
 from uniqc_store.schema.tables import archived_task_shards, archived_tasks, task_shards, tasks
 
-#: Ids moved per statement by ``archive_expired`` (keeps IN lists small).
-CHUNK = 500
+#: Live rows ``archive_expired`` reads per page (one short read each).
+SCAN_PAGE = 1000
+#: Tasks it moves per transaction: small, so that a writer beside it waits for one
+#: short transaction at most (measured at 1M tasks: ``benchmarks/retention.py``).
+CHUNK = 100
 _UTC_SUFFIX = "+00:00"
 
 Match = Callable[[Table, str], ColumnElement[bool]]
@@ -283,8 +287,6 @@ def _stamp_expired(update_time: str | None, submit_time: str | None, cutoff: dat
 
 _STAMP = func.coalesce(func.nullif(tasks.c.update_time, ""), tasks.c.submit_time)
 _STAMPED_UTC = _STAMP.like(f"%{_UTC_SUFFIX}")
-#: Live tasks that ``terminal_only`` leaves alone (the report's ``skipped_running``).
-RUNNING = select(tasks.c.task_id).where(tasks.c.status.not_in(TERMINAL_STATUSES))
 
 
 @functools.cache
@@ -313,13 +315,6 @@ def expired_ids(conn: Connection, cutoff: datetime, terminal_only: bool) -> list
     return found
 
 
-def cutoff_for(hours: float) -> datetime:
-    """The moment ``hours`` ago; tasks last touched before it have expired."""
-    if isinstance(hours, bool) or not isinstance(hours, (int, float)) or not 0 <= hours < MAX_HOURS:
-        raise ValueError(f"hours must be a number from 0 to {MAX_HOURS:g}, not {hours!r}")
-    return datetime.now(timezone.utc) - timedelta(hours=hours)
-
-
 def _still_expired(
     tx: Transaction, chunk: Sequence[str], cutoff: datetime, terminal_only: bool
 ) -> set[str]:
@@ -328,35 +323,157 @@ def _still_expired(
     expired = set()
     locked = tx.fetch(moves(True).lock_live, {"ids": chunk})
     for task_id, status, update_time, submit_time in locked:
-        terminal = status in TERMINAL_STATUSES
-        if (terminal or not terminal_only) and _stamp_expired(update_time, submit_time, cutoff):
+        if _expires(status, update_time, submit_time, cutoff, terminal_only):
             expired.add(task_id)
     return expired
 
 
-def archive_expired(tx: Transaction, hours: float, terminal_only: bool, now: str) -> ExpiryOutcome:
-    """Archive expired tasks in chunks of set operations; one transaction in all.
+def _expires(
+    status: str, update_time: str | None, submit_time: str | None, cutoff: datetime, terminal: bool
+) -> bool:
+    return (status in TERMINAL_STATUSES or not terminal) and _stamp_expired(
+        update_time, submit_time, cutoff
+    )
 
-    Candidates are found with plain reads, then each chunk is locked and
-    checked again, so the report names exactly the tasks this call moved.
+
+#: The columns the expiry walk reads from ``tasks``, a page at a time.
+EXPIRY_SCAN = ("task_id", "status", "update_time", "submit_time")
+
+
+def sort_scanned(
+    rows: Sequence[Sequence[Any]], cutoff: datetime, terminal_only: bool
+) -> tuple[list[str], list[str]]:
+    """A page of the expiry walk as (expired ids, ids left alone because not finished)."""
+    expired = [row[0] for row in rows if _expires(row[1], row[2], row[3], cutoff, terminal_only)]
+    running = [row[0] for row in rows if terminal_only and row[1] not in TERMINAL_STATUSES]
+    return expired, running
+
+
+def archive_chunk(
+    tx: Transaction, chunk: Sequence[str], cutoff: datetime, terminal_only: bool, now: str
+) -> tuple[list[str], list[str]]:
+    """Archive the chunk's tasks that are still expired once locked: one atomic unit.
+
+    Returns (moved, already archived). Every statement after the lock acts only
+    on rows it locked (``docs/concurrency.md``), so chunks are independent
+    transactions: an error in one leaves the chunks before it committed.
     """
-    cutoff = cutoff_for(hours)
-    outcome = ExpiryOutcome()
-    if terminal_only:
-        outcome.skipped_running = [row[0] for row in tx.fetch(RUNNING, {})]
-    candidates = expired_ids(tx.connection, cutoff, terminal_only)
-    for start in range(0, len(candidates), CHUNK):
-        chunk = candidates[start : start + CHUNK]
-        expired = _still_expired(tx, sorted(chunk), cutoff, terminal_only)
-        if not expired:
-            continue
-        ids = sorted(expired)
-        taken = {row[0] for row in tx.fetch(moves(True).find_archived, {"ids": ids})}
-        outcome.skipped_conflicts += [t for t in chunk if t in taken]
-        movable = [t for t in chunk if t in expired and t not in taken]
-        if movable:
-            params = {"ids": sorted(movable), "archived_at": now}
-            _lock_shards(tx, moves(True).lock_live_shards, params)
-            _archive(tx, moves(True), params)
-            outcome.archived += movable
-    return outcome
+    expired = _still_expired(tx, sorted(chunk), cutoff, terminal_only)
+    if not expired:
+        return [], []
+    ids = sorted(expired)
+    taken = {row[0] for row in tx.fetch(moves(True).find_archived, {"ids": ids})}
+    movable = [t for t in ids if t not in taken]
+    if movable:
+        params = {"ids": movable, "archived_at": now}
+        _lock_shards(tx, moves(True).lock_live_shards, params)
+        _archive(tx, moves(True), params)
+    return movable, [t for t in ids if t in taken]
+
+
+# -- retention: purging the archive ---------------------------------------------
+
+#: The columns the purge walk reads from ``archived_tasks``, a page at a time.
+PURGE_SCAN = ("task_id", "archived_at")
+#: The ``keep_last``-th newest archived task (``:offset`` = keep_last - 1): the
+#: newest rows, from it up, are kept. The stored text's order is time order for
+#: the store's own stamps (UTC ISO-8601 ending in ``+00:00``).
+KEEP_BOUNDARY = (
+    select(archived_tasks.c.archived_at, archived_tasks.c.task_id)
+    .order_by(archived_tasks.c.archived_at.desc(), archived_tasks.c.task_id.desc())
+    .limit(1)
+    .offset(bindparam("offset", type_=Integer()))
+)
+_LOCK_ARCHIVED_AT = _lock(archived_tasks, "task_id", _many, "archived_at")
+COUNT_ARCHIVED_SHARDS = (
+    select(func.count())
+    .select_from(archived_task_shards)
+    .where(_many(archived_task_shards, "uniqc_task_id"))
+)
+
+Boundary = tuple[str, str] | None
+
+
+def purgeable(task_id: str, archived_at: str | None, cutoff: datetime, keep: Boundary) -> bool:
+    """Archived before ``cutoff`` and older than the kept newest rows (``keep``).
+
+    An ``archived_at`` that does not parse as a time is never purged."""
+    when = _parse_time(archived_at)
+    if when is None or when > cutoff:
+        return False
+    return keep is None or (str(archived_at), task_id) < keep
+
+
+def purge_candidates(rows: Sequence[Sequence[Any]], cutoff: datetime, keep: Boundary) -> list[str]:
+    """The ids of a page of the purge walk that are due."""
+    return [row[0] for row in rows if purgeable(row[0], row[1], cutoff, keep)]
+
+
+def purge_batch(
+    tx: Transaction, batch: Sequence[str], cutoff: datetime, keep: Boundary
+) -> tuple[list[str], int]:
+    """Delete the batch's archived tasks still due once locked, with their archived
+    shards: one atomic unit. Returns (deleted ids, shards deleted).
+
+    As ``delete_archived``: only rows this unit found and locked are deleted,
+    shards included; a restore or a re-archive of an id (a new ``archived_at``)
+    committed since the walk read it is respected.
+    """
+    locked = tx.fetch(_LOCK_ARCHIVED_AT, {"ids": sorted(batch)})
+    doomed = sorted(row[0] for row in locked if purgeable(row[0], row[1], cutoff, keep))
+    if not doomed:
+        return [], 0
+    shards = tx.run(moves(True).delete_archived_shards, {"ids": doomed})
+    tx.run(moves(True).delete_archived, {"ids": doomed})
+    return doomed, shards
+
+
+#: The ids a report names, at most (its counts are always complete).
+MAX_REPORTED_IDS = 1000
+
+
+@dataclass
+class PurgeReport:
+    """What ``purge_archived`` did (or, with ``dry_run``, would do).
+
+    ``tasks`` / ``shards``: archived tasks and archived shards deleted (or due);
+    ``task_ids``: their ids, in id order, when there are at most
+    ``MAX_REPORTED_IDS`` of them (``ids_complete`` says whether all are named);
+    ``batches``: the transactions that deleted something (dry run: would).
+    """
+
+    older_than_hours: float
+    keep_last: int
+    dry_run: bool
+    tasks: int = 0
+    shards: int = 0
+    batches: int = 0
+    task_ids: list[str] = field(default_factory=list)
+    ids_complete: bool = True
+
+    def add(self, ids: Sequence[str], shards: int) -> None:
+        self.tasks += len(ids)
+        self.shards += shards
+        self.batches += 1 if ids else 0
+        room = MAX_REPORTED_IDS - len(self.task_ids)
+        self.task_ids += ids[: max(room, 0)]
+        self.ids_complete = self.ids_complete and len(ids) <= room
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "older_than_hours": self.older_than_hours,
+            "keep_last": self.keep_last,
+            "dry_run": self.dry_run,
+            "tasks": self.tasks,
+            "shards": self.shards,
+            "batches": self.batches,
+            "task_ids": list(self.task_ids),
+            "ids_complete": self.ids_complete,
+        }
+
+
+def cutoff_for(hours: float, name: str = "hours") -> datetime:
+    """The moment ``hours`` ago; tasks last touched before it have expired."""
+    if isinstance(hours, bool) or not isinstance(hours, (int, float)) or not 0 <= hours < MAX_HOURS:
+        raise ValueError(f"{name} must be a number from 0 to {MAX_HOURS:g}, not {hours!r}")
+    return datetime.now(timezone.utc) - timedelta(hours=hours)

@@ -134,6 +134,16 @@ def keyset_page(table: Table, status: bool, backend: bool, first: bool) -> Selec
     return stmt.limit(bindparam("limit", type_=Integer()))
 
 
+@functools.cache
+def scan_page(table: Table, columns: tuple[str, ...], first: bool) -> Select[Any]:
+    """``columns`` of a task table in id order after ``:after``, ``:limit`` rows: the
+    walks of the retention calls, each page read in its own short read."""
+    stmt = select(*(table.c[name] for name in columns)).order_by(table.c.task_id)
+    if not first:
+        stmt = stmt.where(table.c.task_id > bindparam("after"))
+    return stmt.limit(bindparam("limit", type_=Integer()))
+
+
 @dataclass(frozen=True)
 class Statements:
     """The fixed statements of one store (compiled once, then cached by SQLAlchemy)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import os
+import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -23,9 +24,7 @@ from uniqc_store.db.engine import store_engine
 from uniqc_store.db.executor import Transaction, bulk, executor_for
 from uniqc_store.db.translation import translated
 from uniqc_store.db.urls import redact, sqlite_file_path
-from uniqc_store.errors import (
-    MissingParentTaskError,
-)
+from uniqc_store.errors import MissingParentTaskError, PartialRunError, StoreError
 from uniqc_store.migrations.opening import open_schema
 from uniqc_store.migrations.versions import database_version
 from uniqc_store.records import (
@@ -37,7 +36,13 @@ from uniqc_store.records import (
     utc_now_iso,
 )
 from uniqc_store.repository import archive
-from uniqc_store.repository.statements import Statements, counting, keyset_page, listing
+from uniqc_store.repository.statements import (
+    Statements,
+    counting,
+    keyset_page,
+    listing,
+    scan_page,
+)
 from uniqc_store.schema.decoding import TaskDecoder, row_to_shard
 from uniqc_store.schema.tables import archived_tasks, tasks
 from uniqc_store.schema.values import (
@@ -555,27 +560,163 @@ class TaskStore:
 
     @translated
     def archive_expired(self, hours: float = 72, terminal_only: bool = True) -> dict[str, Any]:
-        """Archive every task last updated more than ``hours`` ago, in one transaction.
+        """Archive every task last updated more than ``hours`` ago, in atomic chunks.
 
-        Returns ``archived`` (ids), ``count``, ``hours``, ``terminal_only``,
-        ``skipped_running`` (non-terminal ids left alone when
+        Returns ``archived`` (ids, in id order), ``count``, ``hours``,
+        ``terminal_only``, ``skipped_running`` (non-terminal ids left alone when
         ``terminal_only``) and ``skipped_conflicts`` (ids already archived).
+
+        The live table is walked in id order, ``archive.SCAN_PAGE`` rows per
+        short read, and the expired tasks move ``archive.CHUNK`` (100) at a time,
+        each chunk in one transaction of its own (locked, checked again, copied,
+        deleted): no transaction grows with the table. The exception to "every call is one atomic
+        unit": an error part-way is ``PartialRunError``, whose ``report`` is
+        this dict for the chunks already committed (the failing chunk moved
+        nothing); an error in the first chunk is raised as it is.
         """
-        archive.cutoff_for(hours)  # validates before anything runs
+        cutoff = archive.cutoff_for(hours)  # validates before anything runs
         terminal_only = _flag(terminal_only, "terminal_only")
         now = utc_now_iso()
-        with bulk():
-            outcome = self._executor.write(
-                lambda tx: archive.archive_expired(tx, hours, terminal_only, now), direct_ok=False
+        outcome = archive.ExpiryOutcome()
+
+        def report() -> dict[str, Any]:
+            return {
+                "archived": builtins.list(outcome.archived),
+                "count": len(outcome.archived),
+                "hours": hours,
+                "terminal_only": terminal_only,
+                "skipped_running": builtins.list(outcome.skipped_running),
+                "skipped_conflicts": builtins.list(outcome.skipped_conflicts),
+            }
+
+        def chunk(ids: builtins.list[str]) -> None:
+            with self._giving_way():
+                moved, taken = self._executor.write(
+                    lambda tx: archive.archive_chunk(tx, ids, cutoff, terminal_only, now),
+                    direct_ok=False,
+                )
+            outcome.archived += moved
+            outcome.skipped_conflicts += taken
+
+        with self._chunked("archive_expired", lambda: bool(outcome.archived), report):
+            for rows in self._pages(tasks, archive.EXPIRY_SCAN, archive.SCAN_PAGE):
+                expired, running = archive.sort_scanned(rows, cutoff, terminal_only)
+                outcome.skipped_running += running
+                for start in range(0, len(expired), archive.CHUNK):
+                    chunk(expired[start : start + archive.CHUNK])
+        return report()
+
+    @translated
+    def purge_archived(
+        self,
+        *,
+        older_than_hours: float,
+        keep_last: int = 0,
+        batch_size: int = 1000,
+        dry_run: bool = False,
+        progress: Callable[[int], object] | None = None,
+    ) -> archive.PurgeReport:
+        """Delete archived tasks archived more than ``older_than_hours`` ago, with their
+        archived shards, for good; the newest ``keep_last`` archived tasks always stay.
+
+        Age is ``archived_at``; ``keep_last`` counts over every archived task (newest
+        by ``archived_at``, then id), read when the call starts. The archive is
+        walked in id order, ``batch_size`` rows per short read, and each page's due
+        tasks are deleted in one transaction of their own (locked and checked
+        again first). ``dry_run=True`` deletes nothing and reports what is due.
+        ``progress(n)`` is called after each page with the rows it examined.
+        Like ``archive_expired``, a sequence of atomic batches: an error part-way
+        is ``PartialRunError`` whose ``report`` counts the batches committed.
+        """
+        cutoff = archive.cutoff_for(older_than_hours, "older_than_hours")
+        keep = _non_negative(keep_last, "keep_last")
+        size = _non_negative(batch_size, "batch_size")
+        if not 1 <= size <= MAX_BATCH_SIZE:
+            raise ValueError(f"batch_size must be from 1 to {MAX_BATCH_SIZE}, not {size}")
+        dry = _flag(dry_run, "dry_run")
+        if progress is not None and not callable(progress):
+            raise TypeError(f"progress must be a callable or None, not {type(progress).__name__}")
+        report = archive.PurgeReport(float(older_than_hours), keep, dry)
+        with self._chunked("purge_archived", lambda: report.tasks > 0, lambda: report):
+            boundary: archive.Boundary = None
+            if keep:
+                found = self._executor.fetch_one(archive.KEEP_BOUNDARY, {"offset": keep - 1})
+                if found is None:  # no more than keep_last archived tasks: all stay
+                    return report
+                boundary = (str(found[0]), str(found[1]))
+            for rows in self._pages(archived_tasks, archive.PURGE_SCAN, size):
+                due = archive.purge_candidates(rows, cutoff, boundary)
+                if due:
+                    report.add(*self._purge_page(due, cutoff, boundary, dry))
+                if progress is not None:
+                    progress(len(rows))
+        return report
+
+    def _purge_page(
+        self, due: builtins.list[str], cutoff: Any, boundary: archive.Boundary, dry: bool
+    ) -> tuple[builtins.list[str], int]:
+        if dry:
+            row = self._executor.fetch_one(archive.COUNT_ARCHIVED_SHARDS, {"ids": due})
+            return due, int(row[0]) if row is not None else 0
+        with self._giving_way():
+            return self._executor.write(
+                lambda tx: archive.purge_batch(tx, due, cutoff, boundary), direct_ok=False
             )
-        return {
-            "archived": outcome.archived,
-            "count": len(outcome.archived),
-            "hours": hours,
-            "terminal_only": terminal_only,
-            "skipped_running": outcome.skipped_running,
-            "skipped_conflicts": outcome.skipped_conflicts,
-        }
+
+    def _pages(
+        self, table: Table, columns: tuple[str, ...], size: int
+    ) -> Iterator[builtins.list[Any]]:
+        """Pages of ``columns`` of ``table`` in id order, each its own short read (no
+        snapshot held across pages: a row moved meanwhile may be seen or not)."""
+        params: dict[str, Any] = {"limit": size}
+        rows = self._executor.fetch(scan_page(table, columns, True), params)
+        while rows:
+            yield rows
+            if len(rows) < size:
+                return
+            params["after"] = rows[-1][0]
+            rows = self._executor.fetch(scan_page(table, columns, False), params)
+
+    @contextlib.contextmanager
+    def _giving_way(self) -> Iterator[None]:
+        """After a chunk's transaction on SQLite, leave the write lock free for as long
+        as the chunk held it (at most ``GIVE_WAY_MAX_S``).
+
+        SQLite's busy handler polls (after 1, 2, 5, 10, 15, 20, 25 ... ms) instead of
+        being woken, so a writer in another connection that waits while a chunk
+        runs would keep missing the moment between two chunks and wait for many;
+        with the lock free half the time, one of its first polls finds it free.
+        The servers queue lock waiters fairly: nothing is needed there.
+        """
+        started = time.monotonic()
+        yield
+        if self.dialect == "sqlite":
+            time.sleep(min(time.monotonic() - started, GIVE_WAY_MAX_S))
+
+    @contextlib.contextmanager
+    def _chunked(
+        self, name: str, committed: Callable[[], bool], report: Callable[[], object]
+    ) -> Iterator[None]:
+        """Run a call made of atomic chunks: an error once a chunk has committed is a
+        ``PartialRunError`` carrying the report of what is committed.
+
+        Each chunk is an ordinary call's unit (its deadline ``call_seconds``), not a
+        bulk one: chunks are small. On SQLite the WAL is checkpointed once, at the
+        end, not after every chunk (SQLite's own checkpoint every 1,000 pages bounds
+        the file meanwhile)."""
+        try:
+            with self._executor.translating():
+                yield
+                self._executor.checkpoint()
+        except StoreError as exc:
+            if not committed():
+                raise
+            raise PartialRunError(
+                f"{name} stopped part-way: the chunks before this error are committed "
+                f"(see .report), the failing one changed nothing; run it again to go on. "
+                f"The error: {exc}",
+                report=report(),
+            ) from exc
 
     @translated
     def _write(self, work: Callable[[Transaction], T], *, direct_ok: bool = True) -> T:
@@ -621,6 +762,10 @@ class TaskStore:
 
 #: How often a shard write is tried while its parent moves between the tables.
 PARENT_RETRIES = 3
+#: The longest pause between two chunks of a retention call on SQLite (``_giving_way``).
+GIVE_WAY_MAX_S = 0.05
+#: The largest page ``purge_archived`` reads and deletes at once.
+MAX_BATCH_SIZE = 100_000
 
 _decode_task = TaskDecoder([c.name for c in tasks.columns])
 _decode_archived = TaskDecoder([c.name for c in archived_tasks.columns])

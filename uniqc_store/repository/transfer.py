@@ -2,8 +2,8 @@
 
 Each line is ``{"table": NAME, "row": {column: value}}`` with the columns
 exactly as stored (JSON payloads stay text), so SQLite -> PostgreSQL -> SQLite
-gives identical rows. Export reads in one snapshot (one read unit of the
-store's executor), a keyset batch at a time;
+gives identical rows. Export reads a range of task ids at a time, each range
+in one short snapshot (see ``export_jsonl`` for what that promises);
 import writes everything in one transaction, a batch at a time: a bad line
 raises ``ValueError`` naming it and nothing is written.
 
@@ -16,11 +16,12 @@ nothing enters that the store could not have written or cannot read back.
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import IO, Any
 
-from sqlalchemy import Connection, Executable, Table, func, select, tuple_
+from sqlalchemy import Connection, Executable, Select, Table, bindparam, func, select
 
 from uniqc_store.db.executor import Transaction, bulk
 from uniqc_store.errors import DatabaseBusyError
@@ -48,33 +49,80 @@ def count_rows(store: TaskStore) -> int:
     return store._read(total)
 
 
-def _keyset(conn: Connection, table: Table) -> Iterator[dict[str, Any]]:
-    keys = list(table.primary_key.columns)
-    base = select(*stored(table)).order_by(*keys)
-    last: tuple[Any, ...] | None = None
-    while True:
-        stmt = base if last is None else base.where(tuple_(*keys) > tuple_(*last))
-        rows = conn.execute(stmt.limit(BATCH)).mappings().all()
-        if not rows:
-            return
-        last = tuple(rows[-1][k.name] for k in keys)
-        yield from (dict(r) for r in rows)
+#: The two task tables, each with its shard table: an export walks them together.
+_FAMILIES = ((tasks, task_shards), (archived_tasks, archived_task_shards))
+
+
+def _task_page(table: Table, first: bool) -> Select[Any]:
+    stmt = select(*stored(table)).order_by(table.c.task_id).limit(BATCH)
+    return stmt if first else stmt.where(table.c.task_id > bindparam("after"))
+
+
+def _shard_range(table: Table, first: bool, last: bool) -> Select[Any]:
+    """The shard rows whose task id is in (``:after``, ``:upto``], in key order."""
+    key = table.c.uniqc_task_id
+    stmt = select(*stored(table)).order_by(*table.primary_key.columns)
+    if not first:
+        stmt = stmt.where(key > bindparam("after"))
+    return stmt if last else stmt.where(key <= bindparam("upto"))
+
+
+Page = list[tuple[str, dict[str, Any]]]
+
+
+def _read_range(conn: Connection, after: str | None) -> tuple[Page, str | None]:
+    """The rows of all four tables for the next range of task ids, read in one snapshot.
+
+    The range ends at the smallest last id of a task table that had a full page
+    (None: the range runs to the end), so no task table is read past it and each
+    range holds at most ``2 * BATCH`` tasks (with their shards).
+    """
+    first = after is None
+    params: dict[str, Any] = {} if first else {"after": after}
+    pages = [
+        (family, [dict(r) for r in conn.execute(_task_page(family[0], first), params).mappings()])
+        for family in _FAMILIES
+    ]
+    full = [rows[-1]["task_id"] for _, rows in pages if len(rows) == BATCH]
+    upto: str | None = min(full) if full else None
+    bounds = {**params, "upto": upto}
+    found: Page = []
+    for (parent, shards), rows in pages:
+        found += [(parent.name, row) for row in rows if upto is None or row["task_id"] <= upto]
+        shard_rows = conn.execute(_shard_range(shards, first, upto is None), bounds).mappings()
+        found += [(shards.name, dict(row)) for row in shard_rows]
+    return found, upto
 
 
 def export_jsonl(
     store: TaskStore, out: IO[str], progress: Progress | None = None
 ) -> dict[str, int]:
-    """Write every row of the four tables to ``out``; return counts per table."""
+    """Write every row of the four tables to ``out``; return counts per table.
+
+    The export walks task ids in ranges of at most ``BATCH`` ids per task table;
+    each range (its tasks, archived tasks and both tables' shards) is read in one
+    short snapshot of its own and written before the next is read, so no read
+    transaction spans the export (on SQLite it would pin the WAL, which then grows
+    with every write made meanwhile). What that promises: each task id that
+    exists throughout the export is written exactly once per table it is in when
+    its range is read, with exactly the shards it has then, even while moves
+    between the live and archive tables run (a move keeps the id, and the id's
+    range is read once, in one snapshot); a task created or deleted meanwhile is
+    in the export or not. The export is not one snapshot of the whole store.
+    """
     counts = dict.fromkeys(TABLES, 0)
-    with store.reading(snapshot=True) as conn:  # a block, not retried: lines were written
-        for name, table in TABLES.items():
-            for row in _keyset(conn, table):
-                out.write(json.dumps({"table": name, "row": row}, ensure_ascii=False))
-                out.write("\n")
-                counts[name] += 1
-                if progress is not None:
-                    progress(1)
-    return counts
+    after: str | None = None
+    while True:
+        found, upto = store._read(functools.partial(_read_range, after=after), snapshot=True)
+        for name, row in found:
+            out.write(json.dumps({"table": name, "row": row}, ensure_ascii=False))
+            out.write("\n")
+            counts[name] += 1
+        if progress is not None and found:
+            progress(len(found))
+        if upto is None:
+            return counts
+        after = upto
 
 
 def _parse(line_number: int, line: str) -> tuple[str, dict[str, Any]]:
