@@ -36,7 +36,12 @@ ALIASES = [
     ("uniqc_store.column_types", "uniqc_store.schema.types", ["KeyText", "PayloadText"], False),
     ("uniqc_store.api", "uniqc_store.api.app", ["create_app", "redact_sensitive"], False),
     ("uniqc_store.cli", "uniqc_store.cli.commands", ["main"], False),
-    ("uniqc_store.migrations", "uniqc_store.migrations.runner", ["upgrade", "downgrade"], False),
+    (
+        "uniqc_store.migrations",
+        "uniqc_store.migrations.runner",
+        ["upgrade", "downgrade", "script_location", "make_config", "migration_lock"],
+        False,
+    ),
 ]
 
 

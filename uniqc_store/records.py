@@ -122,6 +122,11 @@ class TaskShard:
 MAX_JSON_DEPTH = 100
 
 
+#: The oldest age in hours the store takes (``archive_expired``, ``expired_task_ids``):
+#: 1e6 hours is over a century, so a larger one is a mistake (a timestamp passed as hours).
+MAX_HOURS = 1e6
+
+
 #: Longest id, backend or key timestamp a row may hold: MySQL's key columns are
 #: VARCHAR(255); checked on every engine, so a value fits everywhere or nowhere.
 MAX_KEY_LENGTH = 255

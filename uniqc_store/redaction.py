@@ -31,7 +31,7 @@ from uniqc_store.records import MAX_JSON_DEPTH
 REDACTED = "[REDACTED]"
 MASK = "***"
 #: What stands for a part nested too deep to check (and to serialize).
-TOO_DEEP = "[REDACTED: nested more than 100 levels]"
+TOO_DEEP = f"[REDACTED: nested more than {MAX_JSON_DEPTH} levels]"
 
 #: Words (and known compounds) that name a credential wherever they appear in a key.
 CREDENTIAL_WORDS = frozenset(

@@ -23,7 +23,7 @@ from uniqc_store import (
     TaskStore,
 )
 from uniqc_store.api.app import PROBE_PATHS, REDACTED, create_app, redact_sensitive
-from uniqc_store.records import MAX_JSON_DEPTH
+from uniqc_store.records import MAX_JSON_DEPTH, MAX_KEY_LENGTH
 from uniqc_store.redaction import TOO_DEEP
 from uniqc_store.schema.tables import tasks
 
@@ -631,3 +631,20 @@ def test_odd_rows_validate_against_the_response_models(
     assert set(body["result"]) == {"_invalid_json"} and "s3cret" not in detail.text
     listed = client.get("/api/tasks")
     assert listed.status_code == 200 and listed.json()["tasks"][0]["has_result"] is True
+
+
+def test_ids_have_the_store_bound_at_the_api(store: TaskStore, client: httpx.Client) -> None:
+    """One bound for ids everywhere (``records.MAX_KEY_LENGTH``, 255): the store takes
+    a 255-character id and refuses a 256-character one; the API answers 404 for an
+    unknown 255-character id and 422 for a 256-character one, in paths and bodies."""
+    longest, too_long = "u" * MAX_KEY_LENGTH, "u" * (MAX_KEY_LENGTH + 1)
+    store.save(TaskInfo(task_id=longest, backend="b"))
+    with pytest.raises(ValueError, match="at most 255 characters"):
+        store.save(TaskInfo(task_id=too_long, backend="b"))
+    assert client.get(f"/api/tasks/{longest}").json()["task_id"] == longest
+    assert client.get(f"/api/tasks/{'v' * MAX_KEY_LENGTH}").status_code == 404
+    assert client.get(f"/api/tasks/{too_long}").status_code == 422
+    assert client.get("/api/tasks", params={"backend": too_long}).status_code == 422
+    refused = client.post("/api/tasks/bulk-delete", json={"task_ids": [too_long]})
+    assert refused.status_code == 422
+    assert store.count() == 1

@@ -130,3 +130,23 @@ def test_the_largest_values_every_engine_holds_round_trip(store: TaskStore) -> N
     (shard,) = store.get_shards("u" * 255)
     assert (shard.shard_index, shard.circuit_count) == (2**31 - 1, -(2**31))
     assert store.list(limit=2**31 - 1, offset=2**31 - 1) == []
+
+
+@pytest.mark.parametrize("method", ["iter_tasks", "iter_archived"])
+@pytest.mark.parametrize(
+    ("arguments", "error"),
+    [
+        ({"batch_size": -1}, ValueError),
+        ({"batch_size": 0}, ValueError),
+        ({"batch_size": "10"}, TypeError),
+        ({"status": "nope"}, ValueError),
+        ({"backend": 3}, TypeError),
+    ],
+)
+def test_walks_check_their_arguments_when_called(
+    store: TaskStore, method: str, arguments: dict[str, object], error: type[Exception]
+) -> None:
+    """A bad argument to a walk is an error at the call, not at the first ``next()``
+    (before, ``iter_tasks(batch_size=-1)`` returned a generator that raised later)."""
+    with pytest.raises(error):
+        getattr(store, method)(**arguments)

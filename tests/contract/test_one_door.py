@@ -92,7 +92,8 @@ def _connect_as(module: str, engine: Engine) -> None:
 
 def test_a_package_checkout_beside_the_executor_is_refused(tmp_path: Path) -> None:
     with TaskStore(tmp_path) as store:
-        with pytest.raises(OutsideTheDoorError, match=r"uniqc_store\.dashboard\.fake.*executor"):
+        refused = r"uniqc_store\.api\.dashboard\.fake.*executor"
+        with pytest.raises(OutsideTheDoorError, match=refused):
             _connect_as("uniqc_store.api.dashboard.fake", store.engine)
         _connect_as("my_application", store.engine)  # the application's own use is its own
         with exempt("a test"):

@@ -50,7 +50,6 @@ from uniqc_store.api.edge import (
     guard_hosts,
 )
 from uniqc_store.api.errors import (
-    MAX_HOURS,
     BackendQuery,
     HoursQuery,
     TaskIdPath,
@@ -67,7 +66,7 @@ from uniqc_store.api.probes import (
     ready_bound,
 )
 from uniqc_store.errors import StoreError, TaskConflictError
-from uniqc_store.records import CURRENT_SCHEMA_VERSION, TaskInfo, TaskStatus
+from uniqc_store.records import CURRENT_SCHEMA_VERSION, MAX_HOURS, TaskInfo, TaskStatus
 from uniqc_store.redaction import REDACTED, redact_record, redact_sensitive
 from uniqc_store.repository.store import TaskStore
 

@@ -12,7 +12,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from uniqc_store.api.errors import MAX_HOURS, MAX_TEXT, TEXT_SCHEMA, StorableText
+from uniqc_store.api.errors import MAX_TEXT, TEXT_SCHEMA, StorableText
+from uniqc_store.records import MAX_HOURS
 
 #: The most ids ``archive-expired`` lists per kind; the counts are always complete.
 MAX_REPORTED_IDS = 1000
@@ -42,7 +43,7 @@ class ExpiryRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     hours: float = Field(
-        72, ge=0, lt=MAX_HOURS, allow_inf_nan=False, description="Age in hours, < 1e6."
+        72, ge=0, lt=MAX_HOURS, allow_inf_nan=False, description=f"Age in hours, < {MAX_HOURS:g}."
     )
     terminal_only: bool = Field(True, description="Leave pending and running tasks alone.")
 

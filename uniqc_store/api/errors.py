@@ -28,11 +28,12 @@ from uniqc_store.errors import (
     TaskConflictError,
     UnreadableRowError,
 )
+from uniqc_store.records import MAX_HOURS, MAX_KEY_LENGTH
 from uniqc_store.redaction import mask_text
 
-MAX_TEXT = 1024  # ids, backends and filters: far above any real one, bounded for the fuzzers
-#: The store refuses ``hours >= 1e6`` (``archive.cutoff_for``); the routes' bound is the same.
-MAX_HOURS = 1e6
+#: Ids, backends and filters: the store's own bound (``records.MAX_KEY_LENGTH``), so a
+#: value the store would refuse, or could never match, is a 422 here.
+MAX_TEXT = MAX_KEY_LENGTH
 
 
 def storable(value: str) -> str:
@@ -72,7 +73,7 @@ BackendQuery = Annotated[
 
 HoursQuery = Annotated[
     float,
-    Query(ge=0, lt=MAX_HOURS, allow_inf_nan=False, description="Age in hours, < 1e6."),
+    Query(ge=0, lt=MAX_HOURS, allow_inf_nan=False, description=f"Age in hours, < {MAX_HOURS:g}."),
 ]
 
 

@@ -20,6 +20,7 @@ from rich.progress import Progress
 from sqlalchemy import URL
 from sqlalchemy.exc import NoSuchModuleError, SQLAlchemyError
 
+from uniqc_store.db.dialects import is_mysql
 from uniqc_store.db.urls import redact, redact_text, resolve_url, sqlite_file_path
 from uniqc_store.errors import (
     DatabaseBusyError,
@@ -136,7 +137,7 @@ def shown_url(given: str | None, resolved: URL) -> str:
     path = sqlite_file_path(resolved)
     shown = redact(resolved) if given or path is None else str(path)
     _shown[redact(resolved)] = shown
-    if "charset" not in resolved.query and resolved.get_backend_name() in ("mysql", "mariadb"):
+    if "charset" not in resolved.query and is_mysql(resolved.get_backend_name()):
         _shown[redact(resolved.update_query_dict({"charset": "utf8mb4"}))] = shown
     return shown
 

@@ -36,7 +36,7 @@ from uniqc_store.errors import StoreError
 log = logging.getLogger(__name__)
 
 STRICT_ENV = "UNIQC_STORE_STRICT_DOOR"
-_PACKAGE = __name__.rpartition(".")[0]
+_PACKAGE = __name__.partition(".")[0]  # uniqc_store, from any subpackage
 #: Modules between the package's code and the checkout: not the caller.
 _PASS_THROUGH = ("sqlalchemy", "contextlib")
 

@@ -14,6 +14,7 @@ from sqlalchemy.exc import NoSuchModuleError
 from sqlalchemy.pool import StaticPool
 
 from uniqc_store.db import door
+from uniqc_store.db.dialects import is_mysql
 from uniqc_store.db.drivers import (
     SERVER_POOL_DEFAULTS,
     _end_connect_read_timeout,
@@ -68,7 +69,7 @@ def create_store_engine(
             busy_ms=busy_timeout_ms(url, timeouts.lock_wait_ms),
             **kwargs,
         )
-    if backend in ("mysql", "mariadb") and "charset" not in url.query:
+    if is_mysql(backend) and "charset" not in url.query:
         url = url.update_query_dict({"charset": "utf8mb4"})
     # No pool_pre_ping: it costs a round trip per call. A connection the server
     # dropped is invalidated by SQLAlchemy and the store retries (connections.py).

@@ -56,6 +56,7 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError, SQLAl
 
 from uniqc_store.db import direct, door, sqlite_statistics
 from uniqc_store.db.connections import HeldConnection, PooledConnections, source_for
+from uniqc_store.db.dialects import family_of
 from uniqc_store.db.direct import DriverStatements, Row
 from uniqc_store.db.metrics import (
     RETRY_CONFLICT,
@@ -71,9 +72,6 @@ from uniqc_store.timeouts import DEFAULT_TIMEOUTS, Timeouts
 T = TypeVar("T")
 Params = Mapping[str, Any] | list[dict[str, Any]]
 
-#: SQLSTATEs (PostgreSQL) and error numbers (MySQL) worth a retry.
-_RETRY_SQLSTATES = {"40001", "40P01"}
-_RETRY_MYSQL_ERRNOS = {1213}  # not 1205: a lock wait that timed out would wait as long again
 MAX_ATTEMPTS = 8
 #: Full-jitter back-off between attempts: a random sleep up to min(cap, base * 2**n).
 BACKOFF_BASE_S = 0.005
@@ -134,14 +132,11 @@ def bulk() -> Iterator[None]:
         _bulk.reset(token)
 
 
-def is_transient(exc: DBAPIError) -> bool:
+def is_transient(exc: DBAPIError, backend: str) -> bool:
     """Whether the server aborted the transaction and asks for it to run again
-    (deadlock, serialization failure, lock wait timeout)."""
-    orig = exc.orig
-    if getattr(orig, "sqlstate", None) in _RETRY_SQLSTATES:
-        return True
-    args: tuple[object, ...] = getattr(orig, "args", ())
-    return bool(args) and args[0] in _RETRY_MYSQL_ERRNOS
+    (deadlock, serialization failure: ``Family.retry``)."""
+    family = family_of(backend)
+    return family.code_of(exc.orig) in family.retry
 
 
 class Transaction:
@@ -466,7 +461,8 @@ class Executor:
                 raise
             except DBAPIError as exc:
                 dropped_first = exc.connection_invalidated and attempt == 1
-                if attempt == MAX_ATTEMPTS or not (dropped_first or is_transient(exc)):
+                again = dropped_first or is_transient(exc, self.engine.dialect.name)
+                if attempt == MAX_ATTEMPTS or not again:
                     raise
                 pause = random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt))
                 if time.monotonic() + pause >= deadline:

@@ -1,7 +1,8 @@
 """Database errors translated into the store's own, in one place.
 
 Every public method of the repository runs inside :func:`translated`, so no
-SQLAlchemy or driver exception leaves it: a busy database becomes
+SQLAlchemy or driver exception leaves it; what each family's codes mean is in
+``dialects.py``: a busy database becomes
 ``DatabaseBusyError``, an unreachable, dropped, read-only, full or corrupt
 one ``DatabaseUnavailableError``, an oversized MySQL statement
 ``PayloadTooLargeError``, anything else ``StoreError``; the original is always
@@ -21,6 +22,7 @@ from sqlalchemy import URL
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
+from uniqc_store.db.dialects import POSTGRESQL, family_of
 from uniqc_store.db.urls import redact
 from uniqc_store.errors import (
     DatabaseBusyError,
@@ -30,21 +32,6 @@ from uniqc_store.errors import (
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-# SQLite primary result codes (sqlite3.h).
-_SQLITE_BUSY = {5, 6}  # BUSY, LOCKED
-_SQLITE_UNAVAILABLE = {8, 10, 11, 13, 14, 26}  # READONLY, IOERR, CORRUPT, FULL, CANTOPEN, NOTADB
-# MySQL / MariaDB error numbers.
-_MYSQL_TOO_LARGE = {1153, 1301}
-#: The server hangs up on a statement over max_allowed_packet; a write that
-#: still gets these after the retry on a fresh connection was too large.
-_MYSQL_HUNG_UP = {2006, 2013}
-_MYSQL_BUSY = {1205, 1213}  # lock wait timeout, deadlock (after the retries)
-_MYSQL_UNAVAILABLE = {1044, 1045, 1049, 1290, 2002, 2003, 2005, 2006, 2013, 1021, 1114}
-# PostgreSQL SQLSTATE classes and codes.
-_PG_BUSY = {"40001", "40P01", "55P03", "57014"}
-_PG_UNAVAILABLE_CLASSES = ("08", "53", "57", "58", "28", "3D", "XX")
-_PG_UNAVAILABLE = {"25006"}  # read-only transaction
 
 
 def _first_line(exc: BaseException) -> str:
@@ -57,43 +44,17 @@ def _classify(exc: SQLAlchemyError, backend: str) -> type[StoreError]:
         return DatabaseBusyError  # every pooled connection stayed in use for pool_timeout
     if not isinstance(exc, DBAPIError):
         return StoreError
-    if backend == "sqlite":
-        kind = _sqlite_kind(getattr(exc.orig, "sqlite_errorcode", None))
-    elif backend == "postgresql":
-        kind = _postgresql_kind(exc)
-    else:
-        kind = _mysql_kind(exc)
-    if kind is StoreError and exc.connection_invalidated:
-        return DatabaseUnavailableError
-    return kind
-
-
-def _sqlite_kind(code: int | None) -> type[StoreError]:
-    primary = (code or 0) & 0xFF
-    if primary in _SQLITE_BUSY:
-        return DatabaseBusyError
-    return DatabaseUnavailableError if primary in _SQLITE_UNAVAILABLE else StoreError
-
-
-def _postgresql_kind(exc: DBAPIError) -> type[StoreError]:
-    sqlstate = getattr(exc.orig, "sqlstate", None)
-    if sqlstate is None and isinstance(exc, OperationalError):
+    family = family_of(backend)
+    code = family.code_of(exc.orig)
+    if family is POSTGRESQL and code is None and isinstance(exc, OperationalError):
         return DatabaseUnavailableError  # psycopg's own: the connection broke client-side
-    if sqlstate in _PG_BUSY:
+    if code in family.too_large or (code in family.hung_up and _is_write(exc.statement)):
+        return PayloadTooLargeError
+    if code in family.busy:
         return DatabaseBusyError
-    if sqlstate in _PG_UNAVAILABLE or (sqlstate or "").startswith(_PG_UNAVAILABLE_CLASSES):
+    if family.is_unavailable(code) or exc.connection_invalidated:
         return DatabaseUnavailableError
     return StoreError
-
-
-def _mysql_kind(exc: DBAPIError) -> type[StoreError]:
-    args: tuple[Any, ...] = getattr(exc.orig, "args", ())
-    errno = args[0] if args else None
-    if errno in _MYSQL_TOO_LARGE or (errno in _MYSQL_HUNG_UP and _is_write(exc.statement)):
-        return PayloadTooLargeError
-    if errno in _MYSQL_BUSY:
-        return DatabaseBusyError
-    return DatabaseUnavailableError if errno in _MYSQL_UNAVAILABLE else StoreError
 
 
 def _is_write(statement: str | None) -> bool:

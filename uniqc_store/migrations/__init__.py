@@ -44,7 +44,10 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    """The runner's public names, imported (with Alembic) on first use."""
-    if name in __all__:
-        return getattr(importlib.import_module("uniqc_store.migrations.runner"), name)
+    """The runner's names (``upgrade``, ``script_location``, ...), imported with Alembic
+    on first use; before the package split they were this module's own."""
+    if not name.startswith("_"):
+        runner = importlib.import_module("uniqc_store.migrations.runner")
+        if hasattr(runner, name):
+            return getattr(runner, name)
     raise AttributeError(f"module 'uniqc_store.migrations' has no attribute {name!r}")

@@ -55,7 +55,7 @@ from sqlalchemy.exc import IntegrityError
 
 from uniqc_store.db.executor import Transaction
 from uniqc_store.errors import TaskConflictError
-from uniqc_store.records import TERMINAL_STATUSES
+from uniqc_store.records import MAX_HOURS, TERMINAL_STATUSES
 from uniqc_store.schema.tables import archived_task_shards, archived_tasks, task_shards, tasks
 
 #: Ids moved per statement by ``archive_expired`` (keeps IN lists small).
@@ -315,8 +315,8 @@ def expired_ids(conn: Connection, cutoff: datetime, terminal_only: bool) -> list
 
 def cutoff_for(hours: float) -> datetime:
     """The moment ``hours`` ago; tasks last touched before it have expired."""
-    if isinstance(hours, bool) or not isinstance(hours, (int, float)) or not 0 <= hours < 1e6:
-        raise ValueError(f"hours must be a number from 0 to 1e6, not {hours!r}")
+    if isinstance(hours, bool) or not isinstance(hours, (int, float)) or not 0 <= hours < MAX_HOURS:
+        raise ValueError(f"hours must be a number from 0 to {MAX_HOURS:g}, not {hours!r}")
     return datetime.now(timezone.utc) - timedelta(hours=hours)
 
 

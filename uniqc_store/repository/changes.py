@@ -37,6 +37,7 @@ from typing import Literal, Protocol
 import anyio.to_thread
 from sqlalchemy import Connection, text
 
+from uniqc_store.db.dialects import is_mysql
 from uniqc_store.errors import StoreError
 from uniqc_store.repository.store import TaskStore
 
@@ -114,7 +115,7 @@ def open_signal(store: TaskStore) -> ChangeSignal:
         return SQLiteSignal(store)
     if name == "postgresql":
         return PostgresSignal(store)
-    if name in ("mysql", "mariadb"):
+    if is_mysql(name):
         return MySQLSignal(store)
     raise ValueError(f"no change signal for {name!r} databases")
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import URL, Connection, Engine, Table
+from sqlalchemy import URL, Connection, Engine, Executable, Table
 from sqlalchemy.exc import IntegrityError
 
 from uniqc_store.db.engine import store_engine
@@ -321,9 +321,10 @@ class TaskStore:
         """Every matching task in id order, read a batch at a time (keyset pagination).
 
         Memory stays flat whatever the table's size; rows written during the
-        walk may or may not be seen.
+        walk may or may not be seen. The arguments are checked when it is called,
+        before the first ``next()``.
         """
-        yield from self._iter_table(tasks, _decode_task, status, backend, batch_size)
+        return self._iter_table(tasks, _decode_task, status, backend, batch_size)
 
     def _iter_table(
         self,
@@ -333,11 +334,18 @@ class TaskStore:
         backend: str | None,
         batch_size: int,
     ) -> Iterator[TaskInfo]:
+        """Check the arguments now; the walk itself runs as the caller iterates."""
         if _non_negative(batch_size, "batch_size") < 1:
             raise ValueError("batch_size must be at least 1")
         params: dict[str, Any] = {**_filters(status, backend), "limit": batch_size}
         has = (status is not None, backend is not None)
         first, after = keyset_page(table, *has, True), keyset_page(table, *has, False)
+        return self._walk(first, after, params, decode)
+
+    @translated
+    def _walk(
+        self, first: Executable, after: Executable, params: dict[str, Any], decode: TaskDecoder
+    ) -> Iterator[TaskInfo]:
         rows = self._executor.fetch(first, params)
         while rows:
             yield from (decode(row) for row in rows)
@@ -545,8 +553,8 @@ class TaskStore:
         backend: str | None = None,
         batch_size: int = 1000,
     ) -> Iterator[TaskInfo]:
-        """Every matching archived task in id order, a batch at a time."""
-        yield from self._iter_table(archived_tasks, _decode_archived, status, backend, batch_size)
+        """Every matching archived task in id order, a batch at a time (as ``iter_tasks``)."""
+        return self._iter_table(archived_tasks, _decode_archived, status, backend, batch_size)
 
     @translated
     def count_archived(
