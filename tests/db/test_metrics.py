@@ -59,7 +59,8 @@ def test_every_call_is_counted_with_its_time_and_how_it_ended(store: TaskStore) 
 
 def test_a_walk_is_one_call_and_stopping_early_is_no_error(store: TaskStore) -> None:
     store.save_many([_task(f"uqt_w{i}") for i in range(5)])
-    before = _figures(store.metrics, "iter_tasks")
+    before_all = store.metrics
+    before = _figures(before_all, "iter_tasks")
     assert len(list(store.iter_tasks(batch_size=2))) == 5
     walk = store.iter_tasks(batch_size=2)
     next(walk)
@@ -71,6 +72,9 @@ def test_a_walk_is_one_call_and_stopping_early_is_no_error(store: TaskStore) -> 
     assert after.calls - before.calls == 3
     assert after.errors.get("ValueError", 0) - before.errors.get("ValueError", 0) == 1
     assert sum(after.errors.values()) - sum(before.errors.values()) == 1
+    walks, walks_before = _figures(store.metrics, "walk"), _figures(before_all, "walk")
+    assert walks.calls - walks_before.calls == 2  # the full walk and the one stopped early
+    assert walks.errors == walks_before.errors
 
 
 def test_the_stores_of_one_engine_share_its_figures(store: TaskStore) -> None:
