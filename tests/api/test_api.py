@@ -12,6 +12,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS
 from sqlalchemy import text, update
 
 from tests.http_server import http_client, served
@@ -574,7 +575,7 @@ def test_every_success_body_is_typed(client: httpx.Client) -> None:
         "$ref": "#/components/schemas/TaskSummary"
     }
     metrics = document["paths"].pop("/metrics")["get"]["responses"]["200"]["content"]
-    assert list(metrics) == [CONTENT_TYPE_LATEST]  # Prometheus's text format
+    assert list(metrics) == [CONTENT_TYPE_LATEST, OPENMETRICS]  # Prometheus's text formats
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
             schema = operation["responses"]["200"]["content"]["application/json"]["schema"]

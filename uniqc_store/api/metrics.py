@@ -25,6 +25,9 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.exposition import choose_encoder
+from prometheus_client.openmetrics.exposition import (
+    CONTENT_TYPE_LATEST as OPENMETRICS_CONTENT_TYPE,
+)
 
 from uniqc_store.api.errors import responses
 from uniqc_store.db.metrics import MetricsSnapshot
@@ -135,7 +138,10 @@ def add_metrics_route(app: FastAPI, store: TaskStore, token: bool) -> None:
         response_class=Response,
         responses={
             **{code: body for code, body in responses(token=token).items() if code != 503},
-            200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"},
+            200: {
+                "content": {CONTENT_TYPE_LATEST: {}, OPENMETRICS_CONTENT_TYPE: {}},
+                "description": "Prometheus's text format, or OpenMetrics when asked for",
+            },
         },
     )
     async def metrics(request: Request) -> Response:

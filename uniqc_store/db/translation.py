@@ -101,7 +101,8 @@ def store_error(exc: SQLAlchemyError, url: URL) -> StoreError:
 
 def translated(method: F) -> F:
     """Run a repository method with database errors turned into the store's own, and
-    count the call in the executor's metrics (``metrics.py``).
+    count the call in the executor's metrics (``metrics.py``) through the instance's
+    ``_record`` (its executor's ``Metrics.record``, bound once: one lookup per call).
 
     The operation is the method's name (``save``, ``get``; the package's own
     units ``_read``, ``_write``, ``_locate`` as ``read``, ``write``, ``locate``);
@@ -118,12 +119,12 @@ def translated(method: F) -> F:
             result = method(self, *args, **kwargs)
         except SQLAlchemyError as exc:
             error = store_error(exc, self.url)
-            self._executor.metrics.record(name, perf_counter() - started, type(error).__name__)
+            self._record(name, perf_counter() - started, type(error).__name__)
             raise error from exc
         except BaseException as exc:
-            self._executor.metrics.record(name, perf_counter() - started, type(exc).__name__)
+            self._record(name, perf_counter() - started, type(exc).__name__)
             raise
-        self._executor.metrics.record(name, perf_counter() - started)
+        self._record(name, perf_counter() - started)
         return result
 
     return cast(F, wrapper)
@@ -160,6 +161,6 @@ def _translated_generator(
             error = type(exc).__name__
             raise
         finally:
-            self._executor.metrics.record(name, spent, error)
+            self._record(name, spent, error)
 
     return wrapper

@@ -109,6 +109,7 @@ class TaskStore:
         self.db_path: Path | None = sqlite_file_path(self.url)
         self.cache_dir: Path | None = self.db_path.parent if self.db_path else None
         self._executor = executor_for(engine, timeouts)
+        self._record = self._executor.metrics.record  # what ``translated`` counts calls with
         self._sql = Statements.for_dialect(self.dialect)
         try:
             self._open_schema(auto_migrate)
