@@ -3,7 +3,8 @@
 Builds (or reuses, with ``--file``) a SQLite store of ``--tasks`` tasks (1,000,000
 by default), then times each API call the page makes when it opens (the footer's
 info, the first page of tasks, the counts for the charts) and a few it makes
-next (a filter, the oldest first, the next page), through the real app in
+next (a filter, the oldest first, the next page, a search by task id, by its
+start and by platform id), through the real app in
 process: the cold first call after opening the store and the median of
 ``--repeats`` warm calls. With Playwright and Chromium installed it also times
 the page itself in a browser, from navigation to the rows being on screen,
@@ -42,6 +43,20 @@ INSERT = (
     "result_json, metadata_json, error_message) VALUES (?, ?, ?, 1000, ?, ?, ?, ?, NULL)"
 )
 
+SHARD_INSERT = (
+    "INSERT INTO task_shards (uniqc_task_id, shard_index, platform_task_id, backend, "
+    "circuit_count, sub_index_offset, status, submit_time, update_time) "
+    "VALUES (?, 0, ?, 'dummy', 1, 0, 'success', ?, ?)"
+)
+#: One task in this many has a shard (``plat-<i>``), for the search by platform id.
+SHARD_EVERY = 10
+
+
+def _shards(tasks: int, start: datetime) -> Any:
+    for i in range(0, tasks, SHARD_EVERY):
+        at = (start + timedelta(seconds=i)).isoformat()
+        yield (f"uqt_{i:032x}", f"plat-{i}", at, at)
+
 
 def build_store(path: Path, tasks: int) -> None:
     """A migrated store file with ``tasks`` rows, one a second, written in one transaction.
@@ -69,6 +84,7 @@ def build_store(path: Path, tasks: int) -> None:
                 for i in range(tasks)
             ),
         )
+        conn.executemany(SHARD_INSERT, _shards(tasks, start))
     conn.execute("ANALYZE")
     conn.close()
 
@@ -99,6 +115,8 @@ def api_calls(path: Path, repeats: int) -> list[dict[str, Any]]:
         TaskStore(url=sqlite_url_for(path)) as store,
         TestClient(create_app(store), base_url="http://localhost") as client,
     ):
+        count = client.get("/api/dashboard/counts", params={"table": "live"}).json()["total"]
+        middle = (count // 2) // SHARD_EVERY * SHARD_EVERY
         first = {"table": "live", "order": "newest", "limit": 25}
         cursor = client.get("/api/dashboard/tasks", params=first).json()["next_cursor"]
         calls: list[tuple[str, dict[str, Any]]] = [
@@ -109,6 +127,9 @@ def api_calls(path: Path, repeats: int) -> list[dict[str, Any]]:
             ("/api/dashboard/tasks", {**first, "backend": "dummy"}),
             ("/api/dashboard/tasks", {**first, "order": "oldest"}),
             ("/api/dashboard/tasks", {**first, "cursor": cursor}),
+            ("/api/dashboard/search", {"q": f"uqt_{middle:032x}"}),  # one id, exactly
+            ("/api/dashboard/search", {"q": f"uqt_{middle:032x}"[:-3]}),  # 4,096 ids start so
+            ("/api/dashboard/search", {"q": f"plat-{middle}"}),  # a platform id
         ]
         return [time_call(client, route, params, repeats) for route, params in calls]
 

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import hashlib
 import re
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from sqlalchemy import URL, text
+from sqlalchemy import URL, make_url, text
 
 from tests.conftest import server_url
+from tests.private_servers import private_mariadb
 from uniqc_store import TaskInfo, TaskStore
 from uniqc_store.db.engine import create_store_engine
 
@@ -176,3 +180,158 @@ def test_the_urls_postgresql_options_are_kept_beside_the_search_path(
     )
     result = pytester.runpytest_subprocess()
     result.assert_outcomes(passed=1)
+
+
+ENGINES = ["sqlite", "postgresql", "mysql"]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_the_url_option_wins_over_the_environment(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, engine: str
+) -> None:
+    # a file URL: a file of that name in each test's tmp_path, as with the variable
+    option = "sqlite:///chosen.sqlite" if engine == "sqlite" else plain(server_url(engine))
+    result, seen = run_example(
+        pytester, monkeypatch, "sqlite:///never-opened.sqlite", "--uniqc-store-url", option
+    )
+    result.assert_outcomes(passed=8)
+    if engine == "sqlite":
+        assert all(url.endswith("/chosen.sqlite") for url in seen) and len(set(seen)) == 8
+        help_text = pytester.runpytest_subprocess("--help").stdout.str()
+        assert "--uniqc-store-url=URL" in help_text and "--uniqc-store-cleanup" in help_text
+    else:
+        assert all("uniqc_test_" in url for url in seen)
+        assert seen[0].split("://")[0] == option.split("://")[0]
+    assert not (pytester.path / "never-opened.sqlite").exists()
+
+
+def _admin_run(url: URL, *statements: str) -> None:
+    engine = create_store_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            for statement in statements:
+                conn.execute(text(statement))
+    finally:
+        engine.dispose()
+
+
+def _names(url: URL) -> set[str]:
+    engine = create_store_engine(url)
+    try:
+        with engine.connect() as conn:
+            sql = "SELECT schema_name FROM information_schema.schemata"
+            return {str(n) for n in conn.execute(text(sql)).scalars()}
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def a_server_of_its_own(engine: str) -> Iterator[URL]:
+    """A server (MariaDB) or a database (PostgreSQL: schemas are per database) where no
+    one else's run keeps scratch databases: the cleanup would drop theirs too."""
+    if engine == "postgresql":
+        shared = server_url(engine)
+        name = f"uniqc_cleanup_{uuid.uuid4().hex[:8]}"
+        _admin_run(shared, f'CREATE DATABASE "{name}"')
+        try:
+            yield shared.set(database=name)
+        finally:
+            _admin_run(shared, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        return
+    server_url(engine)  # skipped when MariaDB is not configured at all
+    with private_mariadb() as server:
+        yield make_url(server.url)
+
+
+@pytest.mark.parametrize("engine", ["postgresql", "mysql"])  # SQLite's are in tmp_path
+def test_cleanup_drops_only_our_leftovers_from_before_the_run(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, engine: str
+) -> None:
+    with a_server_of_its_own(engine) as url:
+        _cleanup_on(url, engine, pytester, monkeypatch)
+
+
+def _cleanup_on(
+    url: URL, engine: str, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    crashed = "uniqc_test_main_1000000000_0123456789"  # a run of 2001 that never dropped it
+    older = "uniqc_test_gw1_abcdef0123"  # the name an earlier version made
+    later = "uniqc_test_main_9999999999_0123456789"  # "created after this run started"
+    others = ["uniqc_test_notours", "uniqc_testing_app"]  # not names the plugin makes
+    names = [crashed, older, later, *others]
+    quote = '"' if engine == "postgresql" else "`"
+    kind = "SCHEMA" if engine == "postgresql" else "DATABASE"
+    _admin_run(url, *(f"CREATE {kind} {quote}{n}{quote}" for n in names))
+    try:
+        assert set(names) <= _names(url)
+        result, seen = run_example(
+            pytester, monkeypatch, plain(url), "--uniqc-store-cleanup", "-n", "2"
+        )
+        result.assert_outcomes(passed=8)
+        result.stdout.fnmatch_lines(
+            [f"uniqc-store: dropped leftover scratch databases: {older}, {crashed}"]
+        )
+        left = _names(url)
+        assert crashed not in left and older not in left
+        assert {later, *others} <= left  # and the workers' own lived through the run:
+        assert len({re.search(r"uniqc_test_\w+", u).group(0) for u in seen}) == 2  # type: ignore[union-attr]
+        assert not any(scratch_exists(url, u) for u in seen)  # dropped at its end
+    finally:
+        _admin_run(url, *(f"DROP {kind} IF EXISTS {quote}{n}{quote}" for n in names))
+
+
+def test_leftovers_are_recognised_by_name_and_time() -> None:
+    from uniqc_store.testing import drop_leftover_scratch, is_leftover
+
+    assert is_leftover("uniqc_test_gw0_1700000000_0123456789", before=1_700_000_001)
+    assert not is_leftover("uniqc_test_gw0_1700000000_0123456789", before=1_700_000_000)
+    assert is_leftover("uniqc_test_main_0123456789", before=0)  # an earlier version's
+    for name in ("uniqc_test_notours", "uniqc_test_main_1700000000_01234", "public", "test"):
+        assert not is_leftover(name, before=2e9)
+    with pytest.raises(ValueError, match="PostgreSQL or MySQL"):
+        drop_leftover_scratch("sqlite://", before=0)
+    with pytest.raises(TypeError, match="unix time"):
+        drop_leftover_scratch("postgresql://nobody@127.0.0.1:1/x", before="now")  # type: ignore[arg-type]
+
+
+#: The scratch URL fixture: a database a test can open itself, on every engine.
+SCRATCH_URL_EXAMPLE = """
+import subprocess
+import sys
+
+from uniqc_store import TaskInfo, TaskStore
+
+
+def test_a_subprocess_writes_where_the_test_reads(task_store_server_url):
+    code = (
+        "import sys; from uniqc_store import TaskInfo, TaskStore; "
+        "TaskStore(url=sys.argv[1]).save(TaskInfo(task_id='uqt_sub', backend='dummy'))"
+    )
+    url = task_store_server_url.render_as_string(hide_password=False)
+    subprocess.run([sys.executable, "-c", code, url], check=True)
+    with TaskStore(url=task_store_server_url) as store:
+        assert store.schema_version() == 6
+        assert store.get("uqt_sub") is not None
+    print("SCRATCH", url)
+"""
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_the_scratch_url_fixture_is_usable_on_every_engine(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, engine: str
+) -> None:
+    if engine == "sqlite":
+        monkeypatch.delenv("UNIQC_STORE_TEST_URL", raising=False)
+    else:
+        monkeypatch.setenv("UNIQC_STORE_TEST_URL", plain(server_url(engine)))
+    pytester.makepyfile(SCRATCH_URL_EXAMPLE)
+    result = pytester.runpytest_subprocess("-s")
+    result.assert_outcomes(passed=1)
+    shown = re.search(r"SCRATCH (\S+)", result.stdout.str())
+    assert shown is not None
+    if engine == "sqlite":
+        assert shown.group(1).startswith("sqlite+pysqlite:////")
+        assert shown.group(1).endswith("/tasks.sqlite")
+    else:
+        assert "uniqc_test_" in shown.group(1)
+        assert not scratch_exists(server_url(engine), shown.group(1))

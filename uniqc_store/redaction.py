@@ -75,6 +75,10 @@ _CONTAINERS = frozenset({"credential", "cred"})
 
 _WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
 _CASELESS_WORD = re.compile(r"[^\W\d_]+|\d+")
+#: A letter: every word of the vocabularies has one, so a key without any names nothing.
+_LETTER = re.compile(r"[^\W\d_]")
+#: ASCII without a letter ("0101", "42"): NFKC leaves it as it is, so it has no letter either.
+_ASCII_WITHOUT_LETTERS = re.compile(r"[\x00-\x40\x5b-\x60\x7b-\x7f]*")
 
 
 def _normalised(key: str) -> str:
@@ -142,7 +146,12 @@ def classify_key(key: str) -> str | None:
     case ignored (``tOkEn_value``); a key that describes a credential in either
     reading (``tokenCount``) is ordinary, else the stronger verdict wins.
     """
+    # "0101", "42": a result's counts, 150,000 of them at once; no word of ours in them
+    if _ASCII_WITHOUT_LETTERS.fullmatch(key):
+        return None
     whole = _normalised(key).lower()
+    if not _LETTER.search(whole):
+        return None
     if whole.isalpha() and is_credential_word(whole):
         return "container" if _in(whole, _CONTAINERS) else "secret"
     splits = (key_words(key), _caseless_words(key))

@@ -18,6 +18,17 @@ touches data it did not create:
 ``UNIQC_STORE_TEST_KEEP=1`` keeps the scratch schemas/databases (and stops the
 per-test emptying) and names them in the run's warnings summary, for debugging.
 
+Options: ``--uniqc-store-url URL`` (wins over ``UNIQC_STORE_TEST_URL``) and
+``--uniqc-store-cleanup``, which first drops the scratch schemas/databases that
+runs before this one left on the server (a crashed or killed run): only names
+this plugin makes, only ones created before this run started
+(:func:`drop_leftover_scratch`, which a script can call too).
+
+The ``task_store_server_url`` fixture (session scope) is the URL of this
+process's scratch database, for code that opens the database itself (a
+subprocess, an engine, ``alembic``): on a server the one ``task_store`` uses;
+on SQLite a migrated file of its own in the session's temporary directory.
+
     def test_submit(task_store):
         task_store.save(TaskInfo(task_id="uqt_1", backend="dummy"))
         assert task_store.count() == 1
@@ -26,6 +37,8 @@ per-test emptying) and names them in the run's warnings summary, for debugging.
 from __future__ import annotations
 
 import os
+import re
+import time
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -33,7 +46,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from sqlalchemy import URL, text
+from sqlalchemy import URL, Connection, text
 
 from uniqc_store.db import door
 from uniqc_store.db.engine import create_store_engine
@@ -44,6 +57,107 @@ TEST_URL_ENV = "UNIQC_STORE_TEST_URL"
 KEEP_ENV = "UNIQC_STORE_TEST_KEEP"
 IN_MEMORY_URL = "sqlite://"
 SCRATCH_PREFIX = "uniqc_test_"
+URL_OPTION = "--uniqc-store-url"
+CLEANUP_OPTION = "--uniqc-store-cleanup"
+#: The names ``scratch_database`` makes: ``uniqc_test_<worker>_<unix time>_<random>``.
+SCRATCH_NAME = re.compile(r"uniqc_test_([A-Za-z0-9]+)_(\d{10})_([0-9a-f]{10})")
+#: The names earlier versions made (no time in them): left by a run before this one.
+OLD_SCRATCH_NAME = re.compile(r"uniqc_test_([A-Za-z0-9]+)_([0-9a-f]{10})")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """The plugin's command-line options (``pytest --help``, group ``uniqc-store``)."""
+    group = parser.getgroup("uniqc-store", "uniqc-store's task_store fixture")
+    group.addoption(
+        URL_OPTION,
+        metavar="URL",
+        default=None,
+        help=f"the database the task_store fixture makes its scratch ones on "
+        f"(wins over ${TEST_URL_ENV}; default: in-memory SQLite)",
+    )
+    group.addoption(
+        CLEANUP_OPTION,
+        action="store_true",
+        default=False,
+        help="first drop the uniqc_test_* schemas (PostgreSQL) or databases (MySQL) that "
+        "earlier runs left on that server (created before this run started)",
+    )
+
+
+def _configured_url(config: pytest.Config) -> str | None:
+    """``--uniqc-store-url``, else ``$UNIQC_STORE_TEST_URL``, else None (in memory)."""
+    given = config.getoption(URL_OPTION.lstrip("-").replace("-", "_"), default=None)
+    return given or os.environ.get(TEST_URL_ENV) or None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """``--uniqc-store-cleanup``: once, in the main process (never in an xdist worker),
+    before any scratch database of this run exists."""
+    config = session.config
+    if not config.getoption(CLEANUP_OPTION.lstrip("-").replace("-", "_"), default=False):
+        return
+    if hasattr(config, "workerinput"):  # an xdist worker: the controller cleaned up
+        return
+    raw = _configured_url(config)
+    url = parse_url(raw) if raw else None
+    if url is None or url.get_backend_name() == "sqlite":
+        return  # SQLite scratch files live in pytest's tmp_path, which pytest prunes
+    dropped = drop_leftover_scratch(url, before=time.time())
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        shown = ", ".join(dropped) if dropped else "none"
+        reporter.write_line(f"uniqc-store: dropped leftover scratch databases: {shown}")
+
+
+def _scratch_names(conn: Connection, backend: str) -> list[str]:
+    """Every schema (PostgreSQL) / database (MySQL) on the server: few, filtered here."""
+    if backend == "postgresql":
+        sql = "SELECT nspname FROM pg_namespace"
+    else:
+        sql = "SELECT schema_name FROM information_schema.schemata"
+    return [str(name) for name in conn.execute(text(sql)).scalars()]
+
+
+def is_leftover(name: str, before: float) -> bool:
+    """Whether ``name`` is a scratch database this plugin made before ``before`` (unix time)."""
+    made = SCRATCH_NAME.fullmatch(name)
+    if made is not None:
+        return int(made.group(2)) < before
+    return OLD_SCRATCH_NAME.fullmatch(name) is not None
+
+
+def drop_leftover_scratch(url: str | URL, *, before: float) -> list[str]:
+    """Drop the scratch schemas (PostgreSQL) / databases (MySQL) on ``url``'s server
+    that this plugin created before ``before`` (a unix time), and return their names.
+
+    A run that crashed or was killed never reaches its own drop. Only names of the
+    plugin's form are touched (``uniqc_test_<worker>_<unix time>_<random>``, and the
+    older ``uniqc_test_<worker>_<random>``, which no run of this version makes);
+    ``before`` keeps the ones of a run that started later. A run still going that
+    started earlier on the same server would lose its own: clean up when none is.
+    """
+    parsed = parse_url(url)
+    backend = parsed.get_backend_name()
+    if backend not in ("postgresql", "mysql", "mariadb"):
+        raise ValueError(f"drop_leftover_scratch: a PostgreSQL or MySQL URL, not {backend}")
+    if not isinstance(before, (int, float)) or isinstance(before, bool):
+        raise TypeError(f"before must be a unix time (a number), not {type(before).__name__}")
+    admin = create_store_engine(parsed, isolation_level="AUTOCOMMIT")
+    dropped: list[str] = []
+    try:
+        with door.exempt("the pytest plugin's admin engine"), admin.connect() as conn:
+            for name in _scratch_names(conn, backend):
+                if not is_leftover(name, before):
+                    continue
+                if backend == "postgresql":
+                    conn.execute(text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
+                else:
+                    conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
+                dropped.append(name)
+    finally:
+        admin.dispose()
+    return sorted(dropped)
 
 
 def _keep() -> bool:
@@ -77,7 +191,8 @@ def scratch_database(url: URL) -> Iterator[URL]:
     """
     backend = url.get_backend_name()
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-    name = f"{SCRATCH_PREFIX}{worker}_{uuid.uuid4().hex[:10]}"
+    worker = re.sub(r"[^A-Za-z0-9]", "", worker) or "main"
+    name = f"{SCRATCH_PREFIX}{worker}_{int(time.time())}_{uuid.uuid4().hex[:10]}"
     admin = create_store_engine(url, isolation_level="AUTOCOMMIT")
     try:
         with door.exempt("the pytest plugin's admin engine"), admin.connect() as conn:
@@ -109,9 +224,9 @@ def scratch_database(url: URL) -> Iterator[URL]:
 
 
 @pytest.fixture(scope="session")
-def task_store_server_url() -> Iterator[URL | None]:
-    """This process's scratch database when ``UNIQC_STORE_TEST_URL`` names a server."""
-    raw = os.environ.get(TEST_URL_ENV)
+def _uniqc_store_server_scratch(request: pytest.FixtureRequest) -> Iterator[URL | None]:
+    """This process's scratch database when the test URL names a server, else None."""
+    raw = _configured_url(request.config)
     url = parse_url(raw) if raw else None
     if url is None or url.get_backend_name() == "sqlite":
         yield None
@@ -121,11 +236,32 @@ def task_store_server_url() -> Iterator[URL | None]:
         yield scratch
 
 
+@pytest.fixture(scope="session")
+def task_store_server_url(
+    _uniqc_store_server_scratch: URL | None, tmp_path_factory: pytest.TempPathFactory
+) -> URL:
+    """The URL of this process's migrated scratch database, for code that opens it itself.
+
+    On a server: the schema/database ``task_store`` uses (its rows are deleted after
+    each test that used ``task_store``). On SQLite (a file URL or none): a file of
+    its own, ``tasks.sqlite`` in a session temporary directory, never emptied; the
+    ``task_store`` fixture's stores are separate files, one per test.
+    """
+    if _uniqc_store_server_scratch is not None:
+        return _uniqc_store_server_scratch
+    path = tmp_path_factory.mktemp("uniqc_store") / "tasks.sqlite"
+    url = URL.create("sqlite+pysqlite", database=str(path))
+    make_test_store(url).close()
+    return url
+
+
 @pytest.fixture
-def task_store(task_store_server_url: URL | None, tmp_path: Path) -> Iterator[TaskStore]:
+def task_store(
+    _uniqc_store_server_scratch: URL | None, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[TaskStore]:
     """A fresh, migrated, empty TaskStore for one test (see the module's docstring)."""
-    if task_store_server_url is not None:
-        store = make_test_store(task_store_server_url)
+    if _uniqc_store_server_scratch is not None:
+        store = make_test_store(_uniqc_store_server_scratch)
         try:
             yield store
         finally:
@@ -133,7 +269,7 @@ def task_store(task_store_server_url: URL | None, tmp_path: Path) -> Iterator[Ta
                 store.clear_all()  # the scratch database's rows: ours to delete
             store.close()
         return
-    url = parse_url(os.environ.get(TEST_URL_ENV) or IN_MEMORY_URL)
+    url = parse_url(_configured_url(request.config) or IN_MEMORY_URL)
     path = sqlite_file_path(url)
     if path is not None:
         url = url.set(database=str(tmp_path / (path.name or "tasks.sqlite")))

@@ -339,3 +339,67 @@ def test_benchmark_smoke(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> 
     assert main(["--tasks", "300", "--repeats", "1", "--no-browser", "--file", str(path)]) == 0
     out = capsys.readouterr().out
     assert "300 live tasks" in out and "first page (info + tasks + counts)" in out
+
+
+def test_search_by_id_prefix_and_platform_id_live_and_archived(
+    client: httpx.Client, store: TaskStore
+) -> None:
+    ids = [
+        "uqt_ab1",
+        "uqt_ab2",
+        "uqt_ab",
+        "uqt_ac",
+        "uqt_aa9",
+        "uqt_a%",
+        "uqt_a_b",
+        "uqt_ab\U0010ffff",
+    ]
+    store.save_many(TaskInfo(task_id=i, backend="b") for i in ids)
+    store.save_shard(TaskShard("uqt_ac", 0, "plat-7", "b"))
+    store.save_shard(TaskShard("uqt_aa9", 0, "plat-7", "b"))
+    store.archive_task("uqt_ab2")
+    store.archive_task("uqt_aa9")
+
+    def found(q: str) -> list[tuple[str, str, str]]:
+        response = client.get("/api/dashboard/search", params={"q": q})
+        assert response.status_code == 200, response.text
+        return [(t["task_id"], t["table"], t["matched"]) for t in response.json()["tasks"]]
+
+    assert found("uqt_ab") == [
+        ("uqt_ab", "live", "task_id"),
+        ("uqt_ab1", "live", "task_id"),
+        ("uqt_ab\U0010ffff", "live", "task_id"),
+        ("uqt_ab2", "archived", "task_id"),
+    ]
+    assert found("uqt_ab1") == [("uqt_ab1", "live", "task_id")]
+    assert found("uqt_a_") == [("uqt_a_b", "live", "task_id")]  # "_" is no wildcard
+    assert found("uqt_a%") == [("uqt_a%", "live", "task_id")]  # nor "%"
+    assert found("uqt_ab\U0010ffff") == [("uqt_ab\U0010ffff", "live", "task_id")]
+    assert found("plat-7") == [
+        ("uqt_ac", "live", "platform_task_id"),
+        ("uqt_aa9", "archived", "platform_task_id"),
+    ]
+    assert found("plat-") == []  # a platform id matches exactly
+    assert found("uqt_zz") == []
+    body = client.get("/api/dashboard/search", params={"q": "uqt_"}).json()
+    assert body["more"] is False and len(body["tasks"]) == len(ids)
+    assert set(body["tasks"][0]) == {*queries.SUMMARY_COLUMNS, "table", "matched"}
+    for bad in ("", "a\x00b", "x" * 1025):
+        assert client.get("/api/dashboard/search", params={"q": bad}).status_code == 422
+    assert client.get("/api/dashboard/search").status_code == 422
+
+
+def test_search_stops_at_its_limit(client: httpx.Client, store: TaskStore) -> None:
+    store.save_many(
+        TaskInfo(task_id=f"uqt_{i:03d}", backend="b") for i in range(queries.SEARCH_LIMIT + 5)
+    )
+    body = client.get("/api/dashboard/search", params={"q": "uqt_0"}).json()
+    assert body["more"] is True and len(body["tasks"]) == queries.SEARCH_LIMIT
+    assert body["tasks"][0]["task_id"] == "uqt_000"
+
+
+def test_prefix_end_is_the_least_text_above_the_prefix() -> None:
+    assert queries.prefix_end("uqt_ab") == "uqt_ac"
+    assert queries.prefix_end("a\ud7ff") == "a\ue000"  # past the surrogates
+    assert queries.prefix_end("a\U0010ffff") == "b"
+    assert queries.prefix_end("\U0010ffff") is None

@@ -9,7 +9,9 @@ Set ``UNIQC_DASHBOARD_SCREENSHOTS=docs`` to (re)write the README's screenshots.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -101,6 +103,12 @@ def server(db_url: URL) -> Iterator[Server]:
 def locked_server(tmp_path: Path) -> Iterator[Server]:
     url = URL.create("sqlite+pysqlite", database=str(tmp_path / "tasks.sqlite"))
     yield from serve(url, TOKEN)
+
+
+@pytest.fixture
+def sqlite_server(tmp_path: Path) -> Iterator[Server]:
+    """For what happens in the page only: its routes are tested on every engine."""
+    yield from serve(URL.create("sqlite+pysqlite", database=str(tmp_path / "tasks.sqlite")))
 
 
 @pytest.fixture
@@ -217,6 +225,10 @@ def test_open_archive_restore_and_delete(server: Server, page: Page) -> None:
     page.get_by_role("dialog").get_by_role("button", name="Delete").click()
     expect(page.locator("#total")).to_have_text("2 tasks")
     assert server.store.get(ids[1]) is None
+    expect(page.locator("#alert")).to_have_text(f"Deleted {ids[1]}.")  # on the list it went to
+    page.get_by_role("link", name="Archive", exact=True).click()
+    expect(page.locator("#view-title")).to_have_text("Archived tasks")
+    expect(page.locator("#alert")).to_be_hidden()  # a notice does not follow you to another tab
 
 
 def test_archive_expired_after_a_dry_run(server: Server, page: Page) -> None:
@@ -232,6 +244,12 @@ def test_archive_expired_after_a_dry_run(server: Server, page: Page) -> None:
     page.get_by_label("Not updated for (hours)").fill("0")
     page.get_by_role("button", name="Dry run").click()
     page.get_by_role("button", name="Archive 4 task(s)").click()
+    dialog = page.get_by_role("dialog")  # it asks first, as a delete does
+    expect(dialog).to_contain_text("Archive 4 task(s) not updated for 0 hour(s)?")
+    dialog.get_by_role("button", name="Cancel").click()
+    assert server.store.count_archived() == 0
+    page.get_by_role("button", name="Archive 4 task(s)").click()
+    dialog.get_by_role("button", name="Archive").click()
     expect(page.locator("#expired-outcome")).to_contain_text("Archived 4 task(s)")
     expect(page.locator("#total")).to_have_text("2 tasks")
     assert server.store.count_archived() == 4
@@ -259,9 +277,15 @@ def test_token_prompt_then_unlocked(locked_server: Server, page: Page) -> None:
     expect(page.get_by_label("API token", exact=True)).to_be_focused()
     expect(page.locator("#view")).to_be_hidden()
     shoot(page, "token")
+    expect(page.locator("#auth-why")).to_have_text(
+        "The server was started with UNIQC_STORE_API_TOKEN. Enter that token to continue."
+    )
     page.get_by_label("API token", exact=True).fill("wrong")
     page.get_by_label("API token", exact=True).press("Enter")
-    expect(page.locator("#auth-reason")).to_contain_text("refused that token")
+    expect(page.locator("#auth-why")).to_have_text(
+        "The server refused that token. Enter the token it was started with "
+        "(UNIQC_STORE_API_TOKEN) to continue."
+    )
     page.get_by_label("API token", exact=True).fill(TOKEN)
     page.get_by_role("button", name="Unlock").click()
     expect(page.locator("#total")).to_have_text("3 tasks")
@@ -382,6 +406,7 @@ def test_another_site_cannot_archive_everything(server: Server, page: Page) -> N
     page.get_by_label("Not updated for (hours)").fill("0")
     page.get_by_role("button", name="Dry run").click()
     page.get_by_role("button", name="Archive 4 task(s)").click()
+    page.get_by_role("dialog").get_by_role("button", name="Archive").click()
     expect(page.locator("#expired-outcome")).to_contain_text("Archived 4 task(s)")
     assert server.store.count_archived() == 4
 
@@ -396,3 +421,154 @@ def test_a_rebound_name_gets_nothing(server: Server, page: Page) -> None:
     status = page.evaluate("fetch('/api/tasks').then((r) => r.status)")
     assert status == 400
     assert "uqt_" not in page.content()
+
+
+# -- large results, the URL, the layout, the search ---------------------------------
+
+
+def test_a_large_result_loads_collapsed_with_a_download(sqlite_server: Server, page: Page) -> None:
+    """A 5 MB result (150,000 lines): "Loading" first, then its first 64 KB, then all."""
+    counts = {f"{i:020b}": i for i in range(150_000 - 4)}
+    result = {"counts": counts}
+    metadata = {"circuit": "x" * 100_000}  # over 64 KB too: its "Show all" is tried
+    sqlite_server.store.save(
+        TaskInfo(task_id="uqt_big", backend="dummy", result=result, metadata=metadata)
+    )
+    held: list[Any] = []  # the task's answers, held back to see the page wait for them
+
+    def hold(route: Any) -> None:
+        if held and held[0] is None:
+            route.continue_()  # released
+        else:
+            held.append(route)
+
+    page.route("**/api/dashboard/task/*", hold)
+    page.goto(sqlite_server.base + "/#/task/uqt_big")
+    expect(page.locator("#task-loading")).to_have_text("Loading task…")
+    waiting, held[:] = held[:], [None]
+    for request in waiting:  # the first load and any live refresh since
+        request.continue_()
+    block = page.locator("[data-json=result]")
+    expect(block).to_contain_text(re.compile(r"Showing the first 64\.0 KB of \d\.\d MB\."))
+    shown = block.locator("pre.json").evaluate("(pre) => pre.textContent.length")
+    assert shown == 64 * 1024
+    with page.expect_download() as download:
+        block.get_by_role("button", name="Download JSON").click()
+    saved = Path(download.value.path()).read_text()
+    assert json.loads(saved) == result and len(saved) > 4_000_000
+    assert download.value.suggested_filename == "uqt_big.result.json"
+    expect(block.get_by_role("button", name=re.compile(r"Show all \(\d\.\d MB\)"))).to_be_visible()
+    lines = block.locator("pre.json").evaluate("(pre) => pre.textContent.split('\\n').length")
+    assert lines < 2_000  # of 150,000
+    meta = page.locator("[data-json=metadata]")
+    expect(meta).to_contain_text("Showing the first 64.0 KB of 97.7 KB.")
+    expect(meta.get_by_role("button", name="Download JSON")).to_have_count(0)
+    meta.get_by_role("button", name="Show all (97.7 KB)").click()
+    assert json.loads(meta.locator("pre.json").text_content() or "") == metadata
+    expect(meta.get_by_role("button", name=re.compile("Show all"))).to_have_count(0)
+    expect(meta).not_to_contain_text("Showing the first")
+
+
+def test_the_page_is_in_the_url(sqlite_server: Server, page: Page, browser: Browser) -> None:
+    """Tab, filters, page and task in the URL: back, forward, reload and a shared link."""
+    ids = seed(sqlite_server.store, 60)
+    base = sqlite_server.base + "/"
+    page.goto(base)
+    expect(rows(page)).to_have_count(25)
+    page.get_by_label("Backend").select_option(BACKENDS[0])  # 20 tasks: ids[0], ids[3], ...
+    expect(page.locator("#total")).to_have_text("20 tasks")
+    page.get_by_label("Order").select_option("oldest")
+    expect(rows(page).first.locator("a")).to_have_text(ids[0])
+    page.get_by_label("Status").select_option("success")  # ids 0, 6, 12, ..., 54: 10 of them
+    expect(page.locator("#total")).to_have_text("10 tasks")
+    page.go_back()
+    expect(page.locator("#total")).to_have_text("20 tasks")
+    expect(page.get_by_label("Status")).to_have_value("")
+    page.go_forward()
+    expect(page.locator("#total")).to_have_text("10 tasks")
+    expect(page.get_by_label("Status")).to_have_value("success")
+
+    page.goto(base + "#/live?size=10")
+    page.get_by_role("button", name="Next →").click()
+    page.get_by_role("button", name="Next →").click()
+    expect(page.locator("#page-info")).to_have_text("Page 3: 21–30 of 60")
+    assert "page=3" in page.url and "cursor=" in page.url
+    shared = page.url
+    page.go_back()
+    expect(page.locator("#page-info")).to_have_text("Page 2: 11–20 of 60")
+    page.go_forward()
+    expect(page.locator("#page-info")).to_have_text("Page 3: 21–30 of 60")
+    page.get_by_role("button", name="← Previous").click()  # the cursors came back with it
+    expect(page.locator("#page-info")).to_have_text("Page 2: 11–20 of 60")
+
+    page.get_by_role("link", name=ids[-15]).click()
+    expect(page.locator("#view-title")).to_have_text(ids[-15])
+    assert page.url.endswith(f"#/task/{ids[-15]}")
+    page.go_back()
+    expect(page.locator("#page-info")).to_have_text("Page 2: 11–20 of 60")
+    page.get_by_role("link", name="Archive", exact=True).click()
+    expect(page.locator("#view-title")).to_have_text("Archived tasks")
+    page.go_back()
+    expect(page.locator("#view-title")).to_have_text("Live tasks")
+
+    other = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        tab = other.new_page()  # a link someone shared: no history behind it
+        tab.goto(shared)
+        expect(tab.locator("#page-info")).to_have_text("Page 3: 21–30 of 60")
+        expect(rows(tab).first.locator("a")).to_have_text(ids[-21])
+        tab.get_by_role("button", name="← Previous").click()  # page 2's cursor is not known
+        expect(tab.locator("#page-info")).to_have_text("Page 1: 1–10 of 60")
+        tab.goto(f"{base}#/task/{ids[7]}")
+        expect(tab.locator("#view-title")).to_have_text(ids[7])
+        expect(tab.locator("#task-state")).to_have_text("Live")
+    finally:
+        other.close()
+
+
+def test_ids_stay_on_one_line_at_1280px(sqlite_server: Server, page: Page) -> None:
+    long_backend = "originq:WK_C180_" + "calibrated-partition-" * 4 + "east"
+    sqlite_server.store.save_many(
+        TaskInfo(task_id=f"uqt_{i:032x}", backend=long_backend if i % 2 else "dummy")
+        for i in range(6)
+    )
+    page.goto(sqlite_server.base + "/")
+    expect(rows(page)).to_have_count(6)
+    assert page.viewport_size == {"width": 1280, "height": 900}
+    lines = page.locator("table.tasks tbody a.id").evaluate_all(
+        "(links) => links.map((a) => a.getClientRects().length)"
+    )
+    assert lines == [1] * 6, lines
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 1280, f"the page scrolls sideways at 1280 px ({width} px wide)"
+    shoot(page, "long-backend")
+
+
+def test_search_by_task_id_and_platform_id(sqlite_server: Server, page: Page) -> None:
+    ids = seed(sqlite_server.store, 30)
+    store = sqlite_server.store
+    store.save_shard(TaskShard(ids[4], 0, "plat-xyz", BACKENDS[1], status="success"))
+    store.archive_task(ids[4])
+    page.goto(sqlite_server.base + "/")
+    expect(rows(page)).to_have_count(25)
+    search = page.get_by_role("searchbox", name="Task id or platform id")
+    search.fill(f"  {ids[17][:-1]}  ")  # uqt_0..01: the start of ids[16] to ids[29]
+    search.press("Enter")
+    expect(page.locator("#view-title")).to_have_text("Search")
+    assert "#/search?q=" in page.url
+    found = page.locator("#search-results tbody tr")
+    expect(found).to_have_count(14)
+    expect(found.first.get_by_role("link")).to_have_text(ids[16])  # in id order
+    search.fill("plat-xyz")
+    search.press("Enter")
+    expect(found).to_have_count(1)
+    expect(found.first).to_contain_text("Archive")
+    expect(found.first).to_contain_text("platform id")
+    found.first.get_by_role("link", name=ids[4]).click()
+    expect(page.locator("#task-state")).to_contain_text("Archived")
+    page.go_back()
+    expect(found).to_have_count(1)
+    expect(search).to_have_value("plat-xyz")
+    search.fill("uqt_nothing")
+    search.press("Enter")
+    expect(page.locator("#search-none")).to_have_text("No task matches.")

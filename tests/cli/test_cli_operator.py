@@ -350,3 +350,70 @@ def test_show_takes_a_platform_id(db: tuple[TaskStore, str]) -> None:
     assert result.returncode == 0 and json.loads(result.stdout)["task_id"] == mine
     result = console_script("show", "plat-nowhere", "--url", url)
     assert (result.returncode, result.stderr) == (1, "error: no task 'plat-nowhere'\n")
+
+
+def _app_file(path: Path) -> Path:
+    """A SQLite file of an application's own (its tables, no application_id)."""
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, item TEXT)")
+        conn.execute("INSERT INTO orders (item) VALUES ('qubits')")
+    conn.close()
+    return path
+
+
+def _tables(path: Path) -> set[str]:
+    with sqlite3.connect(path) as conn:
+        names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    conn.close()
+    return names
+
+
+def test_upgrade_adds_our_tables_to_an_app_file_only_when_asked_as_alembic_does(
+    tmp_path: Path,
+) -> None:
+    """``uniqc-store upgrade --allow-foreign-tables`` and ``alembic upgrade head`` agree;
+    without the option the command refuses (exit 4) and writes nothing."""
+    ours, theirs = _app_file(tmp_path / "app.sqlite"), _app_file(tmp_path / "app2.sqlite")
+    before = ours.read_bytes()
+    refused = subprocess.run(
+        [EXE, "upgrade", "--url", f"sqlite:///{ours}"], capture_output=True, text=True
+    )
+    assert refused.returncode == 4, refused
+    assert "--allow-foreign-tables" in refused.stderr and ours.read_bytes() == before
+    done = subprocess.run(
+        [EXE, "upgrade", "--allow-foreign-tables", "--url", f"sqlite:///{ours}"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done
+    assert "upgraded from schema version 0 to 6" in done.stdout
+    alembic = str(Path(sys.executable).with_name("alembic"))
+    root = Path(__file__).resolve().parents[2]
+    by_alembic = subprocess.run(
+        [
+            alembic,
+            "-c",
+            str(root / "alembic.ini"),
+            "-x",
+            f"url=sqlite:///{theirs}",
+            "upgrade",
+            "head",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=root,
+    )
+    assert by_alembic.returncode == 0, by_alembic
+    assert _tables(ours) == _tables(theirs) >= {"orders", "tasks", "uniqc_store_alembic_version"}
+    with TaskStore(
+        url=f"sqlite:///{ours}"
+    ) as store:  # now the store's too, and the app's rows kept
+        store.save(TaskInfo("uqt_shared", "dummy"))
+        assert store.count() == 1
+    with sqlite3.connect(ours) as conn:
+        assert conn.execute("SELECT item FROM orders").fetchall() == [("qubits",)]
+    conn.close()
+    again = subprocess.run(
+        [EXE, "upgrade", "--url", f"sqlite:///{ours}"], capture_output=True, text=True
+    )
+    assert again.returncode == 0 and "already at schema version 6" in again.stdout

@@ -16,7 +16,7 @@ what it returned). At the end the logs and the database must agree:
 CI runs it once for ``SECONDS``. For the long form (the issue's figures: 30 s,
 30 runs in a row, on one engine) set ``UNIQC_SOAK_SECONDS`` and ``UNIQC_SOAK_RUNS``:
 
-    UNIQC_SOAK_SECONDS=30 UNIQC_SOAK_RUNS=30 python -m pytest tests/test_soak.py \
+    UNIQC_SOAK_SECONDS=30 UNIQC_SOAK_RUNS=30 python -m pytest tests/contract/test_soak.py \
         -m slow -k postgresql -s
 
 Each run prints one line of figures (calls, acknowledged, moves, losses); the

@@ -34,15 +34,21 @@ from uniqc_store.records import CURRENT_SCHEMA_VERSION
 
 
 @contextmanager
-def migration_engine(url: str | None, *, create: bool = False) -> Iterator[tuple[Engine, str]]:
+def migration_engine(
+    url: str | None, *, create: bool = False, allow_foreign_tables: bool = False
+) -> Iterator[tuple[Engine, str]]:
     """An engine for schema commands, which must not auto-upgrade on open, and the
     database as the operator named it.
 
-    Only ``upgrade`` passes ``create=True``: the others need an existing database.
+    Only ``upgrade`` passes ``create=True``: the others need an existing database;
+    and ``allow_foreign_tables`` (its option), which lets it add our tables to a
+    SQLite file that holds an application's, as ``alembic upgrade head`` does.
     """
     resolved = resolve_url(url) if create else existing_url(url)
     shown = shown_url(url, resolved)
-    engine = create_store_engine(resolved, foreign_keys=False)
+    engine = create_store_engine(
+        resolved, foreign_keys=False, allow_foreign_tables=allow_foreign_tables
+    )
     with door.exempt("the CLI's schema commands"):
         try:
             with engine.connect():
@@ -82,19 +88,29 @@ def target_version(revision: str, current: int) -> int:
 @click.command(cls=Command)
 @click.argument("revision", default="head")
 @click.option("--sql", is_flag=True, help="Print the SQL instead of running it (offline mode).")
+@click.option(
+    "--allow-foreign-tables",
+    is_flag=True,
+    help="Add the store's tables to a SQLite file that holds another application's "
+    "(as `alembic upgrade head` does); refused without it.",
+)
 @url_option
 @reports_errors
-def upgrade(revision: str, sql: bool, url: str | None) -> None:
+def upgrade(revision: str, sql: bool, allow_foreign_tables: bool, url: str | None) -> None:
     """Upgrade the schema to REVISION (default: head); creates the database if needed.
 
     A database already at or past REVISION is left as it is (exit 0), and the
-    command says so.
+    command says so. A SQLite file with an application's tables and no task
+    store schema is refused (exit 4) unless --allow-foreign-tables is given.
     """
     if sql:
         config = migrations.make_config(url=resolve_url(url, create_dirs=False))
         command.upgrade(config, revision, sql=True)
         return
-    with migration_engine(url, create=True) as (engine, shown):
+    with migration_engine(url, create=True, allow_foreign_tables=allow_foreign_tables) as (
+        engine,
+        shown,
+    ):
         with engine.connect() as conn:
             before = migrations.database_version(conn)
         target = target_version(revision, before)

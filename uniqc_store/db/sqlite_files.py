@@ -143,8 +143,9 @@ def check_sqlite_file(path: Path, *, allow_foreign_tables: bool = False) -> SQLi
 
     Refused: another ``application_id``; tables that are not the store's with no
     store schema version (no revision of ours, ``user_version`` 0).
-    ``allow_foreign_tables`` is for ``alembic upgrade`` run on purpose, which may
-    add the store's tables to a database an application shares with it.
+    ``allow_foreign_tables`` is for an upgrade run on purpose (``alembic upgrade``,
+    ``uniqc-store upgrade --allow-foreign-tables``), which may add the store's
+    tables to a database an application shares with it.
     """
     header = read_sqlite_header(path)
     if header is None:
@@ -165,6 +166,7 @@ def check_sqlite_file(path: Path, *, allow_foreign_tables: bool = False) -> SQLi
             f"{path} holds tables that are not the task store's ({shown}{more}) and no "
             "task store schema: it belongs to another application and was left untouched. "
             "Point the store at another file (to add the store's tables to this database on "
-            "purpose, run `alembic upgrade head` with uniqc-store's migrations)."
+            "purpose, run `uniqc-store upgrade --allow-foreign-tables` or `alembic upgrade "
+            "head` with uniqc-store's migrations)."
         )
     return header

@@ -110,6 +110,18 @@ Cursor = Annotated[
 ]
 
 
+SearchQuery = Annotated[
+    str,
+    Query(
+        min_length=1,
+        max_length=MAX_TEXT,
+        json_schema_extra=TEXT_SCHEMA,
+        description="A task id or its start, or a platform task id (exact).",
+    ),
+    AfterValidator(storable),
+]
+
+
 def _add_reads(router: APIRouter, store: TaskStore) -> None:
     @router.get("/dashboard/info")
     def info() -> dict[str, Any]:
@@ -164,6 +176,13 @@ def _add_reads(router: APIRouter, store: TaskStore) -> None:
             "shards": [redact_record(s.to_dict()) for s in shards],
             "archived": archived,
         }
+
+    @router.get("/dashboard/search")
+    def search(q: SearchQuery) -> dict[str, Any]:
+        """Tasks, live and archived, whose id starts with ``q`` or with a shard whose
+        platform id is ``q`` (at most ``SEARCH_LIMIT`` per table and kind of match)."""
+        found = queries.search(store, q)
+        return {"tasks": found.rows, "more": found.more, "limit": queries.SEARCH_LIMIT}
 
     @router.get("/dashboard/expired")
     def expired(hours: HoursQuery = 72, terminal_only: bool = True) -> dict[str, Any]:

@@ -13,14 +13,15 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Select, Table, func, select, tuple_
+from sqlalchemy import Connection, Select, Table, bindparam, func, select, tuple_
 
 from uniqc_store.repository.store import TaskStore
-from uniqc_store.schema.tables import archived_tasks, tasks
+from uniqc_store.schema.tables import archived_task_shards, archived_tasks, task_shards, tasks
 
 Order = Literal["newest", "oldest"]
 TableName = Literal["live", "archived"]
 TABLES: dict[str, Table] = {"live": tasks, "archived": archived_tasks}
+SHARD_TABLES: dict[str, Table] = {"live": task_shards, "archived": archived_task_shards}
 SUMMARY_COLUMNS = ("task_id", "backend", "status", "shots", "submit_time", "update_time")
 
 
@@ -72,11 +73,8 @@ def page(
 ) -> Page:
     """Up to ``limit`` summaries after ``cursor``, newest or oldest ``submit_time`` first."""
     table = TABLES[which]
-    columns = [table.c[name] for name in SUMMARY_COLUMNS]
-    if which == "archived":
-        columns.append(table.c.archived_at)
     key = tuple_(table.c.submit_time, table.c.task_id)
-    stmt = _filtered(select(*columns), table, status, backend)
+    stmt = _filtered(_summaries(which), table, status, backend)
     if cursor is not None:
         after = tuple_(*decode_cursor(cursor))
         stmt = stmt.where(key < after if order == "newest" else key > after)
@@ -106,3 +104,94 @@ def counts(store: TaskStore, which: TableName) -> dict[str, dict[str, int]]:
         return result
 
     return store._read(grouped, snapshot=True)
+
+
+#: How many tasks a search returns per table: a search finds a task, it does not list them.
+SEARCH_LIMIT = 20
+#: The highest code point, and the surrogates no engine stores (skipped by ``prefix_end``).
+_MAX_CHAR = 0x10FFFF
+_SURROGATES = range(0xD800, 0xE000)
+
+
+def prefix_end(prefix: str) -> str | None:
+    """The least text above every text starting with ``prefix`` (None: there is none).
+
+    Every engine compares the key columns by code point (SQLite's BINARY, MySQL's
+    NO PAD binary collation, PostgreSQL's ``C`` collation), so the texts starting
+    with ``prefix`` are exactly ``prefix <= id < prefix_end(prefix)``: a range the
+    primary key answers, where ``LIKE`` would need a pattern index on PostgreSQL
+    and would treat ``_`` and ``%`` in an id as wildcards.
+    """
+    chars = list(prefix)
+    while chars:
+        code = ord(chars.pop()) + 1
+        if code in _SURROGATES:
+            code = _SURROGATES.stop
+        if code <= _MAX_CHAR:
+            return "".join(chars) + chr(code)
+    return None
+
+
+def _summaries(which: TableName) -> Select[Any]:
+    table = TABLES[which]
+    columns = [table.c[name] for name in SUMMARY_COLUMNS]
+    if which == "archived":
+        columns.append(table.c.archived_at)
+    return select(*columns)
+
+
+def _by_task_id(which: TableName, text: str) -> Select[Any]:
+    """Tasks whose id is ``text`` or starts with it, in id order, by a key-range scan."""
+    table = TABLES[which]
+    stmt = _summaries(which).where(table.c.task_id >= text)
+    end = prefix_end(text)
+    if end is not None:
+        stmt = stmt.where(table.c.task_id < end)
+    return stmt.order_by(table.c.task_id).limit(SEARCH_LIMIT + 1)
+
+
+def _by_platform_id(which: TableName) -> Select[Any]:
+    """Tasks with a shard whose platform id is exactly ``:platform_id`` (its index)."""
+    table = TABLES[which]
+    shards = SHARD_TABLES[which]
+    # A join, not ``IN (subquery)``: MySQL would scan the whole primary key for the latter.
+    # A task with two shards of that platform id comes twice; ``search`` keeps one.
+    return (
+        _summaries(which)
+        .join(shards, shards.c.uniqc_task_id == table.c.task_id)
+        .where(shards.c.platform_task_id == bindparam("platform_id"))
+        .order_by(table.c.task_id)
+        .limit(SEARCH_LIMIT + 1)
+    )
+
+
+@dataclass(frozen=True)
+class Found:
+    """What a search found: summaries per table, each marked by what matched."""
+
+    rows: list[dict[str, Any]]
+    more: bool
+
+
+def search(store: TaskStore, text: str) -> Found:
+    """Tasks, live and archived, whose id starts with ``text`` or that have a shard
+    whose platform id is ``text``: four index reads in one read unit (one snapshot)."""
+
+    def found(conn: Connection) -> Found:
+        rows: list[dict[str, Any]] = []
+        more = False
+        for which in ("live", "archived"):
+            seen: set[str] = set()
+            for match, stmt in (
+                ("task_id", _by_task_id(which, text)),
+                ("platform_task_id", _by_platform_id(which)),
+            ):
+                hits = [dict(r._mapping) for r in conn.execute(stmt, {"platform_id": text})]
+                more = more or len(hits) > SEARCH_LIMIT
+                for hit in hits[:SEARCH_LIMIT]:
+                    if hit["task_id"] not in seen:
+                        seen.add(hit["task_id"])
+                        rows.append({**hit, "table": which, "matched": match})
+        return Found(rows, more)
+
+    return store._read(found, snapshot=True)

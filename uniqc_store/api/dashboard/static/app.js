@@ -1,7 +1,10 @@
-// The dashboard's shell: routing by URL hash, the token prompt, the footer,
-// and live refreshes driven by /api/events.
+// The dashboard's shell: routing by URL hash (the tab, its filters and page, the task
+// or the search: so back/forward and shared links work), the token prompt, the
+// search box, the footer, and live refreshes driven by /api/events.
 
 import { api, AuthError, followEvents, token } from "./api.js";
+import { h } from "./dom.js";
+import { searchView } from "./search.js";
 import { taskView } from "./task.js";
 import { tasksView } from "./tasks.js";
 
@@ -9,14 +12,27 @@ const $ = (id) => document.getElementById(id);
 let view = null;
 let events = null;
 let refreshTimer = null;
+// A notice outlives the next route only when asked to ("Deleted ..." on the list it
+// returns to); any other move clears it, so it never stands over a page it is not about.
+let keepNotice = false;
 
-/** What a view may do: run an action with error handling, confirm, announce, refresh. */
+/** What a view may do: run an action with error handling, confirm, announce, refresh,
+ * and record its state in the URL (a new history entry, so Back returns to it). */
 const ctx = {
   run,
   refresh: () => view?.refresh(),
-  announce: (text) => showAlert(text, "note"),
+  announce: (text, { keep = false } = {}) => {
+    showAlert(text, "note");
+    keepNotice = keep;
+  },
   confirm,
+  navigate,
 };
+
+function navigate(hash, state) {
+  if (hash === location.hash) history.replaceState(state, "", hash);
+  else history.pushState(state, "", hash);
+}
 
 function showAlert(text, kind = "error") {
   const alert = $("alert");
@@ -45,15 +61,20 @@ function showAuth() {
   $("auth").hidden = false;
   $("forget-token").hidden = true;
   $("live-state").textContent = "Locked";
-  $("auth-reason").firstChild.textContent = hadToken
-    ? "The server refused that token. "
-    : "The server was started with ";
+  const variable = h("code", {}, "UNIQC_STORE_API_TOKEN");
+  $("auth-why").replaceChildren(
+    ...(hadToken
+      ? ["The server refused that token. Enter the token it was started with (", variable, ") to continue."]
+      : ["The server was started with ", variable, ". Enter that token to continue."]),
+  );
   $("auth-token").focus();
 }
 
-function confirm(text) {
+/** Ask first; `action` names the button that goes ahead (the other one is Cancel). */
+function confirm(text, action = "OK") {
   const dialog = $("confirm");
   $("confirm-text").textContent = text;
+  $("confirm-ok").textContent = action;
   dialog.returnValue = "cancel";
   dialog.showModal();
   return new Promise((resolve) => {
@@ -65,13 +86,19 @@ function route() {
   const [path, query = ""] = location.hash.replace(/^#\/?/, "").split("?");
   const params = new URLSearchParams(query);
   const [name, ...rest] = path.split("/");
+  if (!keepNotice) $("alert").hidden = true;
+  keepNotice = false;
+  const tab = name === "archived" ? "archived" : "live";
   if (name === "task" && rest.length) {
     view = taskView(decodeURIComponent(rest.join("/")), ctx);
+  } else if (name === "search") {
+    view = searchView(params.get("q") ?? "", ctx);
+    $("search-q").value = params.get("q") ?? "";
   } else {
-    view = tasksView(name === "archived" ? "archived" : "live", params, ctx);
+    view = tasksView(tab, params, history.state, ctx);
   }
   for (const link of document.querySelectorAll("[data-nav]")) {
-    const current = link.dataset.nav === (name === "archived" ? "archived" : "live") && name !== "task";
+    const current = link.dataset.nav === tab && name !== "task" && name !== "search";
     if (current) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
   }
@@ -125,6 +152,14 @@ $("auth-form").addEventListener("submit", (event) => {
   token.set($("auth-token").value);
   $("auth-token").value = "";
   boot();
+});
+$("search").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const q = $("search-q").value.trim();
+  if (!q) return;
+  const hash = `#/search?${new URLSearchParams({ q })}`;
+  if (hash === location.hash) route(); // the same search again: no hashchange, so run it here
+  else location.hash = hash;
 });
 $("forget-token").addEventListener("click", () => {
   token.clear();

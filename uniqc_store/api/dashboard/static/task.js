@@ -12,8 +12,13 @@ const FIELDS = [
   ["Updated", (t) => time(t.update_time)],
 ];
 
+/** A file name for a download: the task id with anything a file system may refuse replaced. */
+const fileName = (taskId, what) => `${taskId.replace(/[^\w.-]+/g, "_")}.${what}.json`;
+
 export function taskView(taskId, ctx) {
-  const body = h("div");
+  // Shown until the task arrives: a large result takes a moment to come and be read.
+  const body = h("div", {}, h("p", { role: "status", class: "muted", id: "task-loading" }, "Loading task…"));
+  const shown = new Set(); // the JSON blocks opened whole ("Show all"), kept across refreshes
   const back = h("a", { href: "#/live" }, "← Live tasks");
   const root = h(
     "section",
@@ -53,10 +58,13 @@ export function taskView(taskId, ctx) {
     }));
     const remove = h("button", { type: "button", id: "task-delete", class: "danger", "data-key": "delete" }, "Delete…");
     remove.addEventListener("click", () => ctx.run(async () => {
-      const sure = await ctx.confirm(`Delete task ${taskId} and its ${shards.length} shard(s)? This cannot be undone.`);
+      const sure = await ctx.confirm(
+        `Delete task ${taskId} and its ${shards.length} shard(s)? This cannot be undone.`,
+        "Delete",
+      );
       if (!sure) return;
       await api(archived ? `/api/archive/${path}` : `/api/tasks/${path}`, { method: "DELETE" });
-      ctx.announce(`Deleted ${taskId}.`);
+      ctx.announce(`Deleted ${taskId}.`, { keep: true }); // shown on the list it goes back to
       location.hash = archived ? "#/archived" : "#/live";
     }));
     const state = archived
@@ -70,9 +78,9 @@ export function taskView(taskId, ctx) {
       h("h3", {}, `Shards (${shards.length})`),
       shards.length ? shardTable(shards) : h("p", { class: "muted" }, "No shards."),
       h("h3", {}, "Metadata"),
-      json(task.metadata),
+      json(task.metadata, { key: "metadata", shown }),
       h("h3", {}, "Result"),
-      json(task.result),
+      json(task.result, { key: "result", shown, download: fileName(taskId, "result") }),
     ];
   }
 

@@ -1,5 +1,9 @@
 // The task list (live or archive): counts as bars, filters, keyset paging,
-// and, for live tasks, archiving the expired ones after a dry run.
+// and, for live tasks, archiving the expired ones after a dry run. The filters
+// and the page are in the URL (#/live?status=failed&page=2&cursor=...); the
+// cursors of the pages before it are in the history entry, so Back and
+// Previous both work; a shared link to page N has only its own cursor, so
+// Previous there goes to the first page.
 
 import { api } from "./api.js";
 import { bars, h, statusBadge, time } from "./dom.js";
@@ -16,23 +20,42 @@ function select(id, label, options, value) {
   return [h("label", { for: id }, label), element];
 }
 
-export function tasksView(which, params, ctx) {
+/** The cursors of pages 1..N: from the history entry when it has them, else from the URL. */
+function cursorsFrom(params, saved) {
+  const cursor = params.get("cursor");
+  if (!cursor) return [null];
+  if (Array.isArray(saved?.cursors) && saved.cursors.at(-1) === cursor) return saved.cursors;
+  const page = Math.max(2, Math.floor(Number(params.get("page"))) || 2);
+  return [null, ...Array(page - 2).fill(undefined), cursor]; // undefined: not known here
+}
+
+export function tasksView(which, params, saved, ctx) {
   const state = {
     status: params.get("status") ?? "",
     backend: params.get("backend") ?? "",
     order: params.get("order") === "oldest" ? "oldest" : "newest",
     size: Math.min(200, Math.max(1, Number(params.get("size")) || PAGE_SIZE)),
-    cursors: [null],
+    cursors: cursorsFrom(params, saved),
     next: null,
   };
+  /** The URL of this view with `changes`; a filter change starts again at page 1. */
   const hashFor = (changes) => {
     const query = new URLSearchParams();
-    const merged = { ...state, ...changes };
+    const merged = { ...state, cursors: [null], ...changes };
     for (const key of ["status", "backend"]) if (merged[key]) query.set(key, merged[key]);
     if (merged.order !== "newest") query.set("order", merged.order);
     if (merged.size !== PAGE_SIZE) query.set("size", merged.size);
+    if (merged.cursors.length > 1) {
+      query.set("page", merged.cursors.length);
+      query.set("cursor", merged.cursors.at(-1));
+    }
     const text = query.toString();
     return `#/${which}${text ? `?${text}` : ""}`;
+  };
+  /** Record the state in the URL (a history entry) and load its rows. */
+  const go = () => {
+    ctx.navigate(hashFor({ cursors: state.cursors }), { cursors: state.cursors });
+    ctx.run(refreshRows);
   };
 
   const [statusLabel, statusSelect] = select(
@@ -49,8 +72,7 @@ export function tasksView(which, params, ctx) {
     state.backend = backendSelect.value;
     state.order = orderSelect.value;
     state.cursors = [null];
-    history.replaceState(null, "", hashFor({}));
-    ctx.run(refreshRows);
+    go();
   };
   for (const element of [statusSelect, backendSelect, orderSelect]) {
     element.addEventListener("change", onFilter);
@@ -63,12 +85,13 @@ export function tasksView(which, params, ctx) {
   const next = h("button", { type: "button", id: "page-next" }, "Next →");
   const pageInfo = h("span", { id: "page-info" });
   prev.addEventListener("click", () => {
-    state.cursors.pop();
-    ctx.run(refreshRows);
+    state.cursors = state.cursors.slice(0, -1);
+    if (state.cursors.at(-1) === undefined) state.cursors = [null]; // not known: the first page
+    go();
   });
   next.addEventListener("click", () => {
-    state.cursors.push(state.next);
-    ctx.run(refreshRows);
+    state.cursors = [...state.cursors, state.next];
+    go();
   });
 
   const root = h(
@@ -170,7 +193,7 @@ function taskRow(task, which) {
     {},
     h("td", {}, h("a", { href: `#/task/${encodeURIComponent(task.task_id)}`, class: "id" }, task.task_id)),
     h("td", {}, statusBadge(task.status)),
-    h("td", {}, task.backend),
+    h("td", { class: "backend" }, task.backend),
     h("td", { class: "wide num" }, String(task.shots)),
     h("td", {}, time(task.submit_time)),
     h("td", { class: "wide" }, time(which === "live" ? task.update_time : task.archived_at)),
@@ -184,6 +207,7 @@ function expiredPanel(ctx) {
   const run = h("button", { type: "button", id: "expired-run", class: "danger", disabled: true }, "Archive");
   const query = () => ({ hours: hours.value || "0", terminal_only: terminal.checked });
   let checked = null;
+  let count = 0;
   const invalidate = () => {
     run.disabled = true;
     run.textContent = "Archive";
@@ -196,6 +220,7 @@ function expiredPanel(ctx) {
     const q = query();
     const found = await api("/api/dashboard/expired", { query: q });
     checked = JSON.stringify(q);
+    count = found.count;
     const listed = found.task_ids.join(", ");
     const more = found.count > found.task_ids.length ? ` and ${found.count - found.task_ids.length} more` : "";
     outcome.textContent = found.count
@@ -207,6 +232,11 @@ function expiredPanel(ctx) {
   const archive = () => ctx.run(async () => {
     const q = query();
     if (JSON.stringify(q) !== checked) return invalidate();
+    const sure = await ctx.confirm(
+      `Archive ${count} task(s) not updated for ${q.hours} hour(s)? They leave the live list; Restore brings one back.`,
+      "Archive",
+    );
+    if (!sure) return;
     const done = await api("/api/tasks/archive-expired", { method: "POST", query: q });
     invalidate();
     outcome.textContent = `Archived ${done.count} task(s); skipped ${done.skipped_running_count} unfinished, ${done.skipped_conflicts_count} already archived.`;
