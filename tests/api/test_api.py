@@ -11,6 +11,8 @@ from urllib.parse import quote
 
 import httpx
 import pytest
+from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS
 from sqlalchemy import text, update
 
 from tests.http_server import http_client, served
@@ -21,7 +23,7 @@ from uniqc_store import (
     TaskShard,
     TaskStore,
 )
-from uniqc_store.api.app import REDACTED, create_app, redact_sensitive
+from uniqc_store.api.app import PROBE_PATHS, REDACTED, create_app, redact_sensitive
 from uniqc_store.records import MAX_JSON_DEPTH, MAX_KEY_LENGTH
 from uniqc_store.redaction import TOO_DEEP
 from uniqc_store.schema.tables import archived_tasks, tasks
@@ -171,7 +173,10 @@ def test_openapi_document(client: httpx.Client) -> None:
         "/api/archive/restore/{task_id}": {"post"},
         "/api/archive/purge": {"post"},
         "/api/health": {"get"},
+        "/api/live": {"get"},
+        "/api/ready": {"get"},
         "/api/version": {"get"},
+        "/metrics": {"get"},
     }
     assert {path: set(ops) for path, ops in spec["paths"].items()} == expected
     limit = next(
@@ -347,10 +352,13 @@ def test_openapi_declares_statuses_and_the_bearer_scheme(
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
             declared = set(operation["responses"])
-            if path == "/api/health":  # a probe needs no token
+            if path in PROBE_PATHS:  # a probe needs no token
                 assert "401" not in declared and "security" not in operation
                 continue
-            assert {"200", "401", "422", "503"} <= declared, (method, path)
+            if path == "/metrics":  # behind the token; read from memory, never a 503
+                assert {"200", "401", "422"} <= declared and "503" not in declared
+            else:
+                assert {"200", "401", "422", "503"} <= declared, (method, path)
             assert operation["security"] == [{"HTTPBearer": []}], (method, path)
             if "{task_id}" in path:
                 assert {"404", "422"} <= declared, (method, path)
@@ -567,6 +575,8 @@ def test_every_success_body_is_typed(client: httpx.Client) -> None:
     assert schemas["TaskPage"]["properties"]["tasks"]["items"] == {
         "$ref": "#/components/schemas/TaskSummary"
     }
+    metrics = document["paths"].pop("/metrics")["get"]["responses"]["200"]["content"]
+    assert list(metrics) == [CONTENT_TYPE_LATEST, OPENMETRICS]  # Prometheus's text formats
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
             schema = operation["responses"]["200"]["content"]["application/json"]["schema"]

@@ -2,8 +2,9 @@
 
 ``app`` builds the FastAPI application and its routes, ``bodies`` the request
 and response models, ``errors`` the input types and error statuses, ``auth``
-the bearer token, ``edge`` the host and origin checks, ``dashboard`` the page
-and its JSON routes. The names of ``app`` are importable from here, loaded on
+the bearer token, ``edge`` the host and origin checks, ``probes`` the liveness
+and readiness probes, ``metrics`` the Prometheus ``/metrics``, ``dashboard``
+the page and its JSON routes. The names of ``app`` are importable from here, loaded on
 first use so that ``uniqc_store.api.edge`` and friends import without it.
 """
 
@@ -16,11 +17,15 @@ _APP_NAMES = frozenset(
     {
         "ALLOWED_HOSTS_ENV",
         "HEALTH_PATH",
+        "LIVE_PATH",
         "MAX_HOURS",
         "MAX_IDS",
         "MAX_LIMIT",
         "MAX_REPORTED_IDS",
+        "METRICS_PATH",
         "PROBE_PATHS",
+        "READY_PATH",
+        "READY_SECONDS",
         "REDACTED",
         "TOKEN_ENV",
         "create_app",

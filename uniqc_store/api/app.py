@@ -59,6 +59,14 @@ from uniqc_store.api.errors import (
     reject_unknown_query,
     responses,
 )
+from uniqc_store.api.metrics import METRICS_PATH, add_metrics_route
+from uniqc_store.api.probes import (
+    LIVE_PATH,
+    READY_PATH,
+    READY_SECONDS,
+    probe_routes,
+    ready_bound,
+)
 from uniqc_store.errors import StoreError, TaskConflictError
 from uniqc_store.records import CURRENT_SCHEMA_VERSION, MAX_HOURS, TaskInfo, TaskStatus
 from uniqc_store.redaction import REDACTED, redact_record, redact_sensitive
@@ -67,16 +75,21 @@ from uniqc_store.repository.store import TaskStore
 MAX_LIMIT = 1000
 #: The health probe: no token needed (it shows only "ok" or that the database is down).
 HEALTH_PATH = "/api/health"
-#: Paths that answer whatever the ``Host``: orchestrators probe with the pod's IP.
-PROBE_PATHS = frozenset({HEALTH_PATH})
+#: Paths that answer whatever the ``Host`` and without the token: orchestrators probe
+#: with the pod's IP as the host, and without credentials.
+PROBE_PATHS = frozenset({HEALTH_PATH, LIVE_PATH, READY_PATH})
 __all__ = [
     "ALLOWED_HOSTS_ENV",
     "HEALTH_PATH",
+    "LIVE_PATH",
     "MAX_HOURS",
     "MAX_IDS",
     "MAX_LIMIT",
     "MAX_REPORTED_IDS",
+    "METRICS_PATH",
     "PROBE_PATHS",
+    "READY_PATH",
+    "READY_SECONDS",
     "REDACTED",
     "TOKEN_ENV",
     "create_app",
@@ -149,14 +162,21 @@ Offset = Annotated[int, Query(ge=0, le=2**31 - 1)]
 
 
 def create_app(
-    store: TaskStore | None = None, *, allowed_hosts: Iterable[str] | None = None
+    store: TaskStore | None = None,
+    *,
+    allowed_hosts: Iterable[str] | None = None,
+    ready_seconds: float = READY_SECONDS,
 ) -> FastAPI:
     """The REST app over ``store`` (default: ``TaskStore()`` as the contract resolves it).
 
     It answers for loopback names, the names in ``UNIQC_STORE_ALLOWED_HOSTS``
     (comma-separated) and ``allowed_hosts`` (names, IP addresses,
     ``*.example.com`` or ``*``); any other ``Host`` gets a 400, except on
-    ``/api/health``.
+    the probes (``/api/health``, ``/api/live``, ``/api/ready``), which need no
+    token either. ``/api/ready`` answers 503 when the database does not answer
+    within ``ready_seconds`` or is not at this code's schema version.
+    ``/metrics`` has the store's figures for Prometheus (token and Host rules
+    as ``/api``).
 
     Raises ``ValueError`` when ``UNIQC_STORE_API_TOKEN`` is set but unusable
     (empty, blank, not sendable in a header): the API never falls back to
@@ -166,6 +186,7 @@ def create_app(
     """
     token = api_token()
     hosts = HostAllowlist.configured(allowed_hosts)
+    ready_seconds = ready_bound(ready_seconds)
     store = store if store is not None else TaskStore()
     app = FastAPI(
         title="uniqc-store",
@@ -184,11 +205,13 @@ def create_app(
     guard_cross_site(app)
     if token is not None:
         guard_every_path(
-            app, token, public=lambda path: path == HEALTH_PATH or is_public_path(path)
+            app, token, public=lambda path: path in PROBE_PATHS or is_public_path(path)
         )
     guard_hosts(app, hosts, any_host=PROBE_PATHS.__contains__)
     install_error_handlers(app, store.url)
     _service_routes(app, store, token is not None)
+    app.router.routes.extend(probe_routes(store, ready_seconds).routes)  # no token
+    add_metrics_route(app, store, token is not None)
     _task_routes(app, store, token is not None)
     _archive_routes(app, store, token is not None)
     mount_dashboard(app, store)

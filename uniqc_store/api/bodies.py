@@ -204,6 +204,20 @@ class Health(BaseModel):
     dialect: str
 
 
+class Live(BaseModel):
+    """The process answers (``/api/live`` consults no database)."""
+
+    status: str = Field(description='Always "alive".')
+
+
+class Ready(BaseModel):
+    """The database answered within the bound and is at this code's schema version."""
+
+    status: str = Field(description='Always "ready" (anything else is a 503 saying why).')
+    schema_version: int = Field(description="The database's schema version (this code's).")
+    dialect: str
+
+
 class Version(BaseModel):
     """What is serving: the package, and the schema versions of the database and the code."""
 

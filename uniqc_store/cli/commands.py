@@ -608,7 +608,9 @@ def serve(
     "Authorization: Bearer <token>" on every API request; a token that is set but
     empty, blank or not sendable in a header is refused. The server answers only
     for the hosts it serves (others get 400) and refuses writes another web site
-    could send (403): see the README's "Security" section.
+    could send (403): see the README's "Security" section. Probes at /api/live and
+    /api/ready (no token, any host), Prometheus metrics at /metrics (token and host
+    rules as /api): the README's "Running in production".
     """
     try:
         import uvicorn

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from weakref import WeakSet
@@ -21,6 +22,7 @@ from sqlalchemy.exc import DBAPIError
 
 from uniqc_store.db import door, watchdog
 from uniqc_store.db.direct import echoing
+from uniqc_store.db.metrics import Metrics, pool_exhausted
 from uniqc_store.db.sqlite import SQLITE_BEGIN
 from uniqc_store.db.urls import redact, sqlite_file_path
 from uniqc_store.errors import DatabaseBusyError, DatabaseUnavailableError
@@ -43,10 +45,11 @@ if hasattr(os, "register_at_fork"):  # not on Windows, which cannot fork
 class HeldConnection:
     """One SQLite connection for the store's lifetime, one caller at a time."""
 
-    def __init__(self, engine: Engine, lock_wait_seconds: float) -> None:
+    def __init__(self, engine: Engine, lock_wait_seconds: float, metrics: Metrics) -> None:
         self.engine = engine
         self.lock = threading.RLock()
         self.lock_wait_seconds = lock_wait_seconds
+        self.metrics = metrics
         self._held: Connection | None = None
         self._held_echoes = False
         _SOURCES.add(self)
@@ -56,9 +59,10 @@ class HeldConnection:
         """The held connection, to this caller alone until the block ends.
 
         Waiting for another caller's unit is a lock wait like SQLite's own: it
-        is bounded by the same ``lock_wait_seconds`` (``DatabaseBusyError``).
+        is bounded by the same ``lock_wait_seconds`` (``DatabaseBusyError``),
+        and counted as a busy wait in the metrics.
         """
-        if not self.lock.acquire(timeout=self.lock_wait_seconds):
+        if not self.lock.acquire(blocking=False) and not self._wait_for_lock():
             raise DatabaseBusyError(
                 f"another caller held this store's connection for more than "
                 f"{self.lock_wait_seconds:g} s (Timeouts.lock_wait_seconds); try again. "
@@ -69,6 +73,13 @@ class HeldConnection:
                 yield self.connection()
         finally:
             self.lock.release()
+
+    def _wait_for_lock(self) -> bool:
+        started = time.perf_counter()
+        try:
+            return self.lock.acquire(timeout=self.lock_wait_seconds)
+        finally:
+            self.metrics.waited(time.perf_counter() - started)
 
     def connection(self) -> Connection:
         """The held connection (opened on first use); call with ``lock`` held.
@@ -127,16 +138,27 @@ class PooledConnections:
     ``DatabaseBusyError``, one whose socket it shut in
     ``DatabaseUnavailableError``, unless the unit already raised a more exact
     error (an unknown outcome). The alarm is disarmed before the connection
-    goes back to the pool.
+    goes back to the pool. A checkout that finds every pooled connection in
+    use is counted as a busy wait in the metrics.
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, metrics: Metrics) -> None:
         self.engine = engine
+        self.metrics = metrics
         _SOURCES.add(self)
+
+    def _checkout(self) -> Connection:
+        if not pool_exhausted(self.engine.pool):
+            return self.engine.connect()
+        started = time.perf_counter()
+        try:
+            return self.engine.connect()
+        finally:
+            self.metrics.waited(time.perf_counter() - started)
 
     @contextmanager
     def unit(self, close_at: float, cancel_at: float | None = None) -> Iterator[Connection]:
-        with door.inside(), self.engine.connect() as conn:
+        with door.inside(), self._checkout() as conn:
             alarm = watchdog.arm(conn.connection.dbapi_connection, cancel_at, close_at)
             try:
                 yield conn
@@ -174,8 +196,10 @@ def _deadline_error(stage: int, alarm: watchdog.Alarm, engine: Engine) -> Except
     )
 
 
-def source_for(engine: Engine, lock_wait_seconds: float) -> HeldConnection | PooledConnections:
-    """A held connection for SQLite, a pool for servers."""
+def source_for(
+    engine: Engine, lock_wait_seconds: float, metrics: Metrics
+) -> HeldConnection | PooledConnections:
+    """A held connection for SQLite, a pool for servers (their waits counted in ``metrics``)."""
     if engine.dialect.name == "sqlite":
-        return HeldConnection(engine, lock_wait_seconds)
-    return PooledConnections(engine)
+        return HeldConnection(engine, lock_wait_seconds, metrics)
+    return PooledConnections(engine, metrics)

@@ -58,6 +58,13 @@ from uniqc_store.db import direct, door, sqlite_statistics
 from uniqc_store.db.connections import HeldConnection, PooledConnections, source_for
 from uniqc_store.db.dialects import family_of
 from uniqc_store.db.direct import DriverStatements, Row
+from uniqc_store.db.metrics import (
+    RETRY_CONFLICT,
+    RETRY_DROPPED,
+    Metrics,
+    MetricsSnapshot,
+    pool_figures,
+)
 from uniqc_store.db.sqlite import checkpoint
 from uniqc_store.db.translation import store_error
 from uniqc_store.errors import DatabaseUnavailableError, StoreError
@@ -165,8 +172,10 @@ class Executor:
         self.engine = engine
         self.timeouts = timeouts
         self.busy_timeout_ms = busy_timeout_ms(engine.url, timeouts.lock_wait_ms)
+        #: The engine's figures: every store on it records here (``metrics.py``).
+        self.metrics = Metrics()
         self.source: HeldConnection | PooledConnections = source_for(
-            engine, self.busy_timeout_ms / 1000
+            engine, self.busy_timeout_ms / 1000, self.metrics
         )
         held = isinstance(self.source, HeldConnection)
         self._drivers = DriverStatements(engine) if held else None
@@ -461,6 +470,7 @@ class Executor:
                 pause = random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt))
                 if time.monotonic() + pause >= deadline:
                     raise
+                self.metrics.retried(RETRY_DROPPED if dropped_first else RETRY_CONFLICT)
                 time.sleep(pause)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -473,6 +483,11 @@ class Executor:
             raise store_error(exc, self.engine.url) from exc
 
     # -- lifecycle --------------------------------------------------------------
+
+    def metrics_snapshot(self) -> MetricsSnapshot:
+        """The engine's figures now, with its pool's (servers; None on SQLite)."""
+        pooled = isinstance(self.source, PooledConnections)
+        return self.metrics.snapshot(pool_figures(self.engine.pool) if pooled else None)
 
     def exclusive(self) -> contextlib.AbstractContextManager[Any]:
         """Hold every other caller of this engine off (e.g. while migrating)."""

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
+from time import perf_counter
 from typing import Any, TypeVar, cast
 
 from sqlalchemy import URL
@@ -99,26 +100,67 @@ def store_error(exc: SQLAlchemyError, url: URL) -> StoreError:
 
 
 def translated(method: F) -> F:
-    """Run a repository method with database errors turned into the store's own."""
+    """Run a repository method with database errors turned into the store's own, and
+    count the call in the executor's metrics (``metrics.py``) through the instance's
+    ``_record`` (its executor's ``Metrics.record``, bound once: one lookup per call).
+
+    The operation is the method's name (``save``, ``get``; the package's own
+    units ``_read``, ``_write``, ``_locate`` as ``read``, ``write``, ``locate``);
+    a failed call is counted under the class of the exception that left it.
+    """
+    name = method.__name__.lstrip("_")
     if inspect.isgeneratorfunction(method):
-        return cast(F, _translated_generator(method))
+        return cast(F, _translated_generator(method, name))
 
     @functools.wraps(method)
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        started = perf_counter()
         try:
-            return method(self, *args, **kwargs)
+            result = method(self, *args, **kwargs)
         except SQLAlchemyError as exc:
-            raise store_error(exc, self.url) from exc
+            error = store_error(exc, self.url)
+            self._record(name, perf_counter() - started, type(error).__name__)
+            raise error from exc
+        except BaseException as exc:
+            self._record(name, perf_counter() - started, type(exc).__name__)
+            raise
+        self._record(name, perf_counter() - started)
+        return result
 
     return cast(F, wrapper)
 
 
-def _translated_generator(method: Callable[..., Iterator[Any]]) -> Callable[..., Iterator[Any]]:
+def _translated_generator(
+    method: Callable[..., Generator[Any, None, None]], name: str
+) -> Callable[..., Iterator[Any]]:
+    """The same for a generator: its time is the time spent inside it (not the caller's
+    between items); a walk the caller stops early is no error."""
+
     @functools.wraps(method)
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        walk = method(self, *args, **kwargs)
+        spent, error = 0.0, None
         try:
-            yield from method(self, *args, **kwargs)
+            while True:
+                started = perf_counter()
+                try:
+                    item = next(walk)
+                except StopIteration:
+                    return
+                finally:
+                    spent += perf_counter() - started
+                yield item
         except SQLAlchemyError as exc:
-            raise store_error(exc, self.url) from exc
+            translated = store_error(exc, self.url)
+            error = type(translated).__name__
+            raise translated from exc
+        except GeneratorExit:
+            walk.close()
+            raise
+        except BaseException as exc:
+            error = type(exc).__name__
+            raise
+        finally:
+            self._record(name, spent, error)
 
     return wrapper

@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 
 from uniqc_store.db.engine import store_engine
 from uniqc_store.db.executor import Transaction, bulk, executor_for
+from uniqc_store.db.metrics import RETRY_PARENT_MOVED, MetricsSnapshot
 from uniqc_store.db.translation import translated
 from uniqc_store.db.urls import redact, sqlite_file_path
 from uniqc_store.errors import MissingParentTaskError, PartialRunError, StoreError
@@ -113,6 +114,7 @@ class TaskStore:
         self.db_path: Path | None = sqlite_file_path(self.url)
         self.cache_dir: Path | None = self.db_path.parent if self.db_path else None
         self._executor = executor_for(engine, timeouts)
+        self._record = self._executor.metrics.record  # what ``translated`` counts calls with
         self._sql = Statements.for_dialect(self.dialect)
         try:
             self._open_schema(auto_migrate)
@@ -140,6 +142,18 @@ class TaskStore:
     def schema_version(self) -> int:
         """The schema version the database is at."""
         return self._executor.read(database_version)
+
+    @property
+    def metrics(self) -> MetricsSnapshot:
+        """What this store's calls cost and how they ended, since its engine's first store.
+
+        A plain snapshot (``MetricsSnapshot``: calls, latency sums and buckets,
+        errors by class per operation; retries; busy waits; the server pool's
+        use), read in memory, no database access. The stores of one engine share
+        one executor and so one set of figures: the pool, the retries and the
+        waits are the engine's, and the calls are counted beside them.
+        """
+        return self._executor.metrics_snapshot()
 
     def session(self, **kwargs: Any) -> Session:
         """A read-only ``Session`` on the store's engine, for ad-hoc ORM queries.
@@ -425,6 +439,7 @@ class TaskStore:
                         f"no task {', '.join(map(repr, missing))} in the store: save the parent "
                         "TaskInfo before its shards (nothing was written)"
                     ) from exc
+                self._executor.metrics.retried(RETRY_PARENT_MOVED)
         raise MissingParentTaskError(
             f"the parent task of these shards kept moving to and from the archive while they "
             f"were written ({PARENT_RETRIES} attempts); nothing was written, try again"
