@@ -673,9 +673,15 @@ def test_purge_route_dry_run_and_run(client: httpx.Client, store: TaskStore) -> 
         {"older_than_hours": 1, "batch_size": 0},
         {"older_than_hours": 1, "dry_run": 1},
         {"older_than_hours": 1, "extra": True},
+        {"older_than_hours": 1, "keep_last": 1.5},
+        {"older_than_hours": 1, "keep_last": "1"},
+        {"older_than_hours": 1, "batch_size": True},
     ):
         assert client.post("/api/archive/purge", json=wrong).status_code == 422, wrong
     assert store.count_archived() == 2
+    # JSON Schema's "integer" takes 2.0 (Schemathesis sends such numbers): so does the route
+    whole = {"older_than_hours": 720, "keep_last": 2.0, "batch_size": 10.0, "dry_run": True}
+    assert client.post("/api/archive/purge", json=whole).status_code == 200
 
 
 def test_purge_route_refuses_a_forged_request(store: TaskStore) -> None:

@@ -394,6 +394,24 @@ def _archive_routes(app: FastAPI, store: TaskStore, token: bool) -> None:
         found = store.list_archived(status=status, backend=backend, limit=limit, offset=offset)
         return _page(found, store.count_archived(status=status, backend=backend), limit, offset)
 
+    # before /api/archive/{task_id}: a literal path is matched (and documented) first
+    @app.post("/api/archive/purge", response_model=PurgeResult, responses=responses(token=token))
+    def purge(body: Annotated[PurgeRequest, Body()]) -> PurgeResult:
+        """Delete archived tasks archived more than ``older_than_hours`` ago, with their
+        archived shards, for good; the ``keep_last`` newest archived tasks stay.
+
+        ``dry_run: true`` deletes nothing and reports what is due. Each batch is
+        one transaction: a failure part-way is a 503 whose ``report`` says what the
+        batches before it deleted.
+        """
+        report = store.purge_archived(
+            older_than_hours=body.older_than_hours,
+            keep_last=body.keep_last,
+            batch_size=body.batch_size,
+            dry_run=body.dry_run,
+        )
+        return PurgeResult(**report.as_dict())
+
     @app.get(
         "/api/archive/{task_id}",
         response_model=TaskDetail,
@@ -414,23 +432,6 @@ def _archive_routes(app: FastAPI, store: TaskStore, token: bool) -> None:
         if not store.delete_archived(task_id):
             raise _not_found(task_id, "Archived task")
         return {"deleted": task_id}
-
-    @app.post("/api/archive/purge", response_model=PurgeResult, responses=responses(token=token))
-    def purge(body: Annotated[PurgeRequest, Body()]) -> PurgeResult:
-        """Delete archived tasks archived more than ``older_than_hours`` ago, with their
-        archived shards, for good; the ``keep_last`` newest archived tasks stay.
-
-        ``dry_run: true`` deletes nothing and reports what is due. Each batch is
-        one transaction: a failure part-way is a 503 whose ``report`` says what the
-        batches before it deleted.
-        """
-        report = store.purge_archived(
-            older_than_hours=body.older_than_hours,
-            keep_last=body.keep_last,
-            batch_size=body.batch_size,
-            dry_run=body.dry_run,
-        )
-        return PurgeResult(**report.as_dict())
 
     @app.post(
         "/api/archive/restore/{task_id}",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from uniqc_store.api.errors import MAX_TEXT, TEXT_SCHEMA, StorableText
 from uniqc_store.records import MAX_HOURS
@@ -49,6 +49,18 @@ class ExpiryRequest(BaseModel):
     terminal_only: bool = Field(True, description="Leave pending and running tasks alone.")
 
 
+def _whole(value: Any) -> Any:
+    """JSON's ``5.0`` is the integer 5 (JSON Schema's ``integer`` takes it); ``5.5``,
+    ``"5"`` and ``true`` stay refused by the strict check after this."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+#: A strict int that takes a JSON number with no fractional part, as the schema says.
+WholeNumber = Annotated[int, BeforeValidator(_whole)]
+
+
 class PurgeRequest(BaseModel):
     """The JSON body of ``POST /api/archive/purge``: strict, any other field refused."""
 
@@ -57,10 +69,10 @@ class PurgeRequest(BaseModel):
     older_than_hours: float = Field(
         ge=0, lt=MAX_HOURS, allow_inf_nan=False, description="Age since archiving, in hours."
     )
-    keep_last: int = Field(
+    keep_last: WholeNumber = Field(
         0, ge=0, le=2**31 - 1, description="Always keep this many newest archived tasks."
     )
-    batch_size: int = Field(
+    batch_size: WholeNumber = Field(
         1000, ge=1, le=MAX_BATCH_SIZE, description="Archived tasks deleted per transaction."
     )
     dry_run: bool = Field(False, description="Only report what would be deleted.")
