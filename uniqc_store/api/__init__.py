@@ -13,26 +13,6 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-_APP_NAMES = frozenset(
-    {
-        "ALLOWED_HOSTS_ENV",
-        "HEALTH_PATH",
-        "LIVE_PATH",
-        "MAX_HOURS",
-        "MAX_IDS",
-        "MAX_LIMIT",
-        "MAX_REPORTED_IDS",
-        "METRICS_PATH",
-        "PROBE_PATHS",
-        "READY_PATH",
-        "READY_SECONDS",
-        "REDACTED",
-        "TOKEN_ENV",
-        "create_app",
-        "redact_sensitive",
-    }
-)
-
 
 def __getattr__(name: str) -> Any:
     """``uniqc_store.api.create_app`` and the other names of ``app``, imported lazily."""
