@@ -263,16 +263,23 @@ def _is_conflict(exc: DBAPIError) -> bool:
 
 
 def create_lease_table(conn: Connection) -> None:
-    """The lease table, if missing (two deployers creating it at once is fine)."""
-    for attempt in range(2):
+    """The lease table, if missing (two deployers creating it at once is fine).
+
+    On Galera a node's DDL aborts the transactions of other nodes that touch the
+    same name (1213, a certification conflict): that is worth another try too.
+    """
+    for attempt in range(8):
         try:
             lease_table.create(conn, checkfirst=True)
             conn.commit()
             return
-        except (IntegrityError, ProgrammingError) as exc:  # created by another at that moment
+        except DBAPIError as exc:  # created by another at that moment, or aborted by its DDL
             conn.rollback()
-            if attempt:
+            if not (isinstance(exc, (IntegrityError, ProgrammingError)) or _is_conflict(exc)):
+                raise
+            if attempt == 7:
                 raise StoreError(f"cannot create the migration lock table: {exc.orig}") from exc
+            time.sleep(random.uniform(0, min(POLL_CAP_S, 0.01 * 2**attempt)))
 
 
 @contextlib.contextmanager
@@ -282,7 +289,13 @@ def _lease(conn: Connection, timeouts: Timeouts) -> Iterator[None]:
     me, wait = owner_name(), timeouts.migration_lock_wait
     deadline = time.monotonic() + wait
     for attempt in range(1_000_000):
-        holder = _take_lease(conn, me, int(timeouts.migration_seconds * 1000))
+        try:
+            holder = _take_lease(conn, me, int(timeouts.migration_seconds * 1000))
+        except DBAPIError as exc:  # a certification conflict with another node: try again
+            conn.rollback()
+            if not _is_conflict(exc):
+                raise
+            holder = ""
         if holder is None:
             break
         if time.monotonic() >= deadline:
