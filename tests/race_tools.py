@@ -17,9 +17,10 @@ it (e.g. a delete that locked nothing, then deleted what had just committed).
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -184,3 +185,26 @@ def task_markers(store: TaskStore, task_id: str) -> set[Any]:
     """The ``marker`` metadata of the task's live and archived copies."""
     copies = [store.get(task_id), store.get_archived(task_id)]
     return {c.metadata.get("marker") for c in copies if c is not None}
+
+
+@contextlib.contextmanager
+def unit_held_elsewhere(
+    unit: Callable[[], contextlib.AbstractContextManager[Any]],
+) -> Iterator[None]:
+    """Another thread inside ``unit()`` (``store.reading``, ``store.transaction``) until the
+    ``with`` ends: a SQLite store's one connection is taken meanwhile."""
+    entered, leave = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with unit():
+            entered.set()
+            leave.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert entered.wait(10)
+    try:
+        yield
+    finally:
+        leave.set()
+        holder.join(30)

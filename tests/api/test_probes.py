@@ -6,10 +6,8 @@ server; SQLite's connection held past the bound), two apps in one process, and
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -20,6 +18,7 @@ from sqlalchemy import URL
 from tests.conftest import scratch_url
 from tests.http_server import http_client, served, start_serve, stop_serve
 from tests.private_servers import PrivateServer, private_mariadb, private_postgresql
+from tests.race_tools import unit_held_elsewhere
 from uniqc_store import TaskInfo, TaskStore, Timeouts
 from uniqc_store.api.app import PROBE_PATHS, create_app
 from uniqc_store.db.engine import create_store_engine
@@ -124,32 +123,11 @@ def test_ready_refuses_a_bound_that_cannot_be_one(api_store: TaskStore) -> None:
         create_app(api_store, ready_seconds="2")  # type: ignore[arg-type]
 
 
-@contextmanager
-def _connection_held_elsewhere(store: TaskStore) -> Iterator[None]:
-    """Another thread inside a ``store.transaction()`` block until the ``with`` ends: the
-    SQLite store's one connection is taken (its callers wait up to the lock bound)."""
-    entered, leave = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        with store.transaction():
-            entered.set()
-            leave.wait(30)
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    assert entered.wait(10)
-    try:
-        yield
-    finally:
-        leave.set()
-        holder.join(30)
-
-
 def test_ready_answers_503_within_its_bound_when_sqlite_does_not_answer(tmp_path: Path) -> None:
     store = TaskStore(tmp_path, timeouts=Timeouts(lock_wait_seconds=8, call_seconds=10))
     try:
         with http_client(create_app(store, ready_seconds=READY_S)) as client:
-            with _connection_held_elsewhere(store):
+            with unit_held_elsewhere(store.transaction):
                 for _ in range(2):  # the second probe waits for the same check
                     started = time.monotonic()
                     ready = client.get("/api/ready")

@@ -13,7 +13,6 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -22,6 +21,7 @@ from sqlalchemy import URL, text
 from tests.conftest import scratch_url
 from tests.http_server import http_client
 from tests.private_servers import PrivateServer, private_mariadb, private_postgresql
+from tests.race_tools import unit_held_elsewhere
 from uniqc_store import (
     DatabaseBusyError,
     DatabaseUnavailableError,
@@ -200,30 +200,10 @@ def test_a_lock_wait_ends_as_busy_after_the_bound(short_store: TaskStore, call: 
     assert short_store.delete("uqt_bounded") is True
 
 
-@contextmanager
-def _read_unit_held_elsewhere(store: TaskStore) -> Iterator[None]:
-    """Another thread inside a ``store.reading()`` block until the ``with`` ends."""
-    entered, leave = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        with store.reading():
-            entered.set()
-            leave.wait(30)
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    assert entered.wait(10)
-    try:
-        yield
-    finally:
-        leave.set()
-        holder.join(30)
-
-
 def test_a_sqlite_caller_waits_for_another_unit_at_most_the_bound(tmp_path: Path) -> None:
     store = TaskStore(tmp_path, timeouts=SHORT)
     try:
-        with _read_unit_held_elsewhere(store):
+        with unit_held_elsewhere(store.reading):
             started = time.monotonic()
             with pytest.raises(DatabaseBusyError, match="lock_wait_seconds"):
                 store.get("uqt_x")
@@ -243,7 +223,7 @@ def test_an_exhausted_pool_is_busy_naming_the_setting(backend: str, tmp_path: Pa
         store = TaskStore(url=url, auto_migrate=True, engine_options=options)
         try:
             with (
-                _read_unit_held_elsewhere(store),
+                unit_held_elsewhere(store.reading),
                 pytest.raises(DatabaseBusyError, match="pool_size"),
             ):
                 store.get("uqt_x")

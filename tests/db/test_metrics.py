@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Generator, Iterator
-from contextlib import contextmanager
+from collections.abc import Generator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Connection, text
 
 from tests.conftest import scratch_url
+from tests.race_tools import unit_held_elsewhere
 from uniqc_store import DatabaseBusyError, TaskConflictError, TaskInfo, TaskStore, Timeouts
 from uniqc_store.db.engine import create_store_engine
 from uniqc_store.db.metrics import LATENCY_BUCKETS, MetricsSnapshot, OperationFigures
@@ -88,31 +88,11 @@ def test_the_stores_of_one_engine_share_its_figures(store: TaskStore) -> None:
         other.close()
 
 
-@contextmanager
-def _read_unit_held_elsewhere(store: TaskStore) -> Iterator[None]:
-    """Another thread inside a ``store.reading()`` block until the ``with`` ends."""
-    entered, leave = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        with store.reading():
-            entered.set()
-            leave.wait(30)
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    assert entered.wait(10)
-    try:
-        yield
-    finally:
-        leave.set()
-        holder.join(30)
-
-
 def test_a_sqlite_caller_waiting_for_the_connection_is_a_busy_wait(tmp_path: Path) -> None:
     store = TaskStore(tmp_path, timeouts=Timeouts(lock_wait_seconds=0.3, call_seconds=5))
     try:
         assert store.metrics.busy_waits == 0 and store.metrics.pool is None
-        with _read_unit_held_elsewhere(store), pytest.raises(DatabaseBusyError):
+        with unit_held_elsewhere(store.reading), pytest.raises(DatabaseBusyError):
             store.get("uqt_x")
         snapshot = store.metrics
         assert snapshot.busy_waits == 1 and snapshot.busy_wait_seconds >= 0.25
@@ -134,7 +114,7 @@ def test_an_exhausted_pool_is_a_busy_wait_and_the_pool_is_shown(
             idle = store.metrics.pool
             assert idle is not None and (idle.size, idle.checked_out) == (1, 0)
             assert (idle.overflow, idle.max_overflow) == (0, 0)
-            with _read_unit_held_elsewhere(store):
+            with unit_held_elsewhere(store.reading):
                 held = store.metrics.pool
                 assert held is not None and held.checked_out == 1
                 with pytest.raises(DatabaseBusyError, match="pool_size"):
