@@ -11,8 +11,10 @@ store's too (``tests/repository/test_async_store.py`` checks every public one).
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import contextlib
+import inspect
 import os
 from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
@@ -83,25 +85,28 @@ class AsyncTaskStore:
             if self.dialect == "sqlite"
             else async_bridge.GreenletRunner()
         )
-        self._open_with = {"auto_migrate": auto_migrate, "timeouts": timeouts}
+        self._open_with = (auto_migrate, timeouts)
         self._core: TaskStore | None = None
+        self._opening = asyncio.Lock()
         self._closed = False
 
     # -- where the calls run ------------------------------------------------
 
     async def _store(self) -> TaskStore:
-        """The sync store the calls run on, opened on first use."""
-        core = self._core
-        if core is None:
-            if self._closed:
-                raise ValueError("this AsyncTaskStore is closed: open a new one")
-            core = await self._runner.call(
-                lambda: TaskStore(engine=self._sync_engine, **self._open_with)  # type: ignore[arg-type]
-            )
-            if self._core is not None:  # another task opened it meanwhile: one is enough
-                return self._core
-            self._core = core
-        return core
+        """The sync store the calls run on, opened on first use (once, whichever task
+        comes first; the others wait for it)."""
+        async with self._opening:
+            core = self._core
+            if core is None:
+                if self._closed:
+                    raise ValueError("this AsyncTaskStore is closed: open a new one")
+                core = await self._runner.call(self._open_core)
+                self._core = core
+            return core
+
+    def _open_core(self) -> TaskStore:
+        auto_migrate, timeouts = self._open_with
+        return TaskStore(engine=self._sync_engine, auto_migrate=auto_migrate, timeouts=timeouts)
 
     async def _call(
         self, method: Callable[Concatenate[TaskStore, P], T], *args: P.args, **kwargs: P.kwargs
@@ -347,13 +352,13 @@ class AsyncTaskStore:
 
 
 def _share_docstrings(cls: type, source: type) -> None:
-    """Give each method of ``cls`` without a docstring the one of ``source``'s method."""
-    for name, member in vars(cls).items():
-        target = member.fget if isinstance(member, property) else member
-        original = getattr(source, name, None)
-        original = original.fget if isinstance(original, property) else original
-        if callable(target) and getattr(target, "__doc__", None) is None and original is not None:
-            target.__doc__ = original.__doc__
+    """Give each member of ``cls`` without a docstring the one of ``source``'s."""
+    for name, member in list(vars(cls).items()):
+        original = inspect.getattr_static(source, name, None)
+        if isinstance(member, property) and member.__doc__ is None and original is not None:
+            setattr(cls, name, property(member.fget, member.fset, member.fdel, original.__doc__))
+        elif callable(member) and member.__doc__ is None and original is not None:
+            member.__doc__ = original.__doc__
 
 
 _share_docstrings(AsyncTaskStore, TaskStore)
