@@ -49,9 +49,9 @@ class PortalStore:
         sync = self.async_store.engine
         self._own_engine = not isinstance(sync, Engine)
         self.engine: Engine = (
-            create_store_engine(_sync_url(url)) if self._own_engine else sync  # type: ignore[assignment]
+            create_store_engine(sync_url(url)) if self._own_engine else sync  # type: ignore[assignment]
         )
-        self.url = _sync_url(self.async_store.url)  # for the sync tools a test runs beside
+        self.url = sync_url(self.async_store.url)  # for the sync tools a test runs beside
         self.dialect = self.async_store.dialect
         self.db_path = self.async_store.db_path
         self.cache_dir = self.async_store.cache_dir
@@ -136,7 +136,7 @@ class _PortalUnit:
         return self._unit.sync_connection  # type: ignore[no-any-return]
 
 
-def _sync_url(url: URL) -> URL:
+def sync_url(url: URL) -> URL:
     driver = SYNC_DRIVER.get(url.get_driver_name())
     return url if driver is None else url.set(drivername=f"{url.get_backend_name()}+{driver}")
 

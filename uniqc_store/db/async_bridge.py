@@ -52,7 +52,7 @@ from uniqc_store.db.engine import (
 )
 from uniqc_store.db.executor import calls_run_with
 from uniqc_store.db.urls import parse_url, redact, resolve_url
-from uniqc_store.errors import DriverNotInstalledError
+from uniqc_store.errors import DatabaseBusyError, DriverNotInstalledError
 from uniqc_store.timeouts import Timeouts
 
 T = TypeVar("T")
@@ -186,11 +186,43 @@ def _bridged(fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]
         return fn(*args, **kwargs)
 
 
+#: How many calls of one async server store run in the bridge at once; the others
+#: wait their turn in order. The sync store's work between two round trips runs on the
+#: loop, so this bounds how long a coroutine that is ready can wait for the loop
+#: (about this many slices of a call's own work), and calls never queue inside the
+#: pool, whose queue is not fair to asyncio waiters (a caller can miss every
+#: connection given back until ``pool_timeout``). More would not be faster: the loop
+#: is one thread.
+CALLS_IN_BRIDGE = 4
+
+
 class GreenletRunner:
-    """Servers: each call runs in SQLAlchemy's greenlet bridge, on the event loop."""
+    """Servers: each call runs in SQLAlchemy's greenlet bridge, on the event loop, at
+    most ``CALLS_IN_BRIDGE`` (or the pool's size, if smaller) at once, in order of
+    arrival; a call that waited ``pool_timeout`` for its turn is ``DatabaseBusyError``
+    as a call that waited that long for a pooled connection is."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        pool: Any = engine.sync_engine.pool
+        size = pool.size() + max(pool._max_overflow, 0) if hasattr(pool, "size") else 1
+        self._turns = asyncio.Semaphore(max(1, min(CALLS_IN_BRIDGE, size)))
+        self._wait_s: float = float(getattr(pool, "_timeout", 30.0))
+        self._url = engine.url
 
     async def call(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-        result: T = await greenlet_spawn(_bridged, fn, args, kwargs)
+        try:
+            await asyncio.wait_for(self._turns.acquire(), self._wait_s)
+        except asyncio.TimeoutError:
+            raise DatabaseBusyError(
+                f"calls to the task database at {redact(self._url)} waited more than "
+                f"{self._wait_s:g} s (pool_timeout) for their turn: the calls before them "
+                "took that long; send fewer calls at once or raise pool_timeout "
+                "(engine_options). Nothing was written."
+            ) from None
+        try:
+            result: T = await greenlet_spawn(_bridged, fn, args, kwargs)
+        finally:
+            self._turns.release()
         return result
 
     @contextlib.asynccontextmanager

@@ -230,6 +230,11 @@ class Executor:
         finally:
             _writing.reset(token)
 
+    def refuse_nested(self) -> None:
+        """Refuse a call made inside one of this executor's units by the same thread or
+        task, before it queues anywhere (the async store's SQLite worker)."""
+        self._not_nested()
+
     def inside_unit(self) -> contextlib.AbstractContextManager[None]:
         """Count the current thread or task as inside one of this executor's units, so a
         store call it makes is refused as nested (the async store's SQLite blocks)."""

@@ -83,7 +83,7 @@ class AsyncTaskStore:
         self._runner: async_bridge.Runner = (
             async_bridge.worker_for(self._sync_engine)
             if self.dialect == "sqlite"
-            else async_bridge.GreenletRunner()
+            else async_bridge.GreenletRunner(self.engine)  # type: ignore[arg-type]
         )
         self._open_with = (auto_migrate, timeouts)
         self._core: TaskStore | None = None
@@ -111,6 +111,7 @@ class AsyncTaskStore:
     async def _call(
         self, method: Callable[Concatenate[TaskStore, P], T], *args: P.args, **kwargs: P.kwargs
     ) -> T:
+        self._executor.refuse_nested()  # inside a SQLite block the worker is this task's
         core = self._core or await self._store()
         return await self._runner.call(method, core, *args, **kwargs)
 
@@ -158,6 +159,7 @@ class AsyncTaskStore:
     async def _block(
         self, opener: Callable[[TaskStore], contextlib.AbstractContextManager[Any]]
     ) -> AsyncIterator[AsyncUnitConnection]:
+        self._executor.refuse_nested()
         core = self._core or await self._store()
         async with self._runner.block(lambda: opener(core)) as conn:
             if self.dialect != "sqlite":
