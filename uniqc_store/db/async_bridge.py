@@ -211,7 +211,10 @@ class GreenletRunner:
 
     async def call(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         try:
-            await asyncio.wait_for(self._turns.acquire(), self._wait_s)
+            if self._turns.locked():  # wait for a turn, bounded (wait_for costs a task)
+                await asyncio.wait_for(self._turns.acquire(), self._wait_s)
+            else:
+                await self._turns.acquire()
         except asyncio.TimeoutError:
             raise DatabaseBusyError(
                 f"calls to the task database at {redact(self._url)} waited more than "
