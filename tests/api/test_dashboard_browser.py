@@ -477,6 +477,39 @@ def test_narrow_screen_and_dark_scheme(server: Server, browser: Browser) -> None
     context.close()
 
 
+def test_purge_panel_at_375px_dark(sqlite_server: Server, browser: Browser) -> None:
+    """The purge panel, its dry run (20 ids listed) and its dialog fit a phone's width
+    in dark mode; the danger button keeps the dark scheme's colour."""
+    store = sqlite_server.store
+    for i in range(24):
+        archived(store, f"uqt_{i:032x}", 24 * (40 + i), shards=1)
+    context = browser.new_context(viewport={"width": 375, "height": 800}, color_scheme="dark")
+    try:
+        page = context.new_page()
+        page.goto(sqlite_server.base + "/#/archived")
+        expect(rows(page)).to_have_count(24)
+        page.get_by_text("Purge old archived tasks…").click()
+        _dry_run(page, "30", keep="1")
+        expect(page.locator("#purge-outcome")).to_contain_text(
+            "Dry run: 23 archived tasks (23 shards)"
+        )
+        expect(page.locator("#purge-outcome")).to_contain_text("and 3 more.")
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 375, f"the page scrolls sideways at 375 px ({width} px wide)"
+        colour = page.locator("#purge-run").evaluate("(b) => getComputedStyle(b).color")
+        assert colour == "rgb(255, 138, 128)"  # --danger, dark
+        page.locator("#purge").scroll_into_view_if_needed()
+        shoot(page, "purge")
+        page.locator("#purge-run").click()
+        dialog = page.get_by_role("dialog")
+        box = dialog.bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 375
+        page.keyboard.press("Escape")
+        assert len(archived_ids(store)) == 24
+    finally:
+        context.close()
+
+
 # -- under a prefix, and against other sites ---------------------------------------
 
 
