@@ -270,6 +270,7 @@ def _dry_run(page: Page, age: str, unit: str = "days", keep: str = "0") -> None:
     page.get_by_label("Unit").select_option(unit)
     page.get_by_label("Always keep the newest").fill(keep)
     page.get_by_role("button", name="Dry run").click()
+    expect(page.locator("#purge-outcome")).to_contain_text("Dry run: ")  # cleared by the fills
 
 
 def test_purge_the_archive_after_a_dry_run(server: Server, page: Page) -> None:
@@ -304,6 +305,7 @@ def test_purge_the_archive_after_a_dry_run(server: Server, page: Page) -> None:
     page.get_by_label("Always keep the newest").fill("2")
     expect(purge).to_be_disabled()  # the dry run no longer applies
     expect(purge).to_have_text("Purge")
+    expect(outcome).to_be_empty()
 
     _dry_run(page, "30", keep="0")
     purge.focus()

@@ -49,7 +49,13 @@ export function purgePanel(ctx) {
     purge.textContent = "Purge";
     checked = null;
   };
-  for (const input of [age, unit, keep]) input.addEventListener("input", invalidate);
+  // A dry run made with other parameters says nothing about these: it goes.
+  for (const input of [age, unit, keep]) {
+    input.addEventListener("input", () => {
+      invalidate();
+      outcome.replaceChildren();
+    });
+  }
 
   /** The request the form describes, and the moment its age counts from. */
   const asked = () => {
