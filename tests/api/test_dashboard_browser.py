@@ -398,6 +398,33 @@ def test_purge_errors_are_shown_without_credentials(
     expect(page.locator("#alert")).to_be_hidden()
 
 
+def test_purge_with_a_token(locked_server: Server, page: Page) -> None:
+    """The purge's JSON POSTs carry the bearer token, as every other call does."""
+    store = locked_server.store
+    _old_archive(store)
+    headers: list[dict[str, str]] = []
+    page.on(
+        "request",
+        lambda r: headers.append(r.headers) if r.url.endswith("/api/archive/purge") else None,
+    )
+    page.goto(locked_server.base + "/#/archived")
+    page.get_by_label("API token", exact=True).fill(TOKEN)
+    page.get_by_role("button", name="Unlock").click()
+    expect(page.locator("#total")).to_have_text("4 tasks")
+    page.get_by_text("Purge old archived tasks…").click()
+    _dry_run(page, "30")
+    page.get_by_role("button", name="Purge 3 tasks…").click()
+    page.get_by_role("dialog").get_by_role("button", name="Purge").click()
+    expect(page.locator("#purge-outcome")).to_have_text(
+        "Purged 3 archived tasks and 6 shards in 1 batch."
+    )
+    assert archived_ids(store) == ["uqt_new"]
+    assert len(headers) == 3  # the dry run, its re-check, the purge
+    for sent in headers:
+        assert sent["authorization"] == f"Bearer {TOKEN}"
+        assert sent["content-type"] == "application/json"
+
+
 def test_purge_stopped_part_way_says_what_went(sqlite_server: Server, page: Page) -> None:
     """The route's batches are 1,000 tasks: the second fails, the first stays deleted."""
     store = sqlite_server.store
