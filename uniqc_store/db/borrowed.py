@@ -72,7 +72,9 @@ _OWN = (
 _NO_RECIPE = (
     "this SQLite connection lacks the store's transaction recipe (BEGIN IMMEDIATE, so "
     "writers queue instead of failing half-way): run your statements in "
-    "`with store.transaction() as conn:` and pass that conn to store.using()"
+    "`with store.transaction() as conn:` (or on a connection of "
+    'store.engine.execution_options(uniqc_sqlite_begin="IMMEDIATE")) and pass that '
+    "conn to store.using()"
 )
 _MEMORY = (
     "on sqlite:// (in memory) every connection is the store's own: run your statements in "
