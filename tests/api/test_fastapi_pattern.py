@@ -34,7 +34,7 @@ def readme_fastapi_app() -> types.ModuleType:
     assert match is not None
     module = types.ModuleType(MODULE)
     sys.modules[MODULE] = module
-    exec(compile(match.group(1), "README.md (With FastAPI)", "exec"), module.__dict__)  # noqa: S102
+    exec(compile(match.group(1), "README.md (With FastAPI)", "exec"), module.__dict__)
     return module
 
 

@@ -63,6 +63,12 @@ def job_ids(store: TaskStore) -> set[str]:
         return {row[0] for row in conn.execute(text(f"SELECT id FROM {JOBS}"))}
 
 
+def enter(store: TaskStore, conn: Connection) -> None:
+    """Enter and leave a ``using`` block (for the refusals, raised on entering)."""
+    with store.using(conn):
+        pass
+
+
 def add_job(conn: Connection, job_id: str) -> None:
     conn.execute(text(f"INSERT INTO {JOBS} (id) VALUES (:id)"), {"id": job_id})
 
@@ -200,8 +206,7 @@ def test_calls_that_own_transactions_are_refused_inside(store: TaskStore, jobs: 
         with pytest.raises(StoreError, match="call the store the block yields"):
             store.save(TaskInfo("uqt_3", "b"))
         with pytest.raises(StoreError, match="inside a using"):
-            with tx.using(conn):
-                pass
+            enter(tx, conn)
         for call, refused in (
             ("upgrade()", tx.upgrade),
             ("session()", tx.session),
@@ -229,12 +234,11 @@ def test_calls_that_own_transactions_are_refused_inside(store: TaskStore, jobs: 
 
 def test_only_a_connection_is_taken(store: TaskStore) -> None:
     with Session(store.engine) as orm, pytest.raises(TypeError, match=r"session\.connection\(\)"):
-        with store.using(orm):  # type: ignore[arg-type]
-            pass
+        enter(store, orm)  # type: ignore[arg-type]
     with store.engine.connect() as conn:
         conn.close()
-        with pytest.raises(ValueError, match="closed"), store.using(conn):
-            pass
+        with pytest.raises(ValueError, match="closed"):
+            enter(store, conn)
 
 
 def test_a_connection_to_another_database_is_refused(
@@ -244,9 +248,8 @@ def test_a_connection_to_another_database_is_refused(
     server database through another engine: taken (the server says where it is)."""
     other = create_engine(f"sqlite:///{tmp_path / 'other.sqlite'}")
     try:
-        with other.connect() as conn, pytest.raises(ValueError, match="another|sqlite"):
-            with store.using(conn):
-                pass
+        with other.connect() as conn, pytest.raises(ValueError, match=r"another|sqlite"):
+            enter(store, conn)
     finally:
         other.dispose()
     if backend == "sqlite":
@@ -255,8 +258,7 @@ def test_a_connection_to_another_database_is_refused(
     elsewhere, same = create_engine(url), create_engine(store.url)
     try:
         with elsewhere.connect() as conn, pytest.raises(ValueError, match="another database"):
-            with store.using(conn):
-                pass
+            enter(store, conn)
         with same.begin() as conn, store.using(conn) as tx:
             tx.save(TaskInfo("uqt_through_another_engine", "b"))
         assert store.get("uqt_through_another_engine") is not None
@@ -275,8 +277,7 @@ def test_sqlite_refuses_a_connection_without_the_recipe(tmp_path: Path) -> None:
         try:
             for engine in (foreign, store.engine):
                 with engine.begin() as conn, pytest.raises(ValueError) as refused:
-                    with store.using(conn):
-                        pass
+                    enter(store, conn)
                 assert "store.transaction()" in str(refused.value)
                 assert "\n" not in str(refused.value)
         finally:
@@ -289,8 +290,7 @@ def test_sqlite_refuses_a_connection_without_the_recipe(tmp_path: Path) -> None:
         assert store.count() == 2
     with TaskStore(url="sqlite://") as memory:
         with memory.engine.connect() as conn, pytest.raises(ValueError, match="in memory"):
-            with memory.using(conn):
-                pass
+            enter(memory, conn)
         with memory.transaction() as conn, memory.using(conn) as tx:
             tx.save(TaskInfo("uqt_memory", "b"))
         assert memory.get("uqt_memory") is not None
