@@ -360,3 +360,26 @@ def test_a_deadlock_is_retry_your_whole_transaction(store: TaskStore, backend: s
         other.dispose()
     assert {store.get(i).status for i in ("uqt_a", "uqt_b")} == {"pending"}  # type: ignore[union-attr]
     assert store.get(heavy[0]).status == "running"  # type: ignore[union-attr]
+
+
+def test_a_serialization_failure_is_retry_your_whole_transaction(
+    store: TaskStore, backend: str
+) -> None:
+    """PostgreSQL at REPEATABLE READ: the application's snapshot is older than a row the
+    store then locks (another store committed it meanwhile): 40001, not retried."""
+    if backend != "postgresql":
+        pytest.skip("a serialization failure at REPEATABLE READ: PostgreSQL")
+    store.save(TaskInfo("uqt_a", "b"))
+    elsewhere = TaskStore(url=store.url)  # another engine: its calls are not the block's
+    try:
+        with store.engine.connect() as conn:
+            conn.execution_options(isolation_level="REPEATABLE READ")
+            with store.using(conn) as tx:
+                assert tx.get("uqt_a") is not None  # the snapshot is taken here
+                elsewhere.save(TaskInfo("uqt_a", "b", status="running"))
+                with pytest.raises(DatabaseBusyError, match="retry your whole transaction"):
+                    tx.modify("uqt_a", lambda info: setattr(info, "status", "success"))
+            conn.rollback()
+    finally:
+        elsewhere.close()
+    assert store.get("uqt_a").status == "running"  # type: ignore[union-attr]
