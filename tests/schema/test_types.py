@@ -9,12 +9,13 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import CheckConstraint, Column, Integer, MetaData, Table, Text, text
 from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.exc import CompileError
-from sqlalchemy.schema import CreateTable
+from sqlalchemy.schema import CreateTable, SchemaItem
 
 from uniqc_store.schema.tables import metadata
 from uniqc_store.schema.types import (
@@ -107,8 +108,8 @@ def test_sqlite_nullable_key_is_its_name_and_type() -> None:
     assert "\tuniqc_task_id TEXT NOT NULL, " in shards  # not flagged: SQLAlchemy's rendering
 
 
-def _flagged(*extra: object, **column_kw: object) -> Table:
-    column = Column("k", KeyText, *extra, info={SQLITE_NULLABLE_PK: True}, **column_kw)  # type: ignore[call-overload]
+def _flagged(*extra: SchemaItem, **column_kw: Any) -> Table:
+    column = Column("k", KeyText, *extra, info={SQLITE_NULLABLE_PK: True}, **column_kw)
     return Table("t", MetaData(), column, Column("v", Text))
 
 
@@ -123,6 +124,6 @@ def test_sqlite_nullable_key_keeps_its_column_constraints() -> None:
     [{"primary_key": False}, {"primary_key": True, "server_default": text("'x'")}],
     ids=["not-a-key", "with-a-default"],
 )
-def test_sqlite_nullable_key_refuses_what_it_would_drop(column_kw: dict[str, object]) -> None:
+def test_sqlite_nullable_key_refuses_what_it_would_drop(column_kw: dict[str, Any]) -> None:
     with pytest.raises(CompileError, match=SQLITE_NULLABLE_PK):
         CreateTable(_flagged(**column_kw)).compile(dialect=sqlite.dialect())
