@@ -25,9 +25,12 @@ NOT_COROUTINES = {
     "reading": "contextlib.AbstractAsyncContextManager[AsyncUnitConnection]",
     "transaction": "contextlib.AbstractAsyncContextManager[AsyncUnitConnection]",
     "session": "AsyncSession",
+    "using": "AsyncIterator[AsyncTaskStore]",  # an async context manager
     "aggregate_status": None,  # the very same function
     "__repr__": None,
 }
+#: Parameters whose type is the async form of the sync one's.
+ASYNC_TYPES = {("using", "connection"): ("Connection", "AsyncConnection | AsyncUnitConnection")}
 #: Return annotations that name the sync store itself.
 SELF_RETURNS = {"__enter__": ("TaskStore", "AsyncTaskStore")}
 
@@ -64,7 +67,11 @@ def test_each_member_has_its_async_counterpart(name: str) -> None:
     is_coroutine = inspect.iscoroutinefunction(async_fn)
     assert is_coroutine == (name not in NOT_COROUTINES), name
     sync_sig, async_sig = inspect.signature(sync_fn), inspect.signature(async_fn)
-    assert _parameters(async_sig) == _parameters(sync_sig), f"{async_name} takes other arguments"
+    expected_parameters = [
+        (*p[:3], ASYNC_TYPES[(name, p[0])][1]) if (name, p[0]) in ASYNC_TYPES else p
+        for p in _parameters(sync_sig)
+    ]
+    assert _parameters(async_sig) == expected_parameters, f"{async_name} takes other arguments"
     expected = NOT_COROUTINES.get(name) or sync_sig.return_annotation
     if name in SELF_RETURNS:
         expected = SELF_RETURNS[name][1]

@@ -345,3 +345,44 @@ def test_asynctaskstore_takes_an_aiosqlite_url_as_its_own_file(tmp_path: Any) ->
     assert asyncio.run(main()) == str(tmp_path / "a.sqlite")
     with TaskStore(url=f"sqlite:///{tmp_path / 'a.sqlite'}") as sync:
         assert sync.get("uqt_file") is not None
+
+
+# -- using(): the application's transaction ------------------------------------
+
+
+class Undo(Exception):
+    """Raised to roll the application's transaction back."""
+
+
+def test_using_joins_the_applications_transaction(url: URL) -> None:
+    """A rollback of the application's transaction undoes its row and the store's; a
+    commit keeps both (servers: the application's ``AsyncConnection``; SQLite: the
+    connection of the store's ``transaction()`` block)."""
+
+    async def work(store: AsyncTaskStore) -> tuple[int, list[str]]:
+        async def app_transaction(job: str, task_id: str) -> None:
+            if store.dialect == "sqlite":
+                context: Any = store.transaction()
+            else:
+                context = store.engine.begin()  # type: ignore[union-attr]
+            async with context as conn, store.using(conn) as tx_store:
+                await conn.execute(text("INSERT INTO uqt_app_jobs (id) VALUES (:id)"), {"id": job})
+                await tx_store.save(info(task_id))
+                assert await tx_store.get(task_id) is not None
+                if job == "undone":
+                    raise Undo
+
+        async with store.transaction() as conn:
+            await conn.execute(text("CREATE TABLE uqt_app_jobs (id VARCHAR(40) PRIMARY KEY)"))
+        try:
+            with pytest.raises(Undo):
+                await app_transaction("undone", "uqt_undone")
+            await app_transaction("kept", "uqt_kept")
+            async with store.reading() as conn:
+                jobs = (await conn.execute(text("SELECT id FROM uqt_app_jobs"))).scalars().all()
+            return len(jobs), [t.task_id for t in await store.list()]
+        finally:
+            async with store.transaction() as conn:
+                await conn.execute(text("DROP TABLE uqt_app_jobs"))
+
+    assert run(url, work) == (1, ["uqt_kept"])

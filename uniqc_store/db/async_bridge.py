@@ -413,12 +413,13 @@ class AsyncUnitConnection:
 
     def __init__(self, connection: Connection, runner: Any) -> None:
         self.sync_connection = connection
-        self._runner = runner
+        #: Where the block's statements run (``AsyncTaskStore.using`` runs calls there).
+        self.runner = runner
 
     async def execute(self, statement: Executable, parameters: Any = None) -> CursorResult[Any]:
         """Run a statement; its result, buffered."""
         conn = self.sync_connection
-        result: CursorResult[Any] = await self._runner.call(
+        result: CursorResult[Any] = await self.runner.call(
             conn.execute, statement, parameters, execution_options=_BUFFERED
         )
         return result
@@ -426,7 +427,7 @@ class AsyncUnitConnection:
     async def exec_driver_sql(self, sql: str, parameters: Any = None) -> CursorResult[Any]:
         """Run SQL text as the driver takes it; its result, buffered."""
         conn = self.sync_connection
-        result: CursorResult[Any] = await self._runner.call(
+        result: CursorResult[Any] = await self.runner.call(
             conn.exec_driver_sql, sql, parameters, execution_options=_BUFFERED
         )
         return result
@@ -437,7 +438,7 @@ class AsyncUnitConnection:
 
     async def run_sync(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(connection, *args)`` on the sync ``Connection``, where the block runs."""
-        result: T = await self._runner.call(fn, self.sync_connection, *args)
+        result: T = await self.runner.call(fn, self.sync_connection, *args)
         return result
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import copy
 import inspect
 import os
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -33,7 +34,7 @@ from uniqc_store.repository.store import TaskStore, check_open_arguments, walk_p
 from uniqc_store.timeouts import Timeouts
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -169,6 +170,34 @@ class AsyncTaskStore:
             # once as nested (it would wait for the block to end)
             with self._executor.inside_unit():
                 yield conn
+
+    @contextlib.asynccontextmanager
+    async def using(
+        self, connection: AsyncConnection | AsyncUnitConnection
+    ) -> AsyncIterator[AsyncTaskStore]:
+        # Servers: your AsyncConnection (``await session.connection()`` of an
+        # AsyncSession); SQLite: the connection of ``store.transaction()``, whose
+        # block the bound store's calls then run in.
+        runner: Any = self._runner
+        if isinstance(connection, AsyncUnitConnection):
+            runner = connection.runner  # inside the block, whose unit the sync using() checks
+        else:
+            self._executor.refuse_nested()
+        core = self._core or await self._store()
+        sync_connection = connection.sync_connection
+        if sync_connection is None:
+            raise ValueError("using() needs an open connection: this one is closed")
+        unit = core.using(sync_connection)
+        bound_core = await runner.call(unit.__enter__)
+        bound = copy.copy(self)
+        bound._core, bound._executor, bound._runner = bound_core, bound_core._executor, runner
+        try:
+            yield bound
+        except BaseException as exc:
+            if not await runner.call(unit.__exit__, type(exc), exc, exc.__traceback__):
+                raise
+        else:
+            await runner.call(unit.__exit__, None, None, None)
 
     async def aclose(self) -> None:
         """Release the connections (and the engine, if the store created it)."""
