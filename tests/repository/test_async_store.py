@@ -166,6 +166,7 @@ def test_a_modify_cancelled_while_its_change_runs_writes_nothing(url: URL) -> No
         else:
             await asyncio.sleep(0.3)  # the modify waits for the row lock
         call.cancel()
+        await asyncio.sleep(0.05)  # the loop delivers the cancellation (then the change ends)
         release.set()
         if holder is not None:
             holder.rollback()
