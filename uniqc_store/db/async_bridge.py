@@ -313,7 +313,12 @@ class SqliteWorker:
         inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
         entered: Future[Connection] = Future()
         job = self.submit(_serve_block, opener, inbox, entered)
-        conn = await _entered(entered, job)
+        try:
+            conn = await asyncio.shield(asyncio.wrap_future(entered))
+        except asyncio.CancelledError:  # if it enters, it leaves at once: the worker is free
+            inbox.put(_BlockLeft())
+            await _left(job)
+            raise
         try:
             yield AsyncUnitConnection(conn, _BlockRunner(inbox))
         except BaseException as exc:
@@ -328,16 +333,6 @@ class SqliteWorker:
         self.users -= 1
         if self.users <= 0:
             self._pool.shutdown(wait=False)
-
-
-async def _entered(entered: Future[Connection], job: Future[None]) -> Connection:
-    try:
-        return await asyncio.shield(asyncio.wrap_future(entered))
-    except asyncio.CancelledError:
-        with contextlib.suppress(BaseException):
-            conn = await asyncio.wrap_future(entered)
-            del conn
-        raise
 
 
 async def _left(job: Future[None]) -> None:
