@@ -119,8 +119,8 @@ def _checked(value: str, field: str) -> str:
 
 def _refused(reason: str) -> ValueError:
     return ValueError(
-        f"cursor is not one this store gave ({reason}): pass the next_cursor of a previous "
-        "page unchanged, or None for the first page"
+        f"cursor is not one this store gave ({reason}): pass a page's next_cursor "
+        "unchanged (no cursor: the first page)"
     )
 
 
