@@ -7,6 +7,7 @@ import base64
 import json
 import random
 import threading
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -50,14 +51,20 @@ def newest_first(infos: list[TaskInfo]) -> list[str]:
     return [t.task_id for t in ordered]
 
 
+#: More pages than any walk here can have: a walk that keeps going is a failure, not a hang.
+MAX_PAGES = 20_000
+
+
 def walk(pager: Pager, limit: int, **filters: object) -> Iterator[Page]:
     cursor = None
-    while True:
+    for _ in range(MAX_PAGES):
         page = pager(**filters, limit=limit, cursor=cursor)
         yield page
         if page.next_cursor is None:
             return
+        assert page.next_cursor != cursor, "the walk does not move"
         cursor = page.next_cursor
+    raise AssertionError(f"more than {MAX_PAGES} pages")
 
 
 def walked_ids(pager: Pager, limit: int, **filters: object) -> list[str]:
@@ -248,10 +255,9 @@ def test_a_walk_beside_writers_sees_every_lasting_task_once(store: TaskStore) ->
         seen: list[str] = []
         for page in walk(store.list_page, 3):
             seen += [t.task_id for t in page.tasks]
-            while writes[0] < len(seen) // 3:  # the writer gets its turn between pages
-                if errors or not thread.is_alive():
-                    break
-                stop.wait(0.001)
+            turn = time.monotonic() + 10
+            while writes[0] < len(seen) // 3 and time.monotonic() < turn:
+                stop.wait(0.001)  # the writer gets its turn between pages
     finally:
         stop.set()
         thread.join(30)
