@@ -283,16 +283,8 @@ def _task_routes(app: FastAPI, store: TaskStore, token: bool) -> None:
         only with ``total=true``): see the README's "The REST API".
         """
         filters = {"status": status, "backend": backend}
-        listing = listed(
-            store.list,
-            store.list_page,
-            store.count,
-            filters,
-            limit=limit,
-            offset=offset,
-            cursor=cursor,
-            total=total,
-        )
+        paging = {"limit": limit, "offset": offset, "cursor": cursor, "total": total}
+        listing = listed(store, archived=False, filters=filters, paging=paging)
         return _page(listing, limit, offset)
 
     @app.get("/api/tasks/counts", response_model=StatusCounts, responses=responses(token=token))
@@ -418,16 +410,8 @@ def _archive_routes(app: FastAPI, store: TaskStore, token: bool) -> None:
         """Archived tasks, newest first, and how many match in all (by offset or by
         cursor, as ``GET /api/tasks``)."""
         filters = {"status": status, "backend": backend}
-        listing = listed(
-            store.list_archived,
-            store.list_archived_page,
-            store.count_archived,
-            filters,
-            limit=limit,
-            offset=offset,
-            cursor=cursor,
-            total=total,
-        )
+        paging = {"limit": limit, "offset": offset, "cursor": cursor, "total": total}
+        listing = listed(store, archived=True, filters=filters, paging=paging)
         return _page(listing, limit, offset)
 
     # before /api/archive/{task_id}: a literal path is matched (and documented) first

@@ -11,13 +11,13 @@ only with ``total=true``, offset pages unless ``total=false``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import Query
 
 from uniqc_store.records import TaskInfo
-from uniqc_store.repository.pages import MAX_CURSOR_LENGTH, Page
+from uniqc_store.repository.pages import MAX_CURSOR_LENGTH
+from uniqc_store.repository.store import TaskStore
 
 #: What a cursor is made of (base64url); empty: the first page.
 CURSOR_PATTERN = r"^[A-Za-z0-9_-]*$"
@@ -40,28 +40,21 @@ TotalQuery = Annotated[
     ),
 ]
 
-OffsetLister = Callable[..., list[TaskInfo]]
-PageLister = Callable[..., Page]
-Counter = Callable[..., int]
-
 
 def listed(
-    by_offset: OffsetLister,
-    by_cursor: PageLister,
-    count: Counter,
-    filters: dict[str, Any],
-    *,
-    limit: int,
-    offset: int,
-    cursor: str | None,
-    total: bool | None,
+    store: TaskStore, *, archived: bool, filters: dict[str, Any], paging: dict[str, Any]
 ) -> tuple[list[TaskInfo], int | None, str | None]:
-    """(tasks, the total or None, the next cursor or None) of one listing request.
+    """(tasks, the total or None, the next cursor or None) of one listing request, of
+    the archive when ``archived``: ``filters`` are ``status`` and ``backend``, ``paging``
+    is ``limit``, ``offset``, ``cursor`` and ``total`` (the route's query, checked).
 
     A ``ValueError`` (a 422) for a cursor with an offset, a cursor page of no
     rows (``limit=0``), or a cursor the store did not give.
     """
+    limit, offset, cursor, total = (paging[k] for k in ("limit", "offset", "cursor", "total"))
+    count = store.count_archived if archived else store.count
     if cursor is None:
+        by_offset = store.list_archived if archived else store.list
         found = by_offset(**filters, limit=limit, offset=offset)
         next_cursor = None
         counted = total is not False
@@ -71,6 +64,7 @@ def listed(
                 "offset cannot be combined with cursor: a cursor page starts where its "
                 "cursor says (drop offset, or drop cursor to page by offset)"
             )
+        by_cursor = store.list_archived_page if archived else store.list_page
         found, next_cursor = by_cursor(**filters, limit=limit, cursor=cursor or None)
         counted = total is True
     return found, count(**filters) if counted else None, next_cursor
