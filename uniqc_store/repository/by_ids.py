@@ -2,9 +2,10 @@
 
 Each chunk of ids is one transaction of a few set statements (lock the rows, then
 move or delete what was locked), instead of one call per id. What a call reports
-is what calling ``archive_task`` / ``delete`` on each id in turn, in the order
-given, would have reported (a repeated id included: once it is moved or deleted,
-it is missing); these functions build that report from the per-id outcomes.
+is what the bulk REST routes reported when they called ``archive_task`` / ``delete``
+on each id in turn, in the order given (a repeat of an archived id is missing, of a
+deleted id in neither list); these functions build that report from the per-id
+outcomes of the chunks.
 """
 
 from __future__ import annotations

@@ -154,7 +154,7 @@ def page_query(table: Table, status: bool, backend: bool, after: bool) -> Select
     return stmt.limit(bindparam("limit", type_=Integer()))
 
 
-#: Where the key columns sit in a row of ``stored(table)``.
 def key_positions(table: Table) -> tuple[int, int]:
+    """Where ``submit_time`` and ``task_id`` sit in a row of ``stored(table)``."""
     names = [c.name for c in table.columns]
     return names.index("submit_time"), names.index("task_id")

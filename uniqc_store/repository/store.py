@@ -214,7 +214,8 @@ class TaskStore:
         On SQLite pass the connection of ``store.transaction()``; a connection to
         another database is refused. Calls on this store itself are refused inside
         the block, and calls that commit as they go (``archive_expired``,
-        ``purge_archived``, ``upgrade``, ``close``, ``session``) on the one it yields.
+        ``purge_archived``, ``archive_many``, ``delete_many``, ``upgrade``, ``close``,
+        ``session``) on the one it yields.
         See the README's "Inside your transaction".
         """
         with borrowing(self._executor, connection) as executor:
@@ -884,6 +885,7 @@ class TaskStore:
         error part-way is ``PartialRunError`` whose ``report`` is this dict for the
         chunks committed; an error in the first chunk is raised as it is.
         """
+        refuse_inside(self._executor, "archive_many()")
         ids = by_ids.checked_ids(task_ids)
         now = utc_now_iso()
         done: set[str] = set()
@@ -932,6 +934,7 @@ class TaskStore:
         ``missing`` (every appearance of an id that was no live task). Every id is
         checked before any SQL; chunks and errors as ``archive_many``.
         """
+        refuse_inside(self._executor, "delete_many()")
         ids = by_ids.checked_ids(task_ids)
         done: set[str] = set()
         deleted: set[str] = set()
