@@ -210,3 +210,26 @@ def test_an_archived_copy_written_meanwhile_is_a_conflict_of_that_id_only(
     assert other.error is None and moved.error is None, (moved.error, other.error)
     assert moved.value == {"archived": ["uqt_1", "uqt_3"], "missing": [], "conflicts": ["uqt_2"]}
     assert store.get("uqt_2") is not None and store.get_archived("uqt_2").update_time == "x"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("many", ["delete_many", "archive_many"])
+def test_a_chunk_racing_archive_task_takes_each_task_once(store: TaskStore, many: str) -> None:
+    """The chunk's first lock is on the live rows, as ``archive_task``'s: paused just
+    after it, an ``archive_task`` of one of its ids waits, then finds no live task."""
+    store.save_many(TaskInfo(t, "b", "success") for t in ("uqt_1", "uqt_2"))
+    store.save_shard(TaskShard("uqt_1", 0, "p-1", "b"))
+    after_lock = 2 if store.dialect == "sqlite" else 1  # SQLite's BEGIN IMMEDIATE first
+    raced = race(
+        store,
+        lambda: getattr(store, many)(["uqt_1", "uqt_2"]),
+        lambda: store.archive_task("uqt_1"),
+        after_lock,
+    )
+    assert raced is not None
+    bulk, single = raced
+    assert bulk.error is None and single.error is None, (bulk.error, single.error)
+    done = "deleted" if many == "delete_many" else "archived"
+    assert bulk.value[done] == ["uqt_1", "uqt_2"] and single.value is False
+    assert store.get("uqt_1") is None and store.get_shards("uqt_1") == []
+    archived = store.get_archived_shards("uqt_1")
+    assert [s.platform_task_id for s in archived] == ([] if many == "delete_many" else ["p-1"])
