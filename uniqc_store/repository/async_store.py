@@ -30,6 +30,7 @@ from uniqc_store.db.metrics import MetricsSnapshot
 from uniqc_store.db.urls import redact, sqlite_file_path
 from uniqc_store.records import TERMINAL_STATUSES, TaskInfo, TaskShard, TaskStatus
 from uniqc_store.repository import archive
+from uniqc_store.repository.pages import Page
 from uniqc_store.repository.store import TaskStore, check_open_arguments, walk_params
 from uniqc_store.timeouts import Timeouts
 
@@ -375,6 +376,42 @@ class AsyncTaskStore:
             dry_run=dry_run,
             progress=progress,
         )
+
+    # -- pages and many at once --------------------------------------------
+
+    async def list_page(
+        self,
+        *,
+        status: str | TaskStatus | None = None,
+        backend: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page:
+        return await self._call(
+            TaskStore.list_page, status=status, backend=backend, limit=limit, cursor=cursor
+        )
+
+    async def list_archived_page(
+        self,
+        *,
+        status: str | TaskStatus | None = None,
+        backend: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page:
+        return await self._call(
+            TaskStore.list_archived_page,
+            status=status,
+            backend=backend,
+            limit=limit,
+            cursor=cursor,
+        )
+
+    async def archive_many(self, task_ids: Iterable[str]) -> dict[str, builtins.list[str]]:
+        return await self._call(TaskStore.archive_many, task_ids)
+
+    async def delete_many(self, task_ids: Iterable[str]) -> dict[str, builtins.list[str]]:
+        return await self._call(TaskStore.delete_many, task_ids)
 
     async def expired_task_ids(
         self, hours: float = 72, terminal_only: bool = True
