@@ -200,6 +200,8 @@ ASYNC_CONTRACT = (
     "tests/repository/test_retention.py",
     "tests/contract/test_arguments.py",
     "tests/contract/test_exact_keys.py",
+    "tests/repository/test_pages.py",
+    "tests/repository/test_by_ids.py",
 )
 #: The variants behind a pooler or on a cluster, and the modules of the contract they
 #: run (a representative subset: the whole contract on them would cost CI more than
