@@ -52,6 +52,7 @@ from uniqc_store.db import door
 from uniqc_store.db.engine import create_store_engine
 from uniqc_store.db.urls import parse_url, redact, sqlite_file_path
 from uniqc_store.repository.store import TaskStore
+from uniqc_store.testing.rollback import rolled_back
 
 TEST_URL_ENV = "UNIQC_STORE_TEST_URL"
 KEEP_ENV = "UNIQC_STORE_TEST_KEEP"
@@ -278,3 +279,71 @@ def task_store(
         yield store
     finally:
         store.close()
+
+
+@pytest.fixture(scope="session")
+def _uniqc_store_session_store(
+    _uniqc_store_server_scratch: URL | None,
+    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
+) -> Iterator[TaskStore]:
+    """The one migrated store the rolled-back tests of this process share: on a server
+    the scratch database ``task_store`` uses, on SQLite one database of the session
+    (in memory, or a file named as the URL's in a session temporary directory)."""
+    url = _uniqc_store_server_scratch
+    if url is None:
+        url = parse_url(_configured_url(request.config) or IN_MEMORY_URL)
+        path = sqlite_file_path(url)
+        if path is not None:
+            where = tmp_path_factory.mktemp("uniqc_store_rollback")
+            url = url.set(database=str(where / (path.name or "tasks.sqlite")))
+    store = make_test_store(url)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+#: Fixtures a rolled-back test cannot share a database with: they commit, or read
+#: what is committed, on connections of their own.
+_NOT_BESIDE = ("task_store", "task_store_server_url")
+
+
+@pytest.fixture
+def task_store_in_transaction(
+    _uniqc_store_session_store: TaskStore, request: pytest.FixtureRequest
+) -> Iterator[TaskStore]:
+    """A migrated, empty TaskStore whose calls run in a transaction rolled back after the test.
+
+    The fast mode (as pytest-django's ``db``): one database per session (per xdist
+    worker) on the same URLs as ``task_store``, nothing made or emptied per test, only
+    a BEGIN and a ROLLBACK (SQLite: ``store.transaction()``; servers: a connection of
+    its own). The store is ``store.using(conn)``'s, so inside the test:
+
+    - every call sees the test's own writes, and nothing is ever committed: another
+      connection (a second ``TaskStore`` on its URL, a subprocess, your own engine,
+      ``task_store_server_url``) sees none of them, so tests of durability across
+      connections, or races between connections, need ``task_store``;
+    - the calls that commit as they go are refused with ``StoreError``:
+      ``archive_expired``, ``purge_archived``, ``upgrade``, ``session()``,
+      ``reading()``, ``transaction()``, ``using()``, ``close()``;
+    - calls run on one connection, one at a time: sequential calls from other threads
+      (a web framework's thread pool) work; threads calling at the same time do not
+      (a race test needs ``task_store``); on SQLite the test holds the write lock
+      throughout, so another connection's write waits and fails as busy;
+    - a deadlock or serialization failure ends the transaction (``DatabaseBusyError``
+      and every later call refused), as inside any ``using()`` block.
+
+    A test may not use it beside ``task_store`` or ``task_store_server_url``
+    (refused at setup): they share its database and commit on their own.
+    """
+    beside = [name for name in _NOT_BESIDE if name in request.fixturenames]
+    if beside:
+        pytest.fail(
+            f"task_store_in_transaction cannot share a test with {', '.join(beside)}: "
+            "those commit (or read what is committed) on connections of their own, beside "
+            "the test's rolled-back transaction; use task_store alone for this test",
+            pytrace=False,
+        )
+    with rolled_back(_uniqc_store_session_store) as store:
+        yield store
