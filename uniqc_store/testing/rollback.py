@@ -16,20 +16,24 @@ Where the transaction comes from:
   ``conn.begin()`` and ``rollback()``: no deadline of the store's applies to a
   test however long it runs.
 
-What cannot work there is refused by :class:`RolledBackStore` (the calls that
-commit as they go) or by ``using()`` itself; the rest (other connections, other
-threads at the same time) is the fixture's docstring's to say.
+What cannot work there is refused by :class:`RolledBackStore`: the calls that
+commit as they go, and calls from two threads at the same time (a race test: the
+store's calls share one connection, which would interleave their statements and
+savepoints). Other connections cannot be refused, only told about: they see
+nothing of the test's writes (the fixture's docstring says so).
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 from typing import Any, NoReturn
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from uniqc_store.db import door
+from uniqc_store.db.borrowed import BorrowedExecutor
 from uniqc_store.db.translation import store_error
 from uniqc_store.errors import StoreError
 from uniqc_store.repository.store import TaskStore
@@ -40,19 +44,62 @@ _REFUSED = (
     "test's transaction, rolled back when the test ends): use the task_store fixture for "
     "this test"
 )
+_AT_ONCE = (
+    "{fixture} was called from two threads at the same time: its calls share the test's "
+    "one connection, which runs one call at a time (sequential calls from other threads "
+    "work); a race between threads or connections needs the task_store fixture"
+)
 
 
 class _RollBack(Exception):
     """Leaves ``store.transaction()`` the way it rolls back: by an exception."""
 
 
+class _OneCallAtATime(BorrowedExecutor):
+    """``using()``'s executor, refusing a call while another thread's is running.
+
+    A ``Connection`` is not thread-safe: two threads' savepoints on it release each
+    other's (PostgreSQL) or garble the protocol (PyMySQL). Calls one after another
+    from any thread are fine (a web framework's thread pool); a call inside a call
+    of the same thread too.
+    """
+
+    def __init__(self, borrowed: BorrowedExecutor) -> None:
+        self.__dict__.update(vars(borrowed))  # the same lender, connection and state
+        self._calling = threading.Lock()
+        self._caller: int | None = None
+
+    @contextlib.contextmanager
+    def _statements(self) -> Iterator[None]:
+        me = threading.get_ident()
+        if self._caller == me:
+            with super()._statements():
+                yield
+            return
+        if not self._calling.acquire(blocking=False):
+            raise StoreError(_AT_ONCE.format(fixture=FIXTURE))
+        self._caller = me
+        try:
+            with super()._statements():
+                yield
+        finally:
+            self._caller = None
+            self._calling.release()
+
+
 class RolledBackStore(TaskStore):
-    """The store a :func:`rolled_back` block yields: ``using()``'s, with the refusals
-    worded for a test (the calls that commit as they go, or end the store)."""
+    """The store a :func:`rolled_back` block yields: ``using()``'s, one call at a time,
+    with the refusals worded for a test (the calls that commit as they go, or end it)."""
 
     def __init__(self, inside: TaskStore) -> None:
-        # the state of the store using() yielded, its borrowed executor included
-        self.__dict__.update(vars(inside))
+        self.__dict__.update(vars(inside))  # the state of the store using() yielded
+        borrowed = inside._executor
+        assert isinstance(borrowed, BorrowedExecutor), "not a store using() yielded"
+        self._executor: _OneCallAtATime = _OneCallAtATime(borrowed)
+
+    def end(self) -> None:
+        """The test ended: every later call (a store kept past it) is refused."""
+        self._executor.end()
 
     @staticmethod
     def _refuse(call: str) -> NoReturn:
@@ -92,8 +139,9 @@ def rolled_back(store: TaskStore) -> Iterator[TaskStore]:
             contextlib.suppress(_RollBack),
             store.transaction() as conn,
             store.using(conn) as inside,
+            _ended(RolledBackStore(inside)) as bound,
         ):
-            yield RolledBackStore(inside)
+            yield bound
             raise _RollBack
         return
     try:
@@ -102,9 +150,17 @@ def rolled_back(store: TaskStore) -> Iterator[TaskStore]:
         with conn:
             transaction = conn.begin()
             try:
-                with store.using(conn) as inside:
-                    yield RolledBackStore(inside)
+                with store.using(conn) as inside, _ended(RolledBackStore(inside)) as bound:
+                    yield bound
             finally:
                 transaction.rollback()
     except SQLAlchemyError as exc:  # the connection or server went away meanwhile
         raise store_error(exc, store.url) from exc
+
+
+@contextlib.contextmanager
+def _ended(store: RolledBackStore) -> Iterator[RolledBackStore]:
+    try:
+        yield store
+    finally:
+        store.end()
