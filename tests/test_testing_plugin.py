@@ -474,7 +474,11 @@ def test_two_threads_at_once_are_refused(task_store_in_transaction):
     assert store.get("uqt_slow").status == "running" and store.get("uqt_other") is None
 
 
-def test_beside_task_store(task_store_in_transaction, task_store):
+def test_beside_task_store(task_store, task_store_in_transaction):
+    pass
+
+
+def test_beside_task_store_the_other_way(task_store_in_transaction, task_store):
     pass
 
 
@@ -493,10 +497,38 @@ def test_what_cannot_work_rolled_back_is_refused(
         monkeypatch.setenv("UNIQC_STORE_TEST_URL", plain(server_url(engine)))
     pytester.makepyfile(REFUSED_EXAMPLE)
     result = pytester.runpytest_subprocess()
-    result.assert_outcomes(passed=9, errors=2)
+    result.assert_outcomes(passed=9, errors=3)
     result.stdout.fnmatch_lines(
-        ["*task_store_in_transaction cannot share a test with task_store:*"]
+        ["*a test cannot use both task_store and task_store_in_transaction:*"]
     )
     result.stdout.fnmatch_lines(
         ["*task_store_in_transaction cannot share a test with task_store_server_url:*"]
     )
+
+
+#: A suite made rolled back throughout by an alias in its conftest.py.
+ALIAS_CONFTEST = """
+import pytest
+
+
+@pytest.fixture
+def task_store(task_store_in_transaction):
+    return task_store_in_transaction
+"""
+
+
+def test_an_alias_makes_task_store_rolled_back(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makeconftest(ALIAS_CONFTEST)
+    pytester.makepyfile(
+        test_alias="""
+from uniqc_store.testing.rollback import RolledBackStore
+
+
+def test_the_alias_is_the_rolled_back_store(task_store):
+    assert isinstance(task_store, RolledBackStore)
+"""
+    )
+    result, _ = run_example(pytester, monkeypatch, None)
+    result.assert_outcomes(passed=9)  # the eight of EXAMPLE, each starting empty

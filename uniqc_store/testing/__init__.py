@@ -261,6 +261,7 @@ def task_store(
     _uniqc_store_server_scratch: URL | None, tmp_path: Path, request: pytest.FixtureRequest
 ) -> Iterator[TaskStore]:
     """A fresh, migrated, empty TaskStore for one test (see the module's docstring)."""
+    _one_mode_per_test(request, "task_store")
     if _uniqc_store_server_scratch is not None:
         store = make_test_store(_uniqc_store_server_scratch)
         try:
@@ -304,9 +305,20 @@ def _uniqc_store_session_store(
         store.close()
 
 
-#: Fixtures a rolled-back test cannot share a database with: they commit, or read
-#: what is committed, on connections of their own.
-_NOT_BESIDE = ("task_store", "task_store_server_url")
+#: Which of the two store fixtures a test has set up (the plugin's own, not an alias).
+_MODE = pytest.StashKey[str]()
+_TOGETHER = (
+    "a test cannot use both task_store and task_store_in_transaction: the first commits "
+    "on connections of its own, beside the second's rolled-back transaction on the same "
+    "database; use one of them (task_store where several connections are needed)"
+)
+
+
+def _one_mode_per_test(request: pytest.FixtureRequest, mode: str) -> None:
+    """Refuse the second of the two fixtures in one test (whichever pytest sets up last)."""
+    if request.node.stash.get(_MODE, mode) != mode:
+        pytest.fail(_TOGETHER, pytrace=False)
+    request.node.stash[_MODE] = mode
 
 
 @pytest.fixture
@@ -334,15 +346,16 @@ def task_store_in_transaction(
     - a deadlock or serialization failure ends the transaction (``DatabaseBusyError``
       and every later call refused), as inside any ``using()`` block.
 
-    A test may not use it beside ``task_store`` or ``task_store_server_url``
-    (refused at setup): they share its database and commit on their own.
+    A test may not use it beside the plugin's ``task_store`` or
+    ``task_store_server_url`` (refused at setup): they share its database and commit
+    on their own. An alias (``def task_store(task_store_in_transaction)`` in a
+    ``conftest.py``) is fine: it makes the whole suite rolled back.
     """
-    beside = [name for name in _NOT_BESIDE if name in request.fixturenames]
-    if beside:
+    _one_mode_per_test(request, "task_store_in_transaction")
+    if "task_store_server_url" in request.fixturenames:
         pytest.fail(
-            f"task_store_in_transaction cannot share a test with {', '.join(beside)}: "
-            "those commit (or read what is committed) on connections of their own, beside "
-            "the test's rolled-back transaction; use task_store alone for this test",
+            "task_store_in_transaction cannot share a test with task_store_server_url: what "
+            "opens that URL sees nothing of the test's rolled-back writes; use task_store",
             pytrace=False,
         )
     with rolled_back(_uniqc_store_session_store) as store:
