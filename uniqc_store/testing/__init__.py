@@ -24,6 +24,11 @@ runs before this one left on the server (a crashed or killed run): only names
 this plugin makes, only ones created before this run started
 (:func:`drop_leftover_scratch`, which a script can call too).
 
+The ``task_store_in_transaction`` fixture is the fast mode: one migrated store per
+session (per worker), and per test a store whose calls run inside a transaction
+rolled back when the test ends (``rollback.py``); what it cannot do is in its
+docstring.
+
 The ``task_store_server_url`` fixture (session scope) is the URL of this
 process's scratch database, for code that opens the database itself (a
 subprocess, an engine, ``alembic``): on a server the one ``task_store`` uses;
