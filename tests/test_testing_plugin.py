@@ -425,7 +425,8 @@ def test_nothing_a_rolled_back_test_wrote_was_committed(
         _admin_run(server_url(engine), drop)
 
 
-#: What cannot work in the rolled-back mode, refused at once with the reason.
+#: What cannot work in the rolled-back mode, refused at once with the reason, and
+#: what does (sequential calls from other threads: an app under TestClient).
 REFUSED_EXAMPLE = """
 import threading
 import pytest
@@ -449,6 +450,18 @@ def test_sequential_calls_from_another_thread_work(task_store_in_transaction):
     saver.start()
     saver.join()
     assert task_store_in_transaction.get("uqt_t") is not None
+
+
+def test_an_app_under_testclient_sees_the_tests_rows(task_store_in_transaction):
+    from fastapi.testclient import TestClient
+    from uniqc_store.api import create_app
+
+    task_store_in_transaction.save(TaskInfo(task_id="uqt_app", backend="b"))
+    client = TestClient(create_app(task_store_in_transaction, allowed_hosts=["testserver"]))
+    assert client.get("/api/tasks/uqt_app").json()["task_id"] == "uqt_app"
+    deleted = client.delete("/api/tasks/uqt_app", headers={"X-Requested-With": "test"})
+    assert deleted.status_code == 200  # a write, from the app's threads
+    assert task_store_in_transaction.get("uqt_app") is None
 
 
 def test_two_threads_at_once_are_refused(task_store_in_transaction):
@@ -497,7 +510,7 @@ def test_what_cannot_work_rolled_back_is_refused(
         monkeypatch.setenv("UNIQC_STORE_TEST_URL", plain(server_url(engine)))
     pytester.makepyfile(REFUSED_EXAMPLE)
     result = pytester.runpytest_subprocess()
-    result.assert_outcomes(passed=9, errors=3)
+    result.assert_outcomes(passed=10, errors=3)
     result.stdout.fnmatch_lines(
         ["*a test cannot use both task_store and task_store_in_transaction:*"]
     )
