@@ -77,7 +77,9 @@ def run_once(fixture: str, count: int, url: str | None, where: Path) -> dict[str
         env["UNIQC_STORE_TEST_URL"] = url
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(path)]
     started = time.perf_counter()
-    subprocess.run(command, cwd=where, env=env, check=True, stdout=subprocess.DEVNULL)
+    done = subprocess.run(command, cwd=where, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"the {fixture} run failed:\n{done.stdout[-3000:]}{done.stderr[-2000:]}")
     wall = time.perf_counter() - started
     by_test: dict[str, dict[str, float]] = {}
     for line in phases.read_text().splitlines():
