@@ -435,10 +435,14 @@ from uniqc_store import StoreError, TaskInfo
 
 @pytest.mark.parametrize(
     "call",
-    ["archive_expired", "purge_archived", "upgrade", "session", "reading", "transaction", "close"],
+    [
+        "archive_expired", "purge_archived", "upgrade", "session", "reading", "transaction",
+        "using", "close",
+    ],
 )
 def test_what_commits_as_it_goes_is_refused(task_store_in_transaction, call):
-    with pytest.raises(StoreError, match="commits as it goes|closed by the fixture"):
+    refused = "cannot run on task_store_in_transaction|closed by the fixture"
+    with pytest.raises(StoreError, match=refused):
         getattr(task_store_in_transaction, call)()
     assert task_store_in_transaction.count() == 0  # still usable
 
@@ -510,7 +514,7 @@ def test_what_cannot_work_rolled_back_is_refused(
         monkeypatch.setenv("UNIQC_STORE_TEST_URL", plain(server_url(engine)))
     pytester.makepyfile(REFUSED_EXAMPLE)
     result = pytester.runpytest_subprocess()
-    result.assert_outcomes(passed=10, errors=3)
+    result.assert_outcomes(passed=11, errors=3)
     result.stdout.fnmatch_lines(
         ["*a test cannot use both task_store and task_store_in_transaction:*"]
     )

@@ -40,10 +40,11 @@ from uniqc_store.repository.store import TaskStore
 
 FIXTURE = "task_store_in_transaction"
 _REFUSED = (
-    "{call} commits as it goes, so it cannot run on {fixture} (whose calls run inside the "
-    "test's transaction, rolled back when the test ends): use the task_store fixture for "
-    "this test"
+    "{call} {why}, so it cannot run on {fixture} (whose calls run inside the test's "
+    "transaction, rolled back when the test ends): use the task_store fixture for this test"
 )
+_COMMITS = "commits as it goes"
+_OWN = "runs on connections of its own, which never see the test's rows"
 _AT_ONCE = (
     "{fixture} was called from two threads at the same time: its calls share the test's "
     "one connection, which runs one call at a time (sequential calls from other threads "
@@ -102,29 +103,29 @@ class RolledBackStore(TaskStore):
         self._executor.end()
 
     @staticmethod
-    def _refuse(call: str) -> NoReturn:
-        raise StoreError(_REFUSED.format(call=call, fixture=FIXTURE))
+    def _refuse(call: str, why: str) -> NoReturn:
+        raise StoreError(_REFUSED.format(call=call, why=why, fixture=FIXTURE))
 
     def archive_expired(self, *args: Any, **kwargs: Any) -> NoReturn:
-        self._refuse("archive_expired()")
+        self._refuse("archive_expired()", _COMMITS)
 
     def purge_archived(self, *args: Any, **kwargs: Any) -> NoReturn:
-        self._refuse("purge_archived()")
+        self._refuse("purge_archived()", _COMMITS)
 
     def upgrade(self, *args: Any, **kwargs: Any) -> NoReturn:
-        self._refuse("upgrade()")
+        self._refuse("upgrade()", "migrates (and commits) on connections of its own")
 
     def session(self, *args: Any, **kwargs: Any) -> NoReturn:
-        self._refuse("session() (a read-only Session of its own connections)")
+        self._refuse("session()", _OWN)
 
     def reading(self, *args: Any, **kwargs: Any) -> NoReturn:
-        self._refuse("reading() (a read unit on a connection of its own)")
+        self._refuse("reading()", _OWN)
 
     def transaction(self, *args: Any, **kwargs: Any) -> NoReturn:
-        self._refuse("transaction()")
+        self._refuse("transaction()", "commits when its block ends")
 
     def using(self, *args: Any, **kwargs: Any) -> NoReturn:
-        self._refuse("using() (a transaction of yours)")
+        self._refuse("using()", "needs a transaction of yours, and the test's is the fixture's")
 
     def close(self) -> NoReturn:
         raise StoreError(f"{FIXTURE} is closed by the fixture when the test ends")
