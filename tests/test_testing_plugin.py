@@ -436,8 +436,8 @@ from uniqc_store import StoreError, TaskInfo
 @pytest.mark.parametrize(
     "call",
     [
-        "archive_expired", "purge_archived", "upgrade", "session", "reading", "transaction",
-        "using", "close",
+        "archive_expired", "purge_archived", "archive_many", "delete_many", "upgrade",
+        "session", "reading", "transaction", "using", "close",
     ],
 )
 def test_what_commits_as_it_goes_is_refused(task_store_in_transaction, call):
@@ -514,7 +514,7 @@ def test_what_cannot_work_rolled_back_is_refused(
         monkeypatch.setenv("UNIQC_STORE_TEST_URL", plain(server_url(engine)))
     pytester.makepyfile(REFUSED_EXAMPLE)
     result = pytester.runpytest_subprocess()
-    result.assert_outcomes(passed=11, errors=3)
+    result.assert_outcomes(passed=13, errors=3)
     result.stdout.fnmatch_lines(
         ["*a test cannot use both task_store and task_store_in_transaction:*"]
     )

@@ -342,8 +342,9 @@ def task_store_in_transaction(
       ``task_store_server_url``) sees none of them, so tests of durability across
       connections, or races between connections, need ``task_store``;
     - the calls that commit as they go are refused with ``StoreError``:
-      ``archive_expired``, ``purge_archived``, ``upgrade``, ``session()``,
-      ``reading()``, ``transaction()``, ``using()``, ``close()``;
+      ``archive_expired``, ``purge_archived``, ``archive_many``, ``delete_many``,
+      ``upgrade``, ``session()``, ``reading()``, ``transaction()``, ``using()``,
+      ``close()``;
     - calls run on one connection, one at a time: sequential calls from other threads
       (a web framework's thread pool) work; threads calling at the same time do not
       (a race test needs ``task_store``); on SQLite the test holds the write lock

@@ -112,6 +112,12 @@ class RolledBackStore(TaskStore):
     def purge_archived(self, *args: Any, **kwargs: Any) -> NoReturn:
         self._refuse("purge_archived()", _COMMITS)
 
+    def archive_many(self, *args: Any, **kwargs: Any) -> NoReturn:
+        self._refuse("archive_many()", _COMMITS)
+
+    def delete_many(self, *args: Any, **kwargs: Any) -> NoReturn:
+        self._refuse("delete_many()", _COMMITS)
+
     def upgrade(self, *args: Any, **kwargs: Any) -> NoReturn:
         self._refuse("upgrade()", "migrates (and commits) on connections of its own")
 
