@@ -347,8 +347,9 @@ def task_store_in_transaction(
       ``close()``;
     - calls run on one connection, one at a time: sequential calls from other threads
       (a web framework's thread pool) work; threads calling at the same time are
-      refused (``StoreError``: a race test needs ``task_store``); on a SQLite file the test holds the write lock
-      throughout, so another connection's write waits and fails as busy;
+      refused (``StoreError``: a race test needs ``task_store``); on a SQLite file
+      the test holds the write lock throughout, so another connection's write waits
+      and fails as busy;
     - a deadlock or serialization failure ends the transaction (``DatabaseBusyError``
       and every later call refused), as inside any ``using()`` block.
 
