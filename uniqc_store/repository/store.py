@@ -36,7 +36,7 @@ from uniqc_store.records import (
     normalize_status,
     utc_now_iso,
 )
-from uniqc_store.repository import archive
+from uniqc_store.repository import archive, staging
 from uniqc_store.repository.statements import (
     Statements,
     counting,
@@ -227,7 +227,7 @@ class TaskStore:
         rows = [task_to_row(info, now) for info in items]
         if rows:
             with bulk():
-                self._executor.write(lambda tx: tx.run(self._sql.upsert_task, rows))
+                self._executor.write(lambda tx: staging.save_rows(tx, self._sql.upsert_task, rows))
         for info in items:
             info.update_time = now
         return len(rows)
