@@ -248,6 +248,8 @@ def _import_by_batches(
     for number, name, row in _numbered(lines):
         if name == "task_shards":
             flush("tasks")  # parents first
+        elif name == "tasks":
+            flush("task_shards")  # checked before a later line's task is written
         pending[name].append((number, row))
         if len(pending[name]) >= BATCH:
             flush(name)
