@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import IO, Any
 
 from sqlalchemy import Connection, Executable, Select, Table, bindparam, func, select
@@ -73,6 +73,11 @@ def _shard_range(table: Table, first: bool, last: bool) -> Select[Any]:
 Page = list[tuple[str, dict[str, Any]]]
 
 
+def _as_dicts(table: Table, rows: Iterable[Sequence[Any]]) -> list[dict[str, Any]]:
+    names = table.columns.keys()
+    return [dict(zip(names, row, strict=True)) for row in rows]
+
+
 def _read_range(conn: Connection, after: str | None) -> tuple[Page, str | None]:
     """The rows of all four tables for the next range of task ids, read in one snapshot.
 
@@ -83,7 +88,7 @@ def _read_range(conn: Connection, after: str | None) -> tuple[Page, str | None]:
     first = after is None
     params: dict[str, Any] = {} if first else {"after": after}
     pages = [
-        (family, [dict(r) for r in conn.execute(_task_page(family[0], first), params).mappings()])
+        (family, _as_dicts(family[0], conn.execute(_task_page(family[0], first), params)))
         for family in _FAMILIES
     ]
     full = [rows[-1]["task_id"] for _, rows in pages if len(rows) == BATCH]
@@ -92,8 +97,8 @@ def _read_range(conn: Connection, after: str | None) -> tuple[Page, str | None]:
     found: Page = []
     for (parent, shards), rows in pages:
         found += [(parent.name, row) for row in rows if upto is None or row["task_id"] <= upto]
-        shard_rows = conn.execute(_shard_range(shards, first, upto is None), bounds).mappings()
-        found += [(shards.name, dict(row)) for row in shard_rows]
+        shard_rows = conn.execute(_shard_range(shards, first, upto is None), bounds)
+        found += [(shards.name, row) for row in _as_dicts(shards, shard_rows)]
     return found, upto
 
 
@@ -226,11 +231,28 @@ def _numbered(lines: Iterable[str]) -> Iterator[tuple[int, str, dict[str, Any]]]
             yield (number, *_parse(number, line))
 
 
+class _DriverUpsert:
+    """A table's upsert compiled once and sent as the driver's ``executemany`` of
+    tuples (``exec_driver_sql``: events and echo still see it), sparing SQLAlchemy's
+    per-row parameter processing, which the stored form does not need (payloads are
+    text already, every value is the column's own type)."""
+
+    def __init__(self, conn: Connection, table: Table) -> None:
+        compiled = upsert(table, conn.dialect.name).compile(dialect=conn.dialect)
+        self._conn = conn
+        self._sql = str(compiled)
+        self._order = tuple(compiled.positiontup or ())
+
+    def run(self, batch: Numbered) -> None:
+        order = self._order
+        self._conn.exec_driver_sql(self._sql, [tuple(row[n] for n in order) for _, row in batch])
+
+
 def _import_by_batches(
     tx: Transaction, store: TaskStore, lines: Iterable[str], progress: Progress | None
 ) -> dict[str, int]:
     """SQLite: ``executemany`` upserts a batch at a time, parents checked per batch."""
-    statements = {name: upsert(table, store.dialect) for name, table in TABLES.items()}
+    statements = {name: _DriverUpsert(tx.connection, table) for name, table in TABLES.items()}
     counts = dict.fromkeys(TABLES, 0)
     pending: dict[str, Numbered] = {name: [] for name in TABLES}
 
@@ -239,7 +261,7 @@ def _import_by_batches(
         if batch:
             if name == "task_shards":
                 _check_parents(tx, store._sql.parents_among, batch)
-            tx.run(statements[name], [row for _, row in batch])
+            statements[name].run(batch)
             counts[name] += len(batch)
             if progress is not None:
                 progress(len(batch))

@@ -59,6 +59,28 @@ def encode_json(value: Any, *, field: str, owner: str) -> str:
     return text
 
 
+#: What, in JSON text that decodes, could make its value fail ``encode_json``: a
+#: non-finite number (``NaN``, ``Infinity``, or a float too large: a run of 200
+#: digits, or a positive exponent of three digits) or an escaped surrogate (lone or
+#: not: a pair is fine, but telling them apart is ``encode_json``'s job).
+_MAYBE_UNENCODABLE = re.compile(r"NaN|Infinity|\d{200}|[eE]\+?\d{3}|\\u[dD][89a-fA-F]")
+
+
+def encodes_as_is(text: str) -> bool:
+    """Whether JSON text (that decodes, and is shallow enough) is sure to pass
+    ``encode_json`` once decoded, so checking a stored payload need not encode its
+    value again to find out. False only means "maybe not": encode to know."""
+    if _MAYBE_UNENCODABLE.search(text) is not None:
+        return False
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate in the text itself
+        return False
+    return True
+
+
 def _check_encodable(text: str, field: str) -> None:
     """Refuse lone surrogates: no engine's driver can encode them as UTF-8."""
     if text.isascii():

@@ -21,7 +21,13 @@ from uniqc_store.records import (
     TaskShard,
     normalize_status,
 )
-from uniqc_store.schema.payload import _check_encodable, _loads, check_depth, encode_json
+from uniqc_store.schema.payload import (
+    _check_encodable,
+    _loads,
+    check_depth,
+    encode_json,
+    encodes_as_is,
+)
 
 
 def check_text(value: Any, field: str, *, optional: bool = False) -> str | None:
@@ -190,43 +196,50 @@ def check_json_text(
         raise ValueError(f"{field} of {owner} is not valid JSON text: {exc}") from None
     if mapping:
         check_metadata(value, owner)
-    encode_json(value, field=field, owner=owner)  # save()'s rules for what the value holds
+    if not encodes_as_is(text):  # else encoding it again cannot fail: skipped
+        encode_json(value, field=field, owner=owner)  # save()'s rules for what the value holds
 
 
 #: Stamps a stored row carries that a record's save() sets itself: text, not NULL.
 _STAMPS = ("update_time", "archived_at")
 
 
+def _result_text(text: Any, field: str, owner: str) -> None:
+    check_json_text(text, field=field, owner=owner, optional=True)
+
+
+def _metadata_text(text: Any, field: str, owner: str) -> None:
+    check_json_text(text, field=field, owner=owner, optional=False, mapping=True)
+
+
+def _plain(check: Check) -> Callable[[Any, str, str], object]:
+    return lambda value, field, _owner: check(value, field)
+
+
+#: Every check of a stored row, in the order they are reported, as
+#: ``(column, check(value, column, owner))``: built once, run per row (an import's
+#: hot path). The stamps are checked where the row has them.
+_STORED_CHECKS = {
+    shard: (
+        *((c, _plain(check)) for c, check in checks.items()),
+        *((c, _plain(check_text)) for c in _STAMPS),
+        ("result_json", _result_text),
+        *(() if shard else (("metadata_json", _metadata_text),)),
+    )
+    for shard, checks in ((False, TASK_COLUMN_CHECKS), (True, SHARD_COLUMN_CHECKS))
+}
+
+
 def check_stored_row(row: Mapping[str, Any], *, shard: bool) -> Iterator[tuple[str, str]]:
     """``(column, what is wrong)`` for each column of a stored row (every column, payloads
     as JSON text) that ``save()`` / ``save_shard()`` could not have written."""
-    checks = SHARD_COLUMN_CHECKS if shard else TASK_COLUMN_CHECKS
     if shard:
         owner = f"shard {row['shard_index']!r} of task {row['uniqc_task_id']!r}"
     else:
         owner = f"task {row['task_id']!r}"
-    for column, check in checks.items():
-        yield from _failure(column, check, row[column])
-    for column in _STAMPS:
-        if column in row:
-            yield from _failure(column, check_text, row[column])
-    yield from _failure(
-        "result_json",
-        lambda text, field: check_json_text(text, field=field, owner=owner, optional=True),
-        row["result_json"],
-    )
-    if not shard:
-        yield from _failure(
-            "metadata_json",
-            lambda text, field: check_json_text(
-                text, field=field, owner=owner, optional=False, mapping=True
-            ),
-            row["metadata_json"],
-        )
-
-
-def _failure(column: str, check: Check, value: Any) -> Iterator[tuple[str, str]]:
-    try:
-        check(value, column)
-    except (TypeError, ValueError) as exc:
-        yield column, str(exc)
+    for column, check in _STORED_CHECKS[shard]:
+        if column in row or column not in _STAMPS:
+            try:
+                check(row[column], column, owner)
+            except (TypeError, ValueError) as exc:
+                yield column, str(exc)
