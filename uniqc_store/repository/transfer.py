@@ -251,16 +251,34 @@ class _DriverUpsert:
 def _import_by_batches(
     tx: Transaction, store: TaskStore, lines: Iterable[str], progress: Progress | None
 ) -> dict[str, int]:
-    """SQLite: ``executemany`` upserts a batch at a time, parents checked per batch."""
+    """SQLite: ``executemany`` upserts a batch at a time per table.
+
+    A shard's task must be on an earlier line or in the store before any later
+    line's task is written: a shard whose task is a pending (earlier) line passes
+    at once; the others are looked up in the store in one query per batch, before
+    pending tasks are written (``verify``). Tasks are written before the shards
+    that follow them, so foreign keys hold at every step.
+    """
     statements = {name: _DriverUpsert(tx.connection, table) for name, table in TABLES.items()}
     counts = dict.fromkeys(TABLES, 0)
     pending: dict[str, Numbered] = {name: [] for name in TABLES}
+    pending_tasks: set[str] = set()  # the ids of the pending tasks lines
+    unverified: Numbered = []  # pending shards whose task must be in the store
+
+    def verify() -> None:
+        if unverified:
+            _check_parents(tx, store._sql.parents_among, unverified)
+            unverified.clear()
 
     def flush(name: str) -> None:
+        if name == "tasks":
+            verify()  # against the store as it was before these (later) lines
+            pending_tasks.clear()
+        elif name == "task_shards":
+            verify()
+            flush("tasks")  # parents first
         batch = pending[name]
         if batch:
-            if name == "task_shards":
-                _check_parents(tx, store._sql.parents_among, batch)
             statements[name].run(batch)
             counts[name] += len(batch)
             if progress is not None:
@@ -268,11 +286,11 @@ def _import_by_batches(
             pending[name] = []
 
     for number, name, row in _numbered(lines):
-        if name == "task_shards":
-            flush("tasks")  # parents first
-        elif name == "tasks":
-            flush("task_shards")  # checked before a later line's task is written
         pending[name].append((number, row))
+        if name == "tasks":
+            pending_tasks.add(row["task_id"])
+        elif name == "task_shards" and row["uniqc_task_id"] not in pending_tasks:
+            unverified.append((number, row))
         if len(pending[name]) >= BATCH:
             flush(name)
     for name in TABLES:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import json.scanner
+import math
 import re
 from typing import Any
 
@@ -59,26 +60,46 @@ def encode_json(value: Any, *, field: str, owner: str) -> str:
     return text
 
 
-#: What, in JSON text that decodes, could make its value fail ``encode_json``: a
-#: non-finite number (``NaN``, ``Infinity``, or a float too large: a run of 200
-#: digits, or a positive exponent of three digits) or an escaped surrogate (lone or
-#: not: a pair is fine, but telling them apart is ``encode_json``'s job).
-_MAYBE_UNENCODABLE = re.compile(r"NaN|Infinity|\d{200}|[eE]\+?\d{3}|\\u[dD][89a-fA-F]")
+class _NotFinite(Exception):
+    """A number that decodes as NaN or an infinity (not a ValueError: not a JSON error)."""
 
 
-def encodes_as_is(text: str) -> bool:
-    """Whether JSON text (that decodes, and is shallow enough) is sure to pass
-    ``encode_json`` once decoded, so checking a stored payload need not encode its
-    value again to find out. False only means "maybe not": encode to know."""
-    if _MAYBE_UNENCODABLE.search(text) is not None:
-        return False
+def _refuse_constant(_name: str) -> float:
+    raise _NotFinite
+
+
+def _finite_float(literal: str) -> float:
+    value = float(literal)
+    if math.isinf(value):  # 1e400
+        raise _NotFinite
+    return value
+
+
+#: ``_loads`` that refuses NaN, Infinity and floats too large, as encoding would.
+_loads_finite = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float).decode
+#: An escaped surrogate, lone or not (a pair is fine: telling them apart is encoding's job).
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def decode_for_check(text: str) -> tuple[Any, bool]:
+    """The value of JSON text (``ValueError`` if it is not JSON), and whether
+    ``encode_json`` is sure to accept it, so checking a stored payload need not
+    encode it again to find out. What could fail that: a non-finite number (refused
+    while decoding) or a lone surrogate (escaped, or in the text). False only means
+    "maybe": encode to know (its error says what is wrong)."""
+    try:
+        value = _loads_finite(text)
+    except _NotFinite:
+        return _loads(text), False
+    if "\\u" in text and _SURROGATE_ESCAPE.search(text) is not None:
+        return value, False
     if text.isascii():
-        return True
+        return value, True
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:  # a lone surrogate in the text itself
-        return False
-    return True
+        return value, False
+    return value, True
 
 
 def _check_encodable(text: str, field: str) -> None:

@@ -23,10 +23,9 @@ from uniqc_store.records import (
 )
 from uniqc_store.schema.payload import (
     _check_encodable,
-    _loads,
     check_depth,
+    decode_for_check,
     encode_json,
-    encodes_as_is,
 )
 
 
@@ -191,12 +190,12 @@ def check_json_text(
         raise TypeError(f"{field} of {owner} must be JSON text, not {type(text).__name__}")
     check_depth(text, field=field, owner=owner)
     try:
-        value = _loads(text)
+        value, sure = decode_for_check(text)
     except ValueError as exc:
         raise ValueError(f"{field} of {owner} is not valid JSON text: {exc}") from None
     if mapping:
         check_metadata(value, owner)
-    if not encodes_as_is(text):  # else encoding it again cannot fail: skipped
+    if not sure:  # else encoding it again cannot fail: skipped
         encode_json(value, field=field, owner=owner)  # save()'s rules for what the value holds
 
 
