@@ -2,10 +2,13 @@
 
 Each line is ``{"table": NAME, "row": {column: value}}`` with the columns
 exactly as stored (JSON payloads stay text), so SQLite -> PostgreSQL -> SQLite
-gives identical rows. Export reads a range of task ids at a time, each range
-in one short snapshot (see ``export_jsonl`` for what that promises);
-import writes everything in one transaction, a batch at a time: a bad line
-raises ``ValueError`` naming it and nothing is written.
+gives identical rows. On the servers an export is one pass over each table
+through a server-side cursor, in one snapshot; on SQLite it reads a range of
+task ids at a time, each range in one short snapshot (see ``export_jsonl`` for
+what that promises). An import writes everything in one transaction: a bad
+line raises ``ValueError`` naming it and nothing is written. On SQLite it
+upserts a batch at a time; on the servers the rows go through staging tables
+and one set-based upsert per table (``staging.py``).
 
 An imported row is checked as ``save()`` / ``save_shard()`` check a record
 (``schema.values.check_stored_row``: the same rule for each column, plus what a stored
