@@ -148,9 +148,10 @@ def child(engine: str, server: str | None, source: Path, rows: int) -> dict[str,
     from uniqc_store.repository import transfer
 
     result: dict[str, Any] = {"engine": engine}
-    with tempfile.TemporaryDirectory(prefix="uniqc-transfer-") as tmp, scratch(
-        engine, server, Path(tmp)
-    ) as url:
+    with (
+        tempfile.TemporaryDirectory(prefix="uniqc-transfer-") as tmp,
+        scratch(engine, server, Path(tmp)) as url,
+    ):
         store = TaskStore(url=url, auto_migrate=True)
         try:
             with source.open(encoding="utf-8") as lines, _measured(result, "import", rows):

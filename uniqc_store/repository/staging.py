@@ -193,7 +193,9 @@ def stages(conn: Connection, tables: Iterable[Table]) -> Iterator[dict[str, Stag
             stage.drop()
 
 
-def missing_parent(shards: Stage, parents: Stage, live: Table) -> tuple[int, Any, Any] | None:
+def missing_parent(
+    conn: Connection, shards: Stage, parents: Stage, live: Table
+) -> tuple[int, Any, Any] | None:
     """The first staged shard (line, shard index, task id) whose task is neither in
     ``live`` nor staged on an earlier line, or None."""
     child = shards.stage
@@ -209,7 +211,7 @@ def missing_parent(shards: Stage, parents: Stage, live: Table) -> tuple[int, Any
         .order_by(child.c[LINE])
         .limit(1)
     )
-    row = shards._conn.execute(stmt).first()
+    row = conn.execute(stmt).first()
     return None if row is None else (int(row[0]), row[1], row[2])
 
 

@@ -324,7 +324,9 @@ def _import_staged(
         for name in TABLES:
             load(name)
         if counts["task_shards"]:
-            missing = staging.missing_parent(stages["task_shards"], stages["tasks"], tasks)
+            missing = staging.missing_parent(
+                tx.connection, stages["task_shards"], stages["tasks"], tasks
+            )
             if missing is not None:
                 raise _no_parent(*missing)
         for name in TABLES:
