@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -259,3 +260,42 @@ def test_on_servers_an_export_is_one_snapshot(
     assert calls > 4
     assert out.getvalue().splitlines() == before
     assert len(exported(store)) == len(before)  # one more, one fewer
+
+
+@contextmanager
+def app_transaction(store: TaskStore) -> Iterator[Connection]:
+    """The application's own transaction (on SQLite the store's BEGIN IMMEDIATE one)."""
+    if store.dialect == "sqlite":
+        with store.transaction() as conn:
+            yield conn
+    else:
+        with store.engine.begin() as conn:
+            yield conn
+
+
+class Undo(Exception):
+    """Raised to make the application roll its transaction back."""
+
+
+def test_bulk_calls_inside_the_applications_transaction(store: TaskStore) -> None:
+    """Two large ``save_many`` and an import in one transaction of the application's
+    (``using()``): each staging table is dropped when its call ends, so the next call
+    can make it again; the application's rollback takes everything back."""
+    seed(store, 6)
+    lines = exported(store)
+    emptied(store)
+    first = [TaskInfo(task_id=f"uqt_a{i:05}", backend="b") for i in range(1100)]
+    second = [TaskInfo(task_id=f"uqt_b{i:05}", backend="b") for i in range(1100)]
+    with pytest.raises(Undo), app_transaction(store) as conn, store.using(conn) as tx:
+        tx.save_many(first)
+        transfer.import_jsonl(tx, lines)
+        tx.save_many(second)
+        assert tx.count() == 2200 + 4
+        raise Undo
+    assert store.count() == 0
+    with app_transaction(store) as conn, store.using(conn) as tx:
+        tx.save_many(first)
+        transfer.import_jsonl(tx, lines)
+        tx.save_many(second)
+    assert store.count() == 2200 + 4
+    assert len(exported(store)) == len(lines) + 2200

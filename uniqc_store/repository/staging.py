@@ -8,14 +8,15 @@ into the store's table, all inside the caller's transaction:
 
 - PostgreSQL: ``CREATE TEMPORARY TABLE ... ON COMMIT DROP``, filled with ``COPY
   ... FROM STDIN`` (psycopg 3's ``cursor.copy()`` on the transaction's own
-  connection). The table is gone at COMMIT, and a rollback undoes its creation:
-  nothing is left on the connection, so a pooler in transaction mode (PgBouncer)
-  may hand the server connection to anyone afterwards.
+  connection). It is dropped when the work is done; a rollback undoes its
+  creation, and COMMIT would drop it anyway: nothing is left on the connection,
+  so a pooler in transaction mode (PgBouncer) may hand the server connection to
+  anyone afterwards.
 - MySQL/MariaDB: ``CREATE TEMPORARY TABLE`` (which, unlike other DDL, does not
   commit the transaction), filled by the driver's multi-row ``INSERT``\\ s. A
-  temporary table outlives the transaction there, so :meth:`Stage.drop` runs
-  whatever happened (and a stale one from a connection that lost its drop is
-  dropped before use).
+  temporary table outlives the transaction there, so it is dropped after a
+  failure too (and a stale one from a connection that lost its drop is dropped
+  before use).
 
 A key that is on several lines ends as its last line left it, as row-by-row
 upserts would (``merge``). The staging rows carry their line number (``uniqc_line``)
@@ -173,24 +174,34 @@ class Stage:
         self._conn.execute(_merge_statement(self.table, self.dialect, keep, dedupe))
 
     def drop(self) -> None:
-        """Remove the staging table now (MySQL; PostgreSQL drops it at COMMIT, and a
-        rollback undoes it). Best effort after a failure: a dropped connection took it."""
-        if self.dialect != "postgresql":
-            with contextlib.suppress(DBAPIError):
-                self._conn.exec_driver_sql(f"DROP TEMPORARY TABLE IF EXISTS {self.stage.name}")
+        """Remove the staging table now, at the end of the work that used it: the
+        transaction may go on (inside ``store.using()``, the application's) and hold
+        another import or ``save_many``."""
+        temporary = "" if self.dialect == "postgresql" else "TEMPORARY "
+        self._conn.exec_driver_sql(f"DROP {temporary}TABLE IF EXISTS {self.stage.name}")
 
 
 @contextlib.contextmanager
 def stages(conn: Connection, tables: Iterable[Table]) -> Iterator[dict[str, Stage]]:
-    """A ``Stage`` per table (by name) for the block, dropped when it ends."""
-    stages: dict[str, Stage] = {}
+    """A ``Stage`` per table (by name) for the block, dropped when it ends.
+
+    After a failure PostgreSQL's rollback (of the transaction, or of the store's
+    SAVEPOINT inside ``using()``) undoes their creation, and the aborted transaction
+    would refuse a ``DROP`` anyway; a MySQL temporary table outlives a rollback, so
+    it is dropped then too (best effort: a dropped connection took it with it)."""
+    found: dict[str, Stage] = {}
     try:
         for table in tables:
-            stages[table.name] = Stage(conn, table)
-        yield stages
-    finally:
-        for stage in stages.values():
-            stage.drop()
+            found[table.name] = Stage(conn, table)
+        yield found
+    except BaseException:
+        if conn.dialect.name != "postgresql":
+            with contextlib.suppress(DBAPIError):
+                for stage in found.values():
+                    stage.drop()
+        raise
+    for stage in found.values():
+        stage.drop()
 
 
 def missing_parent(
