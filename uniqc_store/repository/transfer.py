@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import json
+import operator
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import IO, Any
 
@@ -244,11 +245,12 @@ class _DriverUpsert:
         compiled = upsert(table, conn.dialect.name).compile(dialect=conn.dialect)
         self._conn = conn
         self._sql = str(compiled)
-        self._order = tuple(compiled.positiontup or ())
+        order = tuple(compiled.positiontup or ())
+        self._values = operator.itemgetter(*order)  # a row's values, in the SQL's order
 
     def run(self, batch: Numbered) -> None:
-        order = self._order
-        self._conn.exec_driver_sql(self._sql, [tuple(row[n] for n in order) for _, row in batch])
+        values = self._values
+        self._conn.exec_driver_sql(self._sql, [values(row) for _, row in batch])
 
 
 def _import_by_batches(

@@ -211,19 +211,14 @@ def _metadata_text(text: Any, field: str, owner: str) -> None:
     check_json_text(text, field=field, owner=owner, optional=False, mapping=True)
 
 
-def _plain(check: Check) -> Callable[[Any, str, str], object]:
-    return lambda value, field, _owner: check(value, field)
-
-
-#: Every check of a stored row, in the order they are reported, as
-#: ``(column, check(value, column, owner))``: built once, run per row (an import's
-#: hot path). The stamps are checked where the row has them.
-_STORED_CHECKS = {
+#: Every check of a stored row, in the order they are reported: the plain columns
+#: and the stamps (``check(value, column)``; a stamp where the row has it), then the
+#: payloads (``check(text, column, owner)``). Built once, run per row (an import's
+#: hot path).
+_STORED_CHECKS: dict[bool, tuple[tuple[tuple[str, Check], ...], tuple[tuple[str, Any], ...]]] = {
     shard: (
-        *((c, _plain(check)) for c, check in checks.items()),
-        *((c, _plain(check_text)) for c in _STAMPS),
-        ("result_json", _result_text),
-        *(() if shard else (("metadata_json", _metadata_text),)),
+        (*checks.items(), *((c, check_text) for c in _STAMPS)),
+        (("result_json", _result_text), *(() if shard else (("metadata_json", _metadata_text),))),
     )
     for shard, checks in ((False, TASK_COLUMN_CHECKS), (True, SHARD_COLUMN_CHECKS))
 }
@@ -236,9 +231,15 @@ def check_stored_row(row: Mapping[str, Any], *, shard: bool) -> Iterator[tuple[s
         owner = f"shard {row['shard_index']!r} of task {row['uniqc_task_id']!r}"
     else:
         owner = f"task {row['task_id']!r}"
-    for column, check in _STORED_CHECKS[shard]:
+    plain, payloads = _STORED_CHECKS[shard]
+    for column, check in plain:
         if column in row or column not in _STAMPS:
             try:
-                check(row[column], column, owner)
+                check(row[column], column)
             except (TypeError, ValueError) as exc:
                 yield column, str(exc)
+    for column, payload_check in payloads:
+        try:
+            payload_check(row[column], column, owner)
+        except (TypeError, ValueError) as exc:
+            yield column, str(exc)
