@@ -187,6 +187,7 @@ def test_an_error_part_way_reports_the_chunks_committed(
     assert call(ids)[done] == ids[3:]  # run again: goes on
 
 
+@pytest.mark.sync_only  # pauses the sync store's own statements (race_tools)
 def test_an_archived_copy_written_meanwhile_is_a_conflict_of_that_id_only(
     store: TaskStore,
 ) -> None:
@@ -212,6 +213,7 @@ def test_an_archived_copy_written_meanwhile_is_a_conflict_of_that_id_only(
     assert store.get("uqt_2") is not None and store.get_archived("uqt_2").update_time == "x"  # type: ignore[union-attr]
 
 
+@pytest.mark.sync_only  # pauses the sync store's own statements (race_tools)
 @pytest.mark.parametrize("many", ["delete_many", "archive_many"])
 def test_a_chunk_racing_archive_task_takes_each_task_once(store: TaskStore, many: str) -> None:
     """The chunk's first lock is on the live rows, as ``archive_task``'s: paused just

@@ -100,15 +100,7 @@ class TaskStore:
         engine_options: dict[str, Any] | None = None,
         timeouts: Timeouts | None = None,
     ) -> None:
-        if timeouts is not None and not isinstance(timeouts, Timeouts):
-            raise TypeError(
-                f"timeouts must be a uniqc_store.Timeouts, not {type(timeouts).__name__}"
-            )
-        if engine_options is not None and not isinstance(engine_options, dict):
-            raise TypeError(
-                f"engine_options must be a dict of create_engine arguments, not "
-                f"{type(engine_options).__name__}"
-            )
+        check_open_arguments(timeouts, engine_options)
         self.url, engine, self._owns_engine = store_engine(
             url,
             cache_dir,
@@ -371,9 +363,7 @@ class TaskStore:
         batch_size: int,
     ) -> Iterator[TaskInfo]:
         """Check the arguments now; the walk itself runs as the caller iterates."""
-        if _non_negative(batch_size, "batch_size") < 1:
-            raise ValueError("batch_size must be at least 1")
-        params: dict[str, Any] = {**_filters(status, backend), "limit": batch_size}
+        params = walk_params(status, backend, batch_size)
         has = (status is not None, backend is not None)
         first, after = keyset_page(table, *has, True), keyset_page(table, *has, False)
         return self._walk(first, after, params, decode)
@@ -964,6 +954,26 @@ MAX_PAGE_SIZE = 100_000
 
 _decode_task = TaskDecoder([c.name for c in tasks.columns])
 _decode_archived = TaskDecoder([c.name for c in archived_tasks.columns])
+
+
+def check_open_arguments(timeouts: Any, engine_options: Any) -> None:
+    """The checks of a store's ``timeouts`` and ``engine_options`` (sync and async)."""
+    if timeouts is not None and not isinstance(timeouts, Timeouts):
+        raise TypeError(f"timeouts must be a uniqc_store.Timeouts, not {type(timeouts).__name__}")
+    if engine_options is not None and not isinstance(engine_options, dict):
+        raise TypeError(
+            f"engine_options must be a dict of create_engine arguments, not "
+            f"{type(engine_options).__name__}"
+        )
+
+
+def walk_params(
+    status: str | TaskStatus | None, backend: str | None, batch_size: int
+) -> dict[str, Any]:
+    """The checked parameters of an ``iter_tasks`` / ``iter_archived`` walk."""
+    if _non_negative(batch_size, "batch_size") < 1:
+        raise ValueError("batch_size must be at least 1")
+    return {**_filters(status, backend), "limit": batch_size}
 
 
 def _filters(status: str | TaskStatus | None, backend: str | None) -> dict[str, Any]:
