@@ -5,6 +5,7 @@ the same rows, the same errors and all or nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 from collections.abc import Iterator
@@ -12,9 +13,10 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, event, select, text
+from sqlalchemy import URL, Connection, event, select, text
 
-from uniqc_store import StoreError, TaskInfo, TaskShard, TaskStore
+from tests.async_portal import async_url
+from uniqc_store import AsyncTaskStore, StoreError, TaskInfo, TaskShard, TaskStore
 from uniqc_store.repository import staging, transfer
 from uniqc_store.schema.tables import archived_task_shards, archived_tasks, task_shards, tasks
 
@@ -299,3 +301,23 @@ def test_bulk_calls_inside_the_applications_transaction(store: TaskStore) -> Non
         tx.save_many(second)
     assert store.count() == 2200 + 4
     assert len(exported(store)) == len(lines) + 2200
+
+
+def test_a_large_save_many_of_the_async_store(module_url: URL) -> None:
+    """``AsyncTaskStore`` runs the same work on the async drivers: on psycopg's async
+    connection the COPY is awaited (``await_only``), on aiomysql the INSERTs go through
+    SQLAlchemy's adapter."""
+    infos = [TaskInfo(task_id=f"uqt_async_{i:05}", backend="b") for i in range(1200)]
+
+    async def main() -> tuple[int, int]:
+        async with AsyncTaskStore(url=async_url(module_url), auto_migrate=True) as store:
+            saved = await store.save_many([*infos, TaskInfo("uqt_async_00000", "again")])
+            got = await store.get("uqt_async_00000")
+            assert got is not None and got.backend == "again"
+            return saved, await store.count()
+
+    try:
+        assert asyncio.run(main()) == (1201, 1200)
+    finally:
+        with TaskStore(url=module_url) as store:
+            store.clear_all()

@@ -45,6 +45,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.schema import CreateTable
+from sqlalchemy.util import await_only
 
 from uniqc_store.db.executor import Transaction
 from uniqc_store.repository.statements import KEPT_BY_SAVE
@@ -120,6 +121,14 @@ def _merge_statement(table: Table, dialect: str, keep: tuple[str, ...], dedupe: 
     return my.on_duplicate_key_update({n: stage.c[n] for n in updated})
 
 
+async def _copy_async(driver: Any, sql: str, values: list[tuple[Any, ...]]) -> None:
+    """The same COPY on psycopg's async connection, awaited from the greenlet SQLAlchemy
+    runs the sync work in (``await_only``), as its own async driver calls are."""
+    async with driver.cursor() as cursor, cursor.copy(sql) as copy:
+        for value in values:
+            await copy.write_row(value)
+
+
 class Stage:
     """One staging table in the transaction of ``conn``: ``load`` rows, then ``merge``."""
 
@@ -149,10 +158,14 @@ class Stage:
         names = self._columns[1:]
         sql = f"COPY {self.stage.name} ({', '.join(self._columns)}) FROM STDIN"
         driver: Any = self._conn.connection.driver_connection
+        values = [(number, *(row[n] for n in names)) for number, row in rows]
         try:
-            with driver.cursor() as cursor, cursor.copy(sql) as copy:
-                for number, row in rows:
-                    copy.write_row((number, *(row[n] for n in names)))
+            if self._conn.dialect.is_async:  # psycopg_async: AsyncTaskStore's engine
+                await_only(_copy_async(driver, sql, values))
+            else:
+                with driver.cursor() as cursor, cursor.copy(sql) as copy:
+                    for value in values:
+                        copy.write_row(value)
         except self._conn.dialect.loaded_dbapi.Error as exc:
             dialect = self._conn.dialect
             dropped = dialect.is_disconnect(exc, driver, None)
