@@ -43,7 +43,7 @@ from uniqc_store.records import (
     normalize_status,
     utc_now_iso,
 )
-from uniqc_store.repository import archive, by_ids, pages
+from uniqc_store.repository import archive, by_ids, pages, staging
 from uniqc_store.repository.pages import Page
 from uniqc_store.repository.statements import (
     Statements,
@@ -251,7 +251,7 @@ class TaskStore:
         rows = [task_to_row(info, now) for info in items]
         if rows:
             with bulk():
-                self._executor.write(lambda tx: tx.run(self._sql.upsert_task, rows))
+                self._executor.write(lambda tx: staging.save_rows(tx, self._sql.upsert_task, rows))
         for info in items:
             info.update_time = now
         return len(rows)
