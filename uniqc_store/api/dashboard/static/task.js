@@ -2,7 +2,8 @@
 // by the server), and the actions: archive or restore, delete.
 
 import { api } from "./api.js";
-import { h, json, statusBadge, time } from "./dom.js";
+import { h, statusBadge, time } from "./dom.js";
+import { json } from "./json.js";
 
 const FIELDS = [
   ["Backend", (t) => t.backend],
@@ -18,7 +19,7 @@ const fileName = (taskId, what) => `${taskId.replace(/[^\w.-]+/g, "_")}.${what}.
 export function taskView(taskId, ctx) {
   // Shown until the task arrives: a large result takes a moment to come and be read.
   const body = h("div", {}, h("p", { role: "status", class: "muted", id: "task-loading" }, "Loading task…"));
-  const shown = new Set(); // the JSON blocks opened whole ("Show all"), kept across refreshes
+  const shown = new Map(); // the JSON blocks opened whole ("Show all"): their scroll and search, kept across refreshes
   const back = h("a", { href: "#/live" }, "← Live tasks");
   const root = h(
     "section",
@@ -78,9 +79,9 @@ export function taskView(taskId, ctx) {
       h("h3", {}, `Shards (${shards.length})`),
       shards.length ? shardTable(shards) : h("p", { class: "muted" }, "No shards."),
       h("h3", {}, "Metadata"),
-      json(task.metadata, { key: "metadata", shown }),
+      json(task.metadata, { key: "metadata", label: "Metadata", shown }),
       h("h3", {}, "Result"),
-      json(task.result, { key: "result", shown, download: fileName(taskId, "result") }),
+      json(task.result, { key: "result", label: "Result", shown, download: fileName(taskId, "result") }),
     ];
   }
 
