@@ -735,6 +735,17 @@ SHOW_ALL_TIMED = """(button) => new Promise((done) => {
 })"""
 
 
+# The height of one line in the view's font, laid out outside the drawn lines' rule.
+NATURAL_LINE = """(view) => {
+  const line = document.createElement('div');
+  line.textContent = '0';
+  view.querySelector('.lines-spacer').append(line);
+  const height = line.getBoundingClientRect().height;
+  line.remove();
+  return height;
+}"""
+
+
 def settled(page: Page, view: Any) -> None:
     """Wait for a (smooth) keyboard scroll to end and the frame after it to draw."""
     last = -1.0
@@ -775,23 +786,22 @@ def test_show_all_draws_only_the_lines_in_view(sqlite_server: Server, page: Page
     assert state["onScreen"] == lines[: len(state["onScreen"])] and len(state["onScreen"]) > 10
 
     # the line height is the font's, measured: a line laid out here is as tall, and
-    # the drawn lines follow each other at that step
-    natural = view.evaluate("""(view) => {
-      const line = document.createElement('div');
-      line.textContent = '0';
-      view.querySelector('.lines-block').append(line);
-      const height = line.getBoundingClientRect().height;
-      line.remove();
-      return height;
-    }""")
-    assert state["lineHeight"] == pytest.approx(natural, abs=0.01)
-    tops = view.locator(".lines-block > div").evaluate_all(
-        "(drawn) => drawn.slice(0, 3).map((line) => line.getBoundingClientRect().top)"
-    )
-    assert tops[2] - tops[1] == pytest.approx(natural, abs=0.01)
+    # the drawn lines follow each other at that step; a larger font is measured again
+    for font in ("", "20px"):
+        view.evaluate("(view, font) => { view.style.fontSize = font; }", font)
+        natural = view.evaluate(NATURAL_LINE)
+        page.wait_for_function(
+            "([v, h]) => Math.abs(parseFloat(v.style.getPropertyValue('--line-height')) - h) < .01",
+            arg=[view.element_handle(), natural],
+        )
+        tops = view.locator(".lines-block > div").evaluate_all(
+            "(drawn) => drawn.slice(0, 3).map((line) => line.getBoundingClientRect().top)"
+        )
+        assert tops[2] - tops[1] == pytest.approx(natural, abs=0.01), (font, tops, natural)
+    assert natural > 26  # 20 px type: the default 16 px gives 23.2 px lines
 
     page.keyboard.press("End")
-    expect(view.locator(".lines-block > div").last).to_have_text(lines[-1])
+    settled(page, view)
     state = view.evaluate(VIEW_STATE)
     assert state["onScreen"][-3:] == lines[-3:], state["onScreen"]  # the last line, whole
     assert state["nodes"] < 2_000, state
