@@ -63,7 +63,7 @@ export function lineWindow(text, { label, key, state = {} }) {
   let height = 0; // one line's height in px, measured once laid out
   let from = 0; // the lines drawn: [from, to)
   let to = 0;
-  let match = null; // the search's current hit: { line, column, length }
+  let match = state.match ?? null; // the search's current hit: { line, column, length }
 
   /** Where the view is, in lines, not pixels: a redrawn view (a live refresh) or a
    * zoom can lay a line out a fraction of a pixel taller or shorter. */
@@ -110,9 +110,9 @@ export function lineWindow(text, { label, key, state = {} }) {
     from = Math.max(0, first - MARGIN);
     to = Math.min(lines.length, last + MARGIN);
     block.style.transform = `translateY(${from * height}px)`;
-    const drawn = [];
-    for (let i = from; i < to; i += 1) drawn.push(lineElement(i));
-    block.replaceChildren(...drawn);
+    const drawn = document.createDocumentFragment();
+    for (let i = from; i < to; i += 1) drawn.append(lineElement(i));
+    block.replaceChildren(drawn);
   }
 
   // Fires once the box is laid out (so the first lines are drawn before the first
@@ -169,7 +169,7 @@ export function lineWindow(text, { label, key, state = {} }) {
     spellcheck: "false",
   });
   query.value = state.query ?? "";
-  const status = h("span", { class: "muted", role: "status" });
+  const status = h("span", { class: "muted", role: "status" }, state.status ?? "");
   const form = h(
     "form",
     { class: "joined lines-find", role: "search", "aria-label": `Find in ${label}` },
@@ -181,12 +181,13 @@ export function lineWindow(text, { label, key, state = {} }) {
   query.addEventListener("input", () => {
     state.query = query.value;
     if (!match) return;
-    match = null; // a new search starts from the top
+    match = state.match = null; // a new search starts from the top
     draw(true);
   });
   form.addEventListener("submit", (event) => {
     event.preventDefault();
-    status.textContent = findNext(query.value);
+    status.textContent = state.status = findNext(query.value);
+    state.match = match;
   });
   const note = h(
     "p",

@@ -29,6 +29,7 @@ export function taskView(taskId, ctx) {
     body,
   );
   const path = encodeURIComponent(taskId);
+  let drawn = null; // the answer the view shows, as JSON text
 
   async function refresh() {
     let found;
@@ -37,8 +38,14 @@ export function taskView(taskId, ctx) {
     } catch (error) {
       if (!String(error.message).startsWith("404")) throw error;
       body.replaceChildren(h("p", { role: "status" }, "This task no longer exists (deleted)."));
+      drawn = null;
       return;
     }
+    // A refresh that brings nothing new (another task changed) leaves the view as it is,
+    // with its selection, its scroll and its search.
+    const seen = JSON.stringify(found);
+    if (seen === drawn) return;
+    drawn = seen;
     // A live refresh rebuilds the view: keep the keyboard focus on the same control.
     const focused = document.activeElement?.dataset?.key;
     body.replaceChildren(...render(found).filter(Boolean));
