@@ -2,7 +2,8 @@
 // by the server), and the actions: archive or restore, delete.
 
 import { api } from "./api.js";
-import { h, json, statusBadge, time } from "./dom.js";
+import { h, statusBadge, time } from "./dom.js";
+import { json } from "./json.js";
 
 const FIELDS = [
   ["Backend", (t) => t.backend],
@@ -18,7 +19,7 @@ const fileName = (taskId, what) => `${taskId.replace(/[^\w.-]+/g, "_")}.${what}.
 export function taskView(taskId, ctx) {
   // Shown until the task arrives: a large result takes a moment to come and be read.
   const body = h("div", {}, h("p", { role: "status", class: "muted", id: "task-loading" }, "Loading task…"));
-  const shown = new Set(); // the JSON blocks opened whole ("Show all"), kept across refreshes
+  const shown = new Map(); // the JSON blocks opened whole ("Show all"): their scroll and search, kept across refreshes
   const back = h("a", { href: "#/live" }, "← Live tasks");
   const root = h(
     "section",
@@ -28,6 +29,7 @@ export function taskView(taskId, ctx) {
     body,
   );
   const path = encodeURIComponent(taskId);
+  let drawn = null; // the answer the view shows, as JSON text
 
   async function refresh() {
     let found;
@@ -36,8 +38,14 @@ export function taskView(taskId, ctx) {
     } catch (error) {
       if (!String(error.message).startsWith("404")) throw error;
       body.replaceChildren(h("p", { role: "status" }, "This task no longer exists (deleted)."));
+      drawn = null;
       return;
     }
+    // A refresh that brings nothing new (another task changed) leaves the view as it is,
+    // with its selection, its scroll and its search.
+    const seen = JSON.stringify(found);
+    if (seen === drawn) return;
+    drawn = seen;
     // A live refresh rebuilds the view: keep the keyboard focus on the same control.
     const focused = document.activeElement?.dataset?.key;
     body.replaceChildren(...render(found).filter(Boolean));
@@ -78,9 +86,9 @@ export function taskView(taskId, ctx) {
       h("h3", {}, `Shards (${shards.length})`),
       shards.length ? shardTable(shards) : h("p", { class: "muted" }, "No shards."),
       h("h3", {}, "Metadata"),
-      json(task.metadata, { key: "metadata", shown }),
+      json(task.metadata, { key: "metadata", label: "Metadata", shown }),
       h("h3", {}, "Result"),
-      json(task.result, { key: "result", shown, download: fileName(taskId, "result") }),
+      json(task.result, { key: "result", label: "Result", shown, download: fileName(taskId, "result") }),
     ];
   }
 
