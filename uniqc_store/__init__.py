@@ -36,6 +36,8 @@ from uniqc_store.records import (
     generate_uniqc_task_id,
     is_uniqc_task_id,
 )
+from uniqc_store.repository.archive import PurgeReport
+from uniqc_store.repository.pages import Page
 from uniqc_store.repository.store import TaskStore
 from uniqc_store.timeouts import Timeouts
 
@@ -68,8 +70,10 @@ __all__ = [
     "DriverNotInstalledError",
     "ForeignDatabaseError",
     "MissingParentTaskError",
+    "Page",
     "PartialRunError",
     "PayloadTooLargeError",
+    "PurgeReport",
     "SchemaOutOfDateError",
     "SchemaTooNewError",
     "StoreError",
