@@ -1,4 +1,12 @@
-"""``python -m benchmarks``: see ``benchmarks/run.py``."""
+"""``python -m benchmarks``: see ``benchmarks/run.py``; ``python -m benchmarks scale``:
+see ``benchmarks/scale.py``."""
+
+import sys
+
+if sys.argv[1:2] == ["scale"]:
+    from benchmarks.scale import main as scale
+
+    raise SystemExit(scale(sys.argv[2:]))
 
 from benchmarks.run import main
 
