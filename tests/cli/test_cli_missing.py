@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from uniqc_store import TaskStore
 from uniqc_store.cli.commands import main
+from uniqc_store.records import CURRENT_SCHEMA_VERSION
 
 COMMANDS = [
     ("list",),
@@ -76,7 +77,7 @@ def test_upgrade_creates_and_then_the_others_work(tmp_path: Path) -> None:
 
 def test_the_library_still_creates_its_database_where_pointed(tmp_path: Path) -> None:
     with TaskStore(tmp_path / "a" / "b") as store:
-        assert store.schema_version() == 6
+        assert store.schema_version() == CURRENT_SCHEMA_VERSION
     assert (tmp_path / "a" / "b" / "tasks.sqlite").exists()
 
 

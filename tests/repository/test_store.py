@@ -18,6 +18,7 @@ from uniqc_store import (
     TaskStatus,
     TaskStore,
 )
+from uniqc_store.records import CURRENT_SCHEMA_VERSION
 
 
 def task(task_id: str, **fields: object) -> TaskInfo:
@@ -121,7 +122,7 @@ def test_clear_all(store: TaskStore, backend: str) -> None:
     store.save(task("uqt_2"))
     store.clear_all()
     assert (store.count(), store.count_archived()) == (0, 0)
-    assert store.schema_version() == 6
+    assert store.schema_version() == CURRENT_SCHEMA_VERSION
     store.save(task("uqt_3"))
     assert store.count() == 1
     if backend == "sqlite":
@@ -345,7 +346,7 @@ def test_reads_hold_no_lock_on_sqlite(tmp_path: Path, observed: bool) -> None:
         assert len(store.list(status="success", limit=5)) == 1
         assert [t.task_id for t in store.iter_tasks()] == ["uqt_1"]
         assert store.expired_task_ids(0) == ["uqt_1"]
-        assert store.schema_version() == 6
+        assert store.schema_version() == CURRENT_SCHEMA_VERSION
         assert _lock_is_free(tmp_path / "tasks.sqlite")
 
 
