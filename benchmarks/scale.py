@@ -470,6 +470,74 @@ def measure(url: URL, size: int, args: argparse.Namespace, build: float) -> dict
     }
 
 
+#: The indexes revision 0007 adds (dropped again for save_cost's 0006 side).
+NEW_INDEXES = (
+    "tasks_status_time_idx",
+    "tasks_status_backend_time_idx",
+    "tasks_backend_time_idx",
+    "archived_status_time_idx",
+    "archived_status_backend_time_idx",
+    "archived_backend_time_idx",
+)
+
+
+def save_cost(rows: int, calls: int, repeats: int, synchronous: str) -> dict[str, Any]:
+    """What 0007 adds to ``save``: the mean microseconds of a save (a new task, then
+    a status change of it) on files of ``rows`` tasks at 0007 with its indexes and
+    triggers dropped (0006's schema: the store opens no file behind head), with its
+    triggers dropped (the indexes' cost alone) and whole (indexes and counters),
+    the three taking turns ``repeats`` times (short turns: a commit's fsync varies a
+    lot on a shared disk; ``synchronous="NORMAL"``, no fsync per commit in WAL mode, shows the CPU cost)."""
+    import tempfile
+
+    from uniqc_store.migrations.runner import upgrade
+
+    with tempfile.TemporaryDirectory(prefix="uniqc-save-cost-") as tmp:
+        stores: dict[str, TaskStore] = {}
+        for name in ("0006", "0007 no triggers", "0007"):
+            path = Path(tmp) / f"{name.replace(' ', '-')}.sqlite"
+            engine = create_store_engine(sqlite_url_for(path))
+            upgrade(engine)
+            engine.dispose()
+            conn = sqlite3.connect(path)
+            with conn:
+                task_rows, shard_rows = generate(0, rows, rows)
+                conn.executemany(INSERT_TASK, task_rows)
+                conn.executemany(INSERT_SHARD, shard_rows)
+                if name != "0007":
+                    for trigger in conn.execute(
+                        "SELECT name FROM sqlite_master WHERE type = 'trigger'"
+                    ).fetchall():
+                        conn.execute(f"DROP TRIGGER {trigger[0]}")
+                if name == "0006":
+                    for index in NEW_INDEXES:
+                        conn.execute(f"DROP INDEX {index}")
+            conn.close()
+            stores[name] = TaskStore(
+                url=sqlite_url_for(path), auto_migrate=False, sqlite_synchronous=synchronous
+            )
+        samples: dict[str, list[float]] = {name: [] for name in stores}
+        for repeat in range(repeats):
+            for name, store in stores.items():
+                ids = [f"uqt_cost{repeat:03d}{n:08d}" for n in range(calls)]
+                started = time.perf_counter()
+                for n, tid in enumerate(ids):
+                    store.save(TaskInfo(task_id=tid, backend=BACKENDS[n % 8]))
+                    store.save(TaskInfo(task_id=tid, backend=BACKENDS[n % 8], status="running"))
+                samples[name].append((time.perf_counter() - started) / (2 * calls) * 1e6)
+        for store in stores.values():
+            store.close()
+    medians = {name: statistics.median(values) for name, values in samples.items()}
+    return {
+        "rows": rows,
+        "synchronous": synchronous,
+        "save_us": {name: round(v, 1) for name, v in medians.items()},
+        "indexes_cost": round(medians["0007 no triggers"] / medians["0006"] - 1, 3),
+        "counters_cost": round(medians["0007"] / medians["0007 no triggers"] - 1, 3),
+        "total_cost": round(medians["0007"] / medians["0006"] - 1, 3),
+    }
+
+
 def machine() -> dict[str, Any]:
     return {
         "python": platform.python_version(),
@@ -552,10 +620,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--export-rows", type=int, default=300_000, help="rows the export times")
     parser.add_argument("--build-only", action="store_true")
+    parser.add_argument(
+        "--save-cost", action="store_true", help="only: what 0007 adds to save (see save_cost)"
+    )
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
     parser.add_argument("--plot", type=Path, default=None, help="write the PNG here")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",") if s]
+    if args.save_cost:
+        for synchronous in ("FULL", "NORMAL"):
+            print(json.dumps(save_cost(100_000, calls=50, repeats=41, synchronous=synchronous)))
+        return 0
     runs: list[dict[str, Any]] = []
     for size in sizes:
         build = build_sqlite(size)

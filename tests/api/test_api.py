@@ -523,8 +523,8 @@ def test_health_and_version(client: httpx.Client, store: TaskStore) -> None:
     }
     assert client.get("/api/version").json() == {
         "version": importlib.metadata.version("uniqc-store"),
-        "schema_version": 6,
-        "current_schema_version": 6,
+        "schema_version": CURRENT_SCHEMA_VERSION,
+        "current_schema_version": CURRENT_SCHEMA_VERSION,
     }
     assert client.get("/api/health?verbose=1").status_code == 422
 
