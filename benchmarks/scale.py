@@ -487,7 +487,8 @@ def save_cost(rows: int, calls: int, repeats: int, synchronous: str) -> dict[str
     triggers dropped (0006's schema: the store opens no file behind head), with its
     triggers dropped (the indexes' cost alone) and whole (indexes and counters),
     the three taking turns ``repeats`` times (short turns: a commit's fsync varies a
-    lot on a shared disk; ``synchronous="NORMAL"``, no fsync per commit in WAL mode, shows the CPU cost)."""
+    lot on a shared disk; ``synchronous="NORMAL"``, no fsync per commit in WAL mode,
+    shows the CPU cost)."""
     import tempfile
 
     from uniqc_store.migrations.runner import upgrade
@@ -621,12 +622,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--export-rows", type=int, default=300_000, help="rows the export times")
     parser.add_argument("--build-only", action="store_true")
     parser.add_argument(
+        "--report", type=Path, nargs="+", help="only: print the table (and --plot) of JSON files"
+    )
+    parser.add_argument(
         "--save-cost", action="store_true", help="only: what 0007 adds to save (see save_cost)"
     )
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
     parser.add_argument("--plot", type=Path, default=None, help="write the PNG here")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",") if s]
+    if args.report:
+        runs = [r for path in args.report for r in json.loads(path.read_text())["runs"]]
+        print_table(runs)
+        if args.plot and not plot(runs, args.plot):
+            print("matplotlib is not importable: no plot", file=sys.stderr)
+        return 0
     if args.save_cost:
         for synchronous in ("FULL", "NORMAL"):
             print(json.dumps(save_cost(100_000, calls=50, repeats=41, synchronous=synchronous)))
