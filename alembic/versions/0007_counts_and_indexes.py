@@ -13,7 +13,10 @@ The newest-first order's tie-breaker (SQLite's rowid, the servers' task id)
 is in each index already: SQLite appends the rowid to every index and InnoDB
 the primary key; PostgreSQL sorts only the rows that tie on ``submit_time``.
 Three key columns is also the most MySQL/MariaDB take (3 x 255 characters x 4
-bytes = 3,060 of InnoDB's 3,072).
+bytes = 3,060 of InnoDB's 3,072). The reference's one-column ``status`` and
+``backend`` indexes of both tables are dropped: each is the start of a new one,
+which answers every query they did, and each index costs every save (the
+reference creates them only in its migrations below v5, so it never misses them).
 
 SQLite only: a table ``task_counts`` (``archived`` 0/1, ``status``,
 ``backend``, ``n``) kept by six triggers (insert, delete, and an update that
@@ -28,7 +31,8 @@ hot row every save of that group waits on; their counts read the indexes above.
 the reference store migrates only below its own 5 and opens such files as they
 are: the indexes and triggers are invisible to it.
 
-Downgrade: drops the triggers, ``task_counts`` and the six indexes; no row changes.
+Downgrade: drops the triggers, ``task_counts`` and the six indexes and makes the
+reference's four again; no row changes.
 MySQL/MariaDB commit each DDL statement as it runs: a run stopped half-way is
 safe to repeat (an index already made is not made again, one already dropped
 is not dropped again).
@@ -52,6 +56,13 @@ INDEXES = (
     ("archived_tasks", "archived_status_time_idx", ("status", "submit_time")),
     ("archived_tasks", "archived_status_backend_time_idx", ("status", "backend", "submit_time")),
     ("archived_tasks", "archived_backend_time_idx", ("backend", "submit_time")),
+)
+#: The reference's indexes each new one starts with: (table, name, column).
+REPLACED = (
+    ("tasks", "tasks_backend_idx", "backend"),
+    ("tasks", "tasks_status_idx", "status"),
+    ("archived_tasks", "archived_backend_idx", "backend"),
+    ("archived_tasks", "archived_status_idx", "status"),
 )
 COUNTS_TABLE = "task_counts"
 #: Each task table and its ``archived`` value in ``task_counts``.
@@ -117,6 +128,9 @@ def upgrade() -> None:
     for table, name, columns in INDEXES:
         if name not in _existing_indexes(table):
             op.create_index(name, table, list(columns))
+    for table, name, _column in REPLACED:
+        if context.is_offline_mode() or name in _existing_indexes(table):
+            op.drop_index(name, table_name=table)
     if op.get_context().dialect.name == "sqlite":
         _create_counters()
 
@@ -124,6 +138,9 @@ def upgrade() -> None:
 def downgrade() -> None:
     if op.get_context().dialect.name == "sqlite":
         _drop_counters()
+    for table, name, column in REPLACED:
+        if name not in _existing_indexes(table):
+            op.create_index(name, table, [column])
     for table, name, _columns in reversed(INDEXES):
         if context.is_offline_mode() or name in _existing_indexes(table):
             op.drop_index(name, table_name=table)

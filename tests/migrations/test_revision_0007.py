@@ -29,6 +29,11 @@ NEW_INDEXES = {
         "archived_backend_time_idx": ["backend", "submit_time"],
     },
 }
+#: The reference's indexes 0007 replaces (each new one starts with their column).
+REPLACED = {
+    "tasks": {"tasks_backend_idx": ["backend"], "tasks_status_idx": ["status"]},
+    "archived_tasks": {"archived_backend_idx": ["backend"], "archived_status_idx": ["status"]},
+}
 STATUSES = ("success", "failed", "running", "pending", "cancelled")
 
 
@@ -83,6 +88,7 @@ def test_0007_down_and_up_with_data(fresh_url: URL) -> None:
         assert inspect(conn).has_table("task_counts") == sqlite  # no counter rows on servers
     for table, made in NEW_INDEXES.items():
         assert made.items() <= indexes(engine, table).items()
+        assert not set(REPLACED[table]) & set(indexes(engine, table))
     store = TaskStore(url=fresh_url, auto_migrate=True)
     seed(store)
     store.close()
@@ -99,6 +105,7 @@ def test_0007_down_and_up_with_data(fresh_url: URL) -> None:
     assert table_rows(engine) == before
     for table, made in NEW_INDEXES.items():
         assert not set(made) & set(indexes(engine, table))
+        assert REPLACED[table].items() <= indexes(engine, table).items()
     with engine.begin() as conn:  # rows written at 0006, by no trigger: 0007 counts them
         conn.execute(
             text(
@@ -278,7 +285,9 @@ def test_a_0007_stopped_half_way_completes_when_run_again(
         assert database_version(conn) == 7
     for table, new in NEW_INDEXES.items():
         assert new.items() <= indexes(engine, table).items()
+        assert not set(REPLACED[table]) & set(indexes(engine, table))
     downgrade(engine, "0006")
     for table, new in NEW_INDEXES.items():
         assert not set(new) & set(indexes(engine, table))
+        assert REPLACED[table].items() <= indexes(engine, table).items()
     engine.dispose()

@@ -1,9 +1,10 @@
 """The schema as Core tables: the reference's v5 tables, spelled out once.
 
 Every table, column, default, key and index name here is the reference
-store's, in the reference's column order, plus the indexes revision 0007 adds
-(filtered newest-first pages and counts, issue 28) and, apart from
-``metadata``, its SQLite-only ``task_counts``. Engine differences live in the
+store's, in the reference's column order, but for revision 0007's indexes
+(filtered newest-first pages and counts, issue 28: they replace the reference's
+one-column ``status`` and ``backend`` indexes, which each starts with) and,
+apart from ``metadata``, its SQLite-only ``task_counts``. Engine differences live in the
 column types and the MySQL/MariaDB table options (``types.py``), not
 in per-engine SQL. The repository runs on these tables alone; the ORM classes
 (``models.py``) map over them and load ``sqlalchemy.orm`` only where the ORM
@@ -74,8 +75,6 @@ tasks = _table(
     "tasks",
     *_task_columns(),
     Column("error_message", PayloadText),  # v3 added it last
-    Index("tasks_backend_idx", "backend"),
-    Index("tasks_status_idx", "status"),
     Index("tasks_submit_time_idx", "submit_time"),
     Index("tasks_status_time_idx", "status", "submit_time"),
     Index("tasks_status_backend_time_idx", "status", "backend", "submit_time"),
@@ -87,8 +86,6 @@ archived_tasks = _table(
     *_task_columns(),
     Column("archived_at", ExactText, nullable=False),
     Column("error_message", PayloadText),  # v3 added it after archived_at
-    Index("archived_backend_idx", "backend"),
-    Index("archived_status_idx", "status"),
     Index("archived_submit_time_idx", "submit_time"),
     Index("archived_status_time_idx", "status", "submit_time"),
     Index("archived_status_backend_time_idx", "status", "backend", "submit_time"),
