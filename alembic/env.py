@@ -25,7 +25,7 @@ from uniqc_store.migrations.runner import (
     stamp_sqlite_header,
 )
 from uniqc_store.schema.tables import metadata
-from uniqc_store.schema.types import add_mysql_table_options
+from uniqc_store.schema.types import with_mysql_options
 from uniqc_store.schema.versions import version_table
 
 config = context.config
@@ -35,8 +35,8 @@ if config.config_file_name is not None and all(  # an ini with logging sections:
 ):
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 _NO_TRANSACTIONAL_DDL = ("mysql", "mariadb")
-for _table in metadata.tables.values():  # so autogenerate renders them, as the revisions pass them
-    add_mysql_table_options(_table)
+#: The tables with their MySQL options, so autogenerate renders them as the revisions pass them.
+_TARGET = with_mysql_options(metadata)
 
 
 def _url():  # type: ignore[no-untyped-def]
@@ -51,7 +51,7 @@ def _ours(name: str | None, type_: str, _parents: object) -> bool:
 
 def _configure(dialect_name: str, **kwargs: object) -> None:
     context.configure(
-        target_metadata=metadata,
+        target_metadata=_TARGET,
         version_table=version_table(),
         include_name=_ours,
         compare_type=True,

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -22,15 +23,17 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import URL
+from sqlalchemy import URL, update
 from starlette.applications import Starlette
 from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
 from tests.conftest import scratch_url
 from tests.http_server import prefix_proxy, served, start_serve, stop_serve
+from tests.repository.test_retention import archived, archived_ids, poisoned
 from uniqc_store import CURRENT_SCHEMA_VERSION, TaskInfo, TaskShard, TaskStore
 from uniqc_store.api.app import create_app
+from uniqc_store.schema.tables import archived_tasks
 
 SCHEMA_FOOTER = f"Schema version {CURRENT_SCHEMA_VERSION} of {CURRENT_SCHEMA_VERSION}"
 
@@ -255,6 +258,200 @@ def test_archive_expired_after_a_dry_run(server: Server, page: Page) -> None:
     assert server.store.count_archived() == 4
 
 
+def _old_archive(store: TaskStore) -> None:
+    """Four archived tasks, 40, 35, 31 and 2 days old, two shards each; one live task."""
+    for task_id, days in (("uqt_old_a", 40), ("uqt_old_b", 35), ("uqt_old_c", 31), ("uqt_new", 2)):
+        archived(store, task_id, 24 * days)
+    store.save(TaskInfo(task_id="uqt_live", backend="dummy", status="success"))
+
+
+def _dry_run(page: Page, age: str, unit: str = "days", keep: str = "0") -> None:
+    page.get_by_label("Archived more than").fill(age)
+    page.get_by_label("Unit").select_option(unit)
+    page.get_by_label("Always keep the newest").fill(keep)
+    page.get_by_role("button", name="Dry run").click()
+    expect(page.locator("#purge-outcome")).to_contain_text("Dry run: ")  # cleared by the fills
+
+
+def test_purge_the_archive_after_a_dry_run(server: Server, page: Page) -> None:
+    store = server.store
+    _old_archive(store)
+    sent: list[Any] = []  # the purge calls' bodies, in order
+    page.on(
+        "request",
+        lambda r: sent.append(r.post_data_json) if r.url.endswith("/api/archive/purge") else None,
+    )
+    # no event stream: what refreshes the list after the purge is the purge itself
+    page.route("**/api/events", lambda route: route.abort())
+    page.goto(server.base + "/#/archived")
+    expect(page.locator("#total")).to_have_text("4 tasks")
+    summary = page.get_by_text("Purge old archived tasks…")
+    summary.focus()
+    page.keyboard.press("Enter")  # a <details>: the keyboard opens it
+    age = page.get_by_label("Archived more than")
+    expect(age).to_have_value("30")
+    age.press("Enter")  # the form's submit: the dry run, 30 days, nothing kept
+    outcome = page.locator("#purge-outcome")
+    expect(outcome).to_contain_text("Dry run: 3 archived tasks (6 shards) archived before")
+    expect(outcome).to_contain_text("would be deleted: uqt_old_a, uqt_old_b, uqt_old_c.")
+    assert archived_ids(store) == ["uqt_new", "uqt_old_a", "uqt_old_b", "uqt_old_c"]
+
+    _dry_run(page, "72", "hours")  # 3 days: uqt_new (2 days) is still too young
+    expect(outcome).to_contain_text("Dry run: 3 archived tasks")
+    _dry_run(page, "47", "hours")
+    expect(outcome).to_contain_text("Dry run: 4 archived tasks (8 shards)")
+    purge = page.locator("#purge-run")
+    expect(purge).to_have_text("Purge 4 tasks…")
+    page.get_by_label("Always keep the newest").fill("2")
+    expect(purge).to_be_disabled()  # the dry run no longer applies
+    expect(purge).to_have_text("Purge")
+    expect(outcome).to_be_empty()
+
+    _dry_run(page, "30", keep="0")
+    purge.focus()
+    page.keyboard.press("Enter")
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_contain_text("Delete 3 archived tasks and their 6 shards for good?")
+    expect(dialog.get_by_role("button", name="Cancel")).to_be_focused()  # the safe default
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+    assert archived_ids(store) == ["uqt_new", "uqt_old_a", "uqt_old_b", "uqt_old_c"]
+
+    _dry_run(page, "30", keep="2")  # the two newest (uqt_new, uqt_old_c) stay
+    expect(outcome).to_contain_text("Dry run: 2 archived tasks (4 shards)")
+    expect(outcome).to_contain_text("(the newest 2 archived tasks kept)")
+    purge.click()
+    expect(dialog).to_contain_text("Delete 2 archived tasks and their 4 shards for good?")
+    dialog.get_by_role("button", name="Purge").click()
+    expect(outcome).to_have_text("Purged 2 archived tasks and 4 shards in 1 batch.")
+    expect(page.locator("#total")).to_have_text("2 tasks")  # the list, refreshed
+    expect(rows(page)).to_have_count(2)
+    assert archived_ids(store) == ["uqt_new", "uqt_old_c"]
+    assert (
+        store.get_archived_shards("uqt_old_a") == []
+        and store.get_archived_shards("uqt_old_b") == []
+    )
+    assert len(store.get_archived_shards("uqt_old_c")) == 2
+    assert store.get("uqt_live") is not None  # live tasks are not the purge's
+    expect(purge).to_be_disabled()  # a purge is followed by a new dry run, not a repeat
+    # one real purge was sent (none on Cancel), after a dry run of the same parameters
+    real = [body for body in sent if not body["dry_run"]]
+    assert len(real) == 1 and real[0]["keep_last"] == 2, sent
+    assert 720 <= real[0]["older_than_hours"] < 720.01  # 30 days, from the dry run's moment
+    assert sent[-2]["dry_run"] and sent[-2]["keep_last"] == 2
+
+
+def test_purge_deletes_only_what_its_dry_run_showed(sqlite_server: Server, page: Page) -> None:
+    """What changes between the dry run and the Purge click (a task archived by someone
+    else) is found before anything is deleted; the age counts from the dry run."""
+    store = sqlite_server.store
+    _old_archive(store)
+    page.goto(sqlite_server.base + "/#/archived")
+    page.get_by_text("Purge old archived tasks…").click()
+    _dry_run(page, "30")
+    outcome = page.locator("#purge-outcome")
+    expect(outcome).to_contain_text("Dry run: 3 archived tasks")
+    archived(store, "uqt_old_d", 24 * 50)  # archived meanwhile, by someone else
+    page.locator("#purge-run").click()
+    page.get_by_role("dialog").get_by_role("button", name="Purge").click()
+    expect(outcome).to_contain_text(
+        "The archive changed since the dry run; nothing was deleted. Dry run: 4 archived tasks"
+    )
+    assert len(archived_ids(store)) == 5
+    expect(page.locator("#purge-run")).to_have_text("Purge 4 tasks…")
+
+    # The age counts from the dry run: a task 10 s short of 60 h at the dry run is
+    # past 60 h when Purge is clicked, and stays (it was not in the dry run).
+    archived(store, "uqt_almost", 60 - 10 / 3600)
+    aged = time.monotonic() + 10
+    _dry_run(page, "60", "hours")
+    expect(outcome).to_contain_text("Dry run: 4 archived tasks")
+    expect(outcome).not_to_contain_text("uqt_almost")
+    page.wait_for_timeout(1000 * (aged - time.monotonic()) + 1000)
+    page.locator("#purge-run").click()
+    page.get_by_role("dialog").get_by_role("button", name="Purge").click()
+    expect(outcome).to_have_text("Purged 4 archived tasks and 8 shards in 1 batch.")
+    assert archived_ids(store) == ["uqt_almost", "uqt_new"]
+
+
+def test_purge_errors_are_shown_without_credentials(
+    server: Server, page: Page, db_url: URL
+) -> None:
+    """A database that refuses the delete (a real trigger): the server's masked message
+    in the page's alert, nothing deleted, and no password anywhere in the page."""
+    store = server.store
+    _old_archive(store)
+    page.goto(server.base + "/#/archived")
+    page.get_by_text("Purge old archived tasks…").click()
+    _dry_run(page, "30")
+    expect(page.locator("#purge-outcome")).to_contain_text("Dry run: 3 archived tasks")
+    with poisoned(store, db_url.get_backend_name(), "DELETE", "uqt_old_b"):
+        page.locator("#purge-run").click()
+        page.get_by_role("dialog").get_by_role("button", name="Purge").click()
+        alert = page.locator("#alert")
+        expect(alert).to_contain_text("503: ")
+    assert len(archived_ids(store)) == 4  # the one batch failed whole
+    expect(page.locator("#purge-outcome")).to_contain_text("Dry run: 3 archived tasks")
+    if db_url.password:
+        assert db_url.password not in page.content()
+    _dry_run(page, "30")  # the next call that works clears the error
+    expect(page.locator("#alert")).to_be_hidden()
+
+
+def test_purge_with_a_token(locked_server: Server, page: Page) -> None:
+    """The purge's JSON POSTs carry the bearer token, as every other call does."""
+    store = locked_server.store
+    _old_archive(store)
+    headers: list[dict[str, str]] = []
+    page.on(
+        "request",
+        lambda r: headers.append(r.headers) if r.url.endswith("/api/archive/purge") else None,
+    )
+    page.goto(locked_server.base + "/#/archived")
+    page.get_by_label("API token", exact=True).fill(TOKEN)
+    page.get_by_role("button", name="Unlock").click()
+    expect(page.locator("#total")).to_have_text("4 tasks")
+    page.get_by_text("Purge old archived tasks…").click()
+    _dry_run(page, "30")
+    page.get_by_role("button", name="Purge 3 tasks…").click()
+    page.get_by_role("dialog").get_by_role("button", name="Purge").click()
+    expect(page.locator("#purge-outcome")).to_have_text(
+        "Purged 3 archived tasks and 6 shards in 1 batch."
+    )
+    assert archived_ids(store) == ["uqt_new"]
+    assert len(headers) == 3  # the dry run, its re-check, the purge
+    for sent in headers:
+        assert sent["authorization"] == f"Bearer {TOKEN}"
+        assert sent["content-type"] == "application/json"
+
+
+def test_purge_stopped_part_way_says_what_went(sqlite_server: Server, page: Page) -> None:
+    """The route's batches are 1,000 tasks: the second fails, the first stays deleted."""
+    store = sqlite_server.store
+    ids = [f"uqt_{i:04d}" for i in range(1002)]
+    store.save_many(TaskInfo(task_id=task_id, backend="b", status="success") for task_id in ids)
+    store.archive_expired(hours=0)
+    with store.engine.begin() as conn:
+        conn.execute(
+            update(archived_tasks).values(
+                archived_at=(datetime.now(timezone.utc) - timedelta(days=40)).isoformat()
+            )
+        )
+    page.goto(sqlite_server.base + "/#/archived")
+    page.get_by_text("Purge old archived tasks…").click()
+    _dry_run(page, "30")
+    outcome = page.locator("#purge-outcome")
+    expect(outcome).to_contain_text("Dry run: 1,002 archived tasks (0 shards)")
+    expect(outcome).to_contain_text("and 982 more.")
+    with poisoned(store, "sqlite", "DELETE", ids[-1]):
+        page.locator("#purge-run").click()
+        page.get_by_role("dialog").get_by_role("button", name="Purge").click()
+        expect(outcome).to_have_text("Stopped by an error after deleting 1,000 tasks and 0 shards.")
+    expect(page.locator("#alert")).to_contain_text("part-way")
+    expect(page.locator("#total")).to_have_text("2 tasks")
+    assert archived_ids(store) == ids[1000:]
+
+
 def test_changes_from_another_process_appear_without_reload(server: Server, page: Page) -> None:
     seed(server.store, 2)
     page.goto(server.base + "/")
@@ -307,6 +504,39 @@ def test_narrow_screen_and_dark_scheme(server: Server, browser: Browser) -> None
     assert background == "rgb(21, 24, 28)"
     shoot(page, "narrow-dark")
     context.close()
+
+
+def test_purge_panel_at_375px_dark(sqlite_server: Server, browser: Browser) -> None:
+    """The purge panel, its dry run (20 ids listed) and its dialog fit a phone's width
+    in dark mode; the danger button keeps the dark scheme's colour."""
+    store = sqlite_server.store
+    for i in range(24):
+        archived(store, f"uqt_{i:032x}", 24 * (40 + i), shards=1)
+    context = browser.new_context(viewport={"width": 375, "height": 800}, color_scheme="dark")
+    try:
+        page = context.new_page()
+        page.goto(sqlite_server.base + "/#/archived")
+        expect(rows(page)).to_have_count(24)
+        page.get_by_text("Purge old archived tasks…").click()
+        _dry_run(page, "30", keep="1")
+        expect(page.locator("#purge-outcome")).to_contain_text(
+            "Dry run: 23 archived tasks (23 shards)"
+        )
+        expect(page.locator("#purge-outcome")).to_contain_text("and 3 more.")
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 375, f"the page scrolls sideways at 375 px ({width} px wide)"
+        colour = page.locator("#purge-run").evaluate("(b) => getComputedStyle(b).color")
+        assert colour == "rgb(255, 138, 128)"  # --danger, dark
+        page.locator("#purge").scroll_into_view_if_needed()
+        shoot(page, "purge")
+        page.locator("#purge-run").click()
+        dialog = page.get_by_role("dialog")
+        box = dialog.bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 375
+        page.keyboard.press("Escape")
+        assert len(archived_ids(store)) == 24
+    finally:
+        context.close()
 
 
 # -- under a prefix, and against other sites ---------------------------------------

@@ -20,9 +20,10 @@ from sqlalchemy.exc import OperationalError
 from tests.conftest import scratch_url
 from uniqc_store import CURRENT_SCHEMA_VERSION, DatabaseBusyError, TaskStore, Timeouts
 from uniqc_store.db.engine import create_store_engine
-from uniqc_store.migrations import locks
+from uniqc_store.migrations import lease, locks, lockwait
 from uniqc_store.migrations.bounds import ddl_bounds
-from uniqc_store.migrations.locks import lease_table, migration_lock
+from uniqc_store.migrations.lease import lease_table
+from uniqc_store.migrations.locks import migration_lock
 from uniqc_store.migrations.runner import database_version, upgrade
 from uniqc_store.schema.versions import MIGRATION_LOCK_TABLE
 
@@ -210,10 +211,10 @@ def test_the_lease_excludes_and_is_taken_over_after_its_deadline(
                 ):
                     pass
             assert _lease_holder(second) == ""  # released: the row is gone
-            now = locks.server_now_ms(first)
+            now = lease.server_now_ms(first)
             first.execute(
                 lease_table.insert().values(
-                    lock_name=locks.LOCK_NAME,
+                    lock_name=lockwait.LOCK_NAME,
                     owner="a deployer that died",
                     acquired_ms=now - 10_000,
                     expires_ms=now - 1,
@@ -221,7 +222,7 @@ def test_the_lease_excludes_and_is_taken_over_after_its_deadline(
             )
             first.commit()
             with (
-                caplog.at_level(logging.WARNING, logger=locks.__name__),
+                caplog.at_level(logging.WARNING, logger=lease.__name__),
                 migration_lock(second, SHORT, method="lease"),
             ):
                 assert _lease_holder(first).startswith("uniqc-store upgrade on")

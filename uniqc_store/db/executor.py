@@ -37,7 +37,8 @@ A write whose outcome cannot be known is never run again: the caller gets
 
 A store call made inside another's unit of work on the same thread or task
 (from a ``modify`` change, say) is refused at once: it would wait on the
-outer call's own locks.
+outer call's own locks. So is a call on a store inside its ``using()`` block
+(``borrowed.py``, the executor's mode over the application's connection).
 """
 
 from __future__ import annotations
@@ -82,6 +83,11 @@ _NESTED = (
     "a store call was made inside another store call's transaction (from a modify() change?); "
     "it would wait on that call's own locks: make it before or after"
 )
+_LENT = (
+    "a call on the store was made inside its using() block: call the store the block yields "
+    "(with store.using(conn) as tx_store: tx_store.save(...)), whose calls run in your "
+    "transaction"
+)
 _COMMIT_UNKNOWN = (
     "the connection to the database dropped while the transaction was committing: it may or "
     "may not have been written; check before repeating the call"
@@ -93,6 +99,8 @@ _SENT_UNKNOWN = (
 
 #: The executors whose write unit the current thread or task is inside (outermost first).
 _writing: ContextVar[tuple[int, ...]] = ContextVar("uniqc_store_writing", default=())
+#: The executors whose store lent its calls to a ``using()`` block of the current thread or task.
+_lent: ContextVar[tuple[int, ...]] = ContextVar("uniqc_store_lent", default=())
 #: Whether the current call is a bulk call (deadline ``bulk_seconds``).
 _bulk: ContextVar[bool] = ContextVar("uniqc_store_bulk", default=False)
 #: Where an engine keeps its executor (on its dialect, which ``execution_options``
@@ -189,8 +197,25 @@ class Executor:
     # -- nesting ----------------------------------------------------------------
 
     def _not_nested(self) -> None:
+        if id(self) in _lent.get():
+            raise StoreError(_LENT)
         if id(self) in _writing.get():
             raise StoreError(_NESTED)
+
+    def in_write_unit(self) -> bool:
+        """Whether the current thread or task is inside one of this executor's write units."""
+        return id(self) in _writing.get()
+
+    @contextlib.contextmanager
+    def lent(self) -> Iterator[None]:
+        """Mark the block as a ``using()`` block of this executor's store
+        (``borrowed.py``): the store's own calls in it are refused, since they
+        would run beside the application's transaction, not in it."""
+        token = _lent.set((*_lent.get(), id(self)))
+        try:
+            yield
+        finally:
+            _lent.reset(token)
 
     @contextlib.contextmanager
     def _write_unit(self) -> Iterator[None]:

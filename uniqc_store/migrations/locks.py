@@ -19,40 +19,34 @@ Every wait is bounded by ``Timeouts.migration_lock_seconds``; then
 ``DatabaseBusyError`` names the holder when the database can tell (PostgreSQL:
 the holder's application name, backend pid, address and start; MySQL: its
 connection id, user and host; the lease and the lock file: the owner recorded).
-
-The lease table is created outside the Alembic chain, on first use: it must
-exist before the chain's first revision runs on an empty database, and after a
-downgrade to base, and it is no part of the task store's schema (SQLite never
-has it, and ``PRAGMA user_version`` and ``CURRENT_SCHEMA_VERSION`` stay as they
-are). A lease expires at its holder's migration deadline (``migration_seconds``,
-past which the holder's run has been ended by the watchdog), so an upgrader that
-died leaves the lock to the next one then; delete the row to free it earlier.
-Times are the server's clock, so deployers on machines with different clocks agree.
+The lease is in ``lease.py``; what every lock shares in ``lockwait.py``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
-import os
 import random
-import socket
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import sqlalchemy
-from sqlalchemy import BigInteger, Column, Connection, MetaData, String, Table, text
-from sqlalchemy.exc import DBAPIError, IntegrityError, ProgrammingError
+from sqlalchemy import Connection, text
+from sqlalchemy.exc import DBAPIError
 
 from uniqc_store.db import door, watchdog
 from uniqc_store.db.dialects import is_mysql
 from uniqc_store.db.urls import sqlite_file_path
-from uniqc_store.errors import DatabaseBusyError, StoreError
+from uniqc_store.errors import StoreError
+from uniqc_store.migrations.lease import lease
+from uniqc_store.migrations.lockwait import (
+    LOCK_NAME,
+    POLL_CAP_S,
+    busy_error,
+    owner_name,
+    sqlstate_of,
+)
 from uniqc_store.records import APPLICATION_ID
-from uniqc_store.schema.versions import MIGRATION_LOCK_TABLE
 from uniqc_store.timeouts import DEFAULT_TIMEOUTS, Timeouts
 
 try:  # POSIX only; elsewhere the filelock package takes the SQLite lock file.
@@ -60,36 +54,11 @@ try:  # POSIX only; elsewhere the filelock package takes the SQLite lock file.
 except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
 
-log = logging.getLogger(__name__)
 
-#: Key of PostgreSQL's advisory lock (per database); the name of the lease and, with the
-#: database's name, of MySQL's lock.
+#: Key of PostgreSQL's advisory lock (per database).
 ADVISORY_LOCK_KEY = APPLICATION_ID
-LOCK_NAME = "uniqc_store_migrations"
-#: The longest pause between two looks at a lease or a lock file.
-POLL_CAP_S = 0.5
-#: MySQL error numbers and PostgreSQL SQLSTATEs of a lost race for the lease row
-#: (on Galera a duplicate key inserted on two nodes at once is a deadlock, 1213).
-_CONFLICT_ERRNOS = {1062, 1213}
-_CONFLICT_SQLSTATES = {"23505", "40001", "40P01"}
-
-lease_table = Table(
-    MIGRATION_LOCK_TABLE,
-    MetaData(),
-    Column("lock_name", String(64), primary_key=True),
-    Column("owner", String(255), nullable=False),
-    Column("acquired_ms", BigInteger, nullable=False),
-    Column("expires_ms", BigInteger, nullable=False),
-    mysql_charset="utf8mb4",
-    mariadb_charset="utf8mb4",
-)
 
 Lock = Callable[[Connection, Timeouts], contextlib.AbstractContextManager[None]]
-
-
-def owner_name() -> str:
-    """Who takes the lock: what a waiter is told (host, pid and a nonce)."""
-    return f"uniqc-store upgrade on {socket.gethostname()} pid {os.getpid()} {uuid.uuid4().hex[:8]}"
 
 
 def lock_method(conn: Connection) -> str:
@@ -119,25 +88,6 @@ def migration_lock(
         yield
 
 
-def busy_error(wait: float, holder: str | None) -> DatabaseBusyError:
-    """The error of a lock wait that ran out: who holds it, and what to do."""
-    held = f" (held by {holder})" if holder else ""
-    return DatabaseBusyError(
-        f"another upgrade of this database held the migration lock{held} for more than "
-        f"{wait:g} s; run the upgrade again once it is done, or raise "
-        "Timeouts.migration_lock_seconds (UNIQC_STORE_TIMEOUTS). Nothing was changed."
-    )
-
-
-def _sqlstate(exc: DBAPIError) -> str | None:
-    return getattr(exc.orig, "sqlstate", None)
-
-
-def _errno(exc: DBAPIError) -> object:
-    args = getattr(exc.orig, "args", ())
-    return args[0] if args else None
-
-
 @contextlib.contextmanager
 def _advisory(conn: Connection, timeouts: Timeouts) -> Iterator[None]:
     """PostgreSQL: a transaction-scoped advisory lock on a connection of its own."""
@@ -153,7 +103,7 @@ def _advisory(conn: Connection, timeouts: Timeouts) -> Iterator[None]:
         try:
             holder.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": ADVISORY_LOCK_KEY})
         except DBAPIError as exc:
-            if _sqlstate(exc) != "55P03":  # lock_not_available: lock_timeout ran out
+            if sqlstate_of(exc) != "55P03":  # lock_not_available: lock_timeout ran out
                 raise
             holder.rollback()
             raise busy_error(wait, _advisory_holder(holder)) from exc
@@ -243,130 +193,6 @@ def _get_lock_holder(conn: Connection, name: str) -> str | None:
     return f"connection {row[0]} of {row[1]}@{row[2]}, for {row[3]} s"
 
 
-def server_now_ms(conn: Connection) -> int:
-    """The database server's clock in milliseconds since the epoch."""
-    query = {
-        "postgresql": "SELECT CAST(extract(epoch FROM clock_timestamp()) * 1000 AS BIGINT)",
-        "sqlite": "SELECT CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)",
-    }.get(conn.dialect.name, "SELECT CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS SIGNED)")
-    now = int(conn.exec_driver_sql(query).scalar_one())
-    conn.rollback()
-    return now
-
-
-def _is_conflict(exc: DBAPIError) -> bool:
-    return (
-        isinstance(exc, IntegrityError)
-        or _errno(exc) in _CONFLICT_ERRNOS
-        or _sqlstate(exc) in _CONFLICT_SQLSTATES
-    )
-
-
-def create_lease_table(conn: Connection) -> None:
-    """The lease table, if missing (two deployers creating it at once is fine).
-
-    On Galera a node's DDL aborts the transactions of other nodes that touch the
-    same name (1213, a certification conflict): that is worth another try too.
-    """
-    for attempt in range(8):
-        try:
-            lease_table.create(conn, checkfirst=True)
-            conn.commit()
-            return
-        except DBAPIError as exc:  # created by another at that moment, or aborted by its DDL
-            conn.rollback()
-            if not (isinstance(exc, (IntegrityError, ProgrammingError)) or _is_conflict(exc)):
-                raise
-            if attempt == 7:
-                raise StoreError(f"cannot create the migration lock table: {exc.orig}") from exc
-            time.sleep(random.uniform(0, min(POLL_CAP_S, 0.01 * 2**attempt)))
-
-
-@contextlib.contextmanager
-def _lease(conn: Connection, timeouts: Timeouts) -> Iterator[None]:
-    """A committed lease row: works wherever committed rows are shared (Galera, any pooler)."""
-    create_lease_table(conn)
-    me, wait = owner_name(), timeouts.migration_lock_wait
-    deadline = time.monotonic() + wait
-    for attempt in range(1_000_000):
-        try:
-            holder = _take_lease(conn, me, int(timeouts.migration_seconds * 1000))
-        except DBAPIError as exc:  # a certification conflict with another node: try again
-            conn.rollback()
-            if not _is_conflict(exc):
-                raise
-            holder = ""
-        if holder is None:
-            break
-        if time.monotonic() >= deadline:
-            raise busy_error(wait, holder or None)
-        time.sleep(random.uniform(0, min(POLL_CAP_S, 0.01 * 2**attempt)))
-    try:
-        yield
-    finally:
-        conn.rollback()
-        _release_lease(conn, me)
-
-
-def _take_lease(conn: Connection, me: str, lease_ms: int) -> str | None:
-    """Take the lease (None), or describe its holder (``""`` if it just went)."""
-    now = server_now_ms(conn)
-    try:
-        conn.execute(
-            lease_table.insert().values(
-                lock_name=LOCK_NAME, owner=me, acquired_ms=now, expires_ms=now + lease_ms
-            )
-        )
-        conn.commit()
-        return None
-    except DBAPIError as exc:
-        conn.rollback()
-        if not _is_conflict(exc):
-            raise
-    c = lease_table.c
-    row = conn.execute(lease_table.select().where(c.lock_name == LOCK_NAME)).first()
-    conn.rollback()
-    if row is None:
-        return ""
-    if row.expires_ms <= now and _take_over(conn, row, me, now, lease_ms):
-        return None
-    return f"{row.owner}, lease taken {(now - row.acquired_ms) / 1000:.0f} s ago"
-
-
-def _take_over(conn: Connection, row: Any, me: str, now: int, lease_ms: int) -> bool:
-    """Take an expired lease from its holder, if nobody else did first."""
-    c = lease_table.c
-    try:
-        result = conn.execute(
-            lease_table.update()
-            .where(c.lock_name == LOCK_NAME, c.owner == row.owner, c.expires_ms == row.expires_ms)
-            .values(owner=me, acquired_ms=now, expires_ms=now + lease_ms)
-        )
-        conn.commit()
-    except DBAPIError as exc:
-        conn.rollback()
-        if _is_conflict(exc):
-            return False
-        raise
-    if result.rowcount == 1:
-        log.warning("took over the migration lease of %s: its deadline had passed", row.owner)
-        return True
-    return False
-
-
-def _release_lease(conn: Connection, me: str) -> None:
-    c = lease_table.c
-    for attempt in range(8):  # a certification conflict on Galera is worth another try
-        try:
-            conn.execute(lease_table.delete().where(c.lock_name == LOCK_NAME, c.owner == me))
-            conn.commit()
-            return
-        except DBAPIError as exc:
-            conn.rollback()
-            if not _is_conflict(exc) or attempt == 7:
-                raise
-
-
 def _lock_path(conn: Connection) -> Path | None:
     path = sqlite_file_path(conn.engine.url)
     return None if path is None else Path(f"{path}.lock")
@@ -432,7 +258,7 @@ def _filelock(conn: Connection, timeouts: Timeouts) -> Iterator[None]:
 LOCKS: dict[str, Lock] = {
     "advisory": _advisory,
     "get_lock": _get_lock,
-    "lease": _lease,
+    "lease": lease,
     "flock": _flock,
     "filelock": _filelock,
 }

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import copy
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from sqlalchemy import URL, Connection, Engine, Executable, Table
 from sqlalchemy.exc import IntegrityError
 
+from uniqc_store.db.borrowed import borrowing, refuse_inside
 from uniqc_store.db.engine import store_engine
 from uniqc_store.db.executor import Transaction, bulk, executor_for
 from uniqc_store.db.metrics import RETRY_PARENT_MOVED, MetricsSnapshot
@@ -170,6 +172,7 @@ class TaskStore:
         """
         from uniqc_store.db.sessions import read_only_session
 
+        refuse_inside(self._executor, "session()")
         return read_only_session(self._executor, **kwargs)
 
     def reading(self, *, snapshot: bool = False) -> contextlib.AbstractContextManager[Connection]:
@@ -191,6 +194,28 @@ class TaskStore:
         Rows written here are not checked as ``save()`` checks them.
         """
         return self._executor.transaction()
+
+    @contextlib.contextmanager
+    def using(self, connection: Connection) -> Iterator[TaskStore]:
+        """This store's calls inside a transaction your application owns, on ``connection``.
+
+        ``with store.using(conn) as tx_store:`` yields a store with this one's API
+        whose calls run on ``conn`` (yours, or ``session.connection()`` of your ORM
+        ``Session``), so your rows and the store's commit or roll back together: the
+        store never begins, commits, rolls back or retries there, and a call that
+        returned is durable only when you commit. Each write runs in a SAVEPOINT
+        (a call that raised left your transaction as it was); a deadlock or
+        serialization failure is ``DatabaseBusyError``: retry your whole transaction.
+        On SQLite pass the connection of ``store.transaction()``; a connection to
+        another database is refused. Calls on this store itself are refused inside
+        the block, and calls that commit as they go (``archive_expired``,
+        ``purge_archived``, ``upgrade``, ``close``, ``session``) on the one it yields.
+        See the README's "Inside your transaction".
+        """
+        with borrowing(self._executor, connection) as executor:
+            bound = copy.copy(self)
+            bound._executor = executor
+            yield bound
 
     def close(self) -> None:
         """Release the connections (and the engine, if the store created it)."""
@@ -609,6 +634,7 @@ class TaskStore:
         this dict for the chunks already committed (the failing chunk moved
         nothing); an error in the first chunk is raised as it is.
         """
+        refuse_inside(self._executor, "archive_expired()")
         cutoff = archive.cutoff_for(hours)  # validates before anything runs
         terminal_only = _flag(terminal_only, "terminal_only")
         now = utc_now_iso()
@@ -663,6 +689,7 @@ class TaskStore:
         Like ``archive_expired``, a sequence of atomic batches: an error part-way
         is ``PartialRunError`` whose ``report`` counts the batches committed.
         """
+        refuse_inside(self._executor, "purge_archived()")
         cutoff = archive.cutoff_for(older_than_hours, "older_than_hours")
         keep = _non_negative(keep_last, "keep_last")
         size = _non_negative(batch_size, "batch_size")

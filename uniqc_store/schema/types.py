@@ -15,15 +15,22 @@ timestamp columns.
 Nothing here imports the MySQL dialect: its package loads every MySQL driver
 module, which would cost every process that imports the store. ``LONGTEXT``
 is resolved when a MySQL/MariaDB dialect compiles the type, and the tables'
-MySQL options when it compiles their ``CREATE TABLE``.
+MySQL options come from a copy of the tables made when it first compiles their
+``CREATE TABLE`` (``with_mysql_options``).
+
+The two DDL hooks here use SQLAlchemy's compiler extension as its documentation
+shows (``@compiles`` on ``CreateTable`` / ``CreateColumn``): each renders a
+construct of its own (the copy's ``CREATE TABLE``; a column from its parts) and
+changes no table and no compiled text.
 """
 
 from __future__ import annotations
 
-import threading
+import weakref
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Dialect, String, Table, Text
+from sqlalchemy import Dialect, ForeignKeyConstraint, MetaData, String, Table, Text
 from sqlalchemy.exc import CompileError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.schema import CreateColumn, CreateTable
@@ -154,7 +161,9 @@ class JSONText(TypeDecorator[Any]):
 
 
 #: Column ``info`` flag: on SQLite render the primary key without NOT NULL,
-#: as the reference's ``task_id TEXT PRIMARY KEY`` does.
+#: as the reference's ``task_id TEXT PRIMARY KEY`` does (SQLite lets such a key
+#: hold NULL, and ``PRAGMA table_info`` shows it nullable in the reference's
+#: files; the released revisions 0001 and 0002 create their tables with it).
 SQLITE_NULLABLE_PK = "uniqc_sqlite_nullable_pk"
 
 #: The table options of every table on MySQL/MariaDB: the migrations pass them
@@ -170,34 +179,86 @@ MYSQL_TABLE_ARGS: dict[str, Any] = {
 
 #: Table ``info`` flag: the table takes ``MYSQL_TABLE_ARGS`` on MySQL/MariaDB.
 MYSQL_OPTIONS = "uniqc_mysql_table_options"
-_adding_options = threading.Lock()
 
 
-def add_mysql_table_options(table: Table) -> None:
-    """Give ``table`` the ``MYSQL_TABLE_ARGS`` (once; this loads the MySQL dialect).
+def with_mysql_options(metadata: MetaData) -> MetaData:
+    """A copy of ``metadata`` whose ``MYSQL_OPTIONS`` tables carry ``MYSQL_TABLE_ARGS``
+    (made once per ``metadata``; this loads the MySQL dialect).
 
     ``Table(..., mysql_charset=...)`` validates its options by loading the
     MySQL dialect package, and with it every MySQL driver module, in each
-    process that imports the tables. The tables carry ``MYSQL_OPTIONS``
-    instead and get their options here: when MySQL/MariaDB first compiles one
-    of their ``CREATE TABLE`` statements (so the DDL is always the same), and
-    when the migration environment starts (so autogenerate sees them).
+    process that imports the tables. So the tables only carry the
+    ``MYSQL_OPTIONS`` flag, and MySQL's DDL is that of this copy (made with
+    ``Table.to_metadata``; the options given as ``Table(..., extend_existing=True)``
+    does): the tables themselves are never changed. The migration environment
+    hands the copy to autogenerate, so a new table's ``create_table`` shows the
+    options, as the revisions pass them. The copy is built again if ``metadata``
+    gains a table (two threads may build it at once: each gets a whole copy).
     """
-    with _adding_options:
-        if any(key not in table.dialect_kwargs for key in MYSQL_TABLE_ARGS):
-            table.dialect_kwargs.update(MYSQL_TABLE_ARGS)
+    names = tuple(metadata.tables)
+    copy = _copies.get(metadata)
+    if copy is None or copy[0] != names:
+        copy = (names, _copy_with_options(metadata))
+        _copies[metadata] = copy
+    return copy[1]
+
+
+_copies: weakref.WeakKeyDictionary[MetaData, tuple[tuple[str, ...], MetaData]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _copy_with_options(metadata: MetaData) -> MetaData:
+    copies = MetaData(schema=metadata.schema, naming_convention=metadata.naming_convention)
+    for table in metadata.tables.values():
+        table.to_metadata(copies)  # every table, so the copies' foreign keys resolve
+    for table in metadata.tables.values():
+        if table.info.get(MYSQL_OPTIONS):
+            Table(table.name, copies, schema=table.schema, extend_existing=True, **MYSQL_TABLE_ARGS)
+    return copies
 
 
 @compiles(CreateTable, "mysql", "mariadb")
 def _mysql_create_table(element: CreateTable, compiler: DDLCompiler, **kw: Any) -> str:
-    if element.element.info.get(MYSQL_OPTIONS):
-        add_mysql_table_options(element.element)
+    """A flagged table's ``CREATE TABLE`` is its copy's, which has the options."""
+    table = element.element
+    if table.info.get(MYSQL_OPTIONS) and table.metadata is not None:
+        copy = with_mysql_options(table.metadata).tables[table.key]
+        element = CreateTable(
+            copy,
+            include_foreign_key_constraints=_their_copies(
+                copy, element.include_foreign_key_constraints
+            ),
+            if_not_exists=element.if_not_exists,
+        )
     return str(compiler.visit_create_table(element, **kw))  # type: ignore[no-untyped-call]
 
 
+def _their_copies(
+    copy: Table, constraints: Sequence[ForeignKeyConstraint] | None
+) -> list[ForeignKeyConstraint] | None:
+    """The copy's foreign keys matching ``constraints`` (``create_all`` names those
+    it creates inline); None for all of them, as ``CreateTable`` takes it."""
+    if constraints is None:
+        return None
+    keys = {tuple(constraint.column_keys) for constraint in constraints}
+    return [fk for fk in copy.foreign_key_constraints if tuple(fk.column_keys) in keys]
+
+
 @compiles(CreateColumn, "sqlite")
-def _sqlite_column_spec(element: CreateColumn, compiler: DDLCompiler, **kw: Any) -> str:
-    spec = str(compiler.visit_create_column(element, **kw))  # type: ignore[no-untyped-call]
-    if element.element.info.get(SQLITE_NULLABLE_PK):
-        spec = spec.replace(" NOT NULL", "")
-    return spec
+def _sqlite_column_spec(element: CreateColumn, compiler: DDLCompiler, **kw: Any) -> str | None:
+    """A ``SQLITE_NULLABLE_PK`` column is its name and type (the reference's
+    nullable key), rendered from its parts as SQLAlchemy's ``CreateColumn``
+    documentation does; any other column as SQLAlchemy renders it."""
+    column = element.element
+    if not column.info.get(SQLITE_NULLABLE_PK):
+        return compiler.visit_create_column(element, **kw)  # type: ignore[no-any-return,no-untyped-call]
+    if not column.primary_key or column.server_default is not None or column.computed:
+        raise CompileError(
+            f"{SQLITE_NULLABLE_PK} is for a primary key column without a default or "
+            f"expression; {column} has one"
+        )
+    type_ = compiler.type_compiler.process(column.type, type_expression=column)
+    spec = f"{compiler.preparer.format_column(column)} {type_}"
+    constraints = " ".join(compiler.process(constraint) for constraint in column.constraints)
+    return f"{spec} {constraints}" if constraints else spec

@@ -18,7 +18,7 @@ VERSION_TABLE_ENV = "UNIQC_STORE_VERSION_TABLE"
 DEFAULT_VERSION_TABLE = "uniqc_store_alembic_version"
 #: Alembic's default table, where earlier versions of this package kept our revision.
 LEGACY_VERSION_TABLE = "alembic_version"
-#: The migration lease of Galera (``migrations/locks.py``): made outside the chain, on
+#: The migration lease of Galera (``migrations/lease.py``): made outside the chain, on
 #: first use, so it is no part of any schema version.
 MIGRATION_LOCK_TABLE = "uniqc_store_migration_lock"
 #: Revision ids of our chain (the id is the schema version).

@@ -30,20 +30,38 @@ function headers(extra = {}) {
   return value ? { ...own, Authorization: `Bearer ${value}` } : own;
 }
 
-/** A JSON request to the API; throws AuthError on 401, Error with the server's detail otherwise. */
-export async function api(path, { method = "GET", query } = {}) {
+/** A failed call: its message is the status and the server's (masked) detail; `body`
+ * is the whole answer (a 503 from a run stopped part-way has its `report`). */
+export class ApiError extends Error {
+  constructor(message, status, body) {
+    super(message);
+    this.status = status;
+    this.body = body;
+  }
+}
+
+/**
+ * A JSON request to the API, with `body` (any JSON value) sent as JSON when given;
+ * throws AuthError on 401, ApiError with the server's detail otherwise.
+ */
+export async function api(path, { method = "GET", query, body } = {}) {
   const url = apiUrl(path);
   for (const [key, value] of Object.entries(query ?? {})) {
     if (value !== undefined && value !== null && value !== "") url.searchParams.set(key, value);
   }
-  const response = await fetch(url, { method, headers: headers({ Accept: "application/json" }) });
-  if (response.status === 401) throw new AuthError("missing or wrong token");
-  const body = await response.json().catch(() => ({}));
-  if (!response.ok) {
-    const detail = typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail);
-    throw new Error(`${response.status}: ${detail ?? response.statusText}`);
+  const init = { method, headers: headers({ Accept: "application/json" }) };
+  if (body !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
   }
-  return body;
+  const response = await fetch(url, init);
+  if (response.status === 401) throw new AuthError("missing or wrong token");
+  const answer = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    const detail = typeof answer.detail === "string" ? answer.detail : JSON.stringify(answer.detail);
+    throw new ApiError(`${response.status}: ${detail ?? response.statusText}`, response.status, answer);
+  }
+  return answer;
 }
 
 /**

@@ -1,12 +1,13 @@
-// The task list (live or archive): counts as bars, filters, keyset paging,
-// and, for live tasks, archiving the expired ones after a dry run. The filters
-// and the page are in the URL (#/live?status=failed&page=2&cursor=...); the
-// cursors of the pages before it are in the history entry, so Back and
-// Previous both work; a shared link to page N has only its own cursor, so
-// Previous there goes to the first page.
+// The task list (live or archive): counts as bars, filters, keyset paging, and,
+// after a dry run, archiving the expired live tasks (in the archive, purging old
+// archived ones: purge.js). The filters and the page are in the URL
+// (#/live?status=failed&page=2&cursor=...); the cursors of the pages before it are
+// in the history entry, so Back and Previous both work; a shared link to page N
+// has only its own cursor, so Previous there goes to the first page.
 
 import { api } from "./api.js";
 import { bars, h, statusBadge, time } from "./dom.js";
+import { purgePanel } from "./purge.js";
 
 const STATUSES = ["pending", "running", "success", "failed", "cancelled"];
 const PAGE_SIZE = 25;
@@ -132,7 +133,7 @@ export function tasksView(which, params, saved, ctx) {
       ),
     ),
     h("nav", { class: "pager", "aria-label": "Pages" }, prev, pageInfo, next),
-    which === "live" ? expiredPanel(ctx) : null,
+    which === "live" ? expiredPanel(ctx) : purgePanel(ctx),
   );
 
   // The rows and the charts load side by side; the rows (the cheaper call) show first.
