@@ -585,8 +585,18 @@ def print_table(runs: list[dict[str, Any]]) -> None:
         print(f"| {name} | " + " | ".join(cells) + " |")
 
 
+#: The calls issue 28 names, drawn before 0007 too (dashed) when a run at 6 is given.
+SHOWN_BEFORE = (
+    "list(status, backend, limit=50)",
+    "count()",
+    "count(status, backend)",
+    "dashboard first page + counts",
+)
+
+
 def plot(runs: list[dict[str, Any]], path: Path) -> bool:
-    """Median per call against store size (SQLite), log-log; False without matplotlib."""
+    """Median per call against store size (SQLite), log-log: the newest schema's runs
+    solid, the issue's four calls before 0007 dashed; False without matplotlib."""
     try:
         import matplotlib
 
@@ -594,25 +604,36 @@ def plot(runs: list[dict[str, Any]], path: Path) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    sqlite_runs = sorted((r for r in runs if r["engine"] == "sqlite"), key=lambda r: r["size"])
+    sqlite_runs = [r for r in runs if r["engine"] == "sqlite"]
     if not sqlite_runs:
         return False
-    fig, ax = plt.subplots(figsize=(9, 6))
-    for op in [f["op"] for f in sqlite_runs[0]["per_call"]]:
-        xs, ys = [], []
-        for r in sqlite_runs:
-            found = next((f for f in r["per_call"] if f["op"] == op), None)
-            if found:
-                xs.append(r["size"])
-                ys.append(found["median_ms"])
-        ax.plot(xs, ys, marker="o", label=op)
+    newest = max(r["schema_version"] for r in sqlite_runs)
+    fig, ax = plt.subplots(figsize=(10, 6.5))
+    colors = plt.get_cmap("tab20").colors
+    ops = [f["op"] for f in sqlite_runs[0]["per_call"]]
+    for k, op in enumerate(ops):
+        for before in (False, True):
+            if before and op not in SHOWN_BEFORE:
+                continue
+            chosen = sorted(
+                (r for r in sqlite_runs if (r["schema_version"] < newest) == before),
+                key=lambda r: r["size"],
+            )
+            points = [
+                (r["size"], f["median_ms"]) for r in chosen for f in r["per_call"] if f["op"] == op
+            ]
+            if points:
+                xs, ys = zip(*points, strict=True)
+                style = {"linestyle": "--", "marker": "x"} if before else {"marker": "o"}
+                label = f"{op} (before 0007)" if before else op
+                ax.plot(xs, ys, color=colors[k % len(colors)], label=label, **style)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("tasks in the store")
     ax.set_ylabel("median per call (ms)")
     ax.set_title("uniqc-store on SQLite: cost per call against store size")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     return True
