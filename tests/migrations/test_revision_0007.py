@@ -291,3 +291,21 @@ def test_a_0007_stopped_half_way_completes_when_run_again(
         assert not set(new) & set(indexes(engine, table))
         assert REPLACED[table].items() <= indexes(engine, table).items()
     engine.dispose()
+
+
+def test_a_store_open_while_the_file_is_downgraded_counts_from_the_rows(tmp_path: Path) -> None:
+    """Another process takes the file below 0007: the open store's next count finds the
+    counters gone and counts the rows (and uses the counters again once they are back)."""
+    store = TaskStore(cache_dir=tmp_path)
+    seed(store, 15)
+    assert store._counters
+    engine = create_store_engine(URL.create("sqlite+pysqlite", database=str(store.db_path)))
+    downgrade(engine, "0006")
+    groups = expected_groups(store, False)
+    assert store.count(status="failed") == sum(n for (s, _), n in groups.items() if s == "failed")
+    assert not store._counters
+    upgrade(engine)
+    store.upgrade()  # what a store does to see the new schema
+    assert store._counters and store.tally().groups == expected_groups(store, False)
+    store.close()
+    engine.dispose()

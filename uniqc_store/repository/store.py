@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import URL, Connection, Engine, Executable, Table
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from uniqc_store.db.borrowed import borrowing, refuse_inside
 from uniqc_store.db.engine import store_engine
@@ -406,8 +406,15 @@ class TaskStore:
     ) -> counts.Tally:
         params = _filters(status, backend)
         has = (status is not None, backend is not None)
-        stmt = counts.tally_statement(table, self._counters, *has)
-        return counts.Tally.of(self._executor.fetch(stmt, params))
+        try:
+            rows = self._executor.fetch(counts.tally_statement(table, self._counters, *has), params)
+        except OperationalError:
+            if not self._counters:
+                raise
+            # the file lost its counters since we looked (downgraded below 0007 elsewhere)
+            self._counters = self._executor.read(counts.counters_present)
+            rows = self._executor.fetch(counts.tally_statement(table, self._counters, *has), params)
+        return counts.Tally.of(rows)
 
     def _count(self, table: Table, status: str | TaskStatus | None, backend: str | None) -> int:
         return self._tally(table, status, backend).total()
