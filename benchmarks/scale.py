@@ -491,9 +491,9 @@ REPLACED_INDEXES = (
 
 
 def save_cost(rows: int, calls: int, repeats: int, synchronous: str) -> dict[str, Any]:
-    """What 0007 adds to ``save``: the mean microseconds of a save (a new task, then
-    a status change of it) on files of ``rows`` tasks at 0007 with its indexes and
-    triggers dropped and the reference's indexes it replaced made again (0006's
+    """What 0007 adds to ``save``: the mean microseconds of a save (of a new task, of a
+    status change of it, of a save that changes no count) on files of ``rows`` tasks
+    at 0007 with its indexes and triggers dropped and the reference's indexes it replaced made again (0006's
     schema: the store opens no file behind head), with its
     triggers dropped (the indexes' cost alone) and whole (indexes and counters),
     the three taking turns ``repeats`` times (short turns: a commit's fsync varies a
@@ -529,26 +529,30 @@ def save_cost(rows: int, calls: int, repeats: int, synchronous: str) -> dict[str
             stores[name] = TaskStore(
                 url=sqlite_url_for(path), auto_migrate=False, sqlite_synchronous=synchronous
             )
-        wall: dict[str, list[float]] = {name: [] for name in stores}
-        cpu: dict[str, list[float]] = {name: [] for name in stores}
+        kinds = ("new task", "status change", "same status")
+        wall: dict[tuple[str, str], list[float]] = {(n, k): [] for n in stores for k in kinds}
+        cpu: dict[tuple[str, str], list[float]] = {(n, k): [] for n in stores for k in kinds}
         for repeat in range(repeats):
             for name, store in stores.items():
                 ids = [f"uqt_cost{repeat:03d}{n:08d}" for n in range(calls)]
-                started, used = time.perf_counter(), time.process_time()
-                for n, tid in enumerate(ids):
-                    store.save(TaskInfo(task_id=tid, backend=BACKENDS[n % 8]))
-                    store.save(TaskInfo(task_id=tid, backend=BACKENDS[n % 8], status="running"))
-                wall[name].append((time.perf_counter() - started) / (2 * calls) * 1e6)
-                cpu[name].append((time.process_time() - used) / (2 * calls) * 1e6)
+                for kind, status in zip(kinds, ("pending", "running", "running"), strict=True):
+                    started, used = time.perf_counter(), time.process_time()
+                    for n, tid in enumerate(ids):
+                        store.save(TaskInfo(task_id=tid, backend=BACKENDS[n % 8], status=status))
+                    wall[name, kind].append((time.perf_counter() - started) / calls * 1e6)
+                    cpu[name, kind].append((time.process_time() - used) / calls * 1e6)
         for store in stores.values():
             store.close()
     report: dict[str, Any] = {"rows": rows, "synchronous": synchronous}
-    for kind, samples in (("wall", wall), ("cpu", cpu)):  # cpu: this process's own time
-        medians = {name: statistics.median(values) for name, values in samples.items()}
-        report[f"save_{kind}_us"] = {name: round(v, 1) for name, v in medians.items()}
-        bare, indexed, whole = medians["0006"], medians["0007 no triggers"], medians["0007"]
-        report[f"{kind}_indexes_cost"] = round(indexed / bare - 1, 3)
-        report[f"{kind}_counters_cost"] = round(whole / indexed - 1, 3)
+    for label, samples in (("wall", wall), ("cpu", cpu)):  # cpu: this process's own time
+        for kind in kinds:
+            medians = {name: statistics.median(samples[name, kind]) for name in stores}
+            bare, indexed, whole = medians["0006"], medians["0007 no triggers"], medians["0007"]
+            report[f"{label} {kind}"] = {
+                "us": {name: round(v, 1) for name, v in medians.items()},
+                "indexes_cost": round(indexed / bare - 1, 3),
+                "counters_cost": round(whole / indexed - 1, 3),
+            }
     return report
 
 
@@ -676,7 +680,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.save_cost:
         for synchronous in ("FULL", "NORMAL"):
-            print(json.dumps(save_cost(100_000, calls=50, repeats=41, synchronous=synchronous)))
+            print(json.dumps(save_cost(100_000, calls=40, repeats=31, synchronous=synchronous)))
         return 0
     runs: list[dict[str, Any]] = []
     for size in sizes:
