@@ -492,13 +492,12 @@ REPLACED_INDEXES = (
 
 def save_cost(rows: int, calls: int, repeats: int, synchronous: str) -> dict[str, Any]:
     """What 0007 adds to ``save``: the mean microseconds of a save (of a new task, of a
-    status change of it, of a save that changes no count) on files of ``rows`` tasks
-    at 0007 with its indexes and triggers dropped and the reference's indexes it replaced made again (0006's
-    schema: the store opens no file behind head), with its
-    triggers dropped (the indexes' cost alone) and whole (indexes and counters),
-    the three taking turns ``repeats`` times (short turns: a commit's fsync varies a
-    lot on a shared disk; ``synchronous="NORMAL"``, no fsync per commit in WAL mode,
-    shows the CPU cost)."""
+    status change of it, of a save that changes no count) on files of ``rows`` tasks:
+    "0006" (0007 with its indexes and triggers dropped and the reference's indexes it
+    replaced made again: the store opens no file behind head), "0007 no triggers" (the
+    indexes' cost alone) and "0007" (indexes and counters), the three taking turns
+    ``repeats`` times; wall time and this process's CPU time (the machine's load moves
+    wall time, fsync most, by 2x; the CPU time is what the code itself costs)."""
     import tempfile
 
     from uniqc_store.migrations.runner import upgrade
