@@ -26,6 +26,7 @@ EXAMPLE = """
 import os
 import pytest
 from uniqc_store import TaskInfo
+from uniqc_store.records import CURRENT_SCHEMA_VERSION
 
 
 @pytest.mark.parametrize("n", range(8))

@@ -538,6 +538,7 @@ def test_health_is_503_when_the_database_is_down(
     app = create_app(store)
     monkeypatch.setattr(store, "schema_version", down)
     monkeypatch.setattr(store, "count", down)
+    monkeypatch.setattr(store, "tally", down)
     with http_client(app) as http:
         health = http.get("/api/health")
         assert health.status_code == 503
