@@ -1,7 +1,12 @@
-"""``python -m benchmarks``: see ``benchmarks/run.py``; ``python -m benchmarks scale``:
-see ``benchmarks/scale.py``."""
+"""``python -m benchmarks``: see ``benchmarks/run.py``; ``python -m benchmarks transfer``:
+see ``benchmarks/transfer.py``; ``python -m benchmarks scale``: see ``benchmarks/scale.py``."""
 
 import sys
+
+if sys.argv[1:2] == ["transfer"]:
+    from benchmarks.transfer import main as transfer_main
+
+    raise SystemExit(transfer_main(sys.argv[2:]))
 
 if sys.argv[1:2] == ["scale"]:
     from benchmarks.scale import main as scale

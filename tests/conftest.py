@@ -18,6 +18,7 @@ import pytest
 from sqlalchemy import URL, Engine, event, make_url, text
 from sqlalchemy.exc import SQLAlchemyError
 
+from tests.async_portal import portal_store
 from tests.clusters import Galera, PgBouncer, private_galera, private_pgbouncer
 from uniqc_store import TaskStore
 from uniqc_store.db.door import STRICT_ENV
@@ -174,6 +175,8 @@ def module_url(
         yield url
 
 
+#: The ``watched`` value of the variants that run the contract over ``AsyncTaskStore``.
+ASYNC = "async"
 #: Where the repository contract runs: every engine and, on SQLite, both execution
 #: paths (the direct path while nothing watches; SQLAlchemy's with a listener on).
 STORE_VARIANTS = [
@@ -183,7 +186,23 @@ STORE_VARIANTS = [
     pytest.param("mysql", False, id="mysql"),
     pytest.param("pgbouncer", False, id="pgbouncer"),
     pytest.param("galera", False, id="galera"),
+    pytest.param("sqlite", ASYNC, id="sqlite-async"),
+    pytest.param("postgresql", ASYNC, id="postgresql-async"),
+    pytest.param("mysql", ASYNC, id="mysql-async"),
 ]
+#: The modules of the contract the ``*-async`` variants run (``AsyncTaskStore`` through
+#: ``tests/async_portal.py``): a representative subset, as on the clusters (the whole
+#: contract there would cost CI more than its budget; ``UNIQC_TEST_ASYNC_FULL=1`` runs
+#: all of it).
+ASYNC_CONTRACT = (
+    "tests/repository/test_store.py",
+    "tests/repository/test_archive.py",
+    "tests/repository/test_retention.py",
+    "tests/contract/test_arguments.py",
+    "tests/contract/test_exact_keys.py",
+    "tests/repository/test_pages.py",
+    "tests/repository/test_by_ids.py",
+)
 #: The variants behind a pooler or on a cluster, and the modules of the contract they
 #: run (a representative subset: the whole contract on them would cost CI more than
 #: its budget; ``UNIQC_TEST_CLUSTERS_FULL=1`` runs all of it there).
@@ -209,6 +228,15 @@ def _runs_on_clusters(metafunc: pytest.Metafunc) -> bool:
     return any(path.endswith(module) for module in CLUSTER_CONTRACT)
 
 
+def _runs_async(metafunc: pytest.Metafunc) -> bool:
+    if os.environ.get("UNIQC_TEST_ASYNC_FULL") == "1":
+        return True
+    if metafunc.definition.get_closest_marker("sync_only"):
+        return False
+    path = Path(metafunc.definition.path).as_posix()
+    return any(path.endswith(module) for module in ASYNC_CONTRACT)
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Every test taking ``store`` runs over ``STORE_VARIANTS`` (``one_path``: the
     unwatched ones only, for tests that watch the engine themselves)."""
@@ -219,6 +247,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     variants = STORE_VARIANTS
     if not _runs_on_clusters(metafunc):
         variants = [v for v in variants if v.values[0] not in CLUSTER_VARIANTS]
+    if not _runs_async(metafunc):
+        variants = [v for v in variants if v.values[1] != ASYNC]
     if metafunc.definition.get_closest_marker("one_path"):
         variants = [v for v in variants if not v.values[1]]
     metafunc.parametrize(
@@ -231,8 +261,16 @@ def _ignore(*_args: object) -> None:
 
 
 @pytest.fixture
-def store(module_url: URL, watched: bool) -> Iterator[TaskStore]:
-    """A migrated, empty store on each backend (and execution path)."""
+def store(module_url: URL, watched: bool | str) -> Iterator[TaskStore]:
+    """A migrated, empty store on each backend (and execution path, and over the async
+    store)."""
+    if watched == ASYNC:
+        with portal_store(module_url, auto_migrate=True) as over_async:
+            try:
+                yield over_async  # type: ignore[misc]
+            finally:
+                over_async.clear_all()
+        return
     task_store = TaskStore(url=module_url, auto_migrate=True)
     if watched:
         event.listen(task_store.engine, "before_cursor_execute", _ignore)

@@ -337,3 +337,217 @@ def test_the_scratch_url_fixture_is_usable_on_every_engine(
     else:
         assert "uniqc_test_" in shown.group(1)
         assert not scratch_exists(server_url(engine), shown.group(1))
+
+
+#: Rolled-back tests: each writes the same id into what must be an empty store, and
+#: records its store's engine (one per process: nothing is made per test).
+ROLLBACK_EXAMPLE = """
+import os
+import pytest
+from uniqc_store import TaskInfo
+
+
+@pytest.mark.parametrize("n", range(8))
+def test_starts_empty_and_writes(task_store_in_transaction, n):
+    store = task_store_in_transaction
+    assert store.count() == 0 and store.get("uqt_1") is None
+    store.save(TaskInfo(task_id="uqt_1", backend="dummy"))
+    assert store.count() == 1 and store.schema_version() == 6
+    with open(os.environ["SEEN_URLS"], "a") as seen:
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        seen.write(f"{worker} {os.getpid()} {id(store.engine)} {store.url}\\n")
+"""
+
+
+def run_rolled_back(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, engine: str, *args: str
+) -> tuple[pytest.RunResult, list[str]]:
+    url = None if engine == "sqlite" else plain(server_url(engine))
+    if url is None:
+        monkeypatch.delenv("UNIQC_STORE_TEST_URL", raising=False)
+    else:
+        monkeypatch.setenv("UNIQC_STORE_TEST_URL", url)
+    seen = pytester.path / "seen.txt"
+    monkeypatch.setenv("SEEN_URLS", str(seen))
+    pytester.makepyfile(ROLLBACK_EXAMPLE)
+    result = pytester.runpytest_subprocess(*args)
+    return result, seen.read_text().splitlines() if seen.exists() else []
+
+
+@pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["serial", "xdist"])
+@pytest.mark.parametrize("engine", ENGINES)
+def test_rolled_back_tests_start_empty_on_one_database_per_process(
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    engine: str,
+    workers: tuple[str, ...],
+) -> None:
+    result, seen = run_rolled_back(pytester, monkeypatch, engine, *workers)
+    result.assert_outcomes(passed=8)
+    processes = {line.split()[1] for line in seen}
+    assert len(processes) == (2 if workers else 1)
+    # one store (one engine) per process, every test of it on that one
+    assert len({tuple(line.split()[1:3]) for line in seen}) == len(processes)
+    if engine != "sqlite":
+        urls = {line.split()[3] for line in seen}
+        assert len(urls) == len(processes) and all("uniqc_test_" in u for u in urls)
+
+
+def test_a_sqlite_file_url_gives_one_file_per_process(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    theirs = tmp_path / "tasks.sqlite"
+    monkeypatch.setenv("UNIQC_STORE_TEST_URL", f"sqlite:///{theirs}")
+    seen = pytester.path / "seen.txt"
+    monkeypatch.setenv("SEEN_URLS", str(seen))
+    pytester.makepyfile(ROLLBACK_EXAMPLE)
+    result = pytester.runpytest_subprocess("-n", "2")
+    result.assert_outcomes(passed=8)
+    files = {line.split()[3] for line in seen.read_text().splitlines()}
+    assert len(files) == 2 and all(f.endswith("/tasks.sqlite") for f in files)
+    assert str(theirs) not in files and not theirs.exists()
+
+
+@pytest.mark.parametrize("engine", ["postgresql", "mysql"])
+def test_nothing_a_rolled_back_test_wrote_was_committed(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, engine: str
+) -> None:
+    monkeypatch.setenv("UNIQC_STORE_TEST_KEEP", "1")  # keep the scratch database to look
+    result, seen = run_rolled_back(pytester, monkeypatch, engine)
+    result.assert_outcomes(passed=8, warnings=1)
+    kept = make_url(seen[0].split()[3]).set(password=server_url(engine).password)
+    try:
+        with TaskStore(url=kept) as store:
+            assert store.count() == 0 and store.schema_version() == 6
+    finally:
+        name = re.search(r"uniqc_test_\w+", seen[0]).group(0)  # type: ignore[union-attr]
+        kind = "SCHEMA" if engine == "postgresql" else "DATABASE"
+        quoted = f'"{name}" CASCADE' if engine == "postgresql" else f"`{name}`"
+        drop = f"DROP {kind} {quoted}"
+        _admin_run(server_url(engine), drop)
+
+
+#: What cannot work in the rolled-back mode, refused at once with the reason, and
+#: what does (sequential calls from other threads: an app under TestClient).
+REFUSED_EXAMPLE = """
+import threading
+import pytest
+from uniqc_store import StoreError, TaskInfo
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        "archive_expired", "purge_archived", "archive_many", "delete_many", "upgrade",
+        "session", "reading", "transaction", "using", "close",
+    ],
+)
+def test_what_commits_as_it_goes_is_refused(task_store_in_transaction, call):
+    refused = "cannot run on task_store_in_transaction|closed by the fixture"
+    with pytest.raises(StoreError, match=refused):
+        getattr(task_store_in_transaction, call)()
+    assert task_store_in_transaction.count() == 0  # still usable
+
+
+def test_sequential_calls_from_another_thread_work(task_store_in_transaction):
+    saver = threading.Thread(
+        target=task_store_in_transaction.save, args=(TaskInfo(task_id="uqt_t", backend="b"),)
+    )
+    saver.start()
+    saver.join()
+    assert task_store_in_transaction.get("uqt_t") is not None
+
+
+def test_an_app_under_testclient_sees_the_tests_rows(task_store_in_transaction):
+    from fastapi.testclient import TestClient
+    from uniqc_store.api import create_app
+
+    task_store_in_transaction.save(TaskInfo(task_id="uqt_app", backend="b"))
+    client = TestClient(create_app(task_store_in_transaction, allowed_hosts=["testserver"]))
+    assert client.get("/api/tasks/uqt_app").json()["task_id"] == "uqt_app"
+    deleted = client.delete("/api/tasks/uqt_app", headers={"X-Requested-With": "test"})
+    assert deleted.status_code == 200  # a write, from the app's threads
+    assert task_store_in_transaction.get("uqt_app") is None
+
+
+def test_two_threads_at_once_are_refused(task_store_in_transaction):
+    store, refused, inside = task_store_in_transaction, [], threading.Event()
+    release = threading.Event()
+
+    def slow_modify(info):  # holds the connection's one call open
+        inside.set()
+        release.wait(10)
+        info.status = "running"
+
+    store.save(TaskInfo(task_id="uqt_slow", backend="b"))
+    holder = threading.Thread(target=store.modify, args=("uqt_slow", slow_modify))
+    holder.start()
+    assert inside.wait(10)
+    try:
+        store.save(TaskInfo(task_id="uqt_other", backend="b"))
+    except StoreError as exc:
+        refused.append(str(exc))
+    release.set()
+    holder.join()
+    assert refused and "two threads at the same time" in refused[0]
+    assert store.get("uqt_slow").status == "running" and store.get("uqt_other") is None
+
+
+def test_beside_task_store(task_store, task_store_in_transaction):
+    pass
+
+
+def test_beside_task_store_the_other_way(task_store_in_transaction, task_store):
+    pass
+
+
+def test_beside_the_server_url(task_store_in_transaction, task_store_server_url):
+    pass
+"""
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_what_cannot_work_rolled_back_is_refused(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, engine: str
+) -> None:
+    if engine == "sqlite":
+        monkeypatch.delenv("UNIQC_STORE_TEST_URL", raising=False)
+    else:
+        monkeypatch.setenv("UNIQC_STORE_TEST_URL", plain(server_url(engine)))
+    pytester.makepyfile(REFUSED_EXAMPLE)
+    result = pytester.runpytest_subprocess()
+    result.assert_outcomes(passed=13, errors=3)
+    result.stdout.fnmatch_lines(
+        ["*a test cannot use both task_store and task_store_in_transaction:*"]
+    )
+    result.stdout.fnmatch_lines(
+        ["*task_store_in_transaction cannot share a test with task_store_server_url:*"]
+    )
+
+
+#: A suite made rolled back throughout by an alias in its conftest.py.
+ALIAS_CONFTEST = """
+import pytest
+
+
+@pytest.fixture
+def task_store(task_store_in_transaction):
+    return task_store_in_transaction
+"""
+
+
+def test_an_alias_makes_task_store_rolled_back(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makeconftest(ALIAS_CONFTEST)
+    pytester.makepyfile(
+        test_alias="""
+from uniqc_store.testing.rollback import RolledBackStore
+
+
+def test_the_alias_is_the_rolled_back_store(task_store):
+    assert isinstance(task_store, RolledBackStore)
+"""
+    )
+    result, _ = run_example(pytester, monkeypatch, None)
+    result.assert_outcomes(passed=9)  # the eight of EXAMPLE, each starting empty

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
-from schemathesis.checks import negative_data_rejection
+from schemathesis.checks import negative_data_rejection, positive_data_acceptance
 from sqlalchemy import text
 
 from tests.http_server import SCRIPT_HEADERS
@@ -87,7 +87,20 @@ def test_api_conforms_to_its_schema(case: Any, auth_headers: dict[str, str]) -> 
     # Not checked: "negative data rejected". Every case is sent with ``auth_headers``, so a
     # case drawn without its Authorization header is not one; and a repeated scalar query
     # parameter is read as its last value (FastAPI's rule), which a draw may make valid.
-    response = case.call_and_validate(
-        headers=auth_headers, excluded_checks=[negative_data_rejection]
-    )
+    excluded = [negative_data_rejection]
+    if _opaque_paging(case):
+        excluded.append(positive_data_acceptance)
+    response = case.call_and_validate(headers=auth_headers, excluded_checks=excluded)
     assert SECRET not in response.text
+
+
+def _opaque_paging(case: Any) -> bool:
+    """A cursor page the schema cannot judge: a drawn cursor (opaque, so what it holds is
+    checked by the store: a 422 for one it did not give, by design), or a cursor with an
+    ``offset`` or ``limit=0`` (rules between parameters, which OpenAPI cannot state; the
+    parameters' descriptions do). Every other check still runs on such a case; real
+    cursors are walked in ``test_api.py``."""
+    query = case.query or {}
+    cursor = query.get("cursor")
+    odd = cursor != "" or query.get("limit") == 0 or query.get("offset", 0) != 0
+    return cursor is not None and odd

@@ -40,6 +40,10 @@ CALLS: dict[str, Callable[[TaskStore, Any], Any]] = {
     "list(status=)": lambda s, v: s.list(status=v),
     "clear_completed": lambda s, v: s.clear_completed([v]),
     "archive_expired(terminal_only=)": lambda s, v: s.archive_expired(0, terminal_only=v),
+    "list_page(backend=)": lambda s, v: s.list_page(backend=v),
+    "list_archived_page(status=)": lambda s, v: s.list_archived_page(status=v),
+    "archive_many": lambda s, v: s.archive_many(["uqt_0", v]),
+    "delete_many": lambda s, v: s.delete_many(["uqt_0", v]),
 }
 
 
@@ -110,6 +114,7 @@ OUT_OF_RANGE: dict[str, Callable[[TaskStore], Any]] = {
     "list(limit=2**31)": lambda s: s.list(limit=2**31),
     "list(offset=2**63)": lambda s: s.list(offset=2**63),
     "iter_tasks(batch_size=2**31)": lambda s: list(s.iter_tasks(batch_size=2**31)),
+    "list_page(limit=2**31)": lambda s: s.list_page(limit=2**31),
     "modify to shots=2**31": lambda s: s.modify("uqt_0", lambda i: setattr(i, "shots", 2**31)),
 }
 

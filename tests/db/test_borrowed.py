@@ -212,6 +212,8 @@ def test_calls_that_own_transactions_are_refused_inside(store: TaskStore, jobs: 
             ("session()", tx.session),
             ("archive_expired()", tx.archive_expired),
             ("purge_archived()", lambda: tx.purge_archived(older_than_hours=1)),
+            ("archive_many()", lambda: tx.archive_many(["uqt_1"])),
+            ("delete_many()", lambda: tx.delete_many(["uqt_1"])),
         ):
             with pytest.raises(StoreError) as raised:
                 refused()
@@ -224,6 +226,7 @@ def test_calls_that_own_transactions_are_refused_inside(store: TaskStore, jobs: 
         # reads see the transaction's rows, iterators and counts included
         assert {info.task_id for info in tx.iter_tasks(batch_size=1)} == {"uqt_1", "uqt_2"}
         assert tx.count() == 2 and len(tx.list(limit=5)) == 2
+        assert len(tx.list_page(limit=5).tasks) == 2
         kept_past_the_block = tx.iter_tasks(batch_size=1)
     with pytest.raises(StoreError, match="has ended"):
         next(kept_past_the_block)

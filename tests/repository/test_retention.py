@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event, insert, text, update
 
+from tests.poison import poisoned
 from uniqc_store import PartialRunError, StoreError, TaskInfo, TaskShard, TaskStore
 from uniqc_store.repository import archive
 from uniqc_store.schema.tables import archived_task_shards, archived_tasks
@@ -133,44 +134,6 @@ def test_purge_arguments_are_checked_before_any_sql(
     with no_sql(store), pytest.raises(error):
         store.purge_archived(**kwargs)
     assert archived_ids(store) == ["uqt_1"]
-
-
-@contextmanager
-def poisoned(store: TaskStore, backend: str, timing: str, task_id: str) -> Iterator[None]:
-    """A real trigger that makes the database refuse ``timing`` (``INSERT`` or
-    ``DELETE``) of one ``archived_tasks`` row: an error part-way through a run."""
-    row = "NEW" if timing == "INSERT" else "OLD"
-    with store.engine.begin() as conn:
-        if backend == "sqlite":
-            conn.exec_driver_sql(
-                f"CREATE TRIGGER poison BEFORE {timing} ON archived_tasks "
-                f"WHEN {row}.task_id = '{task_id}' BEGIN SELECT RAISE(ABORT, 'poisoned'); END"
-            )
-        elif backend == "postgresql":
-            conn.exec_driver_sql(
-                "CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-                f"IF {row}.task_id = '{task_id}' THEN RAISE EXCEPTION 'poisoned'; END IF; "
-                f"RETURN {row}; END $$"
-            )
-            conn.exec_driver_sql(
-                f"CREATE TRIGGER poison BEFORE {timing} ON archived_tasks "
-                "FOR EACH ROW EXECUTE FUNCTION poison()"
-            )
-        else:
-            conn.exec_driver_sql(
-                f"CREATE TRIGGER poison BEFORE {timing} ON archived_tasks FOR EACH ROW "
-                f"BEGIN IF {row}.task_id = '{task_id}' THEN "
-                "SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'poisoned'; END IF; END"
-            )
-    try:
-        yield
-    finally:
-        with store.engine.begin() as conn:
-            if backend == "postgresql":
-                conn.exec_driver_sql("DROP TRIGGER poison ON archived_tasks")
-                conn.exec_driver_sql("DROP FUNCTION poison()")
-            else:
-                conn.exec_driver_sql("DROP TRIGGER poison")
 
 
 def test_archive_expired_error_part_way_reports_what_was_moved(

@@ -520,6 +520,7 @@ def test_modify_leaves_archived_tasks_alone(store: TaskStore) -> None:
     assert store.get("uqt_mod") is None and store.get_archived("uqt_mod") is not None
 
 
+@pytest.mark.sync_only  # a change cannot await: the async form is in test_async_store.py
 def test_a_store_call_inside_a_change_is_refused_at_once(store: TaskStore) -> None:
     """Inside ``modify``'s change the task's row is locked: a store call there would
     wait on its own lock (on servers, for ever). It is refused, and nothing is written."""

@@ -59,6 +59,7 @@ from uniqc_store.api.errors import (
     reject_unknown_query,
     responses,
 )
+from uniqc_store.api.listing import CursorQuery, TotalQuery, listed
 from uniqc_store.api.metrics import METRICS_PATH, add_metrics_route
 from uniqc_store.api.probes import (
     LIVE_PATH,
@@ -122,9 +123,19 @@ def _detail(info: TaskInfo) -> dict[str, Any]:
     )
 
 
-def _page(found: list[TaskInfo], total: int, limit: int, offset: int) -> dict[str, Any]:
-    """The reference's listing shape: summaries, the total that matched, the paging."""
-    return {"tasks": [_summary(t) for t in found], "total": total, "limit": limit, "offset": offset}
+def _page(
+    listing: tuple[list[TaskInfo], int | None, str | None], limit: int, offset: int
+) -> dict[str, Any]:
+    """The reference's listing shape (summaries, the total that matched, the paging),
+    and the next page's cursor in cursor mode (``listing.py``)."""
+    found, total, next_cursor = listing
+    return {
+        "tasks": [_summary(t) for t in found],
+        "total": total,
+        "limit": limit,
+        "offset": offset,
+        "next_cursor": next_cursor,
+    }
 
 
 def _not_found(task_id: str, what: str = "Task") -> HTTPException:
@@ -262,10 +273,19 @@ def _task_routes(app: FastAPI, store: TaskStore, token: bool) -> None:
         backend: BackendQuery = None,
         limit: Limit = 100,
         offset: Offset = 0,
+        cursor: CursorQuery = None,
+        total: TotalQuery = None,
     ) -> dict[str, Any]:
-        """Live tasks, newest first, and how many match in all."""
-        found = store.list(status=status, backend=backend, limit=limit, offset=offset)
-        return _page(found, store.count(status=status, backend=backend), limit, offset)
+        """Live tasks, newest first, and how many match in all.
+
+        By offset (each page pays for the rows it skips), or by cursor (``cursor=``
+        for the first page, then each ``next_cursor``; ties by ``task_id``; counted
+        only with ``total=true``): see the README's "The REST API".
+        """
+        filters = {"status": status, "backend": backend}
+        paging = {"limit": limit, "offset": offset, "cursor": cursor, "total": total}
+        listing = listed(store, archived=False, filters=filters, paging=paging)
+        return _page(listing, limit, offset)
 
     @app.get("/api/tasks/counts", response_model=StatusCounts, responses=responses(token=token))
     def task_counts() -> dict[str, int]:
@@ -278,10 +298,13 @@ def _task_routes(app: FastAPI, store: TaskStore, token: bool) -> None:
         "/api/tasks/bulk-delete", response_model=BulkDeleted, responses=responses(400, token=token)
     )
     def bulk_delete(payload: TaskIdsRequest) -> dict[str, Any]:
-        """Delete live tasks by id (any body field but ``task_ids`` is a 422)."""
-        deleted = [t for t in payload.task_ids if store.delete(t)]
-        missing = [t for t in payload.task_ids if t not in set(deleted)]
-        return {"deleted": deleted, "missing": missing, "count": len(deleted)}
+        """Delete live tasks by id (any body field but ``task_ids`` is a 422).
+
+        Set-based, 100 distinct ids per transaction: a failure part-way is a 503
+        whose ``report`` says what the transactions before it deleted.
+        """
+        outcome = store.delete_many(payload.task_ids)
+        return {**outcome, "count": len(outcome["deleted"])}
 
     @app.post(
         "/api/tasks/bulk-archive",
@@ -289,21 +312,13 @@ def _task_routes(app: FastAPI, store: TaskStore, token: bool) -> None:
         responses=responses(400, token=token),
     )
     def bulk_archive(payload: TaskIdsRequest) -> dict[str, Any]:
-        """Archive live tasks by id; ids already archived are reported as conflicts."""
-        archived: list[str] = []
-        missing: list[str] = []
-        conflicts: list[str] = []
-        for task_id in payload.task_ids:
-            try:
-                (archived if store.archive_task(task_id) else missing).append(task_id)
-            except TaskConflictError:
-                conflicts.append(task_id)
-        return {
-            "archived": archived,
-            "missing": missing,
-            "conflicts": conflicts,
-            "count": len(archived),
-        }
+        """Archive live tasks by id; ids already archived are reported as conflicts.
+
+        Set-based, 100 distinct ids per transaction: a failure part-way is a 503
+        whose ``report`` says what the transactions before it archived.
+        """
+        outcome = store.archive_many(payload.task_ids)
+        return {**outcome, "count": len(outcome["archived"])}
 
     @app.post(
         "/api/tasks/archive-expired",
@@ -390,10 +405,15 @@ def _archive_routes(app: FastAPI, store: TaskStore, token: bool) -> None:
         backend: BackendQuery = None,
         limit: Limit = 100,
         offset: Offset = 0,
+        cursor: CursorQuery = None,
+        total: TotalQuery = None,
     ) -> dict[str, Any]:
-        """Archived tasks, newest first, and how many match in all."""
-        found = store.list_archived(status=status, backend=backend, limit=limit, offset=offset)
-        return _page(found, store.count_archived(status=status, backend=backend), limit, offset)
+        """Archived tasks, newest first, and how many match in all (by offset or by
+        cursor, as ``GET /api/tasks``)."""
+        filters = {"status": status, "backend": backend}
+        paging = {"limit": limit, "offset": offset, "cursor": cursor, "total": total}
+        listing = listed(store, archived=True, filters=filters, paging=paging)
+        return _page(listing, limit, offset)
 
     # before /api/archive/{task_id}: a literal path is matched (and documented) first
     @app.post("/api/archive/purge", response_model=PurgeResult, responses=responses(token=token))

@@ -123,12 +123,19 @@ class TaskDetail(BaseModel):
 
 
 class TaskPage(BaseModel):
-    """One page of a listing and how many tasks match in all."""
+    """One page of a listing, how many tasks match in all, and the next page's cursor."""
 
     tasks: list[TaskSummary]
-    total: int
+    total: int | None = Field(
+        description="How many tasks match in all; null when not counted (cursor pages "
+        "count only with total=true, offset pages unless total=false)."
+    )
     limit: int
     offset: int
+    next_cursor: str | None = Field(
+        description="Cursor pages: the cursor of the next page, null after the last one. "
+        "Always null for offset pages."
+    )
 
 
 class StatusCounts(BaseModel):

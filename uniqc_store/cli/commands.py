@@ -176,7 +176,18 @@ STATUSES = click.Choice([s.value for s in TaskStatus])
 @click.option("--status", type=STATUSES)
 @click.option("--backend")
 @click.option("--limit", type=click.IntRange(min=0), default=50, show_default=True)
-@click.option("--offset", type=click.IntRange(min=0), default=0)
+@click.option(
+    "--offset",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Skip this many tasks (the database reads and drops each: deep pages cost "
+    "more and more; see --cursor).",
+)
+@click.option(
+    "--cursor",
+    help="Page by cursor: '' for the first page, then the cursor printed (on stderr) "
+    "after each page. Every page costs what the first does; ties by task id.",
+)
 @click.option("--archived", is_flag=True, help="List the archive instead of live tasks.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @reveal_option
@@ -187,15 +198,38 @@ def list_tasks(
     backend: str | None,
     limit: int,
     offset: int,
+    cursor: str | None,
     archived: bool,
     as_json: bool,
     reveal: bool,
     url: str | None,
 ) -> None:
-    """List tasks, newest first. Task ids are printed whole, never cut."""
+    """List tasks, newest first. Task ids are printed whole, never cut.
+
+    With --cursor, the cursor of the next page follows on stderr as
+    ``next cursor: ...`` (``last page`` after the last one), so standard output
+    holds only the tasks.
+    """
+    if cursor is not None and offset:
+        raise click.UsageError(
+            "--offset and --cursor cannot be combined: a cursor page starts where its cursor says"
+        )
+    next_cursor = None
     with opened_store(url) as store:
-        lister = store.list_archived if archived else store.list
-        found = lister(status=status, backend=backend, limit=limit, offset=offset)
+        filters = {"status": status, "backend": backend}
+        if cursor is None:
+            lister = store.list_archived if archived else store.list
+            found = lister(**filters, limit=limit, offset=offset)
+        else:
+            pager = store.list_archived_page if archived else store.list_page
+            found, next_cursor = pager(**filters, limit=limit, cursor=cursor or None)
+    _print_tasks(found, as_json, reveal)
+    if cursor is not None:
+        click.echo("last page" if next_cursor is None else f"next cursor: {next_cursor}", err=True)
+
+
+def _print_tasks(found: list[TaskInfo], as_json: bool, reveal: bool) -> None:
+    """``list``'s output: one JSON object per line, or the table."""
     if as_json:
         for info in found:
             click.echo(json.dumps(_task_dict(info, reveal), ensure_ascii=False))

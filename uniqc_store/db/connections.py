@@ -159,7 +159,7 @@ class PooledConnections:
     @contextmanager
     def unit(self, close_at: float, cancel_at: float | None = None) -> Iterator[Connection]:
         with door.inside(), self._checkout() as conn:
-            alarm = watchdog.arm(conn.connection.dbapi_connection, cancel_at, close_at)
+            alarm = watchdog.arm(conn.connection.driver_connection, cancel_at, close_at)
             try:
                 yield conn
             except DBAPIError as exc:

@@ -28,9 +28,18 @@ def server_connect_args(url: URL, timeouts: Timeouts) -> dict[str, Any]:
     ``init_command`` when it connects (error 1205 after that long)."""
     backend = url.get_backend_name()
     args: dict[str, Any] = {}
-    if backend == "postgresql" and url.get_driver_name() == "psycopg":
+    driver = url.get_driver_name()
+    if backend == "postgresql" and driver in ("psycopg", "psycopg_async"):
         args["connect_timeout"] = timeouts.connect_whole_seconds
         args.update(prepare_threshold_of(url))
+    elif backend in ("mysql", "mariadb") and driver == "aiomysql":
+        # aiomysql's connect_timeout bounds the connect and the login; the watchdog
+        # bounds calls (it has no read_timeout)
+        wait = timeouts.lock_wait_whole_seconds
+        args["connect_timeout"] = timeouts.connect_whole_seconds
+        args["init_command"] = (
+            f"SET SESSION innodb_lock_wait_timeout = {wait}, SESSION lock_wait_timeout = {wait}"
+        )
     elif backend in ("mysql", "mariadb") and url.get_driver_name() == "pymysql":
         wait = timeouts.lock_wait_whole_seconds
         args["connect_timeout"] = timeouts.connect_whole_seconds
@@ -111,7 +120,8 @@ _DRIVER_PACKAGES = {
     "mysqldb": "mysqlclient",
     "mysqlconnector": "mysql-connector-python",
     "mariadbconnector": "mariadb",
-    "aiomysql": "aiomysql",
+    "aiomysql": "'uniqc-store[async]'",
+    "psycopg_async": "'uniqc-store[postgres,async]'",
     "asyncmy": "asyncmy",
     "pyodbc": "pyodbc",
     "oracledb": "oracledb",

@@ -55,6 +55,7 @@ def create_store_engine(
     ``DriverNotInstalledError`` naming what to install.
     """
     url = parse_url(url)
+    refuse_async_url(url)
     backend = url.get_backend_name()
     if backend == "sqlite":
         level = synchronous.upper()
@@ -70,7 +71,22 @@ def create_store_engine(
             busy_ms=busy_timeout_ms(url, timeouts.lock_wait_ms),
             **kwargs,
         )
-    if is_mysql(backend) and "charset" not in url.query:
+    url, options = server_engine_options(url, timeouts, kwargs)
+    engine = _create_engine(url, **options)
+    if "read_timeout" not in kwargs.get("connect_args", {}) and url.get_driver_name() == "pymysql":
+        event.listen(engine, "connect", _end_connect_read_timeout)
+    if is_mysql(backend) and url.get_driver_name() == "pymysql":
+        watch_for_galera(engine)
+    return engine
+
+
+def server_engine_options(
+    url: URL, timeouts: Timeouts, kwargs: dict[str, Any]
+) -> tuple[URL, dict[str, Any]]:
+    """A server URL (utf8mb4 on MySQL) and the ``create_engine`` options a store uses
+    on it: ``SERVER_POOL_DEFAULTS`` under ``kwargs``, the bounds of ``timeouts`` as
+    connect arguments under a given ``connect_args`` (sync and async engines alike)."""
+    if is_mysql(url.get_backend_name()) and "charset" not in url.query:
         url = url.update_query_dict({"charset": "utf8mb4"})
     # No pool_pre_ping: it costs a round trip per call. A connection the server
     # dropped is invalidated by SQLAlchemy and the store retries (connections.py).
@@ -80,12 +96,58 @@ def create_store_engine(
             if key not in kwargs:
                 del options[key]
     connect_args = {**server_connect_args(url, timeouts), **kwargs.get("connect_args", {})}
-    engine = _create_engine(url, **{**options, "connect_args": connect_args})
-    if "read_timeout" not in kwargs.get("connect_args", {}) and url.get_driver_name() == "pymysql":
-        event.listen(engine, "connect", _end_connect_read_timeout)
-    if is_mysql(backend) and url.get_driver_name() == "pymysql":
-        watch_for_galera(engine)
-    return engine
+    return url, {**options, "connect_args": connect_args}
+
+
+#: Set on the dialect of an async engine's ``sync_engine`` that the async store drives
+#: (``async_bridge``): its statements run under SQLAlchemy's greenlet bridge.
+BRIDGED_KEY = "_uniqc_store_async_bridge"
+#: The sync driver a ``TaskStore`` URL takes instead of an async one.
+SYNC_DRIVER = {
+    "psycopg_async": "psycopg",
+    "asyncpg": "psycopg",
+    "aiomysql": "pymysql",
+    "asyncmy": "pymysql",
+    "aiosqlite": "pysqlite",
+}
+
+
+def is_async_url(url: URL) -> bool:
+    """Whether ``url`` names an asyncio driver (its dialect says so; no driver is imported)."""
+    try:
+        return bool(url.get_dialect().is_async)
+    except NoSuchModuleError:
+        return False  # refused later with the list of schemes
+
+
+def refuse_async_url(url: URL) -> None:
+    """``TaskStore`` and the tools are sync: an asyncio driver's URL is refused at once."""
+    if is_async_url(url):
+        sync = url.set(
+            drivername=f"{url.get_backend_name()}+"
+            f"{SYNC_DRIVER.get(url.get_driver_name(), '<sync driver>')}"
+        )
+        raise ValueError(
+            f"{url.drivername}:// is an asyncio driver: open it with uniqc_store.AsyncTaskStore, "
+            f"or give TaskStore a {sync.drivername}:// URL"
+        )
+
+
+def refuse_async_engine(engine: Any) -> None:
+    """``TaskStore(engine=...)`` takes a sync ``Engine``: an ``AsyncEngine`` (or the
+    ``sync_engine`` of one the async store does not drive) is refused at once."""
+    if hasattr(engine, "sync_engine"):
+        raise TypeError(
+            "engine is an AsyncEngine: open it with uniqc_store.AsyncTaskStore(engine=...); "
+            "TaskStore takes a sqlalchemy.create_engine() engine"
+        )
+    if not isinstance(engine, Engine):
+        raise TypeError(f"engine must be a sqlalchemy Engine, not {type(engine).__name__}")
+    if engine.dialect.is_async and not getattr(engine.dialect, BRIDGED_KEY, False):
+        raise TypeError(
+            f"engine runs the asyncio driver {engine.url.drivername}: open its AsyncEngine "
+            "with uniqc_store.AsyncTaskStore(engine=...)"
+        )
 
 
 def _create_engine(url: URL, **kwargs: Any) -> Engine:
@@ -155,10 +217,12 @@ def store_engine(
     """
     if engine is None:
         resolved = resolve_url(url, cache_dir)
+        refuse_async_url(resolved)
         made = create_store_engine(
             resolved, synchronous=synchronous, timeouts=timeouts, **(options or {})
         )
         return resolved, made, True
+    refuse_async_engine(engine)
     if engine.dialect.name == "sqlite":
         path = sqlite_file_path(engine.url)
         if path is not None:

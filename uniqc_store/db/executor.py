@@ -103,6 +103,14 @@ _writing: ContextVar[tuple[int, ...]] = ContextVar("uniqc_store_writing", defaul
 _lent: ContextVar[tuple[int, ...]] = ContextVar("uniqc_store_lent", default=())
 #: Whether the current call is a bulk call (deadline ``bulk_seconds``).
 _bulk: ContextVar[bool] = ContextVar("uniqc_store_bulk", default=False)
+#: How the current call waits between two attempts: ``time.sleep``, or, for a call the
+#: async store runs on the event loop, a sleep that gives the loop back (``async_bridge``).
+_pause: ContextVar[Callable[[float], None]] = ContextVar("uniqc_store_pause", default=time.sleep)
+#: Called just before each COMMIT of the current call; raising from it rolls the
+#: transaction back (the async store's SQLite worker: a caller that gave up, cancelled).
+_before_commit: ContextVar[Callable[[], None] | None] = ContextVar(
+    "uniqc_store_before_commit", default=None
+)
 #: Where an engine keeps its executor (on its dialect, which ``execution_options``
 #: copies of the engine share and which lives exactly as long as the engine).
 _EXECUTOR_KEY = "_uniqc_store_executor"
@@ -139,6 +147,27 @@ def bulk() -> Iterator[None]:
         yield
     finally:
         _bulk.reset(token)
+
+
+@contextlib.contextmanager
+def calls_run_with(
+    pause: Callable[[float], None] | None = None, before_commit: Callable[[], None] | None = None
+) -> Iterator[None]:
+    """Run the calls of the block with another back-off ``pause`` (seconds) and a hook
+    called before each COMMIT: how the async store (``async_bridge``) keeps the event
+    loop free and rolls a cancelled call back, with every other rule shared."""
+    tokens = (_pause.set(pause or _pause.get()), _before_commit.set(before_commit))
+    try:
+        yield
+    finally:
+        _before_commit.reset(tokens[1])
+        _pause.reset(tokens[0])
+
+
+def _commit_hook() -> None:
+    hook = _before_commit.get()
+    if hook is not None:
+        hook()
 
 
 def is_transient(exc: DBAPIError, backend: str) -> bool:
@@ -225,6 +254,16 @@ class Executor:
             yield
         finally:
             _writing.reset(token)
+
+    def refuse_nested(self) -> None:
+        """Refuse a call made inside one of this executor's units by the same thread or
+        task, before it queues anywhere (the async store's SQLite worker)."""
+        self._not_nested()
+
+    def inside_unit(self) -> contextlib.AbstractContextManager[None]:
+        """Count the current thread or task as inside one of this executor's units, so a
+        store call it makes is refused as nested (the async store's SQLite blocks)."""
+        return self._write_unit()
 
     # -- the direct path ----------------------------------------------------
 
@@ -409,6 +448,7 @@ class Executor:
         try:
             direct.execute_text(conn, "BEGIN IMMEDIATE")
             yield Transaction(self, conn, True)
+            _commit_hook()
             direct.execute_text(conn, "COMMIT")
         except BaseException:
             raw = sqlite_statistics.sqlite_driver(conn)
@@ -427,6 +467,7 @@ class Executor:
         try:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
             yield Transaction(self, conn, False)
+            _commit_hook()
         except BaseException:
             with contextlib.suppress(DBAPIError):  # a dropped connection has nothing to undo
                 conn.rollback()
@@ -442,6 +483,7 @@ class Executor:
             transaction = conn.begin()
             try:
                 yield Transaction(self, conn, False)
+                _commit_hook()
             except BaseException:
                 with contextlib.suppress(DBAPIError):  # a dropped connection has nothing to undo
                     transaction.rollback()
@@ -463,7 +505,9 @@ class Executor:
         with self._unit(deadline) as conn:
             driver: Any = conn.connection.driver_connection
             if driver.info.transaction_status:  # not idle: e.g. a connect listener's query
-                driver.rollback()  # what the pool's reset would have done
+                # what the pool's reset would have done (through the DB-API connection,
+                # which is psycopg's own or, under the async store, its adapter)
+                conn.connection.dbapi_connection.rollback()  # type: ignore[union-attr]
             conn.execution_options(isolation_level="AUTOCOMMIT")
             try:
                 with conn.begin():
@@ -496,7 +540,7 @@ class Executor:
                 if time.monotonic() + pause >= deadline:
                     raise
                 self.metrics.retried(RETRY_DROPPED if dropped_first else RETRY_CONFLICT)
-                time.sleep(pause)
+                _pause.get()(pause)
         raise AssertionError("unreachable")  # pragma: no cover
 
     @contextlib.contextmanager
@@ -554,11 +598,14 @@ def _refuse_connection_closed_while_idle(dbapi_connection: Any, _record: Any, _p
     An idle connection has nothing to read: a readable socket means the
     server hung up (or sent something unasked, which costs a needless
     reconnect, never a wrong answer). Checked with a zero-timeout poll, no
-    round trip; raising ``DisconnectionError`` makes the pool connect afresh.
+    round trip; raising ``DisconnectionError`` makes the pool connect afresh. The
+    driver's own connection is looked at (under the async store the DB-API one is
+    SQLAlchemy's adapter of psycopg's ``AsyncConnection``).
     """
-    if getattr(dbapi_connection, "closed", False) or getattr(dbapi_connection, "broken", False):
+    driver = getattr(_proxy, "driver_connection", None) or dbapi_connection
+    if getattr(driver, "closed", False) or getattr(driver, "broken", False):
         raise DisconnectionError("the connection was closed while idle in the pool")
-    fileno = getattr(dbapi_connection, "fileno", None)
+    fileno = getattr(driver, "fileno", None)
     if fileno is None:
         return
     if _readable(fileno()):

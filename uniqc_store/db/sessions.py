@@ -22,6 +22,7 @@ This module imports ``sqlalchemy.orm``; ``import uniqc_store`` does not.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Connection, event
@@ -39,20 +40,36 @@ _WRITES_REFUSED = (
 )
 
 
+#: How a hook runs one read unit: here, or (the async store's) where its calls run.
+UnitRunner = Callable[[Callable[[], Any]], Any]
+
+
 def read_only_session(executor: Executor, **kwargs: Any) -> Session:
     """A Session on the executor's engine whose statements each take one read unit."""
     kwargs.setdefault("expire_on_commit", False)
     session = Session(executor.engine, **kwargs)
-    event.listen(session, "before_flush", _refuse_orm_writes)
-    event.listen(session, "do_orm_execute", _StatementsThroughTheDoor(executor))
+    make_read_only(session, executor)
     return session
+
+
+def make_read_only(session: Session, executor: Executor, run: UnitRunner | None = None) -> None:
+    """Send every ORM statement of ``session`` through one read unit of ``executor``
+    (run by ``run``: the async store's ``AsyncSession`` runs it on its SQLite worker
+    or in the greenlet bridge) and refuse its writes."""
+    event.listen(session, "before_flush", _refuse_orm_writes)
+    event.listen(session, "do_orm_execute", _StatementsThroughTheDoor(executor, run))
+
+
+def _here(unit: Callable[[], Any]) -> Any:
+    return unit()
 
 
 class _StatementsThroughTheDoor:
     """The ``do_orm_execute`` hook: one statement, one read unit."""
 
-    def __init__(self, executor: Executor) -> None:
+    def __init__(self, executor: Executor, run: UnitRunner | None = None) -> None:
         self._executor = executor
+        self._run = run or _here
 
     def __call__(self, state: ORMExecuteState) -> Result[Any] | None:
         session = state.session
@@ -61,7 +78,9 @@ class _StatementsThroughTheDoor:
         if state.is_insert or state.is_update or state.is_delete:
             raise StoreError(_WRITES_REFUSED)
         with self._executor.translating():
-            frozen: FrozenResult[Any] = self._executor.read(lambda conn: _run(state, conn))
+            frozen: FrozenResult[Any] = self._run(
+                lambda: self._executor.read(lambda conn: _run(state, conn))
+            )
         return frozen()
 
     def __repr__(self) -> str:

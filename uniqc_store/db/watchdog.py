@@ -30,7 +30,9 @@ request could otherwise stop the next caller's statement).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import inspect
 import os
 import socket
 import threading
@@ -178,10 +180,12 @@ if hasattr(os, "register_at_fork"):
 
 
 def driver_socket(dbapi_connection: Any) -> int | None:
-    """The socket descriptor of a psycopg or PyMySQL connection (None if unknown).
+    """The socket descriptor of a psycopg, PyMySQL or aiomysql connection (None if unknown).
 
-    psycopg exposes ``fileno()``; PyMySQL keeps its socket in ``_sock``,
-    which it has named so since its first release.
+    psycopg (``Connection`` and ``AsyncConnection``) exposes ``fileno()``; PyMySQL
+    keeps its socket in ``_sock``, which it has named so since its first release;
+    aiomysql has an asyncio stream, whose transport gives the socket. Shutting the
+    socket down wakes an event loop waiting on it as it wakes a blocked read.
     """
     fileno = getattr(dbapi_connection, "fileno", None)
     if callable(fileno):
@@ -190,14 +194,24 @@ def driver_socket(dbapi_connection: Any) -> int | None:
         except Exception:  # a closed connection has no descriptor
             return None
     sock = getattr(dbapi_connection, "_sock", None)
+    if sock is None:
+        writer = getattr(dbapi_connection, "_writer", None)  # aiomysql
+        sock = None if writer is None else writer.transport.get_extra_info("socket")
     return sock.fileno() if sock is not None else None
 
 
 def postgresql_cancel(dbapi_connection: Any) -> Callable[[], None] | None:
-    """A cancel request for a psycopg connection, itself bounded in time."""
+    """A cancel request for a psycopg connection, itself bounded in time.
+
+    An ``AsyncConnection``'s ``cancel_safe`` is a coroutine: the watchdog's short-lived
+    thread runs it on a loop of its own (the request is a connection of its own, not
+    the one its statement runs on).
+    """
     cancel_safe = getattr(dbapi_connection, "cancel_safe", None)
     if cancel_safe is None:
         return None
+    if inspect.iscoroutinefunction(cancel_safe):
+        return lambda: asyncio.run(cancel_safe(timeout=CANCEL_REQUEST_SECONDS))
     return lambda: cancel_safe(timeout=CANCEL_REQUEST_SECONDS)
 
 

@@ -100,8 +100,11 @@ def _postgresql_bounds(conn: Connection, timeouts: Timeouts) -> Iterator[None]:
         # On the driver's cursor: a statement through ``connection`` here would begin
         # the transaction that is beginning. psycopg opens it with this statement.
         dbapi: Any = connection.connection.dbapi_connection
+        # never prepared (PgBouncer); SQLAlchemy's adapter of psycopg's async
+        # connection takes no ``prepare`` and leaves preparing to the connection
+        never_prepare = {} if connection.dialect.is_async else {"prepare": False}
         with dbapi.cursor() as cursor:
-            cursor.execute(settings, values, prepare=False)
+            cursor.execute(settings, values, **never_prepare)
 
     if conn.in_transaction():  # the transaction already open gets them too
         set_local(conn)

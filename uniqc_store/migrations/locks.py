@@ -129,7 +129,7 @@ def _own_connection(conn: Connection) -> Iterator[Connection]:
 def _watched(conn: Connection, seconds: float) -> Iterator[None]:
     """The watchdog over a lock's own connection: a server that stops answering ends the
     wait (and the run) at the migration's deadline instead of never."""
-    alarm = watchdog.arm(conn.connection.dbapi_connection, None, time.monotonic() + seconds)
+    alarm = watchdog.arm(conn.connection.driver_connection, None, time.monotonic() + seconds)
     try:
         yield
     finally:

@@ -187,7 +187,7 @@ def migration_connection(
     with door.exempt("the migration runner"), engine.connect() as conn:
         if conn.dialect.name != "sqlite":
             deadline = time.monotonic() + deadline_seconds
-            alarm = watchdog.arm(conn.connection.dbapi_connection, None, deadline)
+            alarm = watchdog.arm(conn.connection.driver_connection, None, deadline)
             try:
                 yield conn
             finally:

@@ -371,6 +371,26 @@ def archive_chunk(
     return movable, [t for t in ids if t in taken]
 
 
+def archive_listed(tx: Transaction, chunk: Sequence[str], now: str) -> tuple[list[str], list[str]]:
+    """Archive the chunk's live tasks, as ``archive_one`` would each: one atomic unit.
+
+    Returns (moved, live but already archived: left alone). Ids that are not live
+    tasks are in neither. Locks the live rows and their shards first, then acts
+    only on those (``docs/concurrency.md``). An archived copy that appears after
+    the check (written by another program: a move of these ids waits for the
+    locks) is a ``TaskConflictError`` for the whole chunk, which then moved nothing.
+    """
+    locked = [row[0] for row in tx.fetch(moves(True).lock_live, {"ids": sorted(set(chunk))})]
+    if not locked:
+        return [], []
+    _lock_shards(tx, moves(True).lock_live_shards, {"ids": locked})
+    taken = {row[0] for row in tx.fetch(moves(True).find_archived, {"ids": locked})}
+    movable = [task_id for task_id in locked if task_id not in taken]
+    if movable:
+        _archive(tx, moves(True), {"ids": movable, "archived_at": now})
+    return movable, sorted(taken)
+
+
 # -- retention: purging the archive ---------------------------------------------
 
 #: The columns the purge walk reads from ``archived_tasks``, a page at a time.

@@ -137,6 +137,10 @@ def scan_page(table: Table, columns: tuple[str, ...], first: bool) -> Select[Any
     return stmt.limit(bindparam("limit", type_=Integer()))
 
 
+#: The columns ``save()`` keeps on a row that exists (its upsert does not set them).
+KEPT_BY_SAVE = ("submit_time",)
+
+
 @dataclass(frozen=True)
 class Statements:
     """The fixed statements of one store (compiled once, then cached by SQLAlchemy)."""
@@ -173,7 +177,7 @@ class Statements:
         }
         return cls(
             dialect=dialect,
-            upsert_task=upsert(tasks, dialect, keep=("submit_time",)),
+            upsert_task=upsert(tasks, dialect, keep=KEPT_BY_SAVE),
             upsert_shard=upsert(task_shards, dialect, keep=("submit_time",)),
             get_task=get_task,
             lock_task=get_task.with_for_update(),

@@ -27,7 +27,12 @@ from uniqc_store.db.executor import Transaction, bulk, executor_for
 from uniqc_store.db.metrics import RETRY_PARENT_MOVED, MetricsSnapshot
 from uniqc_store.db.translation import translated
 from uniqc_store.db.urls import redact, sqlite_file_path
-from uniqc_store.errors import MissingParentTaskError, PartialRunError, StoreError
+from uniqc_store.errors import (
+    MissingParentTaskError,
+    PartialRunError,
+    StoreError,
+    TaskConflictError,
+)
 from uniqc_store.migrations.opening import open_schema
 from uniqc_store.migrations.versions import database_version
 from uniqc_store.records import (
@@ -38,7 +43,8 @@ from uniqc_store.records import (
     normalize_status,
     utc_now_iso,
 )
-from uniqc_store.repository import archive, counts
+from uniqc_store.repository import archive, by_ids, counts, pages, staging
+from uniqc_store.repository.pages import Page
 from uniqc_store.repository.statements import (
     Statements,
     keyset_page,
@@ -93,15 +99,7 @@ class TaskStore:
         engine_options: dict[str, Any] | None = None,
         timeouts: Timeouts | None = None,
     ) -> None:
-        if timeouts is not None and not isinstance(timeouts, Timeouts):
-            raise TypeError(
-                f"timeouts must be a uniqc_store.Timeouts, not {type(timeouts).__name__}"
-            )
-        if engine_options is not None and not isinstance(engine_options, dict):
-            raise TypeError(
-                f"engine_options must be a dict of create_engine arguments, not "
-                f"{type(engine_options).__name__}"
-            )
+        check_open_arguments(timeouts, engine_options)
         self.url, engine, self._owns_engine = store_engine(
             url,
             cache_dir,
@@ -209,7 +207,8 @@ class TaskStore:
         On SQLite pass the connection of ``store.transaction()``; a connection to
         another database is refused. Calls on this store itself are refused inside
         the block, and calls that commit as they go (``archive_expired``,
-        ``purge_archived``, ``upgrade``, ``close``, ``session``) on the one it yields.
+        ``purge_archived``, ``archive_many``, ``delete_many``, ``upgrade``, ``close``,
+        ``session``) on the one it yields.
         See the README's "Inside your transaction".
         """
         with borrowing(self._executor, connection) as executor:
@@ -253,7 +252,7 @@ class TaskStore:
         rows = [task_to_row(info, now) for info in items]
         if rows:
             with bulk():
-                self._executor.write(lambda tx: tx.run(self._sql.upsert_task, rows))
+                self._executor.write(lambda tx: staging.save_rows(tx, self._sql.upsert_task, rows))
         for info in items:
             info.update_time = now
         return len(rows)
@@ -365,9 +364,7 @@ class TaskStore:
         batch_size: int,
     ) -> Iterator[TaskInfo]:
         """Check the arguments now; the walk itself runs as the caller iterates."""
-        if _non_negative(batch_size, "batch_size") < 1:
-            raise ValueError("batch_size must be at least 1")
-        params: dict[str, Any] = {**_filters(status, backend), "limit": batch_size}
+        params = walk_params(status, backend, batch_size)
         has = (status is not None, backend is not None)
         first, after = keyset_page(table, *has, True), keyset_page(table, *has, False)
         return self._walk(first, after, params, decode)
@@ -828,6 +825,150 @@ class TaskStore:
                 lambda conn: archive.expired_ids(conn, cutoff, terminal_only)
             )
 
+    # -- deep pages and calls on many ids (keyset pages: pages.py; chunks: by_ids.py) --
+
+    @translated
+    def list_page(
+        self,
+        *,
+        status: str | TaskStatus | None = None,
+        backend: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page:
+        """One page of live tasks, newest ``submit_time`` first, ties by ``task_id``
+        descending (on every engine), and the cursor of the next page.
+
+        ``cursor=None`` gives the first page; pass a page's ``next_cursor`` for the
+        next one (None: no row followed it). Each page is one indexed read that starts
+        where the last one ended, so a deep page costs what the first does (unlike
+        ``list(offset=...)``), and a walk returns every task that exists from its
+        first page to its last exactly once, whatever is saved or deleted meanwhile.
+        The cursor is an opaque URL-safe string; one that this store did not give
+        (edited, truncated, made for the archive) is a ``ValueError``. ``limit``:
+        from 1 to ``MAX_PAGE_SIZE``.
+        """
+        return self._list_page(tasks, _decode_task, status, backend, limit, cursor)
+
+    @translated
+    def list_archived_page(
+        self,
+        *,
+        status: str | TaskStatus | None = None,
+        backend: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page:
+        """One page of archived tasks, as ``list_page`` pages the live ones (its
+        cursors are the archive's: a live-task cursor is a ``ValueError`` here)."""
+        return self._list_page(archived_tasks, _decode_archived, status, backend, limit, cursor)
+
+    def _list_page(
+        self,
+        table: Table,
+        decode: TaskDecoder,
+        status: str | TaskStatus | None,
+        backend: str | None,
+        limit: int,
+        cursor: str | None,
+    ) -> Page:
+        params = _filters(status, backend)
+        size = check_int(limit, "limit")
+        if not 1 <= size <= MAX_PAGE_SIZE:
+            raise ValueError(f"limit must be from 1 to {MAX_PAGE_SIZE}, not {size}")
+        if cursor is not None:
+            params["submit_time"], params["task_id"] = pages.decode_cursor(
+                cursor, table, self.dialect
+            )
+        params["limit"] = size + 1  # one row more: whether a next page exists
+        stmt = pages.page_query(table, status is not None, backend is not None, cursor is not None)
+        rows = self._executor.fetch(stmt, params)
+        found = [decode(row) for row in rows[:size]]
+        if len(rows) <= size:
+            return Page(found, None)
+        submitted, key = pages.key_positions(table)
+        last = rows[size - 1]  # as stored (decoded, it read fine): the position compares so
+        return Page(found, pages.encode_cursor(table, last[submitted], last[key]))
+
+    @translated
+    def archive_many(self, task_ids: Iterable[str]) -> dict[str, builtins.list[str]]:
+        """Archive many live tasks (with their shards): ``archive_task`` for each id,
+        set-based, ``archive.CHUNK`` (100) distinct ids per transaction.
+
+        Returns ``archived`` (each id moved, once, in the order given), ``missing``
+        (no such live task, or a repeat of an id moved earlier in the call) and
+        ``conflicts`` (live and already archived: not moved). Every id is checked
+        before any SQL. Like ``archive_expired``, a sequence of atomic chunks: an
+        error part-way is ``PartialRunError`` whose ``report`` is this dict for the
+        chunks committed; an error in the first chunk is raised as it is.
+        """
+        refuse_inside(self._executor, "archive_many()")
+        ids = by_ids.checked_ids(task_ids)
+        now = utc_now_iso()
+        done: set[str] = set()
+        moved: set[str] = set()
+        conflicts: set[str] = set()
+
+        def report() -> dict[str, builtins.list[str]]:
+            return by_ids.archive_report(ids, done, moved, conflicts)
+
+        with self._chunked("archive_many", lambda: bool(done), report):
+            for chunk in by_ids.chunks(ids, archive.CHUNK):
+                with self._giving_way():
+                    taken, clashes = self._archive_chunk(chunk, now)
+                moved.update(taken)
+                conflicts.update(clashes)
+                done.update(chunk)
+        return report()
+
+    def _archive_chunk(
+        self, chunk: builtins.list[str], now: str
+    ) -> tuple[builtins.list[str], builtins.list[str]]:
+        """One chunk of ``archive_many``: set-based; if another program wrote an archived
+        copy of one of its ids meanwhile (the chunk then moved nothing), id by id."""
+        try:
+            return self._executor.write(
+                lambda tx: archive.archive_listed(tx, chunk, now), direct_ok=False
+            )
+        except TaskConflictError:
+            outcomes = {task_id: self._archive_alone(task_id, now) for task_id in chunk}
+            taken = [task_id for task_id, moved in outcomes.items() if moved]
+            return taken, [task_id for task_id, moved in outcomes.items() if moved is None]
+
+    def _archive_alone(self, task_id: str, now: str) -> bool | None:
+        """``archive_task`` of one id: moved, not a live task (False), or a conflict (None)."""
+        try:
+            return self._executor.write(lambda tx: archive.archive_one(tx, task_id, now))
+        except TaskConflictError:
+            return None
+
+    @translated
+    def delete_many(self, task_ids: Iterable[str]) -> dict[str, builtins.list[str]]:
+        """Delete many live tasks (their shards go with them): ``delete`` for each id,
+        set-based, ``archive.CHUNK`` (100) distinct ids per transaction.
+
+        Returns ``deleted`` (each id deleted, once, in the order given) and
+        ``missing`` (every appearance of an id that was no live task). Every id is
+        checked before any SQL; chunks and errors as ``archive_many``.
+        """
+        refuse_inside(self._executor, "delete_many()")
+        ids = by_ids.checked_ids(task_ids)
+        done: set[str] = set()
+        deleted: set[str] = set()
+
+        def report() -> dict[str, builtins.list[str]]:
+            return by_ids.delete_report(ids, done, deleted)
+
+        with self._chunked("delete_many", lambda: bool(done), report):
+            for chunk in by_ids.chunks(ids, archive.CHUNK):
+                deleted.update(self._delete_chunk(chunk))
+                done.update(chunk)
+        return report()
+
+    def _delete_chunk(self, chunk: builtins.list[str]) -> builtins.list[str]:
+        with self._giving_way():
+            return self._executor.write(lambda tx: by_ids.delete_listed(tx, chunk), direct_ok=False)
+
 
 #: How often a shard write is tried while its parent moves between the tables.
 PARENT_RETRIES = 3
@@ -835,9 +976,31 @@ PARENT_RETRIES = 3
 GIVE_WAY_MAX_S = 0.05
 #: The largest page ``purge_archived`` reads and deletes at once.
 MAX_BATCH_SIZE = 100_000
+#: The largest page ``list_page`` / ``list_archived_page`` read at once.
+MAX_PAGE_SIZE = 100_000
 
 _decode_task = TaskDecoder([c.name for c in tasks.columns])
 _decode_archived = TaskDecoder([c.name for c in archived_tasks.columns])
+
+
+def check_open_arguments(timeouts: Any, engine_options: Any) -> None:
+    """The checks of a store's ``timeouts`` and ``engine_options`` (sync and async)."""
+    if timeouts is not None and not isinstance(timeouts, Timeouts):
+        raise TypeError(f"timeouts must be a uniqc_store.Timeouts, not {type(timeouts).__name__}")
+    if engine_options is not None and not isinstance(engine_options, dict):
+        raise TypeError(
+            f"engine_options must be a dict of create_engine arguments, not "
+            f"{type(engine_options).__name__}"
+        )
+
+
+def walk_params(
+    status: str | TaskStatus | None, backend: str | None, batch_size: int
+) -> dict[str, Any]:
+    """The checked parameters of an ``iter_tasks`` / ``iter_archived`` walk."""
+    if _non_negative(batch_size, "batch_size") < 1:
+        raise ValueError("batch_size must be at least 1")
+    return {**_filters(status, backend), "limit": batch_size}
 
 
 def _filters(status: str | TaskStatus | None, backend: str | None) -> dict[str, Any]:

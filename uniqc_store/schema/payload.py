@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import json.scanner
+import math
 import re
 from typing import Any
 
@@ -57,6 +58,48 @@ def encode_json(value: Any, *, field: str, owner: str) -> str:
     check_depth(text, field=field, owner=owner)
     _check_encodable(text, f"{field} of {owner}")
     return text
+
+
+class _NotFinite(Exception):
+    """A number that decodes as NaN or an infinity (not a ValueError: not a JSON error)."""
+
+
+def _refuse_constant(_name: str) -> float:
+    raise _NotFinite
+
+
+def _finite_float(literal: str) -> float:
+    value = float(literal)
+    if math.isinf(value):  # 1e400
+        raise _NotFinite
+    return value
+
+
+#: ``_loads`` that refuses NaN, Infinity and floats too large, as encoding would.
+_loads_finite = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float).decode
+#: An escaped surrogate, lone or not (a pair is fine: telling them apart is encoding's job).
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def decode_for_check(text: str) -> tuple[Any, bool]:
+    """The value of JSON text (``ValueError`` if it is not JSON), and whether
+    ``encode_json`` is sure to accept it, so checking a stored payload need not
+    encode it again to find out. What could fail that: a non-finite number (refused
+    while decoding) or a lone surrogate (escaped, or in the text). False only means
+    "maybe": encode to know (its error says what is wrong)."""
+    try:
+        value = _loads_finite(text)
+    except _NotFinite:
+        return _loads(text), False
+    if "\\u" in text and _SURROGATE_ESCAPE.search(text) is not None:
+        return value, False
+    if text.isascii():
+        return value, True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate in the text itself
+        return value, False
+    return value, True
 
 
 def _check_encodable(text: str, field: str) -> None:

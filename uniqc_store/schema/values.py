@@ -21,7 +21,12 @@ from uniqc_store.records import (
     TaskShard,
     normalize_status,
 )
-from uniqc_store.schema.payload import _check_encodable, _loads, check_depth, encode_json
+from uniqc_store.schema.payload import (
+    _check_encodable,
+    check_depth,
+    decode_for_check,
+    encode_json,
+)
 
 
 def check_text(value: Any, field: str, *, optional: bool = False) -> str | None:
@@ -185,48 +190,56 @@ def check_json_text(
         raise TypeError(f"{field} of {owner} must be JSON text, not {type(text).__name__}")
     check_depth(text, field=field, owner=owner)
     try:
-        value = _loads(text)
+        value, sure = decode_for_check(text)
     except ValueError as exc:
         raise ValueError(f"{field} of {owner} is not valid JSON text: {exc}") from None
     if mapping:
         check_metadata(value, owner)
-    encode_json(value, field=field, owner=owner)  # save()'s rules for what the value holds
+    if not sure:  # else encoding it again cannot fail: skipped
+        encode_json(value, field=field, owner=owner)  # save()'s rules for what the value holds
 
 
 #: Stamps a stored row carries that a record's save() sets itself: text, not NULL.
 _STAMPS = ("update_time", "archived_at")
 
 
+def _result_text(text: Any, field: str, owner: str) -> None:
+    check_json_text(text, field=field, owner=owner, optional=True)
+
+
+def _metadata_text(text: Any, field: str, owner: str) -> None:
+    check_json_text(text, field=field, owner=owner, optional=False, mapping=True)
+
+
+#: Every check of a stored row, in the order they are reported: the plain columns
+#: and the stamps (``check(value, column)``; a stamp where the row has it), then the
+#: payloads (``check(text, column, owner)``). Built once, run per row (an import's
+#: hot path).
+_STORED_CHECKS: dict[bool, tuple[tuple[tuple[str, Check], ...], tuple[tuple[str, Any], ...]]] = {
+    shard: (
+        (*checks.items(), *((c, check_text) for c in _STAMPS)),
+        (("result_json", _result_text), *(() if shard else (("metadata_json", _metadata_text),))),
+    )
+    for shard, checks in ((False, TASK_COLUMN_CHECKS), (True, SHARD_COLUMN_CHECKS))
+}
+
+
 def check_stored_row(row: Mapping[str, Any], *, shard: bool) -> Iterator[tuple[str, str]]:
     """``(column, what is wrong)`` for each column of a stored row (every column, payloads
     as JSON text) that ``save()`` / ``save_shard()`` could not have written."""
-    checks = SHARD_COLUMN_CHECKS if shard else TASK_COLUMN_CHECKS
     if shard:
         owner = f"shard {row['shard_index']!r} of task {row['uniqc_task_id']!r}"
     else:
         owner = f"task {row['task_id']!r}"
-    for column, check in checks.items():
-        yield from _failure(column, check, row[column])
-    for column in _STAMPS:
-        if column in row:
-            yield from _failure(column, check_text, row[column])
-    yield from _failure(
-        "result_json",
-        lambda text, field: check_json_text(text, field=field, owner=owner, optional=True),
-        row["result_json"],
-    )
-    if not shard:
-        yield from _failure(
-            "metadata_json",
-            lambda text, field: check_json_text(
-                text, field=field, owner=owner, optional=False, mapping=True
-            ),
-            row["metadata_json"],
-        )
-
-
-def _failure(column: str, check: Check, value: Any) -> Iterator[tuple[str, str]]:
-    try:
-        check(value, column)
-    except (TypeError, ValueError) as exc:
-        yield column, str(exc)
+    plain, payloads = _STORED_CHECKS[shard]
+    for column, check in plain:
+        if column in row or column not in _STAMPS:
+            try:
+                check(row[column], column)
+            except (TypeError, ValueError) as exc:
+                yield column, str(exc)
+    for column, payload_check in payloads:
+        try:
+            payload_check(row[column], column, owner)
+        except (TypeError, ValueError) as exc:
+            yield column, str(exc)

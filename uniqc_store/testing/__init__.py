@@ -24,6 +24,11 @@ runs before this one left on the server (a crashed or killed run): only names
 this plugin makes, only ones created before this run started
 (:func:`drop_leftover_scratch`, which a script can call too).
 
+The ``task_store_in_transaction`` fixture is the fast mode: one migrated store per
+session (per worker), and per test a store whose calls run inside a transaction
+rolled back when the test ends (``rollback.py``); what it cannot do is in its
+docstring.
+
 The ``task_store_server_url`` fixture (session scope) is the URL of this
 process's scratch database, for code that opens the database itself (a
 subprocess, an engine, ``alembic``): on a server the one ``task_store`` uses;
@@ -52,6 +57,7 @@ from uniqc_store.db import door
 from uniqc_store.db.engine import create_store_engine
 from uniqc_store.db.urls import parse_url, redact, sqlite_file_path
 from uniqc_store.repository.store import TaskStore
+from uniqc_store.testing.rollback import rolled_back
 
 TEST_URL_ENV = "UNIQC_STORE_TEST_URL"
 KEEP_ENV = "UNIQC_STORE_TEST_KEEP"
@@ -260,6 +266,7 @@ def task_store(
     _uniqc_store_server_scratch: URL | None, tmp_path: Path, request: pytest.FixtureRequest
 ) -> Iterator[TaskStore]:
     """A fresh, migrated, empty TaskStore for one test (see the module's docstring)."""
+    _one_mode_per_test(request, "task_store")
     if _uniqc_store_server_scratch is not None:
         store = make_test_store(_uniqc_store_server_scratch)
         try:
@@ -278,3 +285,85 @@ def task_store(
         yield store
     finally:
         store.close()
+
+
+@pytest.fixture(scope="session")
+def _uniqc_store_session_store(
+    _uniqc_store_server_scratch: URL | None,
+    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
+) -> Iterator[TaskStore]:
+    """The one migrated store the rolled-back tests of this process share: on a server
+    the scratch database ``task_store`` uses, on SQLite one database of the session
+    (in memory, or a file named as the URL's in a session temporary directory)."""
+    url = _uniqc_store_server_scratch
+    if url is None:
+        url = parse_url(_configured_url(request.config) or IN_MEMORY_URL)
+        path = sqlite_file_path(url)
+        if path is not None:
+            where = tmp_path_factory.mktemp("uniqc_store_rollback")
+            url = url.set(database=str(where / (path.name or "tasks.sqlite")))
+    store = make_test_store(url)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+#: Which of the two store fixtures a test has set up (the plugin's own, not an alias).
+_MODE = pytest.StashKey[str]()
+_TOGETHER = (
+    "a test cannot use both task_store and task_store_in_transaction: the first commits "
+    "on connections of its own, beside the second's rolled-back transaction on the same "
+    "database; use one of them (task_store where several connections are needed)"
+)
+
+
+def _one_mode_per_test(request: pytest.FixtureRequest, mode: str) -> None:
+    """Refuse the second of the two fixtures in one test (whichever pytest sets up last)."""
+    if request.node.stash.get(_MODE, mode) != mode:
+        pytest.fail(_TOGETHER, pytrace=False)
+    request.node.stash[_MODE] = mode
+
+
+@pytest.fixture
+def task_store_in_transaction(
+    _uniqc_store_session_store: TaskStore, request: pytest.FixtureRequest
+) -> Iterator[TaskStore]:
+    """A migrated, empty TaskStore whose calls run in a transaction rolled back after the test.
+
+    The fast mode (as pytest-django's ``db``): one database per session (per xdist
+    worker) on the same URLs as ``task_store``, nothing made or emptied per test, only
+    a BEGIN and a ROLLBACK (SQLite: ``store.transaction()``; servers: a connection of
+    its own). The store is ``store.using(conn)``'s, so inside the test:
+
+    - every call sees the test's own writes, and nothing is ever committed: another
+      connection (a second ``TaskStore`` on its URL, a subprocess, your own engine,
+      ``task_store_server_url``) sees none of them, so tests of durability across
+      connections, or races between connections, need ``task_store``;
+    - the calls that commit as they go are refused with ``StoreError``:
+      ``archive_expired``, ``purge_archived``, ``archive_many``, ``delete_many``,
+      ``upgrade``, ``session()``, ``reading()``, ``transaction()``, ``using()``,
+      ``close()``;
+    - calls run on one connection, one at a time: sequential calls from other threads
+      (a web framework's thread pool) work; threads calling at the same time are
+      refused (``StoreError``: a race test needs ``task_store``); on a SQLite file
+      the test holds the write lock throughout, so another connection's write waits
+      and fails as busy;
+    - a deadlock or serialization failure ends the transaction (``DatabaseBusyError``
+      and every later call refused), as inside any ``using()`` block.
+
+    A test may not use it beside the plugin's ``task_store`` or
+    ``task_store_server_url`` (refused at setup): they share its database and commit
+    on their own. An alias (``def task_store(task_store_in_transaction)`` in a
+    ``conftest.py``) is fine: it makes the whole suite rolled back.
+    """
+    _one_mode_per_test(request, "task_store_in_transaction")
+    if "task_store_server_url" in request.fixturenames:
+        pytest.fail(
+            "task_store_in_transaction cannot share a test with task_store_server_url: what "
+            "opens that URL sees nothing of the test's rolled-back writes; use task_store",
+            pytrace=False,
+        )
+    with rolled_back(_uniqc_store_session_store) as store:
+        yield store
