@@ -1,5 +1,5 @@
 """``python -m benchmarks``: see ``benchmarks/run.py``; ``python -m benchmarks transfer``:
-see ``benchmarks/transfer.py``."""
+see ``benchmarks/transfer.py``; ``python -m benchmarks scale``: see ``benchmarks/scale.py``."""
 
 import sys
 
@@ -7,6 +7,11 @@ if sys.argv[1:2] == ["transfer"]:
     from benchmarks.transfer import main as transfer_main
 
     raise SystemExit(transfer_main(sys.argv[2:]))
+
+if sys.argv[1:2] == ["scale"]:
+    from benchmarks.scale import main as scale
+
+    raise SystemExit(scale(sys.argv[2:]))
 
 from benchmarks.run import main
 

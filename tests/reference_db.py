@@ -199,7 +199,7 @@ def reference_open_and_use(path: Path, task_id: str) -> dict[str, Any]:
     """Do what the reference store does on open and on save/get, with plain sqlite3.
 
     It refuses a foreign application_id, runs only its migrations above
-    ``user_version`` (it knows 1..5: none for our files, at 6), then upserts
+    ``user_version`` (it knows 1..5: none for our files, at 6 and later), then upserts
     and reads a row.
     """
     conn = sqlite3.connect(path)

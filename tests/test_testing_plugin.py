@@ -26,12 +26,13 @@ EXAMPLE = """
 import os
 import pytest
 from uniqc_store import TaskInfo
+from uniqc_store.records import CURRENT_SCHEMA_VERSION
 
 
 @pytest.mark.parametrize("n", range(8))
 def test_starts_empty_and_writes(task_store, n):
     assert task_store.count() == 0
-    assert task_store.schema_version() == 6
+    assert task_store.schema_version() == CURRENT_SCHEMA_VERSION
     task_store.save(TaskInfo(task_id="uqt_1", backend="dummy"))
     assert task_store.count() == 1
     with open(os.environ["SEEN_URLS"], "a") as seen:
@@ -300,6 +301,7 @@ import subprocess
 import sys
 
 from uniqc_store import TaskInfo, TaskStore
+from uniqc_store.records import CURRENT_SCHEMA_VERSION
 
 
 def test_a_subprocess_writes_where_the_test_reads(task_store_server_url):
@@ -310,7 +312,7 @@ def test_a_subprocess_writes_where_the_test_reads(task_store_server_url):
     url = task_store_server_url.render_as_string(hide_password=False)
     subprocess.run([sys.executable, "-c", code, url], check=True)
     with TaskStore(url=task_store_server_url) as store:
-        assert store.schema_version() == 6
+        assert store.schema_version() == CURRENT_SCHEMA_VERSION
         assert store.get("uqt_sub") is not None
     print("SCRATCH", url)
 """

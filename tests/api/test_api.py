@@ -24,7 +24,7 @@ from uniqc_store import (
     TaskStore,
 )
 from uniqc_store.api.app import PROBE_PATHS, REDACTED, create_app, redact_sensitive
-from uniqc_store.records import MAX_JSON_DEPTH, MAX_KEY_LENGTH
+from uniqc_store.records import CURRENT_SCHEMA_VERSION, MAX_JSON_DEPTH, MAX_KEY_LENGTH
 from uniqc_store.redaction import TOO_DEEP
 from uniqc_store.schema.tables import archived_tasks, tasks
 
@@ -523,8 +523,8 @@ def test_health_and_version(client: httpx.Client, store: TaskStore) -> None:
     }
     assert client.get("/api/version").json() == {
         "version": importlib.metadata.version("uniqc-store"),
-        "schema_version": 6,
-        "current_schema_version": 6,
+        "schema_version": CURRENT_SCHEMA_VERSION,
+        "current_schema_version": CURRENT_SCHEMA_VERSION,
     }
     assert client.get("/api/health?verbose=1").status_code == 422
 
@@ -538,6 +538,7 @@ def test_health_is_503_when_the_database_is_down(
     app = create_app(store)
     monkeypatch.setattr(store, "schema_version", down)
     monkeypatch.setattr(store, "count", down)
+    monkeypatch.setattr(store, "tally", down)
     with http_client(app) as http:
         health = http.get("/api/health")
         assert health.status_code == 503
@@ -558,7 +559,8 @@ def test_health_needs_no_token_but_version_does(
         assert http.get("/api/health").json()["status"] == "ok"
         assert http.get("/api/version").status_code == 401
         good = {"Authorization": "Bearer t0ken-for-tests"}
-        assert http.get("/api/version", headers=good).json()["schema_version"] == 6
+        version = http.get("/api/version", headers=good).json()["schema_version"]
+        assert version == CURRENT_SCHEMA_VERSION
 
 
 def test_there_is_no_cdn_docs_page(client: httpx.Client) -> None:

@@ -20,6 +20,7 @@ from uniqc_store import TaskInfo, TaskShard, TaskStore
 from uniqc_store.api.app import REDACTED, create_app
 from uniqc_store.api.dashboard import queries
 from uniqc_store.db.urls import redact
+from uniqc_store.records import CURRENT_SCHEMA_VERSION
 from uniqc_store.repository.changes import ChangeFeed, open_signal
 
 TOKEN = "t0ken-for-dashboard"
@@ -166,7 +167,7 @@ def test_expired_dry_run_moves_nothing(client: httpx.Client, store: TaskStore) -
 
 def test_info_shows_the_url_without_its_password(client: httpx.Client, store: TaskStore) -> None:
     body = client.get("/api/dashboard/info").json()
-    assert body["schema_version"] == body["current_schema_version"] == 6
+    assert body["schema_version"] == body["current_schema_version"] == CURRENT_SCHEMA_VERSION
     assert body["dialect"] == store.engine.dialect.name
     assert body["database"] == redact(store.url)
     if store.url.password:

@@ -21,6 +21,7 @@ from sqlalchemy import URL, select, update
 from tests import reference_db as ref
 from uniqc_store import TaskInfo, TaskShard, TaskStore
 from uniqc_store.cli.commands import main, parse_hours
+from uniqc_store.records import CURRENT_SCHEMA_VERSION
 from uniqc_store.schema.tables import archived_task_shards, archived_tasks, task_shards, tasks
 
 runner = CliRunner()
@@ -52,13 +53,21 @@ def test_schema_commands(fresh_url: URL) -> None:
         assert code == 1 and "schema version 0" in out
     code, out = run("upgrade", "0002", "--url", url)
     assert code == 0 and out.endswith(": upgraded from schema version 0 to 2\n")
-    assert run("upgrade", "--url", url)[1].endswith(": upgraded from schema version 2 to 6\n")
-    assert run("current", "--url", url)[1] == "0006 (schema version 6 of 6): up to date\n"
+    assert run("upgrade", "--url", url)[1].endswith(
+        f": upgraded from schema version 2 to {CURRENT_SCHEMA_VERSION}\n"
+    )
+    assert run("current", "--url", url)[1] == (
+        f"{CURRENT_SCHEMA_VERSION:04d} (schema version {CURRENT_SCHEMA_VERSION} of "
+        f"{CURRENT_SCHEMA_VERSION}): up to date\n"
+    )
     assert run("check", "--url", url) == (0, "the schema is at head and matches the models\n")
     history = run("history")[1]
     assert "0005  v5: re-key legacy" in history and "0006  v6: keys and timestamps" in history
+    assert "0007  v7: lists and counts that do not scan" in history
     code, out = run("downgrade", "base", "--yes", "--url", url)
-    assert code == 0 and out.endswith("downgraded from schema version 6 to 0\n")
+    assert code == 0 and out.endswith(
+        f"downgraded from schema version {CURRENT_SCHEMA_VERSION} to 0\n"
+    )
     assert run("current", "--url", url) == (
         0,
         "no schema yet (empty database); run `uniqc-store upgrade`\n",
@@ -69,7 +78,8 @@ def test_upgrade_sql_prints_instead_of_running(tmp_path: Path) -> None:
     path = tmp_path / "tasks.sqlite"
     code, out = run("upgrade", "--sql", "--url", f"sqlite:///{path}")
     assert code == 0
-    assert "CREATE TABLE IF NOT EXISTS tasks" in out and "PRAGMA user_version = 6" in out
+    assert "CREATE TABLE IF NOT EXISTS tasks" in out
+    assert f"PRAGMA user_version = {CURRENT_SCHEMA_VERSION}" in out
     assert (
         not path.exists() or sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 0
     )

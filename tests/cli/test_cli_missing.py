@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from uniqc_store import TaskStore
 from uniqc_store.cli.commands import main
+from uniqc_store.records import CURRENT_SCHEMA_VERSION
 
 COMMANDS = [
     ("list",),
@@ -71,12 +72,15 @@ def test_upgrade_creates_and_then_the_others_work(tmp_path: Path) -> None:
     assert not (tmp_path / "new").exists()
     assert invoke("upgrade", "--url", url)[0] == 0
     assert invoke("list", "--url", url)[0] == 0
-    assert invoke("current", "--url", url)[1] == "0006 (schema version 6 of 6): up to date\n"
+    assert invoke("current", "--url", url)[1] == (
+        f"{CURRENT_SCHEMA_VERSION:04d} (schema version {CURRENT_SCHEMA_VERSION} of "
+        f"{CURRENT_SCHEMA_VERSION}): up to date\n"
+    )
 
 
 def test_the_library_still_creates_its_database_where_pointed(tmp_path: Path) -> None:
     with TaskStore(tmp_path / "a" / "b") as store:
-        assert store.schema_version() == 6
+        assert store.schema_version() == CURRENT_SCHEMA_VERSION
     assert (tmp_path / "a" / "b" / "tasks.sqlite").exists()
 
 
@@ -89,7 +93,7 @@ def test_version_and_python_dash_m() -> None:
     )
     assert result.returncode == 0 and result.stdout == f"uniqc-store, version {__version__}\n"
     assert (
-        "0006  v6"
+        "0007  v7"
         in subprocess.run(
             [sys.executable, "-m", "uniqc_store", "history"], capture_output=True, text=True
         ).stdout

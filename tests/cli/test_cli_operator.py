@@ -23,6 +23,7 @@ from tests import reference_db as ref
 from uniqc_store import TaskInfo, TaskShard, TaskStore, generate_uniqc_task_id
 from uniqc_store.cli.commands import main
 from uniqc_store.db.urls import redact
+from uniqc_store.records import CURRENT_SCHEMA_VERSION
 from uniqc_store.schema.tables import tasks
 
 EXE = str(Path(sys.executable).with_name("uniqc-store"))
@@ -183,14 +184,16 @@ def test_schema_commands_say_what_they_did(tmp_path: Path) -> None:
         0,
         f"{url}: upgraded from schema version 0 to 3\n",
     )
-    assert run("upgrade", "--url", url)[1] == f"{url}: upgraded from schema version 3 to 6\n"
+    head = CURRENT_SCHEMA_VERSION
+    assert run("upgrade", "--url", url)[1] == f"{url}: upgraded from schema version 3 to {head}\n"
     assert run("upgrade", "--url", url) == (
         0,
-        f"{url}: already at schema version 6 (head); nothing to do\n",
+        f"{url}: already at schema version {CURRENT_SCHEMA_VERSION} (head); nothing to do\n",
     )
     assert run("upgrade", "0003", "--url", url) == (
         0,
-        f"{url}: nothing was done; the database is at schema version 6, already past 0003 "
+        f"{url}: nothing was done; the database is at schema version {CURRENT_SCHEMA_VERSION}, "
+        "already past 0003 "
         "(use downgrade to go back)\n",
     )
     # check prints its own verdict only, not Alembic's "No new upgrade operations detected."
@@ -389,7 +392,7 @@ def test_upgrade_adds_our_tables_to_an_app_file_only_when_asked_as_alembic_does(
         text=True,
     )
     assert done.returncode == 0, done
-    assert "upgraded from schema version 0 to 6" in done.stdout
+    assert f"upgraded from schema version 0 to {CURRENT_SCHEMA_VERSION}" in done.stdout
     alembic = str(Path(sys.executable).with_name("alembic"))
     root = Path(__file__).resolve().parents[2]
     by_alembic = subprocess.run(
@@ -419,4 +422,5 @@ def test_upgrade_adds_our_tables_to_an_app_file_only_when_asked_as_alembic_does(
     again = subprocess.run(
         [EXE, "upgrade", "--url", f"sqlite:///{ours}"], capture_output=True, text=True
     )
-    assert again.returncode == 0 and "already at schema version 6" in again.stdout
+    assert again.returncode == 0
+    assert f"already at schema version {CURRENT_SCHEMA_VERSION}" in again.stdout

@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import URL
 
 from uniqc_store import TaskInfo, TaskShard, TaskStore
+from uniqc_store.records import CURRENT_SCHEMA_VERSION
 
 SHARED = "uqt_shared"
 
@@ -90,7 +91,7 @@ def test_processes_create_one_sqlite_file_at_once(tmp_path: Path) -> None:
             results = list(pool.map(open_at, [url] * openers, [start] * openers, timeout=120))
             assert results == ["opened"] * openers
             with TaskStore(url=url) as store:
-                assert store.schema_version() == 6
+                assert store.schema_version() == CURRENT_SCHEMA_VERSION
 
 
 @pytest.mark.slow

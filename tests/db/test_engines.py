@@ -26,6 +26,7 @@ from uniqc_store import (
 )
 from uniqc_store.db.engine import create_store_engine
 from uniqc_store.migrations.runner import database_version, downgrade, upgrade
+from uniqc_store.records import CURRENT_SCHEMA_VERSION
 from uniqc_store.repository.statements import stored_binds
 from uniqc_store.schema.tables import task_shards, tasks
 
@@ -57,13 +58,14 @@ def test_the_real_alembic_command_line(tmp_path: Path) -> None:
     checked = alembic("check")
     assert checked.returncode == 0, checked.stderr
     assert "No new upgrade operations detected" in checked.stdout
-    downgraded = alembic("downgrade", "-2")
+    downgraded = alembic("downgrade", "-3")
     assert downgraded.returncode == 0, downgraded.stderr
     assert alembic("check").returncode != 0  # not at head: an exit code says so
     sql = alembic("upgrade", "0004:head", "--sql")
     assert sql.returncode == 0, sql.stderr
     assert "UPDATE uniqc_store_alembic_version SET version_num='0005'" in sql.stdout
     assert "UPDATE uniqc_store_alembic_version SET version_num='0006'" in sql.stdout
+    assert "UPDATE uniqc_store_alembic_version SET version_num='0007'" in sql.stdout
     engine = create_store_engine(url)
     with engine.connect() as conn:
         assert database_version(conn) == 4  # --sql printed the SQL and ran none of it
@@ -76,7 +78,7 @@ def test_cli_upgrade_check_downgrade(fresh_url: URL) -> None:
         assert result.returncode == 0, result.stderr
     engine = create_store_engine(fresh_url)
     with engine.connect() as conn:
-        assert database_version(conn) == 6
+        assert database_version(conn) == CURRENT_SCHEMA_VERSION
         assert set(inspect(conn).get_table_names()) >= {
             "tasks",
             "archived_tasks",
@@ -186,7 +188,7 @@ def test_failed_revision_is_atomic_or_safely_repeatable(
         assert not left & {"task_shards", "archived_task_shards"}
     upgrade(engine)  # ...and running it again completes the revision either way
     with engine.connect() as conn:
-        assert database_version(conn) == 6
+        assert database_version(conn) == CURRENT_SCHEMA_VERSION
         names = {i["name"] for i in inspect(conn).get_indexes("archived_task_shards")}
     assert "archived_task_shards_platform_idx" in names
     engine.dispose()

@@ -23,6 +23,7 @@ from uniqc_store import (
 )
 from uniqc_store.cli.commands import main
 from uniqc_store.db.engine import create_store_engine
+from uniqc_store.records import CURRENT_SCHEMA_VERSION
 from uniqc_store.schema.orm import TaskRow
 
 
@@ -110,7 +111,7 @@ def test_reference_files_are_still_adopted(tmp_path: Path, version: int) -> None
     ref.build_reference_file(path, version)
     engine = create_engine(f"sqlite:///{path}")
     with TaskStore(engine=engine) as store:
-        assert store.schema_version() == 6
+        assert store.schema_version() == CURRENT_SCHEMA_VERSION
         store.save(TaskInfo(task_id="uqt_1", backend="b"))
     engine.dispose()
 
@@ -119,7 +120,7 @@ def test_empty_and_new_files_are_made_into_stores(tmp_path: Path) -> None:
     (tmp_path / "empty.sqlite").touch()
     for name in ("empty.sqlite", "new.sqlite"):
         with TaskStore(url=f"sqlite:///{tmp_path / name}") as store:
-            assert store.schema_version() == 6
+            assert store.schema_version() == CURRENT_SCHEMA_VERSION
 
 
 def test_a_store_file_with_extra_tables_of_its_own_opens(tmp_path: Path) -> None:
@@ -127,7 +128,7 @@ def test_a_store_file_with_extra_tables_of_its_own_opens(tmp_path: Path) -> None
     with TaskStore(tmp_path) as store, store.engine.begin() as conn:
         conn.execute(text("CREATE TABLE notes (x)"))
     with TaskStore(tmp_path) as store:
-        assert store.schema_version() == 6
+        assert store.schema_version() == CURRENT_SCHEMA_VERSION
 
 
 def test_any_engine_shared_by_stores_sessions_and_listeners(tmp_path: Path) -> None:

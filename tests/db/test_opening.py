@@ -24,6 +24,7 @@ from uniqc_store.db import urls as engine_module
 from uniqc_store.db.engine import create_store_engine
 from uniqc_store.db.urls import redact, resolve_url
 from uniqc_store.migrations.runner import downgrade, upgrade
+from uniqc_store.records import CURRENT_SCHEMA_VERSION
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -113,7 +114,7 @@ def test_server_behind_head_needs_an_upgrade(backend: str, tmp_path: Path) -> No
         with pytest.raises(SchemaOutOfDateError, match=r"version 3.*uniqc-store upgrade"):
             TaskStore(url=url)
         with TaskStore(url=url, auto_migrate=True) as store:
-            assert store.schema_version() == 6
+            assert store.schema_version() == CURRENT_SCHEMA_VERSION
         with engine.begin() as conn:
             conn.execute(text("UPDATE uniqc_store_alembic_version SET version_num = '0009'"))
         with pytest.raises(SchemaTooNewError, match="schema version 9"):
@@ -127,7 +128,7 @@ def test_sqlite_file_behind_head_is_upgraded_on_open(tmp_path: Path) -> None:
     upgrade(engine, "0002")
     engine.dispose()
     with TaskStore(tmp_path) as store:
-        assert store.schema_version() == 6
+        assert store.schema_version() == CURRENT_SCHEMA_VERSION
     engine = create_store_engine(url)
     downgrade(engine, "0004")
     engine.dispose()

@@ -7,6 +7,7 @@ import json
 import sqlite3
 import tracemalloc
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic import command
@@ -76,14 +77,49 @@ def test_revision_ids_are_schema_versions() -> None:
     script = script_directory()
     assert script.get_heads() == [f"{CURRENT_SCHEMA_VERSION:04d}"]
     chain = [r.revision for r in script.walk_revisions("base", "heads")]
-    assert chain == ["0006", "0005", "0004", "0003", "0002", "0001"]
+    assert chain == ["0007", "0006", "0005", "0004", "0003", "0002", "0001"]
+
+
+#: What 0007 changes in the reference's v5 tables: indexes only (columns and keys
+#: unchanged), so the reference reads and writes the file as it is; each new index
+#: starts with the column of one it replaces.
+INDEXES_0007 = {
+    "tasks": {
+        "tasks_status_time_idx": ["status", "submit_time"],
+        "tasks_status_backend_time_idx": ["status", "backend", "submit_time"],
+        "tasks_backend_time_idx": ["backend", "submit_time"],
+    },
+    "archived_tasks": {
+        "archived_status_time_idx": ["status", "submit_time"],
+        "archived_status_backend_time_idx": ["status", "backend", "submit_time"],
+        "archived_backend_time_idx": ["backend", "submit_time"],
+    },
+}
+
+
+REPLACED_0007 = {
+    "tasks": {"tasks_backend_idx": ["backend"], "tasks_status_idx": ["status"]},
+    "archived_tasks": {"archived_backend_idx": ["backend"], "archived_status_idx": ["status"]},
+}
+
+
+def without_0007_indexes(facts: dict[str, Any]) -> dict[str, Any]:
+    """``facts`` as the reference's: 0007's indexes taken out (after checking they are
+    there as made) and the ones it replaced put back."""
+    for table, indexes in INDEXES_0007.items():
+        for name, columns in indexes.items():
+            assert facts[table]["indexes"].pop(name) == (0, "c", 0, columns)
+        for name, columns in REPLACED_0007[table].items():
+            assert name not in facts[table]["indexes"]
+            facts[table]["indexes"][name] = (0, "c", 0, columns)
+    return facts
 
 
 def test_head_schema_matches_reference_ddl(tmp_path: Path) -> None:
     ours, theirs = tmp_path / "ours.sqlite", tmp_path / "ref.sqlite"
     migrate(ours)
     ref.build_reference_file(theirs, 5)
-    assert ref.schema_facts(ours) == ref.schema_facts(theirs)
+    assert without_0007_indexes(ref.schema_facts(ours)) == ref.schema_facts(theirs)
 
 
 def test_models_create_the_reference_schema(tmp_path: Path) -> None:
@@ -94,7 +130,7 @@ def test_models_create_the_reference_schema(tmp_path: Path) -> None:
     Base.metadata.create_all(engine)
     engine.dispose()
     ref.build_reference_file(theirs, 5)
-    assert ref.schema_facts(ours) == ref.schema_facts(theirs)
+    assert without_0007_indexes(ref.schema_facts(ours)) == ref.schema_facts(theirs)
 
 
 @pytest.mark.parametrize("version", range(1, 6))
@@ -112,8 +148,8 @@ def test_each_revision_matches_reference_version(tmp_path: Path, version: int) -
 def test_downgrade_steps_restamp_user_version(tmp_path: Path) -> None:
     path = tmp_path / "t.sqlite"
     migrate(path)
-    assert header(path)[0] == 6
-    for version in (5, 4, 3, 2, 1, 0):
+    assert header(path)[0] == CURRENT_SCHEMA_VERSION
+    for version in (6, 5, 4, 3, 2, 1, 0):
         migrate(path, f"{version:04d}" if version else "base", down=True)
         assert header(path)[0] == version
     assert set(dump(path)) == {"uniqc_store_alembic_version"}
@@ -171,8 +207,8 @@ def test_reference_file_is_adopted(tmp_path: Path, version: int) -> None:
 
     result = run_alembic("-x", f"url=sqlite:///{path}", "upgrade", "head")
     assert result.returncode == 0, result.stderr
-    assert header(path) == (6, APPLICATION_ID)
-    assert alembic_revision(path) == "0006"
+    assert header(path) == (CURRENT_SCHEMA_VERSION, APPLICATION_ID)
+    assert alembic_revision(path) == f"{CURRENT_SCHEMA_VERSION:04d}"
 
     store = TaskStore(url=sqlite_url(path))
     assert store.get(already["task_id"]).metadata == {"k": 1}
@@ -300,11 +336,11 @@ def test_newer_schema_is_refused_untouched(tmp_path: Path) -> None:
     path = tmp_path / "tasks.sqlite"
     ref.build_reference_file(path, 5)
     conn = sqlite3.connect(path)
-    conn.execute("PRAGMA user_version = 7")  # head is 6
+    conn.execute(f"PRAGMA user_version = {CURRENT_SCHEMA_VERSION + 1}")  # past head
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
     before = path.read_bytes()
-    with pytest.raises(SchemaTooNewError, match="schema version 7"):
+    with pytest.raises(SchemaTooNewError, match=f"schema version {CURRENT_SCHEMA_VERSION + 1}"):
         TaskStore(cache_dir=tmp_path)
     with pytest.raises(SchemaTooNewError):
         migrate(path)
@@ -326,10 +362,11 @@ def test_reference_store_can_use_our_database(tmp_path: Path) -> None:
     store = TaskStore(cache_dir=tmp_path)
     store.save(TaskInfo(task_id="uqt_ours", backend="b"))
     store.close()
-    assert header(tmp_path / "tasks.sqlite") == (6, APPLICATION_ID)  # 0006 changed no table
+    assert header(tmp_path / "tasks.sqlite") == (CURRENT_SCHEMA_VERSION, APPLICATION_ID)
     row = ref.reference_open_and_use(tmp_path / "tasks.sqlite", "uqt_ref")
     assert row["shots"] == 7
-    assert header(tmp_path / "tasks.sqlite") == (6, APPLICATION_ID)  # the reference left it
+    # the reference left it
+    assert header(tmp_path / "tasks.sqlite") == (CURRENT_SCHEMA_VERSION, APPLICATION_ID)
     store = TaskStore(cache_dir=tmp_path)
     assert {t.task_id for t in store.list()} == {"uqt_ours", "uqt_ref"}
     assert store.get_shards("uqt_ref")[0].platform_task_id == "ref-p"

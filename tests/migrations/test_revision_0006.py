@@ -142,7 +142,7 @@ def test_0006_up_and_down_with_data(fresh_url: URL) -> None:
         if on_mysql(engine):
             assert collations(conn) == expected_collations("utf8mb4_bin")
 
-    upgrade(engine)
+    upgrade(engine, "0006")
     with engine.connect() as conn:
         assert database_version(conn) == 6
         after = rows(conn)
@@ -162,6 +162,7 @@ def test_0006_up_and_down_with_data(fresh_url: URL) -> None:
     else:
         assert after == before
 
+    upgrade(engine)
     store = TaskStore(url=fresh_url)  # at head: the padded twin is a task of its own
     store.save(TaskInfo(task_id="uqt_a ", backend="b"))
     assert store.count() == 3
@@ -183,7 +184,7 @@ def test_0006_up_and_down_with_data(fresh_url: URL) -> None:
             ]
         if engine.dialect.name == "sqlite":
             assert conn.exec_driver_sql("PRAGMA user_version").scalar() == 5
-    upgrade(engine)  # and up again
+    upgrade(engine, "0006")  # and up again
     with engine.connect() as conn:
         assert rows(conn) == after
     engine.dispose()
@@ -275,7 +276,7 @@ def test_a_0006_stopped_half_way_completes_when_run_again(
         assert database_version(conn) == 5
         assert inspect(conn).get_foreign_keys("task_shards") == []
         assert collations(conn)["tasks"] == expected_collations("utf8mb4_nopad_bin")["tasks"]
-    upgrade(engine)
+    upgrade(engine, "0006")
     with engine.connect() as conn:
         assert database_version(conn) == 6
         assert collations(conn) == expected_collations("utf8mb4_nopad_bin")

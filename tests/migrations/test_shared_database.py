@@ -22,6 +22,7 @@ from uniqc_store import SchemaOutOfDateError, TaskInfo, TaskStore
 from uniqc_store.db.engine import create_store_engine
 from uniqc_store.migrations.filters import our_tables
 from uniqc_store.migrations.runner import upgrade
+from uniqc_store.records import CURRENT_SCHEMA_VERSION
 from uniqc_store.schema.versions import VERSION_TABLE_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -96,7 +97,7 @@ def test_both_chains_deploy_into_one_database(fresh_url: URL, chains: tuple[Path
     alembic(app_ini, fresh_url, "upgrade", "head")  # the application deploys first
     alembic(ours_ini, fresh_url, "upgrade", "head")
     assert alembic(app_ini, fresh_url, "current").strip() == f"{APP_REVISION} (head)"
-    assert alembic(ours_ini, fresh_url, "current").strip() == "0006 (head)"
+    assert alembic(ours_ini, fresh_url, "current").strip() == f"{CURRENT_SCHEMA_VERSION:04d} (head)"
     alembic(ours_ini, fresh_url, "check")  # the application's tables are not ours to compare
     assert {"users", "alembic_version", "uniqc_store_alembic_version", "tasks"} <= tables(fresh_url)
 
@@ -105,13 +106,13 @@ def test_both_chains_deploy_into_one_database(fresh_url: URL, chains: tuple[Path
     alembic(app_ini, fresh_url, "downgrade", "base")
     alembic(app_ini, fresh_url, "upgrade", "head")
     with TaskStore(url=fresh_url) as store:
-        assert store.count() == 1 and store.schema_version() == 6
+        assert store.count() == 1 and store.schema_version() == CURRENT_SCHEMA_VERSION
     alembic(ours_ini, fresh_url, "downgrade", "base")
     assert alembic(app_ini, fresh_url, "current").strip() == f"{APP_REVISION} (head)"
     left = tables(fresh_url)
     assert "users" in left and "tasks" not in left
     alembic(ours_ini, fresh_url, "upgrade", "head")  # and ours deploys after theirs again
-    assert alembic(ours_ini, fresh_url, "current").strip() == "0006 (head)"
+    assert alembic(ours_ini, fresh_url, "current").strip() == f"{CURRENT_SCHEMA_VERSION:04d} (head)"
 
 
 def test_our_row_in_alembic_version_moves_to_our_table(
@@ -127,7 +128,7 @@ def test_our_row_in_alembic_version_moves_to_our_table(
         assert conn.execute(text("SELECT version_num FROM alembic_version")).all() == [("0005",)]
     if fresh_url.get_backend_name() == "sqlite":
         with TaskStore(url=fresh_url) as store:  # moves the row itself and upgrades on open
-            assert store.schema_version() == 6
+            assert store.schema_version() == CURRENT_SCHEMA_VERSION
             store.save(TaskInfo(task_id="uqt_1", backend="b"))
     else:  # the old row counts: version 5, behind head, and the store says so
         with pytest.raises(SchemaOutOfDateError, match="at schema version 5"):
@@ -136,14 +137,14 @@ def test_our_row_in_alembic_version_moves_to_our_table(
     with engine.connect() as conn:
         assert conn.execute(text("SELECT version_num FROM alembic_version")).all() == []
         ours = conn.execute(text("SELECT version_num FROM uniqc_store_alembic_version")).all()
-        assert ours == [("0006",)]
+        assert ours == [(f"{CURRENT_SCHEMA_VERSION:04d}",)]
     if fresh_url.get_backend_name() != "sqlite":
         with TaskStore(url=fresh_url) as store:
             store.save(TaskInfo(task_id="uqt_1", backend="b"))
     engine.dispose()
     alembic(app_ini, fresh_url, "upgrade", "head")  # now the application's chain fits beside
     assert alembic(app_ini, fresh_url, "current").strip() == f"{APP_REVISION} (head)"
-    assert alembic(ours_ini, fresh_url, "current").strip() == "0006 (head)"
+    assert alembic(ours_ini, fresh_url, "current").strip() == f"{CURRENT_SCHEMA_VERSION:04d} (head)"
     with TaskStore(url=fresh_url) as store:
         assert store.count() == 1
 
@@ -153,6 +154,7 @@ from alembic import context
 from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine
 
 from uniqc_store.migrations.filters import include_name, include_object
+from uniqc_store.records import CURRENT_SCHEMA_VERSION
 
 metadata = MetaData()  # the application's models: its own table only
 Table("users", metadata, Column("id", Integer, primary_key=True), Column("name", String(50)))
@@ -207,6 +209,7 @@ def test_the_host_filter_hides_our_tables_from_the_applications_check(
             "task_shards",
             "archived_task_shards",
             "uniqc_store_alembic_version",
+            "task_counts",  # SQLite's counters (0007)
         }
     ), unfiltered.stderr
     for hook in ("include_name", "include_object"):

@@ -18,6 +18,7 @@ from uniqc_store import (
     TaskStatus,
     TaskStore,
 )
+from uniqc_store.records import CURRENT_SCHEMA_VERSION
 
 
 def task(task_id: str, **fields: object) -> TaskInfo:
@@ -121,7 +122,7 @@ def test_clear_all(store: TaskStore, backend: str) -> None:
     store.save(task("uqt_2"))
     store.clear_all()
     assert (store.count(), store.count_archived()) == (0, 0)
-    assert store.schema_version() == 6
+    assert store.schema_version() == CURRENT_SCHEMA_VERSION
     store.save(task("uqt_3"))
     assert store.count() == 1
     if backend == "sqlite":
@@ -345,7 +346,7 @@ def test_reads_hold_no_lock_on_sqlite(tmp_path: Path, observed: bool) -> None:
         assert len(store.list(status="success", limit=5)) == 1
         assert [t.task_id for t in store.iter_tasks()] == ["uqt_1"]
         assert store.expired_task_ids(0) == ["uqt_1"]
-        assert store.schema_version() == 6
+        assert store.schema_version() == CURRENT_SCHEMA_VERSION
         assert _lock_is_free(tmp_path / "tasks.sqlite")
 
 
@@ -399,17 +400,20 @@ def _listing_plan(path: Path) -> str:
 
 
 def test_a_growing_sqlite_store_keeps_planner_statistics(tmp_path: Path) -> None:
-    """Without statistics SQLite lists by sorting every match; a long-lived store
-    makes them as it grows instead of waiting for close."""
+    """A long-lived store makes planner statistics as it grows instead of waiting for
+    close. (Without them SQLite used to list by sorting every match; since 0007 the
+    ``(status, submit_time)`` index answers a filtered first page either way.)"""
+    path = tmp_path / "tasks.sqlite"
+    indexed = "SEARCH tasks USING INDEX tasks_status_time_idx (status=?)"
     with TaskStore(tmp_path) as store:
         store.save_many(
             task(f"uqt_{i:05d}", status="running" if i % 5 else "success") for i in range(300)
         )
-        assert "TEMP B-TREE" in _listing_plan(tmp_path / "tasks.sqlite")  # too small to bother yet
+        assert not _has_statistics(path)  # too small to bother yet
+        assert _listing_plan(path) == indexed
         store.save_many(task(f"uqt_{i:05d}b", status="running") for i in range(800))
-        assert _listing_plan(tmp_path / "tasks.sqlite") == (
-            "SCAN tasks USING INDEX tasks_submit_time_idx"
-        )
+        assert _has_statistics(path)
+        assert _listing_plan(path) == indexed
         assert len(store.list(status="running", limit=50)) == 50
 
 

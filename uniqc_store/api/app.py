@@ -290,7 +290,8 @@ def _task_routes(app: FastAPI, store: TaskStore, token: bool) -> None:
     @app.get("/api/tasks/counts", response_model=StatusCounts, responses=responses(token=token))
     def task_counts() -> dict[str, int]:
         """Live tasks per status, and the total."""
-        counts = {s.value: store.count(status=s) for s in TaskStatus}
+        by_status = store.tally().by_status()  # one read: the figures agree with each other
+        counts = {s.value: by_status.get(s.value, 0) for s in TaskStatus}
         return {**counts, "total": sum(counts.values())}
 
     @app.post(

@@ -29,8 +29,7 @@ except ImportError:  # pragma: no cover - exercised only without the extra
     )
     raise SystemExit(1) from None
 
-from sqlalchemy import Connection, Select, func, select, text
-from sqlalchemy import Table as SQLTable
+from sqlalchemy import Connection, select, text
 
 from uniqc_store import __version__
 from uniqc_store.cli import schema as cli_schema
@@ -56,6 +55,7 @@ from uniqc_store.db.urls import sqlite_file_path
 from uniqc_store.errors import PartialRunError
 from uniqc_store.records import TaskInfo, TaskStatus
 from uniqc_store.redaction import redact_record
+from uniqc_store.repository import counts as tallies
 from uniqc_store.repository import row_check, transfer
 from uniqc_store.repository.archive import PurgeReport
 from uniqc_store.repository.store import MAX_BATCH_SIZE, TaskStore
@@ -98,37 +98,28 @@ def _database_size(store: TaskStore) -> int | None:
     return int(size) if size is not None else None
 
 
-def _grouped(source: SQLTable) -> Select[Any]:
-    return (
-        select(source.c.status, source.c.backend, func.count())
-        .group_by(source.c.status, source.c.backend)
-        .order_by(source.c.status, source.c.backend)
-    )
-
-
 def _counts(store: TaskStore) -> dict[str, Any]:
     """Counts by status and backend, live and archived, for ``stats`` (one snapshot)."""
 
-    def read(conn: Connection) -> dict[str, list[tuple[str, str, int]]]:
+    def read(conn: Connection) -> dict[str, tallies.Tally]:
+        present = tallies.counters_present(conn)
         return {
-            label: [(str(s), str(b), int(n)) for s, b, n in conn.execute(_grouped(source))]
+            label: tallies.tally(conn, source, present)
             for label, source in (("live", tasks), ("archived", archived_tasks))
         }
 
-    counts: dict[str, Any] = {}
-    for label, groups in store._read(read, snapshot=True).items():
-        by_status: dict[str, int] = {}
-        by_backend: dict[str, int] = {}
-        for status, backend, n in groups:
-            by_status[status] = by_status.get(status, 0) + n
-            by_backend[backend] = by_backend.get(backend, 0) + n
-        counts[label] = {
-            "total": sum(n for _, _, n in groups),
-            "by_status": by_status,
-            "by_backend": by_backend,
-            "groups": [{"status": s, "backend": b, "tasks": n} for s, b, n in groups],
+    return {
+        label: {
+            "total": found.total(),
+            "by_status": found.by_status(),
+            "by_backend": found.by_backend(),
+            "groups": [
+                {"status": s, "backend": b, "tasks": n}
+                for (s, b), n in sorted(found.groups.items())
+            ],
         }
-    return counts
+        for label, found in store._read(read, snapshot=True).items()
+    }
 
 
 @main.command()

@@ -22,16 +22,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from uniqc_store.schema.tables import metadata
+from uniqc_store.schema.tables import metadata, task_counts
 from uniqc_store.schema.versions import MIGRATION_LOCK_TABLE, version_table
 
 __all__ = ["include_name", "include_object", "our_tables"]
 
 
 def our_tables() -> frozenset[str]:
-    """The tables uniqc-store owns in a shared database: its four, its version table and
-    the migration lock's lease table (Galera)."""
-    return frozenset(metadata.tables) | {version_table(), MIGRATION_LOCK_TABLE}
+    """The tables uniqc-store owns in a shared database: its four, its version table,
+    the migration lock's lease table (Galera) and SQLite's ``task_counts`` (0007)."""
+    return frozenset(metadata.tables) | {version_table(), MIGRATION_LOCK_TABLE, task_counts.name}
 
 
 def include_name(name: str | None, type_: str, parent_names: Mapping[str, Any]) -> bool:

@@ -24,7 +24,6 @@ from sqlalchemy import (
     Update,
     bindparam,
     delete,
-    func,
     literal_column,
     select,
     type_coerce,
@@ -117,12 +116,6 @@ def listing(
     if offset:  # an offset alone is fine: SQLAlchemy adds SQLite's "LIMIT -1"
         stmt = stmt.offset(bindparam("offset", type_=Integer()))
     return stmt
-
-
-@functools.cache
-def counting(table: Table, status: bool, backend: bool) -> Select[Any]:
-    """``SELECT count(*)`` over ``table`` with the filters asked for as parameters."""
-    return filtered(select(func.count()).select_from(table), table, status, backend)
 
 
 @functools.cache

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import URL, Connection, Engine, Executable, Table
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from uniqc_store.db.borrowed import borrowing, refuse_inside
 from uniqc_store.db.engine import store_engine
@@ -43,11 +43,10 @@ from uniqc_store.records import (
     normalize_status,
     utc_now_iso,
 )
-from uniqc_store.repository import archive, by_ids, pages, staging
+from uniqc_store.repository import archive, by_ids, counts, pages, staging
 from uniqc_store.repository.pages import Page
 from uniqc_store.repository.statements import (
     Statements,
-    counting,
     keyset_page,
     listing,
     scan_page,
@@ -127,6 +126,7 @@ class TaskStore:
     @translated
     def _open_schema(self, auto_migrate: bool | None) -> None:
         open_schema(self._executor, self.url, auto_migrate, self.upgrade)
+        self._counters = self._executor.read(counts.counters_present)
 
     def upgrade(self, revision: str = "head") -> None:
         """Run the migration chain up to ``revision`` on this store's database."""
@@ -137,6 +137,7 @@ class TaskStore:
         with self._executor.exclusive():
             self._executor.close()
             migrations.upgrade(self.engine, revision, timeouts=self._executor.timeouts)
+        self._counters = self._executor.read(counts.counters_present)
 
     @translated
     def schema_version(self) -> int:
@@ -383,11 +384,37 @@ class TaskStore:
         """How many tasks match."""
         return self._count(tasks, status, backend)
 
-    def _count(self, table: Table, status: str | TaskStatus | None, backend: str | None) -> int:
+    @translated
+    def tally(
+        self,
+        *,
+        archived: bool = False,
+        status: str | TaskStatus | None = None,
+        backend: str | None = None,
+    ) -> counts.Tally:
+        """Tasks (``archived``: archived tasks) per ``(status, backend)``, in one read:
+        ``total()``, ``by_status()``, ``by_backend()``. Every count of the package is
+        one (``repository/counts.py``): counters on SQLite files, an index scan elsewhere."""
+        table = archived_tasks if _flag(archived, "archived") else tasks
+        return self._tally(table, status, backend)
+
+    def _tally(
+        self, table: Table, status: str | TaskStatus | None, backend: str | None
+    ) -> counts.Tally:
         params = _filters(status, backend)
-        stmt = counting(table, status is not None, backend is not None)
-        row = self._executor.fetch_one(stmt, params)
-        return int(row[0]) if row is not None else 0
+        has = (status is not None, backend is not None)
+        try:
+            rows = self._executor.fetch(counts.tally_statement(table, self._counters, *has), params)
+        except OperationalError:
+            if not self._counters:
+                raise
+            # the file lost its counters since we looked (downgraded below 0007 elsewhere)
+            self._counters = self._executor.read(counts.counters_present)
+            rows = self._executor.fetch(counts.tally_statement(table, self._counters, *has), params)
+        return counts.Tally.of(rows)
+
+    def _count(self, table: Table, status: str | TaskStatus | None, backend: str | None) -> int:
+        return self._tally(table, status, backend).total()
 
     @translated
     def delete(self, task_id: str) -> bool:

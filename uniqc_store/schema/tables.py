@@ -1,7 +1,10 @@
 """The schema as Core tables: the reference's v5 tables, spelled out once.
 
 Every table, column, default, key and index name here is the reference
-store's, in the reference's column order. Engine differences live in the
+store's, in the reference's column order, but for revision 0007's indexes
+(filtered newest-first pages and counts, issue 28: they replace the reference's
+one-column ``status`` and ``backend`` indexes, which each starts with) and,
+apart from ``metadata``, its SQLite-only ``task_counts``. Engine differences live in the
 column types and the MySQL/MariaDB table options (``types.py``), not
 in per-engine SQL. The repository runs on these tables alone; the ORM classes
 (``models.py``) map over them and load ``sqlalchemy.orm`` only where the ORM
@@ -72,9 +75,10 @@ tasks = _table(
     "tasks",
     *_task_columns(),
     Column("error_message", PayloadText),  # v3 added it last
-    Index("tasks_backend_idx", "backend"),
-    Index("tasks_status_idx", "status"),
     Index("tasks_submit_time_idx", "submit_time"),
+    Index("tasks_status_time_idx", "status", "submit_time"),
+    Index("tasks_status_backend_time_idx", "status", "backend", "submit_time"),
+    Index("tasks_backend_time_idx", "backend", "submit_time"),
 )
 
 archived_tasks = _table(
@@ -82,9 +86,10 @@ archived_tasks = _table(
     *_task_columns(),
     Column("archived_at", ExactText, nullable=False),
     Column("error_message", PayloadText),  # v3 added it after archived_at
-    Index("archived_backend_idx", "backend"),
-    Index("archived_status_idx", "status"),
     Index("archived_submit_time_idx", "submit_time"),
+    Index("archived_status_time_idx", "status", "submit_time"),
+    Index("archived_status_backend_time_idx", "status", "backend", "submit_time"),
+    Index("archived_backend_time_idx", "backend", "submit_time"),
 )
 
 task_shards = _table(
@@ -106,4 +111,18 @@ archived_task_shards = _table(
     *_shard_columns(Column("uniqc_task_id", ExactKeyText, primary_key=True)),
     Column("archived_at", ExactText, nullable=False),
     Index("archived_task_shards_platform_idx", "platform_task_id"),
+)
+
+#: Tasks per (table, status, backend), kept by triggers on SQLite files from revision
+#: 0007 (``archived`` is 0 for ``tasks``, 1 for ``archived_tasks``). Not in
+#: ``metadata``: the servers have no such table (``create_all`` does not make it), and
+#: a database without it is counted from the rows (``repository/counts.py``).
+counters_metadata = MetaData()
+task_counts = Table(
+    "task_counts",
+    counters_metadata,
+    Column("archived", Integer, primary_key=True),
+    Column("status", ExactKeyText, primary_key=True),
+    Column("backend", ExactKeyText, primary_key=True),
+    Column("n", Integer, nullable=False),
 )

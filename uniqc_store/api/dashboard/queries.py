@@ -1,4 +1,5 @@
-"""The dashboard's reads: keyset pages of task summaries and counts by status and backend.
+"""The dashboard's reads: keyset pages of task summaries, searches, and the counts
+(``TaskStore.tally``, where every count of the package comes from).
 
 The REST listing pages by offset and returns whole records (results
 included); a dashboard over a million tasks wants neither. A page here is the
@@ -13,7 +14,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Select, Table, bindparam, func, select, tuple_
+from sqlalchemy import Connection, Select, Table, bindparam, select, tuple_
 
 from uniqc_store.repository.store import TaskStore
 from uniqc_store.schema.tables import archived_task_shards, archived_tasks, task_shards, tasks
@@ -92,18 +93,9 @@ def page(
 
 
 def counts(store: TaskStore, which: TableName) -> dict[str, dict[str, int]]:
-    """Tasks per status and per backend: two ``GROUP BY`` scans, each over one index,
-    in one read unit (one snapshot, so the two agree)."""
-    table = TABLES[which]
-
-    def grouped(conn: Connection) -> dict[str, dict[str, int]]:
-        result: dict[str, dict[str, int]] = {}
-        for column in ("status", "backend"):
-            stmt = select(table.c[column], func.count()).group_by(table.c[column])
-            result[column] = {str(name): int(n) for name, n in conn.execute(stmt)}
-        return result
-
-    return store._read(grouped, snapshot=True)
+    """Tasks per status and per backend: one tally (one read, so the two agree)."""
+    found = store.tally(archived=which == "archived")
+    return {"status": found.by_status(), "backend": found.by_backend()}
 
 
 #: How many tasks a search returns per table: a search finds a task, it does not list them.
