@@ -29,7 +29,7 @@ from uniqc_store.db.executor import executor_for
 from uniqc_store.db.metrics import MetricsSnapshot
 from uniqc_store.db.urls import redact, sqlite_file_path
 from uniqc_store.records import TERMINAL_STATUSES, TaskInfo, TaskShard, TaskStatus
-from uniqc_store.repository import archive
+from uniqc_store.repository import archive, counts
 from uniqc_store.repository.pages import Page
 from uniqc_store.repository.store import TaskStore, check_open_arguments, walk_params
 from uniqc_store.timeouts import Timeouts
@@ -269,6 +269,15 @@ class AsyncTaskStore:
         self, *, status: str | TaskStatus | None = None, backend: str | None = None
     ) -> int:
         return await self._call(TaskStore.count, status=status, backend=backend)
+
+    async def tally(
+        self,
+        *,
+        archived: bool = False,
+        status: str | TaskStatus | None = None,
+        backend: str | None = None,
+    ) -> counts.Tally:
+        return await self._call(TaskStore.tally, archived=archived, status=status, backend=backend)
 
     async def delete(self, task_id: str) -> bool:
         return await self._call(TaskStore.delete, task_id)
