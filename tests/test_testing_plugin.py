@@ -345,6 +345,7 @@ ROLLBACK_EXAMPLE = """
 import os
 import pytest
 from uniqc_store import TaskInfo
+from uniqc_store.records import CURRENT_SCHEMA_VERSION
 
 
 @pytest.mark.parametrize("n", range(8))
@@ -352,7 +353,7 @@ def test_starts_empty_and_writes(task_store_in_transaction, n):
     store = task_store_in_transaction
     assert store.count() == 0 and store.get("uqt_1") is None
     store.save(TaskInfo(task_id="uqt_1", backend="dummy"))
-    assert store.count() == 1 and store.schema_version() == 6
+    assert store.count() == 1 and store.schema_version() == CURRENT_SCHEMA_VERSION
     with open(os.environ["SEEN_URLS"], "a") as seen:
         worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
         seen.write(f"{worker} {os.getpid()} {id(store.engine)} {store.url}\\n")
@@ -418,7 +419,7 @@ def test_nothing_a_rolled_back_test_wrote_was_committed(
     kept = make_url(seen[0].split()[3]).set(password=server_url(engine).password)
     try:
         with TaskStore(url=kept) as store:
-            assert store.count() == 0 and store.schema_version() == 6
+            assert store.count() == 0 and store.schema_version() == CURRENT_SCHEMA_VERSION
     finally:
         name = re.search(r"uniqc_test_\w+", seen[0]).group(0)  # type: ignore[union-attr]
         kind = "SCHEMA" if engine == "postgresql" else "DATABASE"
