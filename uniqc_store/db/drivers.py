@@ -28,6 +28,8 @@ def server_connect_args(url: URL, timeouts: Timeouts) -> dict[str, Any]:
     ``init_command`` when it connects (error 1205 after that long)."""
     backend = url.get_backend_name()
     args: dict[str, Any] = {}
+    if backend not in ("postgresql", "mysql", "mariadb"):
+        return args  # an unknown scheme: create_engine says so (asking its driver would raise)
     driver = url.get_driver_name()
     if backend == "postgresql" and driver in ("psycopg", "psycopg_async"):
         args["connect_timeout"] = timeouts.connect_whole_seconds
@@ -40,7 +42,7 @@ def server_connect_args(url: URL, timeouts: Timeouts) -> dict[str, Any]:
         args["init_command"] = (
             f"SET SESSION innodb_lock_wait_timeout = {wait}, SESSION lock_wait_timeout = {wait}"
         )
-    elif backend in ("mysql", "mariadb") and url.get_driver_name() == "pymysql":
+    elif backend in ("mysql", "mariadb") and driver == "pymysql":
         wait = timeouts.lock_wait_whole_seconds
         args["connect_timeout"] = timeouts.connect_whole_seconds
         # PyMySQL's connect_timeout covers the TCP connect only: the handshake,
