@@ -17,6 +17,7 @@ from tests.conftest import server_url
 from tests.private_servers import private_mariadb
 from uniqc_store import TaskInfo, TaskStore
 from uniqc_store.db.engine import create_store_engine
+from uniqc_store.records import CURRENT_SCHEMA_VERSION
 
 pytest_plugins = ["pytester"]
 

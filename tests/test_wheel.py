@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import BACKENDS, scratch_url
+from uniqc_store.records import CURRENT_SCHEMA_VERSION
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -77,7 +78,7 @@ def test_wheel_upgrades_without_a_checkout(tmp_path: Path) -> None:
         text=True,
     ).stdout.split()
     assert out[0].startswith(str(target)) and out[1].startswith(str(target))
-    assert out[2] == "6"
+    assert out[2] == str(CURRENT_SCHEMA_VERSION)
     assert (elsewhere / "db" / "tasks.sqlite").exists()
 
 

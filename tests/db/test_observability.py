@@ -30,7 +30,7 @@ CALLS: dict[str, tuple[Callable[[TaskStore], Any], str]] = {
     "save": (lambda s: s.save(TaskInfo(task_id="uqt_2", backend="b")), "INSERT INTO tasks"),
     "get": (lambda s: s.get("uqt_1"), "FROM tasks"),
     "list": (lambda s: s.list(status="success", limit=5), "FROM tasks"),
-    "count": (lambda s: s.count(backend="b"), "count(*)"),
+    "count": (lambda s: s.count(backend="b"), "count"),  # count(*), or task_counts on SQLite
     "save_shard": (lambda s: s.save_shard(TaskShard("uqt_1", 1, "p1", "b")), "task_shards"),
     "get_shards": (lambda s: s.get_shards("uqt_1"), "FROM task_shards"),
     "find_uniqc_id": (lambda s: s.find_uniqc_id_by_platform_id("p0"), "task_shards"),
