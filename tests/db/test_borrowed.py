@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import Connection, create_engine, text
 from sqlalchemy.orm import Session
 
+from tests.app_transactions import Undo, app_transaction
 from tests.conftest import create_scratch_database, drop_scratch_database
 from uniqc_store import (
     DatabaseBusyError,
@@ -39,23 +40,6 @@ def jobs(store: TaskStore) -> Iterator[str]:
     finally:
         with store.transaction() as conn:
             conn.execute(text(f"DROP TABLE {JOBS}"))
-
-
-@contextmanager
-def app_transaction(store: TaskStore) -> Iterator[Connection]:
-    """The application's transaction: committed when the block ends, rolled back if it
-    raises. On SQLite the store's own (BEGIN IMMEDIATE); on servers a connection of the
-    application's from the store's engine."""
-    if store.dialect == "sqlite":
-        with store.transaction() as conn:
-            yield conn
-    else:
-        with store.engine.begin() as conn:
-            yield conn
-
-
-class Undo(Exception):
-    """Raised to make the application roll its transaction back."""
 
 
 def job_ids(store: TaskStore) -> set[str]:

@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from tests import reference_db as ref
 from tests.alembic_runner import run_alembic
+from tests.migrations.test_revision_0007 import NEW_INDEXES, REPLACED
 from uniqc_store import (
     APPLICATION_ID,
     CURRENT_SCHEMA_VERSION,
@@ -80,36 +81,13 @@ def test_revision_ids_are_schema_versions() -> None:
     assert chain == ["0007", "0006", "0005", "0004", "0003", "0002", "0001"]
 
 
-#: What 0007 changes in the reference's v5 tables: indexes only (columns and keys
-#: unchanged), so the reference reads and writes the file as it is; each new index
-#: starts with the column of one it replaces.
-INDEXES_0007 = {
-    "tasks": {
-        "tasks_status_time_idx": ["status", "submit_time"],
-        "tasks_status_backend_time_idx": ["status", "backend", "submit_time"],
-        "tasks_backend_time_idx": ["backend", "submit_time"],
-    },
-    "archived_tasks": {
-        "archived_status_time_idx": ["status", "submit_time"],
-        "archived_status_backend_time_idx": ["status", "backend", "submit_time"],
-        "archived_backend_time_idx": ["backend", "submit_time"],
-    },
-}
-
-
-REPLACED_0007 = {
-    "tasks": {"tasks_backend_idx": ["backend"], "tasks_status_idx": ["status"]},
-    "archived_tasks": {"archived_backend_idx": ["backend"], "archived_status_idx": ["status"]},
-}
-
-
 def without_0007_indexes(facts: dict[str, Any]) -> dict[str, Any]:
     """``facts`` as the reference's: 0007's indexes taken out (after checking they are
     there as made) and the ones it replaced put back."""
-    for table, indexes in INDEXES_0007.items():
+    for table, indexes in NEW_INDEXES.items():
         for name, columns in indexes.items():
             assert facts[table]["indexes"].pop(name) == (0, "c", 0, columns)
-        for name, columns in REPLACED_0007[table].items():
+        for name, columns in REPLACED[table].items():
             assert name not in facts[table]["indexes"]
             facts[table]["indexes"][name] = (0, "c", 0, columns)
     return facts

@@ -9,13 +9,14 @@ import asyncio
 import io
 import json
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
 from sqlalchemy import URL, Connection, event, select, text
 
+from tests.app_transactions import Undo, app_transaction
 from tests.async_portal import async_url
+from tests.repository.test_stored_rows import shard_row
 from uniqc_store import AsyncTaskStore, StoreError, TaskInfo, TaskShard, TaskStore
 from uniqc_store.repository import staging, transfer
 from uniqc_store.schema.tables import archived_task_shards, archived_tasks, task_shards, tasks
@@ -114,19 +115,7 @@ def test_a_round_trip_keeps_every_row_and_the_last_line_of_a_key_wins(store: Tas
 
 def _bad_endings() -> Iterator[tuple[str, str, str]]:
     yield "not-json", "{oops", r"^line \d+: not JSON"
-    shard = {
-        "uniqc_task_id": "uqt_nobody",
-        "shard_index": 3,
-        "platform_task_id": "p",
-        "backend": "b",
-        "circuit_count": 1,
-        "sub_index_offset": 0,
-        "status": "success",
-        "result_json": None,
-        "error_message": None,
-        "submit_time": "t",
-        "update_time": "t",
-    }
+    shard = shard_row("uqt_nobody", shard_index=3, platform_task_id="p")
     orphan = json.dumps({"table": "task_shards", "row": shard})
     yield "orphan-shard", orphan, r"^line \d+: shard 3 of task 'uqt_nobody' has no task"
 
@@ -262,21 +251,6 @@ def test_on_servers_an_export_is_one_snapshot(
     assert calls > 4
     assert out.getvalue().splitlines() == before
     assert len(exported(store)) == len(before)  # one more, one fewer
-
-
-@contextmanager
-def app_transaction(store: TaskStore) -> Iterator[Connection]:
-    """The application's own transaction (on SQLite the store's BEGIN IMMEDIATE one)."""
-    if store.dialect == "sqlite":
-        with store.transaction() as conn:
-            yield conn
-    else:
-        with store.engine.begin() as conn:
-            yield conn
-
-
-class Undo(Exception):
-    """Raised to make the application roll its transaction back."""
 
 
 def test_bulk_calls_inside_the_applications_transaction(store: TaskStore) -> None:
