@@ -54,30 +54,19 @@ class HeldConnection:
         self._held_echoes = False
         _SOURCES.add(self)
 
-    @contextmanager
-    def unit(self) -> Iterator[Connection]:
+    def unit(self) -> HeldUnit:
         """The held connection, to this caller alone until the block ends.
 
         Waiting for another caller's unit is a lock wait like SQLite's own: it
         is bounded by the same ``lock_wait_seconds`` (``DatabaseBusyError``),
         and counted as a busy wait in the metrics.
         """
-        if not self.lock.acquire(blocking=False) and not self._wait_for_lock():
-            raise DatabaseBusyError(
-                f"another caller held this store's connection for more than "
-                f"{self.lock_wait_seconds:g} s (Timeouts.lock_wait_seconds); try again. "
-                "Nothing was written."
-            )
-        try:
-            with door.inside():
-                yield self.connection()
-        finally:
-            self.lock.release()
+        return HeldUnit(self)
 
-    def _wait_for_lock(self) -> bool:
+    def _wait_for_lock(self, lock: threading.RLock) -> bool:
         started = time.perf_counter()
         try:
-            return self.lock.acquire(timeout=self.lock_wait_seconds)
+            return lock.acquire(timeout=self.lock_wait_seconds)
         finally:
             self.metrics.waited(time.perf_counter() - started)
 
@@ -128,6 +117,45 @@ class HeldConnection:
             _INHERITED.append(self._held)
             self._held = None
         self.engine.dispose(close=False)
+
+
+class HeldUnit:
+    """The block of ``HeldConnection.unit()``: the lock, the door, the connection.
+
+    A class rather than a generator-based context manager: every call on a
+    SQLite store enters one, and ``@contextmanager``'s generator costs several
+    times as much as these two methods. It releases the lock it took (a forked
+    child replaces ``HeldConnection.lock``).
+    """
+
+    __slots__ = ("_door", "_lock", "_source")
+
+    def __init__(self, source: HeldConnection) -> None:
+        self._source = source
+
+    def __enter__(self) -> Connection:
+        source = self._source
+        lock = source.lock
+        if not lock.acquire(blocking=False) and not source._wait_for_lock(lock):
+            raise DatabaseBusyError(
+                f"another caller held this store's connection for more than "
+                f"{source.lock_wait_seconds:g} s (Timeouts.lock_wait_seconds); try again. "
+                "Nothing was written."
+            )
+        self._lock = lock
+        self._door = door.enter()
+        try:
+            return source.connection()
+        except BaseException:
+            self._leave()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self._leave()
+
+    def _leave(self) -> None:
+        door.leave(self._door)
+        self._lock.release()
 
 
 class PooledConnections:

@@ -26,7 +26,7 @@ import inspect
 import logging
 import os
 from collections.abc import Iterator
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from typing import Any
 
 from sqlalchemy import Engine, event
@@ -53,11 +53,22 @@ class OutsideTheDoorError(StoreError):
 @contextlib.contextmanager
 def inside(unit: str = "executor unit") -> Iterator[None]:
     """Mark the block as running inside a unit of work (checkouts are allowed)."""
-    token = _inside.set(unit)
+    token = enter(unit)
     try:
         yield
     finally:
-        _inside.reset(token)
+        leave(token)
+
+
+def enter(unit: str = "executor unit") -> Token[str | None]:
+    """``inside()`` without the block, for a caller that is itself a context manager
+    (the held SQLite connection's unit, entered by every call): ``leave`` the token."""
+    return _inside.set(unit)
+
+
+def leave(token: Token[str | None]) -> None:
+    """End what ``enter`` began."""
+    _inside.reset(token)
 
 
 def exempt(place: str) -> contextlib.AbstractContextManager[None]:

@@ -193,6 +193,14 @@ class Transaction:
             return direct.execute(self.connection, self._executor.driver(stmt), params)[0]
         return int(self.connection.execute(stmt, params).rowcount)
 
+    def run_form(
+        self, stmt: Executable, form: direct.DriverStatement, params: Mapping[str, Any]
+    ) -> int:
+        """``run`` given the statement's driver form already looked up (``write_one``)."""
+        if self._direct:
+            return direct.execute(self.connection, form, params)[0]
+        return int(self.connection.execute(stmt, params).rowcount)
+
     def fetch(self, stmt: Executable, params: Mapping[str, Any]) -> list[Row]:
         """The rows of a query, seen from inside this transaction."""
         if self._direct:
@@ -380,16 +388,15 @@ class Executor:
         ``direct_ok=False`` when ``work`` runs statements that need
         SQLAlchemy's execution (expanding IN lists, ad-hoc queries).
         """
-
+        if isinstance(self.source, HeldConnection):
+            return self._write_held(work, direct_ok)  # SQLite waits on its busy timeout
         deadline = self._deadline()
 
         def once() -> T:
-            with self._write_attempt(direct_ok, deadline) as tx:
+            with self._write_attempt(deadline) as tx:
                 return work(tx)
 
         with self._write_unit():
-            if isinstance(self.source, HeldConnection):
-                return once()  # SQLite waits on its busy timeout instead
             return self._retrying(once, deadline)
 
     @contextlib.contextmanager
@@ -397,29 +404,48 @@ class Executor:
         """A write transaction as a block: committed when it ends, rolled back if it
         raises; not retried (a block cannot run twice); errors are the store's;
         deadline ``bulk_seconds``, as for ``reading()``."""
-        with self.translating(), bulk(), self._write_unit(), self._write_attempt(False) as tx:
+        with self.translating(), bulk(), self._write_unit(), self._write_attempt() as tx:
             yield tx.connection
 
+    def _write_held(self, work: Callable[[Transaction], T], direct_ok: bool) -> T:
+        """One write transaction on the held SQLite connection.
+
+        Written out flat (no generator-based context managers), since every
+        SQLite write comes here: what ``_write_unit()``, ``_write_attempt()`` and
+        the transaction blocks do, in the same order.
+        """
+        self._not_nested()
+        token = _writing.set((*_writing.get(), id(self)))
+        try:
+            with self.source.unit() as conn:
+                if direct_ok and self._unwatched():
+                    result = self._direct_transaction(conn, work)
+                else:
+                    with self._observed_transaction(conn) as tx:
+                        result = work(tx)
+                self._after_held_write(conn)
+            return result
+        finally:
+            _writing.reset(token)
+
+    def _after_held_write(self, conn: Connection) -> None:
+        """Statistics upkeep after a committed SQLite write, and a checkpoint after a bulk one."""
+        self._growth.after_write(conn, self.busy_timeout_ms)
+        if _bulk.get():  # a large write: its WAL frames go to the file now
+            checkpoint(conn, "PASSIVE", self.busy_timeout_ms)
+
     @contextlib.contextmanager
-    def _write_attempt(
-        self, direct_ok: bool, deadline: float | None = None
-    ) -> Iterator[Transaction]:
-        """One attempt at a write transaction, on the held or a pooled connection."""
+    def _write_attempt(self, deadline: float | None = None) -> Iterator[Transaction]:
+        """One attempt at a write transaction through SQLAlchemy's execution, on the
+        held connection (``transaction()`` blocks) or a pooled one."""
         if not isinstance(self.source, HeldConnection):
             with self._pooled_transaction(deadline) as tx:
                 yield tx
             return
-        direct_path = direct_ok and self._unwatched()
         with self.source.unit() as conn:
-            if direct_path:
-                with self._direct_transaction(conn) as tx:
-                    yield tx
-            else:
-                with self._observed_transaction(conn) as tx:
-                    yield tx
-            self._growth.after_write(conn, self.busy_timeout_ms)
-            if _bulk.get():  # a large write: its WAL frames go to the file now
-                checkpoint(conn, "PASSIVE", self.busy_timeout_ms)
+            with self._observed_transaction(conn) as tx:
+                yield tx
+            self._after_held_write(conn)
 
     def write_one(self, stmt: Executable, params: Mapping[str, Any]) -> int:
         """Run one DML statement as its own transaction; return the rowcount.
@@ -439,15 +465,19 @@ class Executor:
             self._not_nested()
             deadline = self._deadline()
             return self._retrying(lambda: self._run_autocommit(stmt, params, deadline), deadline)
-        direct_ok = self._direct_form(stmt) is not None
-        return self.write(lambda tx: tx.run(stmt, params), direct_ok=direct_ok)
+        if self._drivers is None:  # a server without autocommit (MySQL)
+            return self.write(lambda tx: tx.run(stmt, params))
+        # whether anybody watches is asked once, inside the unit (``_write_held``)
+        form = self._drivers.get(stmt)
+        if form is None:
+            return self._write_held(lambda tx: tx.run(stmt, params), False)
+        return self._write_held(lambda tx: tx.run_form(stmt, form, params), True)
 
-    @contextlib.contextmanager
-    def _direct_transaction(self, conn: Connection) -> Iterator[Transaction]:
-        """BEGIN IMMEDIATE, the work and COMMIT, all on the driver's cursor."""
+    def _direct_transaction(self, conn: Connection, work: Callable[[Transaction], T]) -> T:
+        """BEGIN IMMEDIATE, ``work`` and COMMIT, all on the driver's cursor."""
         try:
             direct.execute_text(conn, "BEGIN IMMEDIATE")
-            yield Transaction(self, conn, True)
+            result = work(Transaction(self, conn, True))
             _commit_hook()
             direct.execute_text(conn, "COMMIT")
         except BaseException:
@@ -455,6 +485,7 @@ class Executor:
             if raw is not None and raw.in_transaction:
                 raw.rollback()
             raise
+        return result
 
     @contextlib.contextmanager
     def _observed_transaction(self, conn: Connection) -> Iterator[Transaction]:
