@@ -52,7 +52,8 @@ class TaskStatus(str, Enum):
     CANCELLED = "cancelled"
 
 
-_STATUS_VALUES = frozenset(s.value for s in TaskStatus)
+#: The stored text of each status.
+STATUS_VALUES: frozenset[str] = frozenset(s.value for s in TaskStatus)
 
 
 def normalize_status(status: object) -> str:
@@ -62,7 +63,7 @@ def normalize_status(status: object) -> str:
     are unwrapped through ``.value`` rather than ``str()``.
     """
     value = status.value if isinstance(status, TaskStatus) else status
-    if isinstance(value, str) and value in _STATUS_VALUES:
+    if isinstance(value, str) and value in STATUS_VALUES:
         return value
     allowed = ", ".join(s.value for s in TaskStatus)
     if not isinstance(value, str):

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import Token
 from weakref import WeakSet
 
 from sqlalchemy import Connection, Engine
@@ -51,7 +52,9 @@ class HeldConnection:
         self.lock_wait_seconds = lock_wait_seconds
         self.metrics = metrics
         self._held: Connection | None = None
-        self._held_echoes = False
+        #: Whether the engine echoed when ``connection()`` last looked: inside a unit,
+        #: whether it echoes now (entering the unit asked).
+        self.echoes = False
         _SOURCES.add(self)
 
     def unit(self) -> HeldUnit:
@@ -62,6 +65,24 @@ class HeldConnection:
         and counted as a busy wait in the metrics.
         """
         return HeldUnit(self)
+
+    def enter(self) -> tuple[Connection, threading.RLock, Token[str | None]]:
+        """What entering ``unit()``'s block does, as a call: the connection, the lock
+        taken and the door's token, which the caller gives back with ``leave`` in a
+        ``finally`` (the executor's write path, which every SQLite write takes)."""
+        lock = self.lock  # a forked child replaces it: the one taken is released
+        if not lock.acquire(blocking=False) and not self._wait_for_lock(lock):
+            raise DatabaseBusyError(
+                f"another caller held this store's connection for more than "
+                f"{self.lock_wait_seconds:g} s (Timeouts.lock_wait_seconds); try again. "
+                "Nothing was written."
+            )
+        token = door.enter()
+        try:
+            return self.connection(), lock, token
+        except BaseException:
+            leave(lock, token)
+            raise
 
     def _wait_for_lock(self, lock: threading.RLock) -> bool:
         started = time.perf_counter()
@@ -82,11 +103,11 @@ class HeldConnection:
         """
         held = self._held
         echoes = echoing(self.engine)
-        if held is None or held.closed or held.invalidated or echoes != self._held_echoes:
+        if held is None or held.closed or held.invalidated or echoes != self.echoes:
             if held is not None and not held.closed:
                 held.close()
             held = self.engine.connect().execution_options(**{SQLITE_BEGIN: None})
-            self._held, self._held_echoes = held, echoes
+            self._held, self.echoes = held, echoes
         return held
 
     def peek(self) -> Connection | None:
@@ -120,12 +141,11 @@ class HeldConnection:
 
 
 class HeldUnit:
-    """The block of ``HeldConnection.unit()``: the lock, the door, the connection.
+    """The block of ``HeldConnection.unit()``: ``enter`` and ``leave``.
 
     A class rather than a generator-based context manager: every call on a
     SQLite store enters one, and ``@contextmanager``'s generator costs several
-    times as much as these two methods. It releases the lock it took (a forked
-    child replaces ``HeldConnection.lock``).
+    times as much as these two methods.
     """
 
     __slots__ = ("_door", "_lock", "_source")
@@ -134,28 +154,17 @@ class HeldUnit:
         self._source = source
 
     def __enter__(self) -> Connection:
-        source = self._source
-        lock = source.lock
-        if not lock.acquire(blocking=False) and not source._wait_for_lock(lock):
-            raise DatabaseBusyError(
-                f"another caller held this store's connection for more than "
-                f"{source.lock_wait_seconds:g} s (Timeouts.lock_wait_seconds); try again. "
-                "Nothing was written."
-            )
-        self._lock = lock
-        self._door = door.enter()
-        try:
-            return source.connection()
-        except BaseException:
-            self._leave()
-            raise
+        conn, self._lock, self._door = self._source.enter()
+        return conn
 
     def __exit__(self, *exc: object) -> None:
-        self._leave()
+        leave(self._lock, self._door)
 
-    def _leave(self) -> None:
-        door.leave(self._door)
-        self._lock.release()
+
+def leave(lock: threading.RLock, token: Token[str | None]) -> None:
+    """End what ``HeldConnection.enter`` began."""
+    door.leave(token)
+    lock.release()
 
 
 class PooledConnections:

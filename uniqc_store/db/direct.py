@@ -28,8 +28,9 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Connection, Dialect, Engine, Executable
@@ -47,6 +48,11 @@ Row = Sequence[Any]
 
 def watched(engine: Engine) -> bool:
     """Whether anything observes statement execution on ``engine``."""
+    return listening(engine) or echoing(engine)
+
+
+def listening(engine: Engine) -> bool:
+    """Whether an execution listener is on ``engine`` (``watched`` less the echo)."""
     events, dialect_events = engine.dispatch, engine.dialect.dispatch
     return bool(
         events.before_cursor_execute
@@ -56,7 +62,6 @@ def watched(engine: Engine) -> bool:
         or dialect_events.handle_error
         or dialect_events.do_execute
         or dialect_events.do_executemany
-        or echoing(engine)
     )
 
 
@@ -72,11 +77,30 @@ class DriverStatement:
     sql: str
     names: tuple[str, ...]
     fixed: Mapping[str, Any]
+    #: The positional parameters for one execution, from a mapping of them by name
+    #: (``fixed`` under them): one C call when nothing is fixed (``operator.itemgetter``).
+    parameters: Callable[[Mapping[str, Any]], tuple[Any, ...]] = field(
+        init=False, repr=False, compare=False
+    )
 
-    def parameters(self, params: Mapping[str, Any]) -> tuple[Any, ...]:
-        """The positional parameters for one execution."""
-        merged = {**self.fixed, **params} if self.fixed else params
-        return tuple(merged[name] for name in self.names)
+    def __post_init__(self) -> None:
+        pick = _picker(self.names)
+        if self.fixed:
+            fixed = self.fixed
+            object.__setattr__(self, "parameters", lambda params: pick({**fixed, **params}))
+        else:
+            object.__setattr__(self, "parameters", pick)
+
+
+def _picker(names: tuple[str, ...]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
+    """``lambda params: tuple(params[name] for name in names)`` (a KeyError for a missing
+    one), as ``itemgetter``, which gives a tuple only for two names or more."""
+    if len(names) >= 2:
+        return itemgetter(*names)
+    if names:
+        only = names[0]
+        return lambda params: (params[only],)
+    return lambda _params: ()
 
 
 def compile_for_driver(stmt: Executable, engine: Engine) -> DriverStatement | None:
@@ -132,10 +156,15 @@ class DriverStatements:
 
 
 def execute(
-    conn: Connection, statement: DriverStatement, params: Mapping[str, Any] | list[dict[str, Any]]
+    conn: Connection,
+    statement: DriverStatement,
+    params: Mapping[str, Any] | list[dict[str, Any]],
+    raw: Any = None,
 ) -> tuple[int, list[Row]]:
-    """Run ``statement`` on ``conn``'s driver cursor: (rowcount, rows)."""
-    raw: Any = conn.connection.dbapi_connection
+    """Run ``statement`` on ``conn``'s driver cursor: (rowcount, rows). ``raw``: the
+    driver's connection of ``conn``, when the caller has it already."""
+    if raw is None:
+        raw = conn.connection.dbapi_connection
     cursor = raw.cursor()
     try:
         if isinstance(params, list):
@@ -149,9 +178,41 @@ def execute(
         cursor.close()
 
 
-def execute_text(conn: Connection, sql: str) -> None:
-    """Run a fixed command (``BEGIN IMMEDIATE``, ``COMMIT``) on the driver."""
-    raw: Any = conn.connection.dbapi_connection
+def execute_alone(
+    conn: Connection,
+    raw: Any,
+    statement: DriverStatement,
+    params: Mapping[str, Any],
+    before_commit: Callable[[], None] | None,
+) -> int:
+    """``BEGIN IMMEDIATE``, ``statement`` and ``COMMIT`` on one driver cursor of ``raw``
+    (``conn``'s driver connection): a one-statement write's whole transaction in one
+    call (``save``); the statement's rowcount. ``before_commit``, if any, runs just
+    before the COMMIT. Errors are wrapped as ``execute`` wraps them, naming the
+    statement that failed; rolling back is the caller's (the transaction may be open)."""
+    cursor = raw.cursor()
+    sql, failed = "BEGIN IMMEDIATE", None
+    try:
+        cursor.execute(sql)
+        sql, failed = statement.sql, params
+        cursor.execute(sql, statement.parameters(params))
+        count: int = cursor.rowcount
+        if before_commit is not None:
+            before_commit()
+        sql, failed = "COMMIT", None
+        cursor.execute(sql)
+        return count
+    except conn.dialect.loaded_dbapi.Error as exc:
+        raise _wrapped(conn, sql, failed, exc, raw, cursor) from exc
+    finally:
+        cursor.close()
+
+
+def execute_text(conn: Connection, sql: str, raw: Any = None) -> None:
+    """Run a fixed command (``BEGIN IMMEDIATE``, ``COMMIT``) on the driver (``raw``, as
+    for ``execute``)."""
+    if raw is None:
+        raw = conn.connection.dbapi_connection
     cursor = raw.cursor()
     try:
         cursor.execute(sql)

@@ -56,7 +56,7 @@ from sqlalchemy import Connection, Engine, Executable, event
 from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError, SQLAlchemyError
 
 from uniqc_store.db import direct, door, sqlite_statistics
-from uniqc_store.db.connections import HeldConnection, PooledConnections, source_for
+from uniqc_store.db.connections import HeldConnection, PooledConnections, leave, source_for
 from uniqc_store.db.dialects import family_of
 from uniqc_store.db.direct import DriverStatements, Row
 from uniqc_store.db.metrics import (
@@ -180,17 +180,21 @@ def is_transient(exc: DBAPIError, backend: str) -> bool:
 class Transaction:
     """A write transaction in progress: what helpers receive (they never commit)."""
 
-    __slots__ = ("_direct", "_executor", "connection")
+    __slots__ = ("_direct", "_executor", "_raw", "connection")
 
-    def __init__(self, executor: Executor, connection: Connection, direct_path: bool) -> None:
+    def __init__(
+        self, executor: Executor, connection: Connection, direct_path: bool, raw: Any = None
+    ) -> None:
         self._executor = executor
         self._direct = direct_path
+        self._raw = raw  # the driver's connection, on the direct path
         self.connection = connection
 
     def run(self, stmt: Executable, params: Params) -> int:
         """Execute a DML statement (a list of parameter sets: executemany); the rowcount."""
         if self._direct:
-            return direct.execute(self.connection, self._executor.driver(stmt), params)[0]
+            form = self._executor.driver(stmt)
+            return direct.execute(self.connection, form, params, self._raw)[0]
         return int(self.connection.execute(stmt, params).rowcount)
 
     def run_form(
@@ -198,13 +202,14 @@ class Transaction:
     ) -> int:
         """``run`` given the statement's driver form already looked up (``write_one``)."""
         if self._direct:
-            return direct.execute(self.connection, form, params)[0]
+            return direct.execute(self.connection, form, params, self._raw)[0]
         return int(self.connection.execute(stmt, params).rowcount)
 
     def fetch(self, stmt: Executable, params: Mapping[str, Any]) -> list[Row]:
         """The rows of a query, seen from inside this transaction."""
         if self._direct:
-            return direct.execute(self.connection, self._executor.driver(stmt), params)[1]
+            form = self._executor.driver(stmt)
+            return direct.execute(self.connection, form, params, self._raw)[1]
         return list(self.connection.execute(stmt, params).all())
 
 
@@ -275,10 +280,6 @@ class Executor:
 
     # -- the direct path ----------------------------------------------------
 
-    def _unwatched(self) -> bool:
-        """Whether nobody observes execution (then the held connection serves every unit)."""
-        return self._drivers is not None and not direct.watched(self.engine)
-
     def driver(self, stmt: Executable) -> direct.DriverStatement:
         """The driver-ready form of a statement a direct transaction runs."""
         assert self._drivers is not None
@@ -287,23 +288,21 @@ class Executor:
             raise AssertionError(f"not runnable on the direct path: {stmt}")
         return found
 
-    def _direct_form(self, stmt: Executable) -> direct.DriverStatement | None:
-        if not self._unwatched():
-            return None
-        assert self._drivers is not None
-        return self._drivers.get(stmt)
-
     # -- reads ----------------------------------------------------------------
 
     def fetch(self, stmt: Executable, params: Mapping[str, Any] | None = None) -> list[Row]:
         """All rows of a read-only statement, as tuples in the statement's column order."""
         values = params or {}
         self._not_nested()
-        if not isinstance(self.source, HeldConnection):
+        source = self.source
+        if not isinstance(source, HeldConnection):
             return self._retrying(lambda: self._fetch_pooled(stmt, values))
-        form = self._direct_form(stmt)
-        with self.source.unit() as conn:
-            if form is not None:
+        assert self._drivers is not None
+        form = self._drivers.get(stmt)
+        with source.unit() as conn:
+            # nobody watching (the unit's entry re-made the connection if the engine's
+            # echo had changed, so ``source.echoes`` is the engine's): the direct path
+            if form is not None and not (source.echoes or direct.listening(self.engine)):
                 return direct.execute(conn, form, values)[1]
             try:
                 return list(conn.execute(stmt, values).all())
@@ -407,30 +406,58 @@ class Executor:
         with self.translating(), bulk(), self._write_unit(), self._write_attempt() as tx:
             yield tx.connection
 
-    def _write_held(self, work: Callable[[Transaction], T], direct_ok: bool) -> T:
+    def _write_held(
+        self,
+        work: Callable[[Transaction], T],
+        direct_ok: bool,
+        alone: tuple[direct.DriverStatement, Mapping[str, Any]] | None = None,
+    ) -> T:
         """One write transaction on the held SQLite connection.
 
-        Written out flat (no generator-based context managers), since every
-        SQLite write comes here: what ``_write_unit()``, ``_write_attempt()`` and
-        the transaction blocks do, in the same order.
+        Written out flat, since every SQLite write comes here and each Python call
+        on the way costs about as much as the check it makes: what
+        ``_write_unit()``, the held unit (``HeldConnection.enter`` / ``leave``)
+        and the transaction blocks do, in the same order. ``alone``: ``work`` is
+        that one statement (``write_one``), which the direct path runs in one call.
         """
-        self._not_nested()
-        token = _writing.set((*_writing.get(), id(self)))
+        me = id(self)
+        if me in _lent.get() or me in _writing.get():
+            self._not_nested()  # raises, saying which
+        token = _writing.set((*_writing.get(), me))
+        source: Any = self.source
         try:
-            with self.source.unit() as conn:
-                if direct_ok and self._unwatched():
-                    result = self._direct_transaction(conn, work)
+            conn, lock, door_token = source.enter()
+            try:
+                raw = conn.connection.dbapi_connection
+                if direct_ok and not (
+                    source.echoes or direct.listening(self.engine)
+                ):  # as in fetch
+                    try:
+                        if alone is None:
+                            result = self._direct_transaction(conn, raw, work)
+                        else:
+                            form, params = alone
+                            hook = _before_commit.get()
+                            result = direct.execute_alone(conn, raw, form, params, hook)
+                    except BaseException:
+                        _roll_back_direct(conn)
+                        raise
                 else:
                     with self._observed_transaction(conn) as tx:
                         result = work(tx)
-                self._after_held_write(conn)
+                self._growth.after_write(conn, raw, self.busy_timeout_ms)
+                if _bulk.get():  # a large write: its WAL frames go to the file now
+                    checkpoint(conn, "PASSIVE", self.busy_timeout_ms)
+            finally:
+                leave(lock, door_token)
             return result
         finally:
             _writing.reset(token)
 
-    def _after_held_write(self, conn: Connection) -> None:
-        """Statistics upkeep after a committed SQLite write, and a checkpoint after a bulk one."""
-        self._growth.after_write(conn, self.busy_timeout_ms)
+    def _after_held_write(self, conn: Connection, raw: Any) -> None:
+        """Statistics upkeep after a committed SQLite write (``raw``: the driver's
+        connection), and a checkpoint after a bulk one."""
+        self._growth.after_write(conn, raw, self.busy_timeout_ms)
         if _bulk.get():  # a large write: its WAL frames go to the file now
             checkpoint(conn, "PASSIVE", self.busy_timeout_ms)
 
@@ -445,7 +472,7 @@ class Executor:
         with self.source.unit() as conn:
             with self._observed_transaction(conn) as tx:
                 yield tx
-            self._after_held_write(conn)
+            self._after_held_write(conn, conn.connection.dbapi_connection)
 
     def write_one(self, stmt: Executable, params: Mapping[str, Any]) -> int:
         """Run one DML statement as its own transaction; return the rowcount.
@@ -471,20 +498,17 @@ class Executor:
         form = self._drivers.get(stmt)
         if form is None:
             return self._write_held(lambda tx: tx.run(stmt, params), False)
-        return self._write_held(lambda tx: tx.run_form(stmt, form, params), True)
+        return self._write_held(lambda tx: tx.run_form(stmt, form, params), True, (form, params))
 
-    def _direct_transaction(self, conn: Connection, work: Callable[[Transaction], T]) -> T:
-        """BEGIN IMMEDIATE, ``work`` and COMMIT, all on the driver's cursor."""
-        try:
-            direct.execute_text(conn, "BEGIN IMMEDIATE")
-            result = work(Transaction(self, conn, True))
-            _commit_hook()
-            direct.execute_text(conn, "COMMIT")
-        except BaseException:
-            raw = sqlite_statistics.sqlite_driver(conn)
-            if raw is not None and raw.in_transaction:
-                raw.rollback()
-            raise
+    def _direct_transaction(
+        self, conn: Connection, raw: Any, work: Callable[[Transaction], T]
+    ) -> T:
+        """BEGIN IMMEDIATE, ``work`` and COMMIT, all on the driver's cursor (``raw``:
+        the driver's connection of ``conn``); rolling back is the caller's."""
+        direct.execute_text(conn, "BEGIN IMMEDIATE", raw)
+        result = work(Transaction(self, conn, True, raw))
+        _commit_hook()
+        direct.execute_text(conn, "COMMIT", raw)
         return result
 
     @contextlib.contextmanager
@@ -621,6 +645,14 @@ class Executor:
                         sqlite_statistics.refresh(held, self.busy_timeout_ms, optimize=True)
                         checkpoint(held, "TRUNCATE", self.busy_timeout_ms)
         self.source.close()
+
+
+def _roll_back_direct(conn: Connection) -> None:
+    """After a direct transaction failed: roll it back if it is still open (asked of the
+    connection again, since a dropped one was invalidated and replaced)."""
+    raw = sqlite_statistics.sqlite_driver(conn)
+    if raw is not None and raw.in_transaction:
+        raw.rollback()
 
 
 def _refuse_connection_closed_while_idle(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:

@@ -66,8 +66,8 @@ class GrowthWatch:
     def __init__(self) -> None:
         self._next = FIRST_STATISTICS_AT
 
-    def after_write(self, conn: Connection, busy_timeout_ms: int) -> None:
-        raw = sqlite_driver(conn)
-        if raw is not None and raw.total_changes >= self._next:
+    def after_write(self, conn: Connection, raw: object, busy_timeout_ms: int) -> None:
+        """After a committed write on ``conn``, whose driver connection is ``raw``."""
+        if isinstance(raw, sqlite3.Connection) and raw.total_changes >= self._next:
             self._next = 2 * raw.total_changes
             refresh(conn, busy_timeout_ms, optimize=True)

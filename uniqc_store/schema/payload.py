@@ -45,18 +45,48 @@ def check_depth(text: str, *, field: str, owner: str) -> None:
     raise _too_deep(field, owner)
 
 
+#: ``json.dumps(value, ensure_ascii=False, allow_nan=False)``'s encoder, made once.
+_STRICT = json.JSONEncoder(ensure_ascii=False, allow_nan=False)
+_make_c_encoder: Any = json.encoder.c_make_encoder  # type: ignore[attr-defined]  # None without _json
+_encode_text: Any = json.encoder.encode_basestring
+
+
+def strict_dumps(value: Any) -> str:
+    """What ``json.dumps(value, ensure_ascii=False, allow_nan=False)`` returns, and raises.
+
+    ``dumps`` with options builds a ``JSONEncoder`` and its C encoder at every call
+    (four Python frames); this builds only the C encoder, with the arguments
+    ``JSONEncoder.iterencode`` gives it (a fresh ``markers`` dict, as
+    ``check_circular`` asks, so threads never share one). Without the C
+    accelerator (or for a bare string, which ``encode`` handles itself) it is
+    the encoder's own ``encode``.
+    """
+    if _make_c_encoder is None or isinstance(value, str):
+        return _STRICT.encode(value)
+    encoder = _make_c_encoder(
+        {}, _STRICT.default, _encode_text, None, ": ", ", ", False, False, False
+    )
+    return "".join(encoder(value, 0))
+
+
 def encode_json(value: Any, *, field: str, owner: str) -> str:
-    """Strict JSON (no NaN/Infinity), at most :data:`MAX_JSON_DEPTH` deep, for every engine."""
+    """Strict JSON (no NaN/Infinity), at most :data:`MAX_JSON_DEPTH` deep, for every engine.
+
+    On every ``save()``: the checks' common cases (few brackets, ASCII) are
+    asked here, before calling the functions that look further.
+    """
     try:
-        text = json.dumps(value, ensure_ascii=False, allow_nan=False)
+        text = strict_dumps(value)
     except RecursionError:
         text = None  # far too deep to encode at all: refused below, outside the handler
     except (TypeError, ValueError) as exc:
         raise TypeError(f"{field} of {owner} cannot be stored as JSON: {exc}") from None
     if text is None:
         raise _too_deep(field, owner)
-    check_depth(text, field=field, owner=owner)
-    _check_encodable(text, f"{field} of {owner}")
+    if text.count("[") + text.count("{") > MAX_JSON_DEPTH:
+        check_depth(text, field=field, owner=owner)
+    if not text.isascii():
+        _check_encodable(text, f"{field} of {owner}")
     return text
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from uniqc_store.records import (
     MAX_KEY_LENGTH,
+    STATUS_VALUES,
     TaskInfo,
     TaskShard,
     normalize_status,
@@ -38,7 +39,8 @@ def check_text(value: Any, field: str, *, optional: bool = False) -> str | None:
         raise TypeError(f"{field} must be {kind}, not {type(value).__name__}")
     if "\x00" in value:
         raise ValueError(f"{field} must not contain NUL characters (PostgreSQL cannot store them)")
-    _check_encodable(value, field)
+    if not value.isascii():
+        _check_encodable(value, field)
     return value
 
 
@@ -76,6 +78,8 @@ INT_MIN, INT_MAX = -(2**31), 2**31 - 1
 def check_int(value: Any, field: str) -> int:
     """An int (bools are refused: ``True`` is not a shot count) in the INTEGER range;
     outside it, a ValueError on every engine."""
+    if type(value) is int and INT_MIN <= value <= INT_MAX:
+        return value  # the common case
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{field} must be an int, not {type(value).__name__}")
     if not INT_MIN <= value <= INT_MAX:
@@ -91,6 +95,13 @@ def _fits_a_key(text: str, field: str) -> str:
 
 def check_key_text(value: Any, field: str) -> str:
     """A backend or key timestamp to write (may be empty): at most ``MAX_KEY_LENGTH`` characters."""
+    if (
+        type(value) is str
+        and len(value) <= MAX_KEY_LENGTH
+        and value.isascii()
+        and "\x00" not in value
+    ):
+        return value  # the common case, checked in one pass (as ``check_key``)
     text = check_text(value, field)
     assert text is not None
     return _fits_a_key(text, field)
@@ -98,22 +109,33 @@ def check_key_text(value: Any, field: str) -> str:
 
 def check_stored_key(value: Any, field: str) -> str:
     """A non-empty id to write: at most ``MAX_KEY_LENGTH`` characters."""
+    if (
+        type(value) is str
+        and 0 < len(value) <= MAX_KEY_LENGTH
+        and value.isascii()
+        and "\x00" not in value
+    ):
+        return value  # the common case, checked in one pass (as ``check_key``)
     return _fits_a_key(check_id(value, field), field)
 
 
 def check_optional_text(value: Any, field: str) -> str | None:
     """Free text that may be None (``error_message``)."""
-    return check_text(value, field, optional=True)
+    if value is None:
+        return None
+    return check_text(value, field, optional=True)  # its message: "a string or None"
 
 
 def check_status(value: Any, field: str) -> str:
     """A status, as a column check (``normalize_status``: its messages name the status)."""
+    if type(value) is str and value in STATUS_VALUES:
+        return value  # the common case (``normalize_status`` would return it as it is)
     return normalize_status(value)
 
 
 def check_metadata(value: Any, owner: str) -> Mapping[str, Any]:
     """Metadata is a JSON object (a dict), whatever else it holds."""
-    if not isinstance(value, Mapping):
+    if type(value) is not dict and not isinstance(value, Mapping):  # a dict: no ABC check
         raise TypeError(f"metadata of {owner} must be a dict, not {type(value).__name__}")
     return value
 
