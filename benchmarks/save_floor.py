@@ -40,6 +40,7 @@ from typing import Any
 
 from benchmarks.run import info, row, take_turns
 from uniqc_store import TaskInfo, TaskStore
+from uniqc_store.db.sqlite import JOURNAL_SIZE_LIMIT
 from uniqc_store.records import utc_now_iso
 
 ROWS = 2000
@@ -55,6 +56,7 @@ class RawUpsert:
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute(f"PRAGMA synchronous = {synchronous}")
+        conn.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}")
         self.conn, self.sql = conn, sql
 
     def save(self, task: TaskInfo) -> None:
@@ -208,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.callgrind:
             result = callgrind(level, args.calls or 200, args.rounds or 3)
         else:
-            result = wall(level, args.calls or 200, args.rounds or 21)
+            result = wall(level, args.calls or 200, args.rounds or 41)
         print(json.dumps(result))
     return 0
 

@@ -50,7 +50,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import Connection, Engine, Executable, event
 from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError, SQLAlchemyError
@@ -438,7 +438,8 @@ class Executor:
                         else:
                             form, params = alone
                             hook = _before_commit.get()
-                            result = direct.execute_alone(conn, raw, form, params, hook)
+                            rowcount = direct.execute_alone(conn, raw, form, params, hook)
+                            result = cast(T, rowcount)  # ``work`` returns the rowcount too
                     except BaseException:
                         _roll_back_direct(conn)
                         raise
