@@ -7,9 +7,10 @@ same per-connection pragmas (WAL, ``synchronous``, foreign keys, busy timeout);
 each side gets the same ``TaskInfo`` and re-saves it (an update that changes
 no count). The raw side reads the record's attributes, stamps ``update_time``
 as the store does and encodes both payloads with ``json.dumps(...,
-ensure_ascii=False, allow_nan=False)``; it checks nothing. Its statement is the
-SQL the store compiles for its upsert (the same SET list), run as ``BEGIN
-IMMEDIATE``, the upsert, ``COMMIT`` on one open connection.
+ensure_ascii=False, allow_nan=False)`` (``--raw-json c``: the same text from the
+C encoder built directly, as the store now does); it checks nothing. Its
+statement is the SQL the store compiles for its upsert (the same SET list), run
+as ``BEGIN IMMEDIATE``, the upsert, ``COMMIT`` on one open connection.
 
 Two measurements, each for ``synchronous=FULL`` and ``NORMAL``:
 
@@ -47,10 +48,35 @@ ROWS = 2000
 LEVELS = ("FULL", "NORMAL")
 
 
+_STRICT = json.JSONEncoder(ensure_ascii=False, allow_nan=False)
+_make_c_encoder: Any = getattr(json.encoder, "c_make_encoder", None)
+
+
+def c_dumps(value: Any) -> str:
+    """``json.dumps(value, ensure_ascii=False, allow_nan=False)``'s text, from the C
+    encoder built directly (what the store does since issue 28 point 5): ``--raw-json c``."""
+    if _make_c_encoder is None or isinstance(value, str):
+        return _STRICT.encode(value)
+    encode = _make_c_encoder(
+        {}, _STRICT.default, json.encoder.encode_basestring, None, ": ", ", ", False, False, False
+    )
+    return "".join(encode(value, 0))
+
+
+def plain_dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, allow_nan=False)
+
+
+DUMPS = {"dumps": plain_dumps, "c": c_dumps}
+
+
 class RawUpsert:
     """The least ``sqlite3`` does for a ``save``: one open connection, no checks."""
 
-    def __init__(self, path: Path, synchronous: str, sql: str, busy_ms: int) -> None:
+    def __init__(
+        self, path: Path, synchronous: str, sql: str, busy_ms: int, dumps: str = "dumps"
+    ) -> None:
+        self.dumps: Callable[[Any], str] = DUMPS[dumps]
         conn = sqlite3.connect(str(path), isolation_level=None)
         conn.execute(f"PRAGMA busy_timeout = {busy_ms}")
         conn.execute("PRAGMA foreign_keys = ON")
@@ -67,10 +93,8 @@ class RawUpsert:
             task.shots,
             task.submit_time,
             utc_now_iso(),
-            None
-            if task.result is None
-            else json.dumps(task.result, ensure_ascii=False, allow_nan=False),
-            json.dumps(task.metadata, ensure_ascii=False, allow_nan=False),
+            None if task.result is None else self.dumps(task.result),
+            self.dumps(task.metadata),
             task.error_message,
         )
         execute = self.conn.execute
@@ -82,7 +106,9 @@ class RawUpsert:
         self.conn.close()
 
 
-def sides(workdir: Path, synchronous: str) -> tuple[TaskStore, RawUpsert, list[TaskInfo]]:
+def sides(
+    workdir: Path, synchronous: str, raw_json: str = "dumps"
+) -> tuple[TaskStore, RawUpsert, list[TaskInfo]]:
     """The store and the raw side on two files made and filled alike, and the records."""
     records = [info(row(i)) for i in range(ROWS)]
     for name in ("ours", "raw"):
@@ -91,7 +117,8 @@ def sides(workdir: Path, synchronous: str) -> tuple[TaskStore, RawUpsert, list[T
     store = TaskStore(cache_dir=workdir / "ours", sqlite_synchronous=synchronous)
     executor = store._executor
     sql = executor.driver(store._sql.upsert_task).sql  # what the store runs
-    raw = RawUpsert(workdir / "raw" / "tasks.sqlite", synchronous, sql, executor.busy_timeout_ms)
+    path = workdir / "raw" / "tasks.sqlite"
+    raw = RawUpsert(path, synchronous, sql, executor.busy_timeout_ms, raw_json)
     return store, raw, records
 
 
@@ -104,10 +131,10 @@ def calls_of(
     return {"ours": lambda n: store.save(pick(n)), "raw": lambda n: raw.save(pick(n))}
 
 
-def wall(synchronous: str, calls: int, rounds: int) -> dict[str, Any]:
+def wall(synchronous: str, calls: int, rounds: int, raw_json: str) -> dict[str, Any]:
     """Median us per call of each side over ``rounds`` interleaved rounds."""
     with tempfile.TemporaryDirectory(prefix="uniqc-save-floor-") as tmp:
-        store, raw, records = sides(Path(tmp), synchronous)
+        store, raw, records = sides(Path(tmp), synchronous, raw_json)
         fns = calls_of(store, raw, records)
         for fn in fns.values():  # warm-up: statements compiled, caches filled
             for n in range(calls):
@@ -133,14 +160,15 @@ def wall(synchronous: str, calls: int, rounds: int) -> dict[str, Any]:
         "ratio": round(medians["ours"] / medians["raw"], 3),
         "rounds": rounds,
         "calls": calls,
+        "raw_json": raw_json,
     }
 
 
-def phases(synchronous: str, calls: int, rounds: int) -> None:
+def phases(synchronous: str, calls: int, rounds: int, raw_json: str) -> None:
     """The callgrind child: warm-up, then rounds of ours / raw, ``os.getppid()``
     before each phase and at the end (callgrind dumps there)."""
     with tempfile.TemporaryDirectory(prefix="uniqc-save-floor-") as tmp:
-        store, raw, records = sides(Path(tmp), synchronous)
+        store, raw, records = sides(Path(tmp), synchronous, raw_json)
         fns = calls_of(store, raw, records)
         for fn in fns.values():
             for n in range(calls):
@@ -155,7 +183,7 @@ def phases(synchronous: str, calls: int, rounds: int) -> None:
         raw.close()
 
 
-def callgrind(synchronous: str, calls: int, rounds: int) -> dict[str, Any]:
+def callgrind(synchronous: str, calls: int, rounds: int, raw_json: str) -> dict[str, Any]:
     """Instructions per call of each side, per round, from a callgrind child."""
     with tempfile.TemporaryDirectory(prefix="uniqc-save-floor-cg-") as tmp:
         out = Path(tmp) / "cg.out"
@@ -174,6 +202,8 @@ def callgrind(synchronous: str, calls: int, rounds: int) -> dict[str, Any]:
             str(calls),
             "--rounds",
             str(rounds),
+            "--raw-json",
+            raw_json,
         ]
         subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         totals = {}
@@ -191,6 +221,7 @@ def callgrind(synchronous: str, calls: int, rounds: int) -> dict[str, Any]:
         "raw_ir": [round(x) for x in raw],
         "ratio": round(statistics.median(ours) / statistics.median(raw), 3),
         "calls": calls,
+        "raw_json": raw_json,
     }
 
 
@@ -201,16 +232,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--synchronous", choices=LEVELS, action="append")
     parser.add_argument("--calls", type=int, default=None, help="calls per round")
     parser.add_argument("--rounds", type=int, default=None, help="rounds per side")
+    parser.add_argument(
+        "--raw-json",
+        choices=sorted(DUMPS),
+        default="dumps",
+        help="the raw side's encoder: json.dumps (default) or the C encoder built directly",
+    )
     args = parser.parse_args(argv)
     levels = args.synchronous or list(LEVELS)
     if args.phases:
-        phases(levels[0], args.calls, args.rounds)
+        phases(levels[0], args.calls, args.rounds, args.raw_json)
         return 0
     for level in levels:
         if args.callgrind:
-            result = callgrind(level, args.calls or 200, args.rounds or 3)
+            result = callgrind(level, args.calls or 200, args.rounds or 3, args.raw_json)
         else:
-            result = wall(level, args.calls or 200, args.rounds or 41)
+            result = wall(level, args.calls or 200, args.rounds or 41, args.raw_json)
         print(json.dumps(result))
     return 0
 

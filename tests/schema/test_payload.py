@@ -59,3 +59,44 @@ def test_the_shortcut_is_taken_for_plain_payloads_and_refused_for_every_bad_one(
         "NaN", "[-Infinity]", "1.9e308", "1E+400", "9" * 210 + "e99",
         '"\\ud800"', '"\\udc00 alone"', '"\ud800 raw"',
     ]  # fmt: skip
+
+
+class _Circular(list):  # type: ignore[type-arg]
+    """A list holding itself."""
+
+
+_LOOP = _Circular()
+_LOOP.append(_LOOP)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"counts": {"00": 1, "11": 999}},
+        {"é": "\u2028 ☃", "n": None, "f": 1.5, "b": True, "l": [1, [2, {}]]},
+        {1: "int key", 2.5: "float key", False: "bool key", None: "none key"},
+        [],
+        "a bare string \u00e9",
+        3,
+        -0.0,
+        None,
+        {"x": float("nan")},
+        {"x": float("inf")},
+        {"x": object()},
+        {(1, 2): "tuple key"},
+        {"s": {1, 2}},
+        _LOOP,
+    ],
+)
+def test_strict_dumps_gives_what_json_dumps_gives(value: object) -> None:
+    """``strict_dumps`` builds the C encoder itself: the same text, or the same error."""
+    from uniqc_store.schema.payload import strict_dumps
+
+    def outcome(dumps: object) -> tuple[str, str]:
+        try:
+            return "text", dumps(value)  # type: ignore[operator]
+        except (TypeError, ValueError) as exc:
+            return type(exc).__name__, str(exc)
+
+    expected = outcome(lambda v: json.dumps(v, ensure_ascii=False, allow_nan=False))
+    assert outcome(strict_dumps) == expected
