@@ -17,11 +17,13 @@ collations. The columns are 0006's, for the same reasons:
 - ``backend`` and ``status`` of all four: their order is what the tally, the CLI's
   ``stats`` and the dashboard's charts list, and they lead 0007's composite indexes
   (``(status, backend, submit_time)``), whose order must be one order on every engine;
-- the timestamps (``submit_time``, ``update_time``, ``archived_at``): ISO texts of
-  mixed precision order differently under a linguistic collation (``'.'`` sorts
-  before ``'+'`` in ICU's root order, after it by code point), and
-  ``coalesce(update_time, submit_time)`` mixes them with the keys: two collations in
-  one comparison are refused (``could not determine which collation to use``).
+- the timestamps (``submit_time``, ``update_time``, ``archived_at``): the list and
+  page order and the retention cut-offs compare them, and ISO texts of mixed
+  precision order differently under a linguistic collation (in an ICU ``en-US``
+  database ``'...00.5+00:00' < '...00+00:00'``: ``'.'`` sorts before ``'+'``; by code
+  point it is after). Giving them ``"C"`` as well keeps ``coalesce(update_time,
+  submit_time)`` in one collation, as 0006 did for MySQL/MariaDB (PostgreSQL would
+  not refuse the mix: a column's own collation wins over the database default).
 
 Payloads (``result_json``, ``metadata_json``, ``error_message``) are never compared
 and keep the default. One ``ALTER TABLE`` per table, every column in it, so each
