@@ -83,7 +83,9 @@ class ExactText(TypeDecorator[str]):
     with: an expression that mixes a PAD and a NO PAD column (``coalesce(
     update_time, submit_time)``) is refused there (error 1267, "Illegal mix
     of collations"). Payloads (``LongText``, ``JSONText``) are never
-    compared and keep ``utf8mb4_bin``.
+    compared and keep ``utf8mb4_bin``. On PostgreSQL ``TEXT COLLATE "C"``
+    (revision 0008): byte order, so a database created with a linguistic
+    locale still sorts ids, and the id search's key range, by code point.
     """
 
     impl = Text
