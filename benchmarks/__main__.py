@@ -1,5 +1,6 @@
 """``python -m benchmarks``: see ``benchmarks/run.py``; ``python -m benchmarks transfer``:
-see ``benchmarks/transfer.py``; ``python -m benchmarks scale``: see ``benchmarks/scale.py``."""
+see ``benchmarks/transfer.py``; ``python -m benchmarks scale``: see ``benchmarks/scale.py``;
+``python -m benchmarks server-counts``: see ``benchmarks/server_counts.py``."""
 
 import sys
 
@@ -12,6 +13,11 @@ if sys.argv[1:2] == ["scale"]:
     from benchmarks.scale import main as scale
 
     raise SystemExit(scale(sys.argv[2:]))
+
+if sys.argv[1:2] == ["server-counts"]:
+    from benchmarks.server_counts import main as server_counts
+
+    raise SystemExit(server_counts(sys.argv[2:]))
 
 from benchmarks.run import main
 
