@@ -130,7 +130,10 @@ def test_0009_up_and_down_with_data(fresh_url: URL) -> None:
         assert server_objects(engine) == (False, set())
         if engine.dialect.name == "postgresql":
             with engine.connect() as conn:
-                functions = "SELECT count(*) FROM pg_proc WHERE proname = 'uniqc_store_count_task'"
+                functions = (
+                    "SELECT count(*) FROM pg_proc WHERE proname = 'uniqc_store_count_task'"
+                    " AND pronamespace = to_regnamespace(current_schema())"
+                )
                 assert conn.execute(text(functions)).scalar() == 0
     else:  # SQLite keeps 0007's counters
         assert server_objects(engine) == (True, TRIGGERS)
