@@ -151,7 +151,8 @@ def _seed(url: URL, size: int) -> float:
         edges.append((round(total * 1000), status))
     status = " ".join(f"WHEN r < {e} THEN '{s}'" for e, s in edges[:-1])
     if postgres:
-        numbers = f"SELECT g AS i, (g * 7919) % 1000 AS r FROM generate_series(1::bigint, {size}) AS g"
+        series = f"generate_series(1::bigint, {size})"
+        numbers = f"SELECT g AS i, (g * 7919) % 1000 AS r FROM {series} AS g"
         padded = "lpad(i::text, 10, '0')"
     else:  # MariaDB's sequence engine
         numbers = f"SELECT seq AS i, (seq * 7919) % 1000 AS r FROM seq_1_to_{size}"
