@@ -4,7 +4,8 @@ on the servers (issue 28 point 2).
 ``--save-cost``: two scratch databases per engine, both at head, one with 0009's six
 triggers dropped (its store then counts from the rows); single ``save`` calls (a new
 task, a status change of it, a save that changes no count) take turns between the
-two, ``--calls`` per kind per round, ``--rounds`` rounds, in this one process; the
+two call by call, ``--calls`` per kind per round, ``--rounds`` rounds, in this one
+process; the
 figure is the median per-call wall time of each side and their ratio (the triggers
 run in the server, so this process's CPU time would not show them).
 
@@ -66,17 +67,17 @@ def save_cost(url: URL, calls: int, rounds: int) -> dict[str, Any]:
             stores[name] = TaskStore(url=scratch)
         assert stores["counters"]._counters and not stores["no counters"]._counters
         try:
+            sides = list(stores.items())
             for r in range(rounds):
-                order = list(stores.items()) if r % 2 == 0 else list(reversed(stores.items()))
-                for name, store in order:
-                    ids = [f"uqt_cost{r:04d}_{n:05d}" for n in range(calls)]
-                    for kind, status in KINDS:
-                        got = samples.setdefault((name, kind), [])
-                        for n, tid in enumerate(ids):
-                            info = TaskInfo(task_id=tid, backend=BACKENDS[n % 8], status=status)
+                ids = [f"uqt_cost{r:04d}_{n:05d}" for n in range(calls)]
+                for kind, status in KINDS:
+                    for n, tid in enumerate(ids):  # the two sides take turns call by call
+                        info = TaskInfo(task_id=tid, backend=BACKENDS[n % 8], status=status)
+                        for name, store in sides if n % 2 == 0 else reversed(sides):
                             started = time.perf_counter()
                             store.save(info)
-                            got.append((time.perf_counter() - started) * 1e6)
+                            elapsed = (time.perf_counter() - started) * 1e6
+                            samples.setdefault((name, kind), []).append(elapsed)
         finally:
             for store in stores.values():
                 store.close()

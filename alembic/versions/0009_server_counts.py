@@ -16,7 +16,12 @@ counted in by one connection, out by another); only the sums mean anything.
 PostgreSQL: one trigger function, ``uniqc_store_count_task(archived)``, naming
 ``task_counts`` with the schema it was created in (another tool writing the
 tables with its own ``search_path`` still finds it); ``status`` and
-``backend`` are ``COLLATE "C"``, as 0008 makes the columns they count.
+``backend`` are ``COLLATE "C"``, as 0008 makes the columns they count; and a
+seventh trigger per table, ``..._count_truncate``: ``TRUNCATE`` fires no row
+trigger, so this statement trigger empties that table's counts.
+MySQL/MariaDB's ``TRUNCATE`` fires no trigger at all: counts are wrong after one
+(the store never truncates; ``uniqc-store downgrade 0008`` then ``upgrade``
+recounts).
 MySQL/MariaDB: the counted columns' own collation (read from the server;
 NO PAD since 0006, so ``'x'`` and ``'x '`` stay two groups).
 SQLite: nothing changes (its counters came in 0007); ``user_version`` becomes 9.
@@ -76,7 +81,7 @@ def downgrade() -> None:
     if dialect == "sqlite":
         return
     for table, _archived in COUNTED:
-        for event in EVENTS:
+        for event in (*EVENTS, "truncate") if dialect == "postgresql" else EVENTS:
             on = f" ON {table}" if dialect == "postgresql" else ""
             op.execute(f"DROP TRIGGER IF EXISTS {table}_count_{event}{on}")
     if dialect == "postgresql":
@@ -95,11 +100,15 @@ def _pg_qualified_table() -> str:
     return f"{schema}.{COUNTS_TABLE}" if schema else COUNTS_TABLE
 
 
-def _pg_add(counts: str, row: str, delta: int) -> str:
+def _pg_add(counts: str, *changes: tuple[str, int]) -> str:
+    """One upsert adding ``delta`` to the group of each ``(row, delta)`` (an update's two
+    groups in one statement: they differ, or its trigger would not have fired)."""
+    values = ", ".join(
+        f"(in_archive, {row}.status, {row}.backend, in_shard, {delta})" for row, delta in changes
+    )
     return (
-        f"INSERT INTO {counts} AS c (archived, status, backend, shard, n)"
-        f" VALUES (in_archive, {row}.status, {row}.backend, in_shard, {delta})"
-        f" ON CONFLICT (archived, status, backend, shard) DO UPDATE SET n = c.n + {delta};"
+        f"INSERT INTO {counts} AS c (archived, status, backend, shard, n) VALUES {values}"
+        " ON CONFLICT (archived, status, backend, shard) DO UPDATE SET n = c.n + excluded.n;"
     )
 
 
@@ -121,11 +130,14 @@ def _upgrade_postgresql() -> None:
         "  in_archive SMALLINT := TG_ARGV[0]::SMALLINT;\n"
         f"  in_shard SMALLINT := pg_backend_pid() % {SHARDS};\n"
         "BEGIN\n"
-        "  IF TG_OP <> 'INSERT' THEN\n"
-        f"    {_pg_add(counts, 'OLD', -1)}\n"
-        "  END IF;\n"
-        "  IF TG_OP <> 'DELETE' THEN\n"
-        f"    {_pg_add(counts, 'NEW', 1)}\n"
+        "  IF TG_OP = 'INSERT' THEN\n"
+        f"    {_pg_add(counts, ('NEW', 1))}\n"
+        "  ELSIF TG_OP = 'DELETE' THEN\n"
+        f"    {_pg_add(counts, ('OLD', -1))}\n"
+        "  ELSIF TG_OP = 'UPDATE' THEN\n"
+        f"    {_pg_add(counts, ('OLD', -1), ('NEW', 1))}\n"
+        "  ELSE\n"  # TRUNCATE: no row trigger fires, the table's counts go
+        f"    DELETE FROM {counts} WHERE archived = in_archive;\n"
         "  END IF;\n"
         "  RETURN NULL;\n"
         "END\n"
@@ -140,6 +152,10 @@ def _upgrade_postgresql() -> None:
             " FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status"
             f" OR OLD.backend IS DISTINCT FROM NEW.backend)"
             f" EXECUTE FUNCTION {PG_FUNCTION}('{archived}')"
+        )
+        op.execute(  # TRUNCATE fires no row trigger: this one empties the table's counts
+            f"CREATE TRIGGER {table}_count_truncate AFTER TRUNCATE ON {table}"
+            f" FOR EACH STATEMENT EXECUTE FUNCTION {PG_FUNCTION}('{archived}')"
         )
         op.execute(  # under the lock: no write is in flight, none starts until COMMIT
             f"INSERT INTO {COUNTS_TABLE} (archived, status, backend, shard, n)"
@@ -176,12 +192,15 @@ def _mysql_existing_triggers() -> set[str]:
     return {str(name) for (name,) in rows}
 
 
-def _mysql_add(archived: int, row: str, delta: int) -> str:
-    sign = "+" if delta > 0 else "-"
+def _mysql_add(archived: int, *changes: tuple[str, int]) -> str:
+    """One upsert adding ``delta`` to the group of each ``(row, delta)``."""
+    values = ", ".join(
+        f"({archived}, {row}.status, {row}.backend, CONNECTION_ID() % {SHARDS}, {delta})"
+        for row, delta in changes
+    )
     return (
-        f"INSERT INTO {COUNTS_TABLE} (archived, status, backend, shard, n)"
-        f" VALUES ({archived}, {row}.status, {row}.backend, CONNECTION_ID() % {SHARDS}, {delta})"
-        f" ON DUPLICATE KEY UPDATE n = n {sign} 1"
+        f"INSERT INTO {COUNTS_TABLE} (archived, status, backend, shard, n) VALUES {values}"
+        " ON DUPLICATE KEY UPDATE n = n + VALUES(n)"
     )
 
 
@@ -198,12 +217,11 @@ def _upgrade_mysql() -> None:
     existing = _mysql_existing_triggers()
     for table, archived in COUNTED:
         bodies = {
-            "insert": _mysql_add(archived, "NEW", 1),
-            "delete": _mysql_add(archived, "OLD", -1),
+            "insert": _mysql_add(archived, ("NEW", 1)),
+            "delete": _mysql_add(archived, ("OLD", -1)),
             "update": (
                 "BEGIN IF NOT (OLD.status <=> NEW.status AND OLD.backend <=> NEW.backend) THEN "
-                f"{_mysql_add(archived, 'OLD', -1)}; {_mysql_add(archived, 'NEW', 1)}; "
-                "END IF; END"
+                f"{_mysql_add(archived, ('OLD', -1), ('NEW', 1))}; END IF; END"
             ),
         }
         for event, body in bodies.items():
