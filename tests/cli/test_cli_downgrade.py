@@ -7,6 +7,7 @@ from sqlalchemy import URL
 
 from uniqc_store import TaskInfo, TaskShard, TaskStore
 from uniqc_store.cli.commands import main
+from uniqc_store.records import CURRENT_SCHEMA_VERSION
 
 
 def run(*args: str) -> tuple[int, str]:
@@ -28,15 +29,17 @@ def test_a_lossy_downgrade_lists_the_rows_and_needs_yes(fresh_url: URL) -> None:
     url = fresh_url.render_as_string(hide_password=False)
     code, out = run("downgrade", "0003", "--url", url)
     assert code == 1
-    assert "from schema version 7 to 3 would lose:" in out
+    assert f"from schema version {CURRENT_SCHEMA_VERSION} to 3 would lose:" in out
     assert "  task_shards: 2 row(s) (the table is dropped)\n" in out
     assert "  archived_task_shards: 1 row(s) (the table is dropped)\n" in out
     assert out.endswith(
         "error: nothing was changed; run again with --yes to downgrade anyway "
         "(uniqc-store export FILE saves the rows first)\n"
     )
-    assert store.schema_version() == 7 and len(store.get_shards("uqt_1")) == 1
+    assert store.schema_version() == CURRENT_SCHEMA_VERSION and len(store.get_shards("uqt_1")) == 1
 
+    code, out = run("downgrade", "-1", "--url", url)  # 8 -> 7 changes PostgreSQL collations
+    assert code == 0 and out.endswith("downgraded from schema version 8 to 7\n")
     code, out = run("downgrade", "-1", "--url", url)  # 7 -> 6 drops indexes and counters only
     assert code == 0 and out.endswith("downgraded from schema version 7 to 6\n")
     code, out = run("downgrade", "-1", "--url", url)  # 6 -> 5 loses nothing: no question
@@ -60,7 +63,7 @@ def test_downgrade_sql_prints_and_changes_nothing(fresh_url: URL) -> None:
     url = fresh_url.render_as_string(hide_password=False)
     code, out = run("downgrade", "0003", "--sql", "--url", url)
     assert code == 0 and "DROP TABLE IF EXISTS task_shards" in out
-    assert store.schema_version() == 7 and store.count() == 2
+    assert store.schema_version() == CURRENT_SCHEMA_VERSION and store.count() == 2
     store.close()
 
 

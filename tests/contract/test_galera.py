@@ -114,3 +114,29 @@ def test_the_change_signal_on_one_node_sees_writes_made_on_another(nodes: list[U
         signal.close()
         one.close()
         two.close()
+
+
+def test_every_connection_of_an_async_store_on_galera_waits_for_causality(
+    nodes: list[URL],
+) -> None:
+    """The async store (aiomysql) sets ``wsrep_sync_wait`` too, on its first connection
+    and on every later one (a second connection is taken while the first is held)."""
+    import asyncio
+
+    from uniqc_store import AsyncTaskStore
+
+    TaskStore(url=nodes[0], auto_migrate=True).close()
+    async_url = nodes[0].set(drivername="mariadb+aiomysql")
+
+    async def waits() -> list[Any]:
+        async with (
+            AsyncTaskStore(url=async_url) as store,
+            store.reading() as first,
+            store.reading() as second,
+        ):
+            return [
+                await conn.scalar(text("SELECT @@SESSION.wsrep_sync_wait"))
+                for conn in (first, second)
+            ]
+
+    assert asyncio.run(waits()) == [GALERA_SYNC_WAIT, GALERA_SYNC_WAIT]

@@ -15,7 +15,7 @@ from tests import reference_db as ref
 from uniqc_store import TaskInfo, TaskShard, TaskStore
 from uniqc_store.db.engine import create_store_engine
 from uniqc_store.migrations.runner import database_version, downgrade, upgrade
-from uniqc_store.records import APPLICATION_ID
+from uniqc_store.records import APPLICATION_ID, CURRENT_SCHEMA_VERSION
 
 NEW_INDEXES = {
     "tasks": {
@@ -78,7 +78,7 @@ def table_rows(engine: Engine) -> dict[str, list[tuple[object, ...]]]:
 
 def test_0007_down_and_up_with_data(fresh_url: URL) -> None:
     engine = create_store_engine(fresh_url, foreign_keys=False)
-    upgrade(engine)
+    upgrade(engine, "0007")
     sqlite = engine.dialect.name == "sqlite"
     with engine.connect() as conn:
         assert database_version(conn) == 7
@@ -116,7 +116,7 @@ def test_0007_down_and_up_with_data(fresh_url: URL) -> None:
         conn.execute(text("DELETE FROM tasks WHERE task_id = 'uqt_0001'"))
     written = table_rows(engine)
 
-    upgrade(engine)  # and up again
+    upgrade(engine, "0007")  # and up again
     assert table_rows(engine) == written
     store = TaskStore(url=fresh_url, auto_migrate=True)
     assert store._counters == sqlite
@@ -230,7 +230,7 @@ def test_counts_stay_exact_when_the_reference_writes_the_file(tmp_path: Path) ->
     for archived in (False, True):
         assert store.tally(archived=archived).groups == expected_groups(store, archived)
     assert store.count(status="success", backend="ref") == 1
-    assert store.schema_version() == 7
+    assert store.schema_version() == CURRENT_SCHEMA_VERSION
     store.close()
 
 
@@ -243,7 +243,9 @@ def test_a_file_without_counters_is_counted_from_its_rows(tmp_path: Path) -> Non
     metadata.create_all(engine)
     with engine.begin() as conn:
         conn.execute(text("CREATE TABLE uniqc_store_alembic_version (version_num VARCHAR(32))"))
-        conn.execute(text("INSERT INTO uniqc_store_alembic_version VALUES ('0007')"))
+        conn.execute(
+            text(f"INSERT INTO uniqc_store_alembic_version VALUES ('{CURRENT_SCHEMA_VERSION:04d}')")
+        )
     store = TaskStore(engine=engine)
     assert not store._counters
     seed(store, 12)
@@ -280,7 +282,7 @@ def test_a_0007_stopped_half_way_completes_when_run_again(
             upgrade(engine)
     with engine.connect() as conn:
         assert database_version(conn) == 6
-    upgrade(engine)
+    upgrade(engine, "0007")
     with engine.connect() as conn:
         assert database_version(conn) == 7
     for table, new in NEW_INDEXES.items():

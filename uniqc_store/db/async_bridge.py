@@ -43,6 +43,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.util import await_only, greenlet_spawn
 
 from uniqc_store.db import door
+from uniqc_store.db.dialects import is_mysql
+from uniqc_store.db.drivers import watch_for_galera
 from uniqc_store.db.engine import (
     BRIDGED_KEY,
     create_store_engine,
@@ -160,6 +162,8 @@ def create_async_store_engine(url: URL, timeouts: Timeouts, kwargs: dict[str, An
             f"the {url.get_backend_name()} driver {url.get_driver_name()!r} of {redact(url)} "
             f"is not installed ({exc}); install it: pip install 'uniqc-store[async]'"
         ) from exc
+    if is_mysql(url.get_backend_name()):
+        watch_for_galera(engine.sync_engine)
     bridge(engine)
     return engine
 

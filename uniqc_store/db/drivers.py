@@ -83,7 +83,8 @@ GALERA_SYNC_WAIT = 1
 
 
 def watch_for_galera(engine: Any) -> None:
-    """On MySQL/MariaDB engines: find out at the first connection whether the server is
+    """On MySQL/MariaDB engines (pymysql, or aiomysql through ``engine.sync_engine``):
+    find out at the first connection whether the server is
     a Galera node (``wsrep_on``); if so, set ``wsrep_sync_wait`` on that connection and
     add it to the ``init_command`` of every later one (no round trip more per connection).
 
@@ -94,12 +95,17 @@ def watch_for_galera(engine: Any) -> None:
     galera = {"on": False}
 
     def first_connect(dbapi_connection: Any, _record: Any) -> None:
-        with dbapi_connection.cursor() as cursor:
+        # No ``with``: aiomysql's connection, as SQLAlchemy adapts it for the async
+        # engine's sync side, gives cursors without the context-manager protocol.
+        cursor = dbapi_connection.cursor()
+        try:
             cursor.execute("SHOW VARIABLES LIKE 'wsrep_on'")
             row = cursor.fetchone()
             galera["on"] = row is not None and str(row[1]).upper() == "ON"
             if galera["on"]:
                 cursor.execute(f"SET SESSION wsrep_sync_wait = {GALERA_SYNC_WAIT}")
+        finally:
+            cursor.close()
 
     def do_connect(_dialect: Any, _record: Any, _cargs: Any, cparams: dict[str, Any]) -> None:
         command = str(cparams.get("init_command") or "")

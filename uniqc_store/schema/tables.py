@@ -5,10 +5,10 @@ store's, in the reference's column order, but for revision 0007's indexes
 (filtered newest-first pages and counts, issue 28: they replace the reference's
 one-column ``status`` and ``backend`` indexes, which each starts with) and,
 apart from ``metadata``, its SQLite-only ``task_counts``. Engine differences live in the
-column types and the MySQL/MariaDB table options (``types.py``), not
-in per-engine SQL. The repository runs on these tables alone; the ORM classes
-(``models.py``) map over them and load ``sqlalchemy.orm`` only where the ORM
-is used, so ``import uniqc_store`` does not pay for it.
+column types (MySQL/MariaDB's and PostgreSQL's collations) and the MySQL/MariaDB
+table options (``types.py``), not in per-engine SQL. The repository runs on these
+tables alone; the ORM classes (``models.py``) map over them and load
+``sqlalchemy.orm`` only where the ORM is used, so ``import uniqc_store`` does not pay for it.
 """
 
 from __future__ import annotations

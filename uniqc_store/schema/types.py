@@ -3,14 +3,16 @@
 On MySQL/MariaDB key and indexed columns become ``VARCHAR(255)`` with a
 NO PAD binary utf8mb4 collation (ids compare exactly, trailing spaces
 included, as on SQLite and PostgreSQL) and payloads become ``LONGTEXT``;
-every other engine sees TEXT.
+on PostgreSQL the compared columns are ``TEXT COLLATE "C"`` (code point
+order whatever the database's default collation; revision 0008); SQLite
+sees TEXT.
 
 The released revisions 0001-0005 import ``KeyText``, ``PayloadText``,
 ``MYSQL_TABLE_ARGS`` and ``SQLITE_NULLABLE_PK`` from here: those names are
 frozen at what those revisions created (changing one would change what a
 released revision does, docs/adr/0001). The tables use head's types,
 ``ExactKeyText`` and ``ExactText``, which revision 0006 gave the key and
-timestamp columns.
+timestamp columns on MySQL/MariaDB and 0008 on PostgreSQL.
 
 Nothing here imports the MySQL dialect: its package loads every MySQL driver
 module, which would cost every process that imports the store. ``LONGTEXT``
@@ -81,7 +83,9 @@ class ExactText(TypeDecorator[str]):
     with: an expression that mixes a PAD and a NO PAD column (``coalesce(
     update_time, submit_time)``) is refused there (error 1267, "Illegal mix
     of collations"). Payloads (``LongText``, ``JSONText``) are never
-    compared and keep ``utf8mb4_bin``.
+    compared and keep ``utf8mb4_bin``. On PostgreSQL ``TEXT COLLATE "C"``
+    (revision 0008): byte order, so a database created with a linguistic
+    locale still sorts ids, and the id search's key range, by code point.
     """
 
     impl = Text
@@ -105,6 +109,17 @@ def _exact_text_on_mysql(_type: ExactText, compiler: GenericTypeCompiler, **_kw:
 @compiles(ExactKeyText, "mysql", "mariadb")
 def _exact_key_on_mysql(_type: ExactKeyText, compiler: GenericTypeCompiler, **_kw: Any) -> str:
     return f"VARCHAR({MAX_KEY_LENGTH}) COLLATE {exact_key_collation(compiler.dialect)}"
+
+
+#: What ``ExactText`` and ``ExactKeyText`` are on PostgreSQL (revision 0008): TEXT that
+#: compares by byte, i.e. by code point in UTF-8, whatever the database's default collation.
+POSTGRESQL_EXACT_TEXT = 'TEXT COLLATE "C"'
+
+
+@compiles(ExactText, "postgresql")
+@compiles(ExactKeyText, "postgresql")
+def _exact_text_on_postgresql(_type: ExactText, _compiler: GenericTypeCompiler, **_kw: Any) -> str:
+    return POSTGRESQL_EXACT_TEXT
 
 
 def _payload_type(dialect: Dialect) -> TypeEngine[Any]:
