@@ -72,7 +72,7 @@ def run_migrations_offline() -> None:
 
 def run_migrations_on(connection: Connection) -> None:
     """Run the chain on a connection, under the database's migration lock, every
-    statement bounded (``Timeouts.ddl_lock_seconds`` and the rest: README
+    statement bounded (``Timeouts.ddl_lock_seconds`` and the rest: docs/production.md,
     "Migrations on a live database").
 
     A caller that only compares (``uniqc-store check`` sets ``compare_only``)

@@ -234,7 +234,7 @@ def test_server_errors_show_the_url_as_given() -> None:
 
 
 def test_the_migration_lock_file_stays_and_read_only_commands_make_none(tmp_path: Path) -> None:
-    """``tasks.sqlite.lock`` is kept on purpose (README, "The command line"): unlinking a
+    """``tasks.sqlite.lock`` is kept on purpose (docs/cli.md): unlinking a
     file that others may be blocked on in ``flock`` lets a later upgrader lock a new
     file of the same name while the first still runs, breaking mutual exclusion."""
     path = tmp_path / "tasks.sqlite"

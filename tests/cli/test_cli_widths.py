@@ -103,7 +103,7 @@ def test_list_is_one_table_when_it_fits(url: str) -> None:
 
 
 def test_list_of_short_ids_stays_a_table_at_80_columns(tmp_path: Path) -> None:
-    """The README's session: 36-character ids, the backend wrapping beside them."""
+    """The session in docs/cli.md: 36-character ids, the backend wrapping beside them."""
     store = TaskStore(url=f"sqlite:///{tmp_path / 'tasks.sqlite'}")
     ids = [f"uqt_{n:032x}" for n in range(3)]
     for task_id in ids:

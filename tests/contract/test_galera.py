@@ -54,7 +54,7 @@ def test_modifications_racing_on_two_nodes_are_retried_and_none_is_lost(
     of certification get 1213 (deadlock) and the store runs them again. The counter ends
     at the number of calls that returned: none acknowledged is lost, none applied twice.
     A call that lost all its attempts on this one hot row raises DatabaseBusyError with
-    nothing written (README "Galera"); most return."""
+    nothing written (docs/production.md, "Galera"); most return."""
     stores = [TaskStore(url=u, auto_migrate=True) for u in nodes[:2]]
     conflicts: list[int] = []
 

@@ -60,7 +60,7 @@ RECENT = 8
 DOCUMENTED = (TaskConflictError, MissingParentTaskError)
 #: On a Galera cluster, also: ``archive_expired`` (one transaction over every expired
 #: task) that lost certification to writers on other nodes on all of its attempts
-#: raises DatabaseBusyError, nothing written (README "Galera").
+#: raises DatabaseBusyError, nothing written (docs/production.md, "Galera").
 ON_A_CLUSTER: dict[str, type[Exception]] = {"archive_expired": DatabaseBusyError}
 #: Operations and their weights ("new": save a task under a new id of this process).
 OPERATIONS = {

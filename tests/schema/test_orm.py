@@ -49,7 +49,7 @@ def test_rows_convert_to_the_records_the_store_returns(filled: TaskStore) -> Non
 
 
 def test_readme_queries(filled: TaskStore) -> None:
-    """The two queries the README shows."""
+    """The two queries docs/integration.md shows."""
     with filled.session() as session:
         failing = session.scalars(
             select(TaskRow)
@@ -143,7 +143,7 @@ def test_broken_json_reads_as_the_marker_through_the_models(store: TaskStore) ->
 
 
 def test_shards_are_lazy_raise_and_load_with_selectinload(filled: TaskStore) -> None:
-    """What the README says of ``TaskRow.shards``, and its one-task idiom."""
+    """What docs/integration.md says of ``TaskRow.shards``, and its one-task idiom."""
     with filled.session() as session:
         bare = session.scalars(select(TaskRow).where(TaskRow.task_id == "uqt_1")).one()
         with pytest.raises(InvalidRequestError, match="lazy='raise'"):

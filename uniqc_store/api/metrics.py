@@ -7,7 +7,7 @@ process-global one, so two apps in one process (two stores, tests) never
 collide. The route follows the API's token rule and Host rule like ``/api``.
 
 Each process counts for itself: under several workers a scrape reaches one of
-them (see the README's "Metrics" for what to do about it).
+them (see "Metrics" in docs/production.md for what to do about it).
 """
 
 from __future__ import annotations

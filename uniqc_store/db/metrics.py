@@ -10,7 +10,7 @@ connection sources record waits. Nothing here needs prometheus-client: the API's
 ``/metrics`` is a collector reading :meth:`Metrics.snapshot`.
 
 A call costs two ``perf_counter()`` reads and one short lock-held update (well
-under a microsecond; the README's "Metrics" has the measured figures).
+under a microsecond; "Metrics" in docs/production.md has the measured figures).
 """
 
 from __future__ import annotations

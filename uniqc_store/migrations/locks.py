@@ -201,7 +201,7 @@ def _lock_path(conn: Connection) -> Path | None:
 @contextlib.contextmanager
 def _flock(conn: Connection, timeouts: Timeouts) -> Iterator[None]:
     """SQLite file, POSIX: ``flock`` on ``<file>.lock``, which names its holder while held
-    and is empty otherwise (it is kept: see the README)."""
+    and is empty otherwise (it is kept: see docs/cli.md)."""
     path = _lock_path(conn)
     if path is None:  # an in-memory database has one connection: nothing to serialise
         yield

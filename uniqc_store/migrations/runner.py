@@ -215,7 +215,7 @@ def upgrade(
 ) -> None:
     """Upgrade the database to ``revision`` (the newest by default).
 
-    ``timeouts`` bound the wait for another upgrader and each statement (README
+    ``timeouts`` bound the wait for another upgrader and each statement (docs/production.md,
     "Migrations on a live database"); ``deadline_seconds`` (default
     ``timeouts.migration_seconds``) the whole run.
     """

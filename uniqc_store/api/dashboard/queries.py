@@ -109,7 +109,8 @@ def prefix_end(prefix: str) -> str | None:
     """The least text above every text starting with ``prefix`` (None: there is none).
 
     Every engine compares the key columns by code point (SQLite's BINARY, MySQL's
-    NO PAD binary collation, PostgreSQL's ``C`` collation), so the texts starting
+    NO PAD binary collation, PostgreSQL's ``"C"`` collation from revision 0008,
+    whatever the database's locale), so the texts starting
     with ``prefix`` are exactly ``prefix <= id < prefix_end(prefix)``: a range the
     primary key answers, where ``LIKE`` would need a pattern index on PostgreSQL
     and would treat ``_`` and ``%`` in an id as wildcards.
