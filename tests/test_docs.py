@@ -88,3 +88,17 @@ def test_the_anchors_are_githubs(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     assert anchors(page) == {"behind-a-proxy-under-a-path-prefix", "counts", "counts-1"}
+
+
+#: Paths of test modules as the docs name them (``tests/db/test_engines.py``).
+TEST_PATH = re.compile(r"\btests/[\w/]+\.py\b")
+
+
+@pytest.mark.parametrize(
+    "page", [p for p in PAGES if p.name != "CHANGELOG.md"], ids=lambda p: str(p.relative_to(ROOT))
+)
+def test_every_test_module_a_page_names_exists(page: Path) -> None:
+    """The tests live in ``tests/<layer>/``: a page pointing at a test module that moved
+    sends its reader nowhere (the CHANGELOG keeps the paths of its own time)."""
+    named = set(TEST_PATH.findall(page.read_text(encoding="utf-8")))
+    assert sorted(p for p in named if not (ROOT / p).exists()) == []

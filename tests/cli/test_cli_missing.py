@@ -93,7 +93,7 @@ def test_version_and_python_dash_m() -> None:
     )
     assert result.returncode == 0 and result.stdout == f"uniqc-store, version {__version__}\n"
     assert (
-        "0008  v8"
+        "0009  v9"
         in subprocess.run(
             [sys.executable, "-m", "uniqc_store", "history"], capture_output=True, text=True
         ).stdout

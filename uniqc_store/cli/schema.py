@@ -139,6 +139,7 @@ def upgrade(revision: str, sql: bool, allow_foreign_tables: bool, url: str | Non
 
 #: What each downgrade step removes: (table, column or None for every row).
 _STEP_LOSSES: dict[int, tuple[tuple[str, str | None], ...]] = {
+    9: (),  # 0009 -> 0008 drops the servers' task_counts and its triggers (made again)
     8: (),  # 0008 -> 0007 gives PostgreSQL's compared columns the default collation back
     7: (),  # 0007 -> 0006 drops indexes and SQLite's task_counts (made again from the rows)
     6: (),  # 0006 -> 0005 changes MySQL collations only (and refuses if ids would merge)

@@ -138,11 +138,22 @@ def _check_async_url(url: URL) -> None:
     )
 
 
+#: The ``pool_size`` of an engine the async store makes (``engine_options`` may say
+#: otherwise): how many of its calls run in the bridge at once (:func:`calls_in_bridge`).
+#: Each of them may hold the loop for a slice of its work between two round trips, so
+#: this bounds the loop's lag; more gives more throughput at a higher lag (README
+#: "Async" has both, measured). The sync default (10) held a 1 ms ticker 26-32 ms at
+#: p99 in the loop-lag test on a loaded 2-core machine, 4 stays within its bounds.
+ASYNC_POOL_SIZE = 4
+
+
 def create_async_store_engine(url: URL, timeouts: Timeouts, kwargs: dict[str, Any]) -> AsyncEngine:
     """``create_async_engine`` with the store's server defaults (``server_engine_options``),
     guarded by the one door and marked as driven through the bridge."""
     url = parse_url(url)
     _check_async_url(url)
+    if kwargs.get("poolclass") is None:
+        kwargs = {"pool_size": ASYNC_POOL_SIZE, **kwargs}
     url, options = server_engine_options(url, timeouts, kwargs)
     try:
         engine = create_async_engine(url, **options)
@@ -190,26 +201,39 @@ def _bridged(fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]
         return fn(*args, **kwargs)
 
 
-#: How many calls of one async server store run in the bridge at once; the others
-#: wait their turn in order. The sync store's work between two round trips runs on the
-#: loop, so this bounds how long a coroutine that is ready can wait for the loop
-#: (about this many slices of a call's own work), and calls never queue inside the
-#: pool, whose queue is not fair to asyncio waiters (a caller can miss every
-#: connection given back until ``pool_timeout``). More would not be faster: the loop
-#: is one thread.
-CALLS_IN_BRIDGE = 4
+#: How many calls of an async server store run in the bridge at once when its pool
+#: has no size to go by (``NullPool``, or ``pool_size=0`` with unbounded overflow).
+CALLS_WITHOUT_POOL_SIZE = ASYNC_POOL_SIZE
+
+
+def calls_in_bridge(pool: Any) -> int:
+    """How many calls of one async server store run in the bridge at once: the pool's
+    ``pool_size`` (``engine_options`` sizes it), the others waiting their turn in order.
+
+    As many as the pool keeps connections, so the calls in the bridge never queue in
+    the pool, whose queue is not fair to asyncio waiters (a caller can miss every
+    connection given back until ``pool_timeout``) and never open overflow connections
+    one by one. Not more: the sync store's work between two round trips runs on the
+    loop, so this also bounds how long a coroutine that is ready waits for the loop
+    (about this many slices of a call's own work: ``ASYNC_POOL_SIZE``). It was a
+    fixed 4 whatever the pool: 64 tasks on an 8-connection pool then made half the
+    PostgreSQL calls per second they make with 8 at once (``benchmarks/async_store.py``)."""
+    size = int(pool.size()) if hasattr(pool, "size") else 0
+    if size <= 0:
+        overflow = int(getattr(pool, "_max_overflow", -1))
+        size = overflow if overflow > 0 else CALLS_WITHOUT_POOL_SIZE
+    return max(1, size)
 
 
 class GreenletRunner:
     """Servers: each call runs in SQLAlchemy's greenlet bridge, on the event loop, at
-    most ``CALLS_IN_BRIDGE`` (or the pool's size, if smaller) at once, in order of
-    arrival; a call that waited ``pool_timeout`` for its turn is ``DatabaseBusyError``
-    as a call that waited that long for a pooled connection is."""
+    most :func:`calls_in_bridge` at once, in order of arrival; a call that waited
+    ``pool_timeout`` for its turn is ``DatabaseBusyError`` as a call that waited that
+    long for a pooled connection is."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         pool: Any = engine.sync_engine.pool
-        size = pool.size() + max(pool._max_overflow, 0) if hasattr(pool, "size") else 1
-        self._turns = asyncio.Semaphore(max(1, min(CALLS_IN_BRIDGE, size)))
+        self._turns = asyncio.Semaphore(calls_in_bridge(pool))
         self._wait_s: float = float(getattr(pool, "_timeout", 30.0))
         self._url = engine.url
 

@@ -310,7 +310,12 @@ class Executor:
                 conn.rollback()  # ends the autobegun transaction; no BEGIN was sent
 
     def _fetch_pooled(self, stmt: Executable, params: Mapping[str, Any]) -> list[Row]:
+        """One read statement on a pooled connection. On PostgreSQL it runs in
+        autocommit: one round trip, where psycopg's BEGIN and the pool's ROLLBACK
+        would make it three (a single statement sees one snapshot either way)."""
         with self._unit() as conn:
+            if self._autocommit:
+                _switch_to_autocommit(conn)
             return list(conn.execute(stmt, params).all())
 
     def _deadline(self) -> float:
@@ -559,12 +564,7 @@ class Executor:
         statement); the pool switches the connection back at check-in.
         """
         with self._unit(deadline) as conn:
-            driver: Any = conn.connection.driver_connection
-            if driver.info.transaction_status:  # not idle: e.g. a connect listener's query
-                # what the pool's reset would have done (through the DB-API connection,
-                # which is psycopg's own or, under the async store, its adapter)
-                conn.connection.dbapi_connection.rollback()  # type: ignore[union-attr]
-            conn.execution_options(isolation_level="AUTOCOMMIT")
+            _switch_to_autocommit(conn)
             try:
                 with conn.begin():
                     return int(conn.execute(stmt, params).rowcount)
@@ -654,6 +654,18 @@ def _roll_back_direct(conn: Connection) -> None:
     raw = sqlite_statistics.sqlite_driver(conn)
     if raw is not None and raw.in_transaction:
         raw.rollback()
+
+
+def _switch_to_autocommit(conn: Connection) -> None:
+    """Put a pooled PostgreSQL connection in autocommit for the unit's length, through
+    SQLAlchemy's own isolation level (its log and ``commit`` event see it; the pool
+    switches it back at check-in, with no round trip)."""
+    driver: Any = conn.connection.driver_connection
+    if driver.info.transaction_status:  # not idle: e.g. a connect listener's query
+        # what the pool's reset would have done (through the DB-API connection,
+        # which is psycopg's own or, under the async store, its adapter)
+        conn.connection.dbapi_connection.rollback()  # type: ignore[union-attr]
+    conn.execution_options(isolation_level="AUTOCOMMIT")
 
 
 def _refuse_connection_closed_while_idle(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:

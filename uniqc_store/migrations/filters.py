@@ -30,7 +30,8 @@ __all__ = ["include_name", "include_object", "our_tables"]
 
 def our_tables() -> frozenset[str]:
     """The tables uniqc-store owns in a shared database: its four, its version table,
-    the migration lock's lease table (Galera) and SQLite's ``task_counts`` (0007)."""
+    the migration lock's lease table (Galera) and ``task_counts`` (0007 on SQLite,
+    0009 on the servers)."""
     return frozenset(metadata.tables) | {version_table(), MIGRATION_LOCK_TABLE, task_counts.name}
 
 

@@ -7,14 +7,20 @@ in ONE statement (one snapshot, so its figures always agree with each other).
 
 Where it reads from:
 
-- SQLite files from revision 0007 keep ``task_counts``, maintained by triggers
-  in the file (so by every writer, the reference store included): the tally is
-  a read of at most a few dozen rows, whatever the store's size.
-- Elsewhere (servers; a SQLite file whose schema was made by ``create_all``)
-  it is a ``GROUP BY status, backend`` over the rows that match, which the
-  ``(status, backend, submit_time)`` / ``(backend, submit_time)`` indexes
-  answer without reading a table row. The servers keep no counter rows on
-  purpose: every save of a (status, backend) group would wait on its row.
+- ``task_counts``, wherever its table and all six triggers that keep it are
+  there: SQLite files from revision 0007, PostgreSQL and MySQL/MariaDB from
+  0009. The triggers live in the database, so every writer keeps the counts
+  right in its own transaction (the reference store on SQLite, another tool on
+  a server). On the servers each (status, backend) group is up to 16 rows,
+  one per shard of the writers' connections, so concurrent saves of one group
+  do not queue on one row; a tally sums them: at most a few hundred rows,
+  whatever the store's size, read in one statement (exact: every writer's
+  +1/-1 commits with its rows).
+- Elsewhere (a database whose schema was made by ``create_all``, which makes
+  no counters on any engine; one below 0007/0009) it is a ``GROUP BY status,
+  backend`` over the rows that match, which the ``(status, backend,
+  submit_time)`` / ``(backend, submit_time)`` indexes answer without reading a
+  table row, in time that grows with the rows counted.
 """
 
 from __future__ import annotations
@@ -29,9 +35,10 @@ from sqlalchemy import Connection, Select, Table, bindparam, func, select, text
 from uniqc_store.repository.statements import filtered
 from uniqc_store.schema.tables import archived_tasks, task_counts, tasks
 
-#: The triggers revision 0007 creates; counters are trusted only when all are there.
+#: ``(table, trigger)`` of the triggers that keep ``task_counts`` (0007 on SQLite, 0009
+#: on the servers, the same names); the counters are trusted only when all are there.
 COUNTER_TRIGGERS = frozenset(
-    f"{table}_count_{event}"
+    (table, f"{table}_count_{event}")
     for table in ("tasks", "archived_tasks")
     for event in ("insert", "delete", "update")
 )
@@ -64,22 +71,39 @@ class Tally:
         return found
 
 
+#: Per engine: ``(table, trigger)`` for every enabled trigger on the two task tables,
+#: and ``('', 'task_counts')`` if that table is there.
+_PRESENCE = {
+    "sqlite": (
+        "SELECT tbl_name, name FROM sqlite_master WHERE type = 'trigger' AND tbl_name IN "
+        "('tasks', 'archived_tasks') UNION ALL SELECT '', name FROM sqlite_master "
+        "WHERE type = 'table' AND name = '{counts}'"
+    ),
+    "postgresql": (
+        "SELECT c.relname, t.tgname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+        "WHERE NOT t.tgisinternal AND t.tgenabled <> 'D' "
+        "AND c.oid IN (to_regclass('tasks'), to_regclass('archived_tasks')) "
+        "UNION ALL SELECT '', '{counts}' WHERE to_regclass('{counts}') IS NOT NULL"
+    ),
+    "mysql": (
+        "SELECT EVENT_OBJECT_TABLE, TRIGGER_NAME FROM information_schema.TRIGGERS "
+        "WHERE TRIGGER_SCHEMA = DATABASE() AND EVENT_OBJECT_TABLE IN ('tasks', 'archived_tasks') "
+        "UNION ALL SELECT '', TABLE_NAME FROM information_schema.TABLES "
+        "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = '{counts}'"
+    ),
+}
+
+
 def counters_present(conn: Connection) -> bool:
-    """Whether this database keeps ``task_counts`` (a SQLite file at 0007 or later,
-    with every trigger that keeps it)."""
-    if conn.dialect.name != "sqlite":
+    """Whether this database keeps ``task_counts``: the table and every trigger that
+    keeps it, each on its table (SQLite files from 0007, the servers from 0009). A
+    database made by ``create_all`` has none of them and is counted from its rows."""
+    dialect = "mysql" if conn.dialect.name in ("mysql", "mariadb") else conn.dialect.name
+    query = _PRESENCE.get(dialect)
+    if query is None:
         return False
-    names = {
-        str(name)
-        for (name,) in conn.execute(
-            text(
-                "SELECT name FROM sqlite_master WHERE (type = 'trigger' AND tbl_name IN "
-                "('tasks', 'archived_tasks')) OR (type = 'table' AND name = :counts)"
-            ),
-            {"counts": task_counts.name},
-        )
-    }
-    return task_counts.name in names and names >= COUNTER_TRIGGERS
+    found = {(str(t), str(n)) for t, n in conn.execute(text(query.format(counts=task_counts.name)))}
+    return ("", task_counts.name) in found and found >= COUNTER_TRIGGERS
 
 
 @functools.cache
@@ -89,14 +113,15 @@ def tally_statement(table: Table, counters: bool, status: bool, backend: bool) -
     if table is not tasks and table is not archived_tasks:
         raise ValueError(f"not a task table: {table.name}")
     if counters:
-        stmt = select(task_counts.c.status, task_counts.c.backend, task_counts.c.n).where(
-            task_counts.c.archived == int(table is archived_tasks), task_counts.c.n > 0
+        c = task_counts.c
+        stmt = select(c.status, c.backend, func.sum(c.n)).where(
+            c.archived == int(table is archived_tasks)
         )
         if status:
-            stmt = stmt.where(task_counts.c.status == bindparam("status"))
+            stmt = stmt.where(c.status == bindparam("status"))
         if backend:
-            stmt = stmt.where(task_counts.c.backend == bindparam("backend"))
-        return stmt
+            stmt = stmt.where(c.backend == bindparam("backend"))
+        return stmt.group_by(c.status, c.backend).having(func.sum(c.n) > 0)
     grouped = select(table.c.status, table.c.backend, func.count())
     return filtered(grouped, table, status, backend).group_by(table.c.status, table.c.backend)
 

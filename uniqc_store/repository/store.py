@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import URL, Connection, Engine, Executable, Table
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 from uniqc_store.db.borrowed import borrowing, refuse_inside
 from uniqc_store.db.engine import store_engine
@@ -394,7 +394,8 @@ class TaskStore:
     ) -> counts.Tally:
         """Tasks (``archived``: archived tasks) per ``(status, backend)``, in one read:
         ``total()``, ``by_status()``, ``by_backend()``. Every count of the package is
-        one (``repository/counts.py``): counters on SQLite files, an index scan elsewhere."""
+        one (``repository/counts.py``): trigger-kept counters from 0007 (SQLite) / 0009 (servers),
+        an index scan where there are none."""
         table = archived_tasks if _flag(archived, "archived") else tasks
         return self._tally(table, status, backend)
 
@@ -405,10 +406,10 @@ class TaskStore:
         has = (status is not None, backend is not None)
         try:
             rows = self._executor.fetch(counts.tally_statement(table, self._counters, *has), params)
-        except OperationalError:
+        except (OperationalError, ProgrammingError):
             if not self._counters:
                 raise
-            # the file lost its counters since we looked (downgraded below 0007 elsewhere)
+            # the database lost its counters since we looked (downgraded elsewhere)
             self._counters = self._executor.read(counts.counters_present)
             rows = self._executor.fetch(counts.tally_statement(table, self._counters, *has), params)
         return counts.Tally.of(rows)

@@ -4,11 +4,12 @@ Every table, column, default, key and index name here is the reference
 store's, in the reference's column order, but for revision 0007's indexes
 (filtered newest-first pages and counts, issue 28: they replace the reference's
 one-column ``status`` and ``backend`` indexes, which each starts with) and,
-apart from ``metadata``, its SQLite-only ``task_counts``. Engine differences live in the
-column types (MySQL/MariaDB's and PostgreSQL's collations) and the MySQL/MariaDB
-table options (``types.py``), not in per-engine SQL. The repository runs on these
-tables alone; the ORM classes (``models.py``) map over them and load
-``sqlalchemy.orm`` only where the ORM is used, so ``import uniqc_store`` does not pay for it.
+apart from ``metadata``, its ``task_counts`` (revisions 0007 and 0009). Engine
+differences live in the column types (MySQL/MariaDB's and PostgreSQL's
+collations) and the MySQL/MariaDB table options (``types.py``), not in
+per-engine SQL. The repository runs on these tables alone; the ORM classes
+(``models.py``) map over them and load ``sqlalchemy.orm`` only where the ORM
+is used, so ``import uniqc_store`` does not pay for it.
 """
 
 from __future__ import annotations
@@ -114,9 +115,12 @@ archived_task_shards = _table(
 )
 
 #: Tasks per (table, status, backend), kept by triggers on SQLite files from revision
-#: 0007 (``archived`` is 0 for ``tasks``, 1 for ``archived_tasks``). Not in
-#: ``metadata``: the servers have no such table (``create_all`` does not make it), and
-#: a database without it is counted from the rows (``repository/counts.py``).
+#: 0007 and on the servers from 0009 (``archived`` is 0 for ``tasks``, 1 for
+#: ``archived_tasks``; the servers' table has one more key column, ``shard``, and a
+#: group is the sum of its rows, which is all the store reads). Not in ``metadata``:
+#: ``create_all`` makes neither it nor its triggers on any engine (they are the
+#: revisions' work), and a database without them is counted from the rows
+#: (``repository/counts.py``).
 counters_metadata = MetaData()
 task_counts = Table(
     "task_counts",
