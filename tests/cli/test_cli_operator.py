@@ -113,10 +113,10 @@ def test_exit_status_by_kind(tmp_path: Path, db: tuple[TaskStore, str]) -> None:
     too_new = tmp_path / "new.sqlite"
     with sqlite3.connect(too_new) as conn:
         conn.execute("PRAGMA application_id = 1431193923")
-        conn.execute("PRAGMA user_version = 9")
+        conn.execute(f"PRAGMA user_version = {CURRENT_SCHEMA_VERSION + 1}")
         conn.execute("CREATE TABLE tasks (task_id TEXT PRIMARY KEY)")
     code, out = run("current", "--url", f"sqlite:///{too_new}")
-    assert code == 4 and "schema version 9" in out
+    assert code == 4 and f"schema version {CURRENT_SCHEMA_VERSION + 1}" in out
 
 
 def test_help_documents_url_and_exit_statuses() -> None:

@@ -116,8 +116,11 @@ def test_server_behind_head_needs_an_upgrade(backend: str, tmp_path: Path) -> No
         with TaskStore(url=url, auto_migrate=True) as store:
             assert store.schema_version() == CURRENT_SCHEMA_VERSION
         with engine.begin() as conn:
-            conn.execute(text("UPDATE uniqc_store_alembic_version SET version_num = '0009'"))
-        with pytest.raises(SchemaTooNewError, match="schema version 9"):
+            conn.execute(
+                text("UPDATE uniqc_store_alembic_version SET version_num = :next"),
+                {"next": f"{CURRENT_SCHEMA_VERSION + 1:04d}"},
+            )
+        with pytest.raises(SchemaTooNewError, match=f"schema version {CURRENT_SCHEMA_VERSION + 1}"):
             TaskStore(url=url)
         engine.dispose()
 
