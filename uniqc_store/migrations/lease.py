@@ -41,6 +41,10 @@ log = logging.getLogger(__name__)
 #: (on Galera a duplicate key inserted on two nodes at once is a deadlock, 1213).
 _CONFLICT_ERRNOS = {1062, 1213}
 _CONFLICT_SQLSTATES = {"23505", "40001", "40P01"}
+#: MariaDB's "table ... was skipped since its definition is being modified by concurrent
+#: DDL statement": a look-up of the table (``checkfirst``) while another node's CREATE of
+#: it is being applied here (Galera replicates DDL in total order, not in our transaction).
+_DDL_IN_FLIGHT_ERRNO = 1684
 
 lease_table = Table(
     MIGRATION_LOCK_TABLE,
@@ -77,7 +81,8 @@ def create_lease_table(conn: Connection) -> None:
     """The lease table, if missing (two deployers creating it at once is fine).
 
     On Galera a node's DDL aborts the transactions of other nodes that touch the
-    same name (1213, a certification conflict): that is worth another try too.
+    same name (1213, a certification conflict), and a look-up of the table while that
+    DDL is applied here fails (1684): both are worth another try too.
     """
     for attempt in range(8):
         try:
@@ -86,7 +91,11 @@ def create_lease_table(conn: Connection) -> None:
             return
         except DBAPIError as exc:  # created by another at that moment, or aborted by its DDL
             conn.rollback()
-            if not (isinstance(exc, (IntegrityError, ProgrammingError)) or _is_conflict(exc)):
+            if not (
+                isinstance(exc, (IntegrityError, ProgrammingError))
+                or _is_conflict(exc)
+                or errno_of(exc) == _DDL_IN_FLIGHT_ERRNO
+            ):
                 raise
             if attempt == 7:
                 raise StoreError(f"cannot create the migration lock table: {exc.orig}") from exc
