@@ -65,7 +65,7 @@ def _analyze(store: TaskStore) -> None:
         "mariadb": ["ANALYZE TABLE tasks", "ANALYZE TABLE task_shards"],
         "sqlite": ["ANALYZE"],
     }[store.dialect]
-    with store.reading() as conn:
+    with store.transaction() as conn:  # committed: a read unit's rollback undoes ANALYZE
         for sql in statements:
             conn.exec_driver_sql(sql)
 
