@@ -51,3 +51,18 @@ def test_a_sqlstate_class_marks_a_whole_kind_unavailable() -> None:
     assert POSTGRESQL.is_unavailable("08006") and POSTGRESQL.is_unavailable("25006")
     assert not POSTGRESQL.is_unavailable("23505") and not POSTGRESQL.is_unavailable(None)
     assert SQLITE.is_unavailable(11) and not SQLITE.is_unavailable(5)
+
+
+def test_a_trigger_reloading_on_galera_asks_for_retry_but_other_syntax_errors_do_not() -> None:
+    """MariaDB's error as pymysql raises it (seen in the Galera soak): 1064 with the
+    trigger text is run again; a 1064 of a real syntax error is not."""
+    import pymysql
+
+    reloading = pymysql.err.ProgrammingError(
+        1064, "Unknown trigger has an error in its body: 'Query was empty'"
+    )
+    syntax = pymysql.err.ProgrammingError(1064, "You have an error in your SQL syntax")
+    assert MYSQL.asks_for_retry(reloading)
+    assert not MYSQL.asks_for_retry(syntax)
+    assert MYSQL.asks_for_retry(pymysql.err.OperationalError(1213, "Deadlock found"))
+    assert not POSTGRESQL.asks_for_retry(reloading)

@@ -173,8 +173,7 @@ def _commit_hook() -> None:
 def is_transient(exc: DBAPIError, backend: str) -> bool:
     """Whether the server aborted the transaction and asks for it to run again
     (deadlock, serialization failure: ``Family.retry``)."""
-    family = family_of(backend)
-    return family.code_of(exc.orig) in family.retry
+    return family_of(backend).asks_for_retry(exc.orig)
 
 
 class Transaction:
