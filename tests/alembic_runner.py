@@ -94,3 +94,17 @@ def _logging_restored() -> Iterator[None]:
         for logger in logging.Logger.manager.loggerDict.values():
             if isinstance(logger, logging.Logger) and logger not in loggers:
                 logger.setLevel(logging.NOTSET)  # made by fileConfig (``alembic`` at INFO)
+
+
+def offline_upgrade(url: str, revisions: str) -> tuple[str, list[str]]:
+    """What ``alembic upgrade <revisions> --sql`` prints for ``url``: the whole text, and
+    its statements without comments, transaction lines and PRAGMAs (a revision that
+    changes nothing on that engine leaves only its version stamp there)."""
+    up = run_alembic("-x", f"url={url}", "upgrade", revisions, "--sql")
+    assert up.returncode == 0, up.stderr
+    statements = [
+        line
+        for line in up.stdout.splitlines()
+        if line.strip() and not line.startswith(("--", "BEGIN", "COMMIT", "PRAGMA"))
+    ]
+    return up.stdout, statements

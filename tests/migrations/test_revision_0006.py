@@ -16,7 +16,7 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.exc import CompileError
 from sqlalchemy.schema import CreateTable
 
-from tests.alembic_runner import run_alembic
+from tests.alembic_runner import offline_upgrade, run_alembic
 from uniqc_store import StoreError, TaskInfo, TaskShard, TaskStore
 from uniqc_store.cli.commands import main
 from uniqc_store.db.engine import create_store_engine
@@ -370,16 +370,10 @@ def test_0006_as_sql_for_mysql_8_and_mariadb(url: str, collation: str) -> None:
 
 @pytest.mark.parametrize("url", ["sqlite:///x.sqlite", "postgresql+psycopg://u@127.0.0.1/db"])
 def test_0006_changes_nothing_on_sqlite_and_postgresql(url: str) -> None:
-    up = run_alembic("-x", f"url={url}", "upgrade", "0005:0006", "--sql")
-    assert up.returncode == 0, up.stderr
-    statements = [
-        line
-        for line in up.stdout.splitlines()
-        if line.strip() and not line.startswith(("--", "BEGIN", "COMMIT", "PRAGMA"))
-    ]
+    sql, statements = offline_upgrade(url, "0005:0006")
     assert statements == [
         "UPDATE uniqc_store_alembic_version SET version_num='0006' "
         "WHERE uniqc_store_alembic_version.version_num = '0005';"
     ]
     if url.startswith("sqlite"):  # the revision id is the schema version here too
-        assert "PRAGMA user_version = 6;" in up.stdout
+        assert "PRAGMA user_version = 6;" in sql

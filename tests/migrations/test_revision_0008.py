@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import URL, Connection, Engine, text
 from sqlalchemy.dialects import postgresql
 
-from tests.alembic_runner import run_alembic
+from tests.alembic_runner import offline_upgrade, run_alembic
 from tests.conftest import server_url
 from tests.db.test_engines import schema_facts
 from uniqc_store import TaskInfo, TaskShard, TaskStore
@@ -201,19 +201,13 @@ def test_0008_sql_on_each_engine() -> None:
     assert 'ALTER COLUMN task_id TYPE TEXT COLLATE pg_catalog."default"' in down.stdout
     assert 'COLLATE "C"' not in down.stdout
     for url in ("sqlite:///x.sqlite", "mariadb+pymysql://u@127.0.0.1/db"):
-        up = run_alembic("-x", f"url={url}", "upgrade", "0007:0008", "--sql")
-        assert up.returncode == 0, up.stderr
-        statements = [
-            line
-            for line in up.stdout.splitlines()
-            if line.strip() and not line.startswith(("--", "BEGIN", "COMMIT", "PRAGMA"))
-        ]
+        sql, statements = offline_upgrade(url, "0007:0008")
         assert statements == [
             "UPDATE uniqc_store_alembic_version SET version_num='0008' "
             "WHERE uniqc_store_alembic_version.version_num = '0007';"
         ]
         if url.startswith("sqlite"):
-            assert "PRAGMA user_version = 8;" in up.stdout
+            assert "PRAGMA user_version = 8;" in sql
 
 
 @pytest.fixture
