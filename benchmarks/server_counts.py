@@ -22,11 +22,12 @@ The scratch databases are dropped at the end (``uniqc_scale_<random>``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from sqlalchemy import URL, text
@@ -55,16 +56,22 @@ def _drop_triggers(url: URL) -> None:
     engine.dispose()
 
 
+@contextlib.contextmanager
+def _with_and_without_counters(url: URL) -> Iterator[dict[str, URL]]:
+    """Two scratch databases at head, ``"counters"`` and ``"no counters"`` (0009's
+    triggers dropped), dropped after."""
+    with server_scratch(url) as with_url, server_scratch(url) as without_url:
+        for scratch in (with_url, without_url):
+            TaskStore(url=scratch, auto_migrate=True).close()
+        _drop_triggers(without_url)
+        yield {"counters": with_url, "no counters": without_url}
+
+
 def save_cost(url: URL, calls: int, rounds: int) -> dict[str, Any]:
     """Median per-call wall time of ``save`` with and without 0009's triggers."""
     samples: dict[tuple[str, str], list[float]] = {}
-    with server_scratch(url) as with_url, server_scratch(url) as without_url:
-        stores = {}
-        for name, scratch in (("counters", with_url), ("no counters", without_url)):
-            TaskStore(url=scratch, auto_migrate=True).close()
-            if name == "no counters":
-                _drop_triggers(scratch)
-            stores[name] = TaskStore(url=scratch)
+    with _with_and_without_counters(url) as scratches:
+        stores = {name: TaskStore(url=scratch) for name, scratch in scratches.items()}
         assert stores["counters"]._counters and not stores["no counters"]._counters
         try:
             sides = list(stores.items())
@@ -109,13 +116,8 @@ def statement_cost(url: URL, calls: int, rounds: int) -> dict[str, Any]:
     """Median wall time of one upsert statement (a new task; a status change) inside a
     held transaction, rolled back: the triggers' own server work, without the COMMIT."""
     samples: dict[tuple[str, str], list[float]] = {}
-    with server_scratch(url) as with_url, server_scratch(url) as without_url:
-        engines = {}
-        for name, scratch in (("counters", with_url), ("no counters", without_url)):
-            TaskStore(url=scratch, auto_migrate=True).close()
-            if name == "no counters":
-                _drop_triggers(scratch)
-            engines[name] = create_store_engine(scratch)
+    with _with_and_without_counters(url) as scratches:
+        engines = {name: create_store_engine(scratch) for name, scratch in scratches.items()}
         sql = text(_upsert(url.get_backend_name() == "postgresql"))
         for r in range(rounds):
             for name, engine in engines.items() if r % 2 == 0 else reversed(engines.items()):
