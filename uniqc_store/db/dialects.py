@@ -37,8 +37,12 @@ class Family:
     unavailable_classes: tuple[str, ...] = ()
     #: A statement larger than the server takes.
     too_large: frozenset[int | str] = frozenset()
-    #: The server hung up on the statement (for a write: probably too large).
+    #: The server hung up on the statement (for a write of ``hung_up_large_bytes`` or
+    #: more: probably too large; for a smaller one: the connection was lost).
     hung_up: frozenset[int | str] = frozenset()
+    #: The size of a statement's parameters from which a hang-up on it is read as the
+    #: server refusing its size (the smallest limit a server plausibly runs with).
+    hung_up_large_bytes: int = 0
     #: (code, text in its message) of errors that also ask for another run, where the
     #: code alone means something permanent.
     retry_when: tuple[tuple[int | str, str], ...] = ()
@@ -96,6 +100,11 @@ MYSQL = Family(
     unavailable=frozenset({1044, 1045, 1049, 1290, 2002, 2003, 2005, 2006, 2013, 1021, 1114}),
     too_large=frozenset({1153, 1301}),
     hung_up=frozenset({2006, 2013}),
+    # 1 MiB: the smallest default max_allowed_packet any MySQL or MariaDB release
+    # shipped (MySQL up to 5.6.5; MySQL 5.7: 4 MiB, 8.0: 64 MiB; MariaDB 10.2.4+: 16 MiB).
+    # A write smaller than that was not refused for its size unless the server was
+    # configured lower: its hang-up is a lost connection (a KILL, a restart, a network).
+    hung_up_large_bytes=1024 * 1024,
     # MariaDB Galera: a statement that fires a trigger while the node reloads the table's
     # triggers fails as a syntax error (1064) with this text; nothing was done, and the
     # same statement runs a moment later (seen once in the Galera soak, after 0009).
