@@ -46,6 +46,9 @@ class Family:
     #: (code, text in its message) of errors that also ask for another run, where the
     #: code alone means something permanent.
     retry_when: tuple[tuple[int | str, str], ...] = ()
+    #: A CREATE (or its look-up of the table) that met another connection's creation of
+    #: the same table: it is there now, or is being made; look again.
+    ddl_race: frozenset[int | str] = frozenset()
 
     def asks_for_retry(self, orig: BaseException | None) -> bool:
         """Whether the server aborted the transaction and asks for it to run again."""
@@ -53,6 +56,10 @@ class Family:
         if code in self.retry:
             return True
         return any(code == c and text in str(orig) for c, text in self.retry_when)
+
+    def lost_ddl_race(self, orig: BaseException | None) -> bool:
+        """Whether a CREATE met another connection's creation of the same table."""
+        return self.code_of(orig) in self.ddl_race
 
     def code_of(self, orig: BaseException | None) -> int | str | None:
         """The family's code of a driver exception, or None if it carries none."""
@@ -89,6 +96,9 @@ POSTGRESQL = Family(
     busy=frozenset({"40001", "40P01", "55P03", "57014"}),  # + lock not available, cancelled
     unavailable=frozenset({"25006"}),  # read-only transaction
     unavailable_classes=("08", "53", "57", "58", "28", "3D", "XX"),
+    # 42P07: duplicate table; 23505: two CREATE TABLE IF NOT EXISTS at once collide
+    # on the catalog's unique index of type names (the other one commits first).
+    ddl_race=frozenset({"42P07", "23505"}),
 )
 MYSQL = Family(
     name="mysql",
@@ -109,6 +119,11 @@ MYSQL = Family(
     # triggers fails as a syntax error (1064) with this text; nothing was done, and the
     # same statement runs a moment later (seen once in the Galera soak, after 0009).
     retry_when=((1064, "Unknown trigger has an error in its body"),),
+    # 1050: table already exists (another deployer's CREATE won: on Galera, another
+    # node's, applied here in total order between our look-up and our CREATE); 1684:
+    # "was skipped since its definition is being modified by concurrent DDL statement",
+    # a look-up of the table while another node's CREATE of it is applied here.
+    ddl_race=frozenset({1050, 1684}),
 )
 FAMILIES = (SQLITE, POSTGRESQL, MYSQL)
 
