@@ -113,6 +113,8 @@ MYSQL = Family(
     "WHERE table_schema = DATABASE()",
 )
 FAMILIES = (SQLITE, POSTGRESQL, MYSQL)
+#: The dialect names of the families that run on a server (not a file).
+SERVER_BACKENDS = POSTGRESQL.backends | MYSQL.backends
 
 
 def family_of(backend: str) -> Family:
