@@ -6,6 +6,9 @@ the database is busy, unreachable, or that a statement was too large. Code
 that must branch on the engine asks :func:`family_of` instead of comparing
 dialect names (MariaDB is the MySQL family under its own dialect name).
 
+Besides errors it holds the family's SQL that callers above the executor
+would otherwise write per dialect (the database's size, for ``stats``).
+
 The column types (``schema/types.py``) keep their own per-dialect compile
 hooks, since the schema sits below this layer.
 """
@@ -49,6 +52,9 @@ class Family:
     #: A CREATE (or its look-up of the table) that met another connection's creation of
     #: the same table: it is there now, or is being made; look again.
     ddl_race: frozenset[int | str] = frozenset()
+    #: The bytes the store's tables and indexes take on the server (one value, or NULL);
+    #: None where the database is a file, whose size is read from the file system.
+    size_sql: str | None = None
 
     def asks_for_retry(self, orig: BaseException | None) -> bool:
         """Whether the server aborted the transaction and asks for it to run again."""
@@ -99,6 +105,9 @@ POSTGRESQL = Family(
     # 42P07: duplicate table; 23505: two CREATE TABLE IF NOT EXISTS at once collide
     # on the catalog's unique index of type names (the other one commits first).
     ddl_race=frozenset({"42P07", "23505"}),
+    size_sql="SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c "
+    "WHERE c.relname IN ('tasks', 'archived_tasks', 'task_shards', 'archived_task_shards') "
+    "AND pg_table_is_visible(c.oid)",
 )
 MYSQL = Family(
     name="mysql",
@@ -124,8 +133,12 @@ MYSQL = Family(
     # "was skipped since its definition is being modified by concurrent DDL statement",
     # a look-up of the table while another node's CREATE of it is applied here.
     ddl_race=frozenset({1050, 1684}),
+    size_sql="SELECT sum(data_length + index_length) FROM information_schema.tables "
+    "WHERE table_schema = DATABASE()",
 )
 FAMILIES = (SQLITE, POSTGRESQL, MYSQL)
+#: The dialect names of the families that run on a server (not a file).
+SERVER_BACKENDS = POSTGRESQL.backends | MYSQL.backends
 
 
 def family_of(backend: str) -> Family:
