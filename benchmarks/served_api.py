@@ -29,7 +29,7 @@ whose URL is given (``--postgres`` / ``--mysql``, default
 created and dropped here.
 
     python -m benchmarks.served_api [--seconds 15] [--repeats 2] [--sse 200] [--rest 40]
-        [--engines sqlite,postgresql,mysql] [--json out.json]
+        [--engines sqlite,postgresql,mysql] [--stores sync,async] [--json out.json]
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ from collections.abc import Callable, Hashable, Iterator
 from pathlib import Path
 from typing import Any
 
-from fastapi import HTTPException
+from fastapi import FastAPI, HTTPException
 from fastapi.responses import StreamingResponse
 from sqlalchemy import URL, Connection, make_url, text
 
@@ -75,7 +75,7 @@ log = logging.getLogger(__name__)
 # -- the server ---------------------------------------------------------------
 
 
-def build_app(url: URL, variant: str) -> Any:
+def build_app(url: URL, variant: str) -> FastAPI:
     """The app the server process runs: the real one, or the real one with the hot
     routes replaced by async routes over an ``AsyncTaskStore``."""
     store = TaskStore(url=url)
@@ -86,7 +86,7 @@ def build_app(url: URL, variant: str) -> Any:
     return app
 
 
-def _front_routes(app: Any, add: Callable[[], None]) -> None:
+def _front_routes(app: FastAPI, add: Callable[[], None]) -> None:
     """Add routes with the app's own dependencies, then move them in front of the real
     ones (Starlette takes the first route that matches)."""
     before = len(app.router.routes)
@@ -96,7 +96,7 @@ def _front_routes(app: Any, add: Callable[[], None]) -> None:
     app.router.routes[:0] = added
 
 
-def _async_routes(app: Any, store: TaskStore, astore: AsyncTaskStore) -> None:
+def _async_routes(app: FastAPI, store: TaskStore, astore: AsyncTaskStore) -> None:
     feed = _async_feed(store, astore)
     app.state.change_feed = feed  # what close_streams ends
 
@@ -309,15 +309,15 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def _lags(writes: list[float], received: list[list[float]]) -> tuple[list[float], int]:
-    """Per stream and write: the first event read after the commit and before the next
-    write (events with no write of ours before them, the cluster's or MariaDB's second
-    announcement, are not counted); a write with none is missed."""
+    """Per stream and write: the first event read after the commit (a ``change`` says
+    "reload", so one event answers every write before its poll; events with no new
+    write of ours before them, the cluster's or MariaDB's second announcement, answer
+    nothing); a write no event followed by the end of the run is missed."""
     lags: list[float] = []
     missed = 0
-    bounds = [*writes[1:], float("inf")]
     for events in received:
-        for written, following in zip(writes, bounds, strict=False):
-            first = next((t for t in events if written < t <= following), None)
+        for written in writes:
+            first = next((t for t in events if t > written), None)
             if first is None:
                 missed += 1
             else:
@@ -370,6 +370,9 @@ def one_run(
         "errors": figures["errors"],
         "streams_with_events": figures["streams_with_events"],
         "server_cpu": server_cpu,
+        "server_cpu_ms_per_request": 1000 * server_cpu * args.seconds / max(1, len(rest)),
+        "write_times": writes,
+        "received": figures["received"],
         "client_cpu": figures["client_cpu"],
     }
 
@@ -440,15 +443,17 @@ def _row(engine: str, run: dict[str, Any]) -> str:
     return (
         f"{engine:<10} {run['variant']:<5} {run['rest_per_s']:>6.0f} {rest['p50']:>6.1f} "
         f"{rest['p95']:>6.1f} {rest['p99']:>6.1f} {lag['p50']:>6.0f} {lag['p99']:>6.0f} "
-        f"{run['missed']:>4}/{run['writes'] * run['streams_with_events']:<5} "
+        f"{run['missed']:>4}/{run['writes'] * len(run['received']):<5} "
         f"{errors['rest']:>3}/{errors['sse']:<3} {run['server_cpu']:>5.2f} "
-        f"{run['client_cpu']:>5.2f}  {', '.join(f'{x:.2f}' for x in run['load'])}"
+        f"{run['server_cpu_ms_per_request']:>6.2f} {run['client_cpu']:>5.2f}  "
+        + ", ".join(f"{x:.2f}" for x in run["load"])
     )
 
 
 HEADER = (
     f"{'engine':<10} {'store':<5} {'req/s':>6} {'p50':>6} {'p95':>6} {'p99':>6} "
-    f"{'lag50':>6} {'lag99':>6} {'missed':>10} {'err r/s':>7} {'srv':>5} {'cli':>5}  load"
+    f"{'lag50':>6} {'lag99':>6} {'missed':>10} {'err r/s':>7} {'srv':>5} {'ms/req':>6} "
+    f"{'cli':>5}  load"
 )
 
 
@@ -480,6 +485,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rest", type=int, default=40, help="concurrent REST loops")
     parser.add_argument("--tasks", type=int, default=SEED_TASKS, help="tasks in the store")
     parser.add_argument("--engines", default="sqlite,postgresql", help="comma-separated")
+    parser.add_argument("--stores", default="sync,async", help="the servers, comma-separated")
     parser.add_argument("--postgres", help="a sync PostgreSQL URL (a scratch database is made)")
     parser.add_argument("--mysql", help="a sync MySQL/MariaDB URL (a scratch database is made)")
     parser.add_argument("--json", type=Path, help="write the figures here too")
@@ -487,7 +493,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{args.sse} event streams, {args.rest} REST loops, {args.seconds:g} s a run; "
         "REST ms, lag ms (commit to event read), missed writes (stream x write), "
-        "errors REST/SSE, CPU cores of the server and the client"
+        "errors REST/SSE, CPU cores of the server, its CPU ms per REST request, the client's cores"
     )
     print(HEADER, flush=True)
     report: dict[str, list[dict[str, Any]]] = {}
@@ -496,8 +502,8 @@ def main(argv: list[str] | None = None) -> int:
             writer, ids = seed(url, args.tasks)
             try:
                 for repeat in range(args.repeats):
-                    order = ("sync", "async") if repeat % 2 == 0 else ("async", "sync")
-                    for variant in order:
+                    stores = args.stores.split(",")
+                    for variant in stores if repeat % 2 == 0 else stores[::-1]:
                         run = one_run(url, variant, ids, args, writer)
                         report.setdefault(engine, []).append(run)
                         print(_row(engine, run), flush=True)
