@@ -310,6 +310,39 @@ def test_closing_the_feed_ends_every_stream() -> None:
     assert asyncio.run(scenario()) == ["ready", "ended"]
 
 
+def test_listeners_cancelled_as_a_change_is_announced_end() -> None:
+    """A client that disconnects (its stream cancelled) in the same turn of the loop
+    as a change wakes it: its listener ends, cancelled. Under ``asyncio.wait_for``
+    (Python 3.11) the wake-up won and the cancellation was dropped, so the stream
+    of a gone client ran on (and with a Condition, could end in "Lock is not
+    acquired": one traceback per disconnect in benchmarks/served_api.py)."""
+    feed = ChangeFeed(FakeSignal, interval=0.01)
+
+    async def listen_forever() -> None:
+        async for _event in feed.listen(heartbeat=5):
+            pass
+
+    async def scenario() -> list[str]:
+        wrong: list[str] = []
+        for _round in range(20):
+            tasks = [asyncio.ensure_future(listen_forever()) for _ in range(10)]
+            await asyncio.sleep(0.05)  # every listener waits for a change
+            await feed._announce()  # wakes them all ...
+            for task in tasks:
+                task.cancel()  # ... and each client goes before its wake-up runs
+            done, running = await asyncio.wait(tasks, timeout=2)
+            wrong += ["ran on after its cancel"] * len(running)
+            wrong += [repr(t.exception()) for t in done if not t.cancelled()]
+            if running:
+                feed.close()  # end them, so the test fails rather than hangs
+                await asyncio.wait(running, timeout=2)
+                break
+        return wrong
+
+    assert asyncio.run(scenario()) == []
+    assert feed.listeners == 0 and not feed.polling
+
+
 def test_a_closed_tab_stops_the_polling(tmp_path: Path) -> None:
     """Over real HTTP: a stream that ends leaves no listener, no poller, no connection."""
     store = TaskStore(cache_dir=tmp_path)

@@ -134,7 +134,7 @@ class ChangeFeed:
         self._interval = interval
         self.generation = 0
         self._listeners = 0
-        self._changed: asyncio.Condition | None = None
+        self._changed: asyncio.Event | None = None
         self._poller: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._primed = asyncio.Event()
@@ -182,15 +182,21 @@ class ChangeFeed:
     async def _moved_past(self, seen: int, timeout: float) -> bool:
         """Whether the generation moves past ``seen`` within ``timeout`` seconds.
 
-        The lock is released before returning, so a slow client never holds it.
+        A listener is cancelled when its client goes, often in the same turn of
+        the loop as a change wakes it. ``asyncio.wait_for`` (before Python 3.12)
+        returns the woken result and drops that cancellation, so the stream of a
+        gone client would run on; with a ``Condition`` it could also end in "Lock
+        is not acquired". ``asyncio.wait`` never drops a cancellation, and the
+        generation's event holds no lock to leave behind.
         """
-        changed = self._condition()
-        async with changed:
-            try:
-                await asyncio.wait_for(changed.wait_for(self._since(seen)), timeout)
-            except asyncio.TimeoutError:
-                return False
-        return True
+        if self.generation != seen:
+            return True
+        waiter = asyncio.ensure_future(self._next_change().wait())
+        try:
+            await asyncio.wait((waiter,), timeout=timeout)
+        finally:
+            waiter.cancel()
+        return self.generation != seen
 
     def close(self) -> None:
         """End every listener (callable from a signal handler or another thread)."""
@@ -198,12 +204,10 @@ class ChangeFeed:
         if self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(lambda: asyncio.ensure_future(self._announce()))
 
-    def _since(self, seen: int) -> Callable[[], bool]:
-        return lambda: self.generation != seen
-
-    def _condition(self) -> asyncio.Condition:
+    def _next_change(self) -> asyncio.Event:
+        """The event the next change sets (made in the running loop, on first use)."""
         if self._changed is None:
-            self._changed = asyncio.Condition()
+            self._changed = asyncio.Event()
         return self._changed
 
     async def _poll(self, primed: asyncio.Event) -> None:
@@ -228,7 +232,8 @@ class ChangeFeed:
             await anyio.to_thread.run_sync(signal.close)
 
     async def _announce(self) -> None:
-        changed = self._condition()
-        async with changed:
-            self.generation += 1
-            changed.notify_all()
+        """A new generation: wake everyone waiting on the last one."""
+        self.generation += 1
+        woken, self._changed = self._changed, None
+        if woken is not None:
+            woken.set()
