@@ -143,8 +143,8 @@ class TaskStore:
             runner as migrations,  # imports Alembic: only when a migration runs
         )
 
-        with self._executor.exclusive():
-            self._executor.close()
+        with self._executor.translating(), self._executor.exclusive():  # Alembic's own
+            self._executor.close()  # connections: the boundary's block, beside the units
             migrations.upgrade(self.engine, revision, timeouts=self._executor.timeouts)
         self._counters = self._executor.read(counts.counters_present)
 
