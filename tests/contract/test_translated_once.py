@@ -147,6 +147,7 @@ def _exported() -> list[str]:
         transfer.export_jsonl(other, out)
     return out.getvalue().splitlines()
 
+
 #: Every public method (by name) and edge, with good arguments: each touches the database.
 TOUCHING: dict[str, Callable[[TaskStore], Any]] = {
     "save": lambda s: s.save(_task("uqt_1")),
