@@ -1,9 +1,10 @@
 """``python -m benchmarks.metrics_cost``: what the per-call metrics cost a SQLite ``get``.
 
-Every public call goes through ``translation.translated``, which turns database
-errors into the store's own and records the call (two ``perf_counter()`` reads
-and ``Metrics.record``). This script times ``get`` on a warm SQLite file with
-that wrapper (``metrics``) and with a wrapper that only translates (``bare``),
+Every public call goes through ``metrics.count_calls``'s wrapper, which records
+the call (two ``perf_counter()`` reads and ``Metrics.record``); the executor
+translates database errors below it. This script times ``get`` on a warm SQLite
+file with that wrapper (``metrics``) and with a wrapper that only translates, as
+the one before metrics did (``bare``),
 round by round in one process. On a shared machine wall-clock figures move more
 than the difference, so it can also run one side alone under valgrind, whose
 instruction counts do not depend on the load:

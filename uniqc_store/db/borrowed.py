@@ -122,20 +122,22 @@ class BorrowedExecutor(Executor):
 
     @contextlib.contextmanager
     def _statements(self) -> Iterator[None]:
-        """Run on the lent connection; a transient error is "retry your whole transaction"."""
+        """Run on the lent connection; a transient error is "retry your whole transaction",
+        any other database error the store's own (the executor's boundary)."""
         if not self._open:
             raise StoreError(_ENDED)
         if self._doomed:
             raise DatabaseBusyError(_DOOMED)
-        try:
-            with door.inside(_DOOR):
-                yield
-        except DBAPIError as exc:
-            if not is_transient(exc, self.engine.dialect.name):
-                raise
-            self._doomed = True
-            why = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
-            raise DatabaseBusyError(_RETRY_WHOLE.format(why=why)) from exc
+        with self.translating():  # the boundary, as on the store's own units
+            try:
+                with door.inside(_DOOR):
+                    yield
+            except DBAPIError as exc:
+                if not is_transient(exc, self.engine.dialect.name):
+                    raise
+                self._doomed = True
+                why = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+                raise DatabaseBusyError(_RETRY_WHOLE.format(why=why)) from exc
 
     # -- the units, on the lent connection ------------------------------------
 

@@ -13,6 +13,10 @@ the package's tools and for applications. Nothing else begins, commits or
 rolls back, and ``door.py`` checks at run time that nothing in the package
 connects beside these units.
 
+These units are also the one error boundary: a database exception leaves
+each of them as the store's own (``translation.Translating``), so every read
+and write is covered once, and the repository above carries no wrapper.
+
 Statements run through SQLAlchemy's execution, so ``echo``, cursor events and
 tracing see them. On a held SQLite connection, while nothing watches the
 engine, a whole transaction (or a read) may take the direct path instead
@@ -67,7 +71,7 @@ from uniqc_store.db.metrics import (
     pool_figures,
 )
 from uniqc_store.db.sqlite import checkpoint
-from uniqc_store.db.translation import store_error
+from uniqc_store.db.translation import Translating, store_error
 from uniqc_store.errors import DatabaseUnavailableError, StoreError
 from uniqc_store.timeouts import DEFAULT_TIMEOUTS, Timeouts
 
@@ -302,19 +306,22 @@ class Executor:
         values = params or {}
         self._not_nested()
         source = self.source
-        if not isinstance(source, HeldConnection):
-            return self._retrying(lambda: self._fetch_pooled(stmt, values))
-        assert self._drivers is not None
-        form = self._drivers.get(stmt)
-        with source.unit() as conn:
-            # nobody watching (the unit's entry re-made the connection if the engine's
-            # echo had changed, so ``source.echoes`` is the engine's): the direct path
-            if form is not None and not (source.echoes or direct.listening(self.engine)):
-                return direct.execute(conn, form, values)[1]
-            try:
-                return list(conn.execute(stmt, values).all())
-            finally:
-                conn.rollback()  # ends the autobegun transaction; no BEGIN was sent
+        try:  # the boundary (``translating``), inline: free on Python 3.11 until it raises
+            if not isinstance(source, HeldConnection):
+                return self._retrying(lambda: self._fetch_pooled(stmt, values))
+            assert self._drivers is not None
+            form = self._drivers.get(stmt)
+            with source.unit() as conn:
+                # nobody watching (the unit's entry re-made the connection if the engine's
+                # echo had changed, so ``source.echoes`` is the engine's): the direct path
+                if form is not None and not (source.echoes or direct.listening(self.engine)):
+                    return direct.execute(conn, form, values)[1]
+                try:
+                    return list(conn.execute(stmt, values).all())
+                finally:
+                    conn.rollback()  # ends the autobegun transaction; no BEGIN was sent
+        except SQLAlchemyError as exc:
+            raise store_error(exc, self.engine.url) from exc
 
     def _fetch_pooled(self, stmt: Executable, params: Mapping[str, Any]) -> list[Row]:
         """One read statement on a pooled connection. On PostgreSQL it runs in
@@ -364,9 +371,10 @@ class Executor:
             with self._read_unit(snapshot) as conn:
                 return work(conn)
 
-        if isinstance(self.source, HeldConnection):
-            return once()
-        return self._retrying(once)
+        with self.translating():
+            if isinstance(self.source, HeldConnection):
+                return once()
+            return self._retrying(once)
 
     @contextlib.contextmanager
     def _read_unit(self, snapshot: bool) -> Iterator[Connection]:
@@ -407,7 +415,7 @@ class Executor:
             with self._write_attempt(deadline) as tx:
                 return work(tx)
 
-        with self._write_unit():
+        with self.translating(), self._write_unit():
             return self._retrying(once, deadline)
 
     @contextlib.contextmanager
@@ -464,6 +472,8 @@ class Executor:
             finally:
                 leave(lock, door_token)
             return result
+        except SQLAlchemyError as exc:  # the boundary, inline as in ``fetch``
+            raise store_error(exc, self.engine.url) from exc
         finally:
             _writing.reset(token)
 
@@ -504,7 +514,10 @@ class Executor:
         if self._autocommit:
             self._not_nested()
             deadline = self._deadline()
-            return self._retrying(lambda: self._run_autocommit(stmt, params, deadline), deadline)
+            with self.translating():
+                return self._retrying(
+                    lambda: self._run_autocommit(stmt, params, deadline), deadline
+                )
         if self._drivers is None:  # a server without autocommit (MySQL)
             return self.write(lambda tx: tx.run(stmt, params))
         # whether anybody watches is asked once, inside the unit (``_write_held``)
@@ -606,13 +619,12 @@ class Executor:
                 _pause.get()(pause)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    @contextlib.contextmanager
-    def translating(self) -> Iterator[None]:
-        """Database errors raised in the block become the store's own (``translation``)."""
-        try:
-            yield
-        except SQLAlchemyError as exc:
-            raise store_error(exc, self.engine.url) from exc
+    def translating(self) -> Translating:
+        """The boundary as a ``with`` block: database errors raised in it leave as the
+        store's own (``translation``). Every unit of work this executor runs is inside
+        it (``fetch`` and ``_write_held`` spell it inline, on the hot path); code that
+        runs SQL beside a unit (a ``using()`` connection's check) uses it too."""
+        return Translating(self.engine.url)
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -631,13 +643,13 @@ class Executor:
         """On SQLite, ``PRAGMA wal_checkpoint(PASSIVE)`` now (after a large write made of
         several units); best effort, never waits."""
         if isinstance(self.source, HeldConnection):
-            with self.source.unit() as conn:
+            with self.translating(), self.source.unit() as conn:
                 checkpoint(conn, "PASSIVE", self.busy_timeout_ms)
 
     def ensure_statistics(self) -> None:
         """On open: a SQLite file holding rows but no statistics gets them."""
         if isinstance(self.source, HeldConnection):
-            with self.source.unit() as conn:
+            with self.translating(), self.source.unit() as conn:
                 sqlite_statistics.refresh(conn, self.busy_timeout_ms, optimize=False)
 
     def close(self) -> None:
@@ -645,14 +657,15 @@ class Executor:
         and emptying the ``-wal`` file if no other connection is reading it.
 
         Another store on the same engine opens it again on its next call."""
-        if isinstance(self.source, HeldConnection):
-            with self.source.lock:
-                held = self.source.peek()
-                if held is not None:
-                    with contextlib.suppress(DBAPIError):
-                        sqlite_statistics.refresh(held, self.busy_timeout_ms, optimize=True)
-                        checkpoint(held, "TRUNCATE", self.busy_timeout_ms)
-        self.source.close()
+        with self.translating():
+            if isinstance(self.source, HeldConnection):
+                with self.source.lock:
+                    held = self.source.peek()
+                    if held is not None:
+                        with contextlib.suppress(DBAPIError):
+                            sqlite_statistics.refresh(held, self.busy_timeout_ms, optimize=True)
+                            checkpoint(held, "TRUNCATE", self.busy_timeout_ms)
+            self.source.close()
 
 
 def _roll_back_direct(conn: Connection) -> None:

@@ -3,9 +3,10 @@
 One :class:`Metrics` per executor, that is per engine: the stores sharing an
 engine share its executor, its lock, its pool and its retries, so they share
 its figures too (figures per store could not split the pool, the retries or
-the waits between them). The repository's edge (``translation.translated``)
-records every public call: its operation name, how long it took, and the class
-of the exception it ended with, if any; the executor records retries and the
+the waits between them). The repository's edge (:func:`count_calls`, applied
+once to the store's class) records every public call: its operation name, how
+long it took, and the class of the exception it ended with, if any (errors are
+already the store's: the executor translated them); the executor records retries and the
 connection sources record waits. Nothing here needs prometheus-client: the API's
 ``/metrics`` is a collector reading :meth:`Metrics.snapshot`.
 
@@ -15,10 +16,16 @@ under a microsecond; "Metrics" in docs/production.md has the measured figures).
 
 from __future__ import annotations
 
+import functools
+import inspect
 import threading
 from bisect import bisect_left
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from time import perf_counter
+from typing import Any, TypeVar
+
+C = TypeVar("C", bound=type)
 
 #: Upper bounds (seconds) of the latency buckets; a last, unbounded bucket follows.
 #: Finer than Prometheus's defaults at the low end: a SQLite ``get`` takes ~15 us.
@@ -214,3 +221,74 @@ def pool_exhausted(pool: Any) -> bool:
     if not isinstance(max_overflow, int) or max_overflow < 0 or not hasattr(pool, "checkedin"):
         return False
     return bool(pool.checkedin() == 0 and pool.checkedout() >= pool.size() + max_overflow)
+
+
+def count_calls(*not_counted: str, units: tuple[str, ...] = ()) -> Callable[[C], C]:
+    """A class decorator: every public method of the class (but ``not_counted``), and
+    the package's own ``units`` (``_read`` as ``read``), counted through the instance's
+    ``_record`` (its executor's ``Metrics.record``, bound once: one lookup per call).
+
+    Applied once to the class rather than per method, so a method added later is
+    counted without anyone remembering to; properties and static methods are not
+    calls on the database and are left alone.
+    """
+
+    def decorate(cls: C) -> C:
+        for name, member in list(vars(cls).items()):
+            public = not name.startswith("_") and name not in not_counted
+            if inspect.isfunction(member) and (public or name in units):
+                setattr(cls, name, _counted(member, name.lstrip("_")))
+        return cls
+
+    return decorate
+
+
+def _counted(method: Callable[..., Any], name: str) -> Callable[..., Any]:
+    """``method`` timed and counted as ``name``; a failed call under its exception's class."""
+    if inspect.isgeneratorfunction(method):
+        return _counted_walk(method, name)
+
+    @functools.wraps(method)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        started = perf_counter()
+        try:
+            result = method(self, *args, **kwargs)
+        except BaseException as exc:
+            self._record(name, perf_counter() - started, type(exc).__name__)
+            raise
+        self._record(name, perf_counter() - started)
+        return result
+
+    return wrapper
+
+
+def _counted_walk(
+    method: Callable[..., Generator[Any, None, None]], name: str
+) -> Callable[..., Iterator[Any]]:
+    """The same for a generator: its time is the time spent inside it (not the caller's
+    between items); a walk the caller stops early is no error."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        walk = method(self, *args, **kwargs)
+        spent, error = 0.0, None
+        try:
+            while True:
+                started = perf_counter()
+                try:
+                    item = next(walk)
+                except StopIteration:
+                    return
+                finally:
+                    spent += perf_counter() - started
+                yield item
+        except GeneratorExit:
+            walk.close()
+            raise
+        except BaseException as exc:
+            error = type(exc).__name__
+            raise
+        finally:
+            self._record(name, spent, error)
+
+    return wrapper

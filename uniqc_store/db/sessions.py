@@ -77,10 +77,9 @@ class _StatementsThroughTheDoor:
             return None  # a loader's statement inside ours: it runs in our unit
         if state.is_insert or state.is_update or state.is_delete:
             raise StoreError(_WRITES_REFUSED)
-        with self._executor.translating():
-            frozen: FrozenResult[Any] = self._run(
-                lambda: self._executor.read(lambda conn: _run(state, conn))
-            )
+        frozen: FrozenResult[Any] = self._run(  # errors: the read unit's, translated
+            lambda: self._executor.read(lambda conn: _run(state, conn))
+        )
         return frozen()
 
     def __repr__(self) -> str:

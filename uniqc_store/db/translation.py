@@ -1,8 +1,13 @@
 """Database errors translated into the store's own, in one place.
 
-Every public method of the repository runs inside :func:`translated`, so no
-SQLAlchemy or driver exception leaves it; what each family's codes mean is in
-``dialects.py``: a busy database becomes
+Translated once, at the executor's boundary: every unit of work it runs (its
+``fetch``, ``read``, ``write``, ``write_one`` and the ``reading()`` /
+``transaction()`` blocks) turns a database exception into the store's own on
+its way out (:class:`Translating`; the hot entry points spell the same
+``except`` inline), so no SQLAlchemy or driver exception leaves a public call;
+the few places that run SQL beside a unit (a ``using()`` connection check, the
+pytest plugin's connection) wrap it in the same block. What each family's codes
+mean is in ``dialects.py``: a busy database becomes
 ``DatabaseBusyError``, an unreachable, dropped, read-only, full or corrupt
 one ``DatabaseUnavailableError``, an oversized MySQL statement
 ``PayloadTooLargeError``, anything else ``StoreError``; the original is always
@@ -12,11 +17,8 @@ password hidden, never the statement's parameters.
 
 from __future__ import annotations
 
-import functools
-import inspect
-from collections.abc import Callable, Generator, Iterator, Mapping
-from time import perf_counter
-from typing import Any, TypeVar, cast
+from collections.abc import Mapping
+from typing import Any
 
 from sqlalchemy import URL
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
@@ -30,8 +32,6 @@ from uniqc_store.errors import (
     PayloadTooLargeError,
     StoreError,
 )
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _first_line(exc: BaseException) -> str:
@@ -116,68 +116,27 @@ def store_error(exc: SQLAlchemyError, url: URL) -> StoreError:
     return kind(f"the task database at {redact(url)} failed: {_first_line(cause)}; {_ADVICE[kind]}")
 
 
-def translated(method: F) -> F:
-    """Run a repository method with database errors turned into the store's own, and
-    count the call in the executor's metrics (``metrics.py``) through the instance's
-    ``_record`` (its executor's ``Metrics.record``, bound once: one lookup per call).
+class Translating:
+    """The executor's error boundary as a ``with`` block (advanced-alchemy's
+    ``wrap_sqlalchemy_exception``): a database exception raised in the block leaves
+    it as the store's own, ``from`` the original. A class, not a generator-based
+    context manager: entering and leaving cost two plain calls."""
 
-    The operation is the method's name (``save``, ``get``; the package's own
-    units ``_read``, ``_write``, ``_locate`` as ``read``, ``write``, ``locate``);
-    a failed call is counted under the class of the exception that left it.
-    """
-    name = method.__name__.lstrip("_")
-    if inspect.isgeneratorfunction(method):
-        return cast(F, _translated_generator(method, name))
+    __slots__ = ("_url",)
 
-    @functools.wraps(method)
-    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-        started = perf_counter()
-        try:
-            result = method(self, *args, **kwargs)
-        except SQLAlchemyError as exc:
-            error = store_error(exc, self.url)
-            self._record(name, perf_counter() - started, type(error).__name__)
-            raise error from exc
-        except BaseException as exc:
-            self._record(name, perf_counter() - started, type(exc).__name__)
-            raise
-        self._record(name, perf_counter() - started)
-        return result
+    def __init__(self, url: URL) -> None:
+        self._url = url
 
-    return cast(F, wrapper)
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, exc: BaseException | None, _tb: object) -> None:
+        if isinstance(exc, SQLAlchemyError):
+            raise store_error(exc, self._url) from exc
 
 
-def _translated_generator(
-    method: Callable[..., Generator[Any, None, None]], name: str
-) -> Callable[..., Iterator[Any]]:
-    """The same for a generator: its time is the time spent inside it (not the caller's
-    between items); a walk the caller stops early is no error."""
-
-    @functools.wraps(method)
-    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Iterator[Any]:
-        walk = method(self, *args, **kwargs)
-        spent, error = 0.0, None
-        try:
-            while True:
-                started = perf_counter()
-                try:
-                    item = next(walk)
-                except StopIteration:
-                    return
-                finally:
-                    spent += perf_counter() - started
-                yield item
-        except SQLAlchemyError as exc:
-            translated = store_error(exc, self.url)
-            error = type(translated).__name__
-            raise translated from exc
-        except GeneratorExit:
-            walk.close()
-            raise
-        except BaseException as exc:
-            error = type(exc).__name__
-            raise
-        finally:
-            self._record(name, spent, error)
-
-    return wrapper
+def caused_by(error: StoreError, *kinds: type[SQLAlchemyError]) -> bool:
+    """Whether the store's ``error`` was translated from one of ``kinds``: for the few
+    callers that act on a database error's kind (a missing parent, a lost counter
+    table) now that every unit's errors reach them translated."""
+    return isinstance(error.__cause__, kinds)

@@ -18,7 +18,12 @@ from sqlalchemy.exc import OperationalError
 
 from uniqc_store.db.executor import Executor
 from uniqc_store.db.urls import redact, redact_text, upgrade_command
-from uniqc_store.errors import DatabaseUnavailableError, ForeignDatabaseError, SchemaOutOfDateError
+from uniqc_store.errors import (
+    DatabaseUnavailableError,
+    ForeignDatabaseError,
+    SchemaOutOfDateError,
+    StoreError,
+)
 from uniqc_store.migrations.versions import database_version, legacy_revisions
 from uniqc_store.records import APPLICATION_ID, CURRENT_SCHEMA_VERSION
 
@@ -34,10 +39,13 @@ def open_schema(
     dialect = executor.engine.dialect.name
     try:
         version, moved = executor.read(lambda conn: _opened_version(conn, url))
-    except OperationalError as exc:
+    except StoreError as exc:  # translated by the executor; a file it cannot open is ours
+        cause = exc.__cause__
+        if not isinstance(cause, OperationalError):
+            raise
         raise DatabaseUnavailableError(
-            f"cannot open the task database at {redact(url)}: {redact_text(str(exc.orig))}"
-        ) from exc
+            f"cannot open the task database at {redact(url)}: {redact_text(str(cause.orig))}"
+        ) from cause
     if version != CURRENT_SCHEMA_VERSION or moved:
         if not (dialect == "sqlite" if auto_migrate is None else auto_migrate):
             raise SchemaOutOfDateError(

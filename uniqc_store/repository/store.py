@@ -3,8 +3,9 @@
 Every public method is one unit of work run by the store's ``Executor``
 (which owns the transaction; helpers take a ``Transaction`` and never
 commit) and checks its arguments before any SQL. Database errors become the
-store's own at this edge (``db.translation.translated``). The statements are built
-once (``statements.py``).
+store's own once, at the executor's boundary (``db.translation``); each call is
+counted in the engine's metrics (``db.metrics.count_calls``, on the class). The
+statements are built once (``statements.py``).
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from uniqc_store.db.borrowed import borrowing, refuse_inside
 from uniqc_store.db.engine import store_engine
 from uniqc_store.db.executor import Transaction, bulk, executor_for
-from uniqc_store.db.metrics import RETRY_PARENT_MOVED, MetricsSnapshot
-from uniqc_store.db.translation import translated
+from uniqc_store.db.metrics import RETRY_PARENT_MOVED, MetricsSnapshot, count_calls
+from uniqc_store.db.translation import caused_by
 from uniqc_store.db.urls import redact, sqlite_file_path
 from uniqc_store.errors import (
     MissingParentTaskError,
@@ -68,6 +69,15 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
+@count_calls(
+    "upgrade",
+    "session",
+    "reading",
+    "transaction",
+    "using",
+    "close",
+    units=("_open_schema", "_walk", "_write", "_locate", "_read"),
+)
 class TaskStore:
     """Tasks, their shards and their archive, in one database.
 
@@ -113,7 +123,7 @@ class TaskStore:
         self.db_path: Path | None = sqlite_file_path(self.url)
         self.cache_dir: Path | None = self.db_path.parent if self.db_path else None
         self._executor = executor_for(engine, timeouts)
-        self._record = self._executor.metrics.record  # what ``translated`` counts calls with
+        self._record = self._executor.metrics.record  # what ``count_calls`` counts with
         self._sql = Statements.for_dialect(self.dialect)
         try:
             self._open_schema(auto_migrate)
@@ -123,7 +133,6 @@ class TaskStore:
 
     # -- lifecycle -------------------------------------------------------
 
-    @translated
     def _open_schema(self, auto_migrate: bool | None) -> None:
         open_schema(self._executor, self.url, auto_migrate, self.upgrade)
         self._counters = self._executor.read(counts.counters_present)
@@ -134,12 +143,11 @@ class TaskStore:
             runner as migrations,  # imports Alembic: only when a migration runs
         )
 
-        with self._executor.exclusive():
-            self._executor.close()
+        with self._executor.translating(), self._executor.exclusive():  # Alembic's own
+            self._executor.close()  # connections: the boundary's block, beside the units
             migrations.upgrade(self.engine, revision, timeouts=self._executor.timeouts)
         self._counters = self._executor.read(counts.counters_present)
 
-    @translated
     def schema_version(self) -> int:
         """The schema version the database is at."""
         return self._executor.read(database_version)
@@ -233,7 +241,6 @@ class TaskStore:
 
     # -- tasks -----------------------------------------------------------
 
-    @translated
     def save(self, task_info: TaskInfo) -> None:
         """Insert or update a task by id; ``submit_time`` of an existing row is kept.
 
@@ -244,7 +251,6 @@ class TaskStore:
         self._executor.write_one(self._sql.upsert_task, row)
         task_info.update_time = now
 
-    @translated
     def save_many(self, infos: Iterable[TaskInfo]) -> int:
         """Upsert many tasks in one transaction; all are validated before any is written."""
         items = builtins.list(infos)
@@ -257,14 +263,12 @@ class TaskStore:
             info.update_time = now
         return len(rows)
 
-    @translated
     def get(self, task_id: str) -> TaskInfo | None:
         """The task with ``task_id``, or None."""
         params = {"task_id": check_key(task_id, "task_id")}
         row = self._executor.fetch_one(self._sql.get_task, params)
         return _decode_task(row) if row is not None else None
 
-    @translated
     def modify(self, task_id: str, change: Callable[[TaskInfo], object]) -> TaskInfo | None:
         """Read a task, let ``change`` edit it, write it back: one atomic step.
 
@@ -301,7 +305,6 @@ class TaskStore:
 
         return self._executor.write(read_change_write)
 
-    @translated
     def list(
         self,
         *,
@@ -339,7 +342,6 @@ class TaskStore:
             rows = self._executor.fetch(stmt, params)
         return [decode(row) for row in rows]
 
-    @translated
     def iter_tasks(
         self,
         *,
@@ -369,7 +371,6 @@ class TaskStore:
         first, after = keyset_page(table, *has, True), keyset_page(table, *has, False)
         return self._walk(first, after, params, decode)
 
-    @translated
     def _walk(
         self, first: Executable, after: Executable, params: dict[str, Any], decode: TaskDecoder
     ) -> Iterator[TaskInfo]:
@@ -379,12 +380,10 @@ class TaskStore:
             params["after"] = rows[-1][0]
             rows = self._executor.fetch(after, params)
 
-    @translated
     def count(self, *, status: str | TaskStatus | None = None, backend: str | None = None) -> int:
         """How many tasks match."""
         return self._count(tasks, status, backend)
 
-    @translated
     def tally(
         self,
         *,
@@ -406,8 +405,8 @@ class TaskStore:
         has = (status is not None, backend is not None)
         try:
             rows = self._executor.fetch(counts.tally_statement(table, self._counters, *has), params)
-        except (OperationalError, ProgrammingError):
-            if not self._counters:
+        except StoreError as exc:
+            if not self._counters or not caused_by(exc, OperationalError, ProgrammingError):
                 raise
             # the database lost its counters since we looked (downgraded elsewhere)
             self._counters = self._executor.read(counts.counters_present)
@@ -417,13 +416,11 @@ class TaskStore:
     def _count(self, table: Table, status: str | TaskStatus | None, backend: str | None) -> int:
         return self._tally(table, status, backend).total()
 
-    @translated
     def delete(self, task_id: str) -> bool:
         """Delete a task and its shards; True if it existed."""
         params = {"task_id": check_key(task_id, "task_id")}
         return self._executor.write_one(self._sql.delete_task, params) > 0
 
-    @translated
     def clear_completed(self, terminal_statuses: Iterable[str] = TERMINAL_STATUSES) -> int:
         """Delete every task whose status is one of ``terminal_statuses``; return how many."""
         statuses = sorted({normalize_status(s) for s in terminal_statuses})
@@ -432,7 +429,6 @@ class TaskStore:
         with bulk():
             return self._executor.write_one(self._sql.delete_in_statuses, {"statuses": statuses})
 
-    @translated
     def clear_all(self) -> None:
         """Remove every task, shard and archived row, in one transaction; the schema stays.
 
@@ -446,7 +442,6 @@ class TaskStore:
 
     # -- shards ----------------------------------------------------------
 
-    @translated
     def save_shard(self, shard: TaskShard) -> None:
         """Insert or update a shard (key: task id + index); its parent task must exist."""
         now = utc_now_iso()
@@ -454,7 +449,6 @@ class TaskStore:
         self._write_shards([row])
         shard.update_time = now
 
-    @translated
     def save_shards(self, shards: Iterable[TaskShard]) -> int:
         """Upsert many shards in one transaction (all or nothing)."""
         items = builtins.list(shards)
@@ -480,7 +474,9 @@ class TaskStore:
                 else:
                     self._executor.write(lambda tx: tx.run(self._sql.upsert_shard, rows))
                 return
-            except IntegrityError as exc:
+            except StoreError as exc:
+                if not caused_by(exc, IntegrityError):
+                    raise
                 parents = sorted({row["uniqc_task_id"] for row in rows})
                 found = self._executor.fetch(self._sql.parents_among, {"ids": parents})
                 missing = sorted(set(parents) - {row[0] for row in found})
@@ -488,20 +484,18 @@ class TaskStore:
                     raise MissingParentTaskError(
                         f"no task {', '.join(map(repr, missing))} in the store: save the parent "
                         "TaskInfo before its shards (nothing was written)"
-                    ) from exc
+                    ) from exc.__cause__
                 self._executor.metrics.retried(RETRY_PARENT_MOVED)
         raise MissingParentTaskError(
             f"the parent task of these shards kept moving to and from the archive while they "
             f"were written ({PARENT_RETRIES} attempts); nothing was written, try again"
         )
 
-    @translated
     def get_shards(self, uniqc_task_id: str) -> builtins.list[TaskShard]:
         """The task's shards, by index."""
         params = {"task_id": check_key(uniqc_task_id, "uniqc_task_id")}
         return [row_to_shard(row) for row in self._executor.fetch(self._sql.get_shards, params)]
 
-    @translated
     def get_shard_by_platform_id(
         self, platform_task_id: str, *, backend: str | None = None
     ) -> TaskShard | None:
@@ -512,7 +506,6 @@ class TaskStore:
         row = self._executor.fetch_one(stmt, params)
         return row_to_shard(row) if row is not None else None
 
-    @translated
     def find_uniqc_id_by_platform_id(
         self, platform_task_id: str, *, backend: str | None = None
     ) -> str | None:
@@ -523,7 +516,6 @@ class TaskStore:
         row = self._executor.fetch_one(stmt, params)
         return str(row[0]) if row is not None else None
 
-    @translated
     def delete_shards(self, uniqc_task_id: str) -> int:
         """Delete a task's shards; return how many."""
         params = {"task_id": check_key(uniqc_task_id, "uniqc_task_id")}
@@ -560,34 +552,29 @@ class TaskStore:
 
     # -- archive ---------------------------------------------------------
 
-    @translated
     def archive_task(self, task_id: str) -> bool:
         """Move a task and its shards into the archive; False if there is no such task."""
         task_id = check_key(task_id, "task_id")
         now = utc_now_iso()
         return self._executor.write(lambda tx: archive.archive_one(tx, task_id, now))
 
-    @translated
     def restore_task(self, task_id: str) -> bool:
         """Move an archived task and its shards back; False if it is not archived."""
         task_id = check_key(task_id, "task_id")
         return self._executor.write(lambda tx: archive.restore_one(tx, task_id))
 
-    @translated
     def get_archived(self, task_id: str) -> TaskInfo | None:
         """The archived task with ``task_id`` (``archived_at`` set), or None."""
         params = {"task_id": check_key(task_id, "task_id")}
         row = self._executor.fetch_one(self._sql.get_archived, params)
         return _decode_archived(row) if row is not None else None
 
-    @translated
     def get_archived_shards(self, task_id: str) -> builtins.list[TaskShard]:
         """The shards of an archived task, by index."""
         params = {"task_id": check_key(task_id, "task_id")}
         rows = self._executor.fetch(self._sql.get_archived_shards, params)
         return [row_to_shard(row) for row in rows]
 
-    @translated
     def list_archived(
         self,
         *,
@@ -599,7 +586,6 @@ class TaskStore:
         """Archived tasks, newest ``submit_time`` first."""
         return self._list(archived_tasks, _decode_archived, status, backend, limit, offset)
 
-    @translated
     def iter_archived(
         self,
         *,
@@ -610,20 +596,17 @@ class TaskStore:
         """Every matching archived task in id order, a batch at a time (as ``iter_tasks``)."""
         return self._iter_table(archived_tasks, _decode_archived, status, backend, batch_size)
 
-    @translated
     def count_archived(
         self, *, status: str | TaskStatus | None = None, backend: str | None = None
     ) -> int:
         """How many archived tasks match."""
         return self._count(archived_tasks, status, backend)
 
-    @translated
     def delete_archived(self, task_id: str) -> bool:
         """Delete an archived task and its archived shards; True if it existed."""
         task_id = check_key(task_id, "task_id")
         return self._executor.write(lambda tx: archive.delete_archived(tx, task_id))
 
-    @translated
     def archive_expired(self, hours: float = 72, terminal_only: bool = True) -> dict[str, Any]:
         """Archive every task last updated more than ``hours`` ago, in atomic chunks.
 
@@ -672,7 +655,6 @@ class TaskStore:
                     chunk(expired[start : start + archive.CHUNK])
         return report()
 
-    @translated
     def purge_archived(
         self,
         *,
@@ -772,9 +754,8 @@ class TaskStore:
         end, not after every chunk (SQLite's own checkpoint every 1,000 pages bounds
         the file meanwhile)."""
         try:
-            with self._executor.translating():
-                yield
-                self._executor.checkpoint()
+            yield
+            self._executor.checkpoint()
         except StoreError as exc:
             if not committed():
                 raise
@@ -785,12 +766,10 @@ class TaskStore:
                 report=report(),
             ) from exc
 
-    @translated
     def _write(self, work: Callable[[Transaction], T], *, direct_ok: bool = True) -> T:
         """One unit of work in a transaction, for the package's own tools (export/import)."""
         return self._executor.write(work, direct_ok=direct_ok)
 
-    @translated
     def _locate(self, task_id: str) -> tuple[TaskInfo, builtins.list[TaskShard], bool] | None:
         """The live task with ``task_id``, else the archived one, with its shards and
         whether it is archived: all read in one snapshot, so a task moving meanwhile
@@ -811,12 +790,10 @@ class TaskStore:
 
         return self._executor.read(read, snapshot=True)
 
-    @translated
     def _read(self, work: Callable[[Connection], T], *, snapshot: bool = False) -> T:
         """One read unit (retried on servers), for the package's own tools (dashboard, CLI)."""
         return self._executor.read(work, snapshot=snapshot)
 
-    @translated
     def expired_task_ids(self, hours: float = 72, terminal_only: bool = True) -> builtins.list[str]:
         """What ``archive_expired`` would archive now (ids), without moving anything."""
         cutoff = archive.cutoff_for(hours)
@@ -828,7 +805,6 @@ class TaskStore:
 
     # -- deep pages and calls on many ids (keyset pages: pages.py; chunks: by_ids.py) --
 
-    @translated
     def list_page(
         self,
         *,
@@ -851,7 +827,6 @@ class TaskStore:
         """
         return self._list_page(tasks, _decode_task, status, backend, limit, cursor)
 
-    @translated
     def list_archived_page(
         self,
         *,
@@ -891,7 +866,6 @@ class TaskStore:
         last = rows[size - 1]  # as stored (decoded, it read fine): the position compares so
         return Page(found, pages.encode_cursor(table, last[submitted], last[key]))
 
-    @translated
     def archive_many(self, task_ids: Iterable[str]) -> dict[str, builtins.list[str]]:
         """Archive many live tasks (with their shards): ``archive_task`` for each id,
         set-based, ``archive.CHUNK`` (100) distinct ids per transaction.
@@ -943,7 +917,6 @@ class TaskStore:
         except TaskConflictError:
             return None
 
-    @translated
     def delete_many(self, task_ids: Iterable[str]) -> dict[str, builtins.list[str]]:
         """Delete many live tasks (their shards go with them): ``delete`` for each id,
         set-based, ``archive.CHUNK`` (100) distinct ids per transaction.

@@ -360,5 +360,5 @@ def import_jsonl(
             return _import_staged(tx, lines, progress)
         return _import_by_batches(tx, store, lines, progress)
 
-    with store._executor.translating(), bulk():
+    with bulk():
         return store._write(work, direct_ok=False)

@@ -30,11 +30,9 @@ import threading
 from collections.abc import Iterator
 from typing import Any, NoReturn
 
-from sqlalchemy.exc import SQLAlchemyError
-
 from uniqc_store.db import door
 from uniqc_store.db.borrowed import BorrowedExecutor
-from uniqc_store.db.translation import store_error
+from uniqc_store.db.translation import Translating
 from uniqc_store.errors import StoreError
 from uniqc_store.repository.store import TaskStore
 
@@ -151,7 +149,7 @@ def rolled_back(store: TaskStore) -> Iterator[TaskStore]:
             yield bound
             raise _RollBack
         return
-    try:
+    with Translating(store.url):  # its own connection: the executor's boundary, beside it
         with door.exempt("the pytest plugin's rolled-back connection"):
             conn = store.engine.connect()
         with conn:
@@ -161,8 +159,6 @@ def rolled_back(store: TaskStore) -> Iterator[TaskStore]:
                     yield bound
             finally:
                 transaction.rollback()
-    except SQLAlchemyError as exc:  # the connection or server went away meanwhile
-        raise store_error(exc, store.url) from exc
 
 
 @contextlib.contextmanager
