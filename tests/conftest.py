@@ -20,6 +20,11 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from tests.async_portal import portal_store
 from tests.clusters import Galera, PgBouncer, private_galera, private_pgbouncer
+from tests.engine_marks import (  # the per-engine marks' hooks (pytest -m "not mysql")
+    pytest_collection_modifyitems,  # noqa: F401
+    pytest_runtest_protocol,  # noqa: F401
+    require_mark,
+)
 from uniqc_store import TaskStore
 from uniqc_store.db.door import STRICT_ENV
 from uniqc_store.db.engine import create_store_engine
@@ -40,7 +45,9 @@ EXAMPLE_URL = {
 
 
 def server_url(backend: str) -> URL:
-    """The server URL for ``backend``, or skip (unset) / fail (unreachable)."""
+    """The server URL for ``backend``, or skip (unset) / fail (unreachable, or the
+    running test lacks the ``backend`` mark)."""
+    require_mark(backend)
     variable = SERVER_ENV[backend]
     raw = os.environ.get(variable)
     if not raw:
