@@ -217,7 +217,8 @@ def _runs_async(metafunc: pytest.Metafunc) -> bool:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Every test taking ``store`` runs over ``STORE_VARIANTS`` (``one_path``: the
-    unwatched ones only, for tests that watch the engine themselves)."""
+    unwatched ones only, for tests that watch the engine themselves; ``one_engine``:
+    ``sqlite`` and ``sqlite-async`` only, for argument checks made before any SQL)."""
     if "store" not in metafunc.fixturenames:
         if "module_url" in metafunc.fixturenames:
             metafunc.parametrize("module_url", BACKENDS, indirect=True, scope="module")
@@ -229,6 +230,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         variants = [v for v in variants if v.values[1] != ASYNC]
     if metafunc.definition.get_closest_marker("one_path"):
         variants = [v for v in variants if not v.values[1]]
+    if metafunc.definition.get_closest_marker("one_engine"):
+        variants = [v for v in variants if v.values[0] == "sqlite" and v.values[1] is not True]
     metafunc.parametrize(
         ("module_url", "watched"), variants, indirect=["module_url"], scope="module"
     )
