@@ -15,14 +15,20 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from sqlalchemy import URL, Engine, event, make_url, text
+from sqlalchemy import URL, event, make_url, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from tests.async_portal import portal_store
 from tests.clusters import Galera, PgBouncer, private_galera, private_pgbouncer
+from tests.engine_marks import (  # the per-engine marks' hooks (pytest -m "not mysql")
+    pytest_collection_modifyitems,  # noqa: F401
+    pytest_runtest_protocol,  # noqa: F401
+    require_mark,
+)
 from uniqc_store import TaskStore
 from uniqc_store.db.door import STRICT_ENV
 from uniqc_store.db.engine import create_store_engine
+from uniqc_store.testing import scratch_database
 
 #: The suite runs with the one door enforced: a connection the package checks out
 #: beside its executor raises (subprocesses, e.g. the CLI's, inherit it).
@@ -40,7 +46,9 @@ EXAMPLE_URL = {
 
 
 def server_url(backend: str) -> URL:
-    """The server URL for ``backend``, or skip (unset) / fail (unreachable)."""
+    """The server URL for ``backend``, or skip (unset) / fail (unreachable, or the
+    running test lacks the ``backend`` mark)."""
+    require_mark(backend)
     variable = SERVER_ENV[backend]
     raw = os.environ.get(variable)
     if not raw:
@@ -55,30 +63,6 @@ def server_url(backend: str) -> URL:
     finally:
         engine.dispose()
     return url
-
-
-def create_scratch_database(backend: str) -> tuple[URL, Engine, str]:
-    """A fresh, empty schema/database on a server: its URL, an admin engine, its name."""
-    url = server_url(backend)
-    name = f"uqt_test_{uuid.uuid4().hex[:12]}"
-    admin = create_store_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        if backend == "postgresql":
-            conn.execute(text(f'CREATE SCHEMA "{name}"'))
-            scratch = url.update_query_dict({"options": f"-csearch_path={name}"})
-        else:
-            conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
-            scratch = url.set(database=name)
-    return scratch, admin, name
-
-
-def drop_scratch_database(backend: str, admin: Engine, name: str) -> None:
-    with admin.connect() as conn:
-        if backend == "postgresql":
-            conn.execute(text(f'DROP SCHEMA "{name}" CASCADE'))
-        else:
-            conn.execute(text(f"DROP DATABASE `{name}`"))
-    admin.dispose()
 
 
 @pytest.fixture(scope="session")
@@ -106,6 +90,7 @@ def scratch_on_pgbouncer(bouncer: PgBouncer) -> Iterator[URL]:
     path would need the ``options=`` startup parameter PgBouncer refuses), reached
     through the pooler; dropped afterwards (WITH FORCE: the pooler keeps server
     connections to it)."""
+    require_mark("pgbouncer")
     server = server_url("postgresql")
     name = f"uqt_test_{uuid.uuid4().hex[:12]}"
     admin = create_store_engine(server, isolation_level="AUTOCOMMIT")
@@ -122,18 +107,12 @@ def scratch_on_pgbouncer(bouncer: PgBouncer) -> Iterator[URL]:
 @contextmanager
 def scratch_on_galera(cluster: Galera) -> Iterator[URL]:
     """A fresh database on the cluster (made on node 1, replicated to all)."""
-    name = f"uqt_test_{uuid.uuid4().hex[:12]}"
-    admin = create_store_engine(cluster.nodes[0], isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
-    urls = [create_store_engine(u).url for u in cluster.urls(name)]  # charset added
-    CLUSTER_NODES[urls[0].render_as_string(hide_password=False)] = urls
-    try:
+    require_mark("galera")
+    with scratch_database(cluster.nodes[0]) as on_node_1:
+        assert on_node_1.database is not None
+        urls = [create_store_engine(u).url for u in cluster.urls(on_node_1.database)]  # charset
+        CLUSTER_NODES[urls[0].render_as_string(hide_password=False)] = urls
         yield urls[0]
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f"DROP DATABASE `{name}`"))
-        admin.dispose()
 
 
 @contextmanager
@@ -141,7 +120,9 @@ def scratch_url(
     backend: str, directory: Path, request: pytest.FixtureRequest | None = None
 ) -> Iterator[URL]:
     """An empty database of ``backend``: a file in ``directory``, or a server scratch
-    (``pgbouncer`` and ``galera`` need ``request`` to start their servers)."""
+    made by the plugin's ``scratch_database`` (named as the plugin names them, so
+    ``--uniqc-store-cleanup`` drops what a killed run left; ``pgbouncer`` and
+    ``galera`` need ``request`` to start their servers)."""
     if backend == "sqlite":
         yield URL.create("sqlite+pysqlite", database=str(directory / "tasks.sqlite"))
         return
@@ -151,11 +132,8 @@ def scratch_url(
         with scratch(request.getfixturevalue(backend)) as url:
             yield url
         return
-    url, admin, name = create_scratch_database(backend)
-    try:
+    with scratch_database(server_url(backend)) as url:
         yield url
-    finally:
-        drop_scratch_database(backend, admin, name)
 
 
 @pytest.fixture(params=BACKENDS)
@@ -239,7 +217,8 @@ def _runs_async(metafunc: pytest.Metafunc) -> bool:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Every test taking ``store`` runs over ``STORE_VARIANTS`` (``one_path``: the
-    unwatched ones only, for tests that watch the engine themselves)."""
+    unwatched ones only, for tests that watch the engine themselves; ``one_engine``:
+    ``sqlite`` and ``sqlite-async`` only, for argument checks made before any SQL)."""
     if "store" not in metafunc.fixturenames:
         if "module_url" in metafunc.fixturenames:
             metafunc.parametrize("module_url", BACKENDS, indirect=True, scope="module")
@@ -251,6 +230,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         variants = [v for v in variants if v.values[1] != ASYNC]
     if metafunc.definition.get_closest_marker("one_path"):
         variants = [v for v in variants if not v.values[1]]
+    if metafunc.definition.get_closest_marker("one_engine"):
+        variants = [v for v in variants if v.values[0] == "sqlite" and v.values[1] is not True]
     metafunc.parametrize(
         ("module_url", "watched"), variants, indirect=["module_url"], scope="module"
     )

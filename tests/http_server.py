@@ -62,6 +62,51 @@ def http_client(app: Any, *, headers: Mapping[str, str] = SCRIPT_HEADERS) -> Ite
         yield client
 
 
+class SharedServer:
+    """One uvicorn server for a whole test module, serving each test's own app in turn.
+
+    Starting and stopping uvicorn is the dearest part of a short API test (its loop
+    looks at ``should_exit`` every 0.1 s); the app is the test's (``create_app`` on
+    the test's store), so nothing but the listening socket is shared. The app's
+    lifespan is not run (``create_app`` has none): an app that needs one is served
+    by ``served`` itself.
+    """
+
+    def __init__(self) -> None:
+        self.base = ""
+        self._app: Any = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":  # the server's own start and stop
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        assert self._app is not None, "a request between tests"
+        await self._app(scope, receive, send)
+
+    @contextmanager
+    def client(
+        self, app: Any, *, headers: Mapping[str, str] = SCRIPT_HEADERS
+    ) -> Iterator[httpx.Client]:
+        """``http_client``'s client, on this server now serving ``app``."""
+        self._app = app
+        try:
+            with httpx.Client(base_url=self.base, timeout=30, headers=dict(headers)) as client:
+                yield client
+        finally:
+            self._app = None
+
+
+@contextmanager
+def shared_server() -> Iterator[SharedServer]:
+    """A ``SharedServer`` listening until exit (a module-scoped fixture's body)."""
+    server = SharedServer()
+    with served(server) as base:
+        server.base = base
+        yield server
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -15,7 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS
 from sqlalchemy import text, update
 
-from tests.http_server import http_client, served
+from tests.http_server import SharedServer, served
 from uniqc_store import (
     DatabaseUnavailableError,
     TaskConflictError,
@@ -54,8 +54,8 @@ def test_redact_sensitive() -> None:
 
 
 @pytest.fixture
-def client(store: TaskStore) -> Iterator[httpx.Client]:
-    with http_client(create_app(store)) as http:
+def client(store: TaskStore, api_server: SharedServer) -> Iterator[httpx.Client]:
+    with api_server.client(create_app(store)) as http:
         yield http
 
 
@@ -336,10 +336,10 @@ def test_unusable_tokens_are_refused(
 
 
 def test_openapi_declares_statuses_and_the_bearer_scheme(
-    store: TaskStore, monkeypatch: pytest.MonkeyPatch
+    api_server: SharedServer, store: TaskStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("UNIQC_STORE_API_TOKEN", "t0ken-for-tests")
-    with http_client(create_app(store)) as http:
+    with api_server.client(create_app(store)) as http:
         assert http.get("/openapi.json").status_code == 401
         assert http.get("/docs").status_code == 401
         spec = http.get("/openapi.json", headers={"Authorization": "Bearer t0ken-for-tests"})
@@ -383,10 +383,10 @@ def test_without_a_token_nothing_declares_401(client: httpx.Client) -> None:
 
 
 def test_token_checks_on_routes_and_documents(
-    store: TaskStore, monkeypatch: pytest.MonkeyPatch
+    api_server: SharedServer, store: TaskStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("UNIQC_STORE_API_TOKEN", "t0ken-for-tests")
-    with http_client(create_app(store)) as http:
+    with api_server.client(create_app(store)) as http:
         for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic x"}):
             for path in ("/api/tasks", "/api/tasks/uqt_1", "/openapi.json", "/nope"):
                 response = http.get(path, headers=headers)
@@ -530,7 +530,7 @@ def test_health_and_version(client: httpx.Client, store: TaskStore) -> None:
 
 
 def test_health_is_503_when_the_database_is_down(
-    store: TaskStore, monkeypatch: pytest.MonkeyPatch
+    api_server: SharedServer, store: TaskStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def down(*_args: object, **_kwargs: object) -> int:
         raise DatabaseUnavailableError("cannot open the task database at x://u:***@db: refused")
@@ -539,7 +539,7 @@ def test_health_is_503_when_the_database_is_down(
     monkeypatch.setattr(store, "schema_version", down)
     monkeypatch.setattr(store, "count", down)
     monkeypatch.setattr(store, "tally", down)
-    with http_client(app) as http:
+    with api_server.client(app) as http:
         health = http.get("/api/health")
         assert health.status_code == 503
         assert health.json() == {
@@ -552,10 +552,10 @@ def test_health_is_503_when_the_database_is_down(
 
 
 def test_health_needs_no_token_but_version_does(
-    store: TaskStore, monkeypatch: pytest.MonkeyPatch
+    api_server: SharedServer, store: TaskStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("UNIQC_STORE_API_TOKEN", "t0ken-for-tests")
-    with http_client(create_app(store)) as http:
+    with api_server.client(create_app(store)) as http:
         assert http.get("/api/health").json()["status"] == "ok"
         assert http.get("/api/version").status_code == 401
         good = {"Authorization": "Bearer t0ken-for-tests"}

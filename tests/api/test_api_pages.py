@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.http_server import http_client
+from tests.http_server import SharedServer
 from tests.poison import poisoned
 from uniqc_store import TaskInfo, TaskShard, TaskStore
 from uniqc_store.api.app import create_app
@@ -18,8 +18,8 @@ from uniqc_store.repository.pages import MAX_CURSOR_LENGTH
 
 
 @pytest.fixture
-def client(store: TaskStore) -> Iterator[httpx.Client]:
-    with http_client(create_app(store)) as http:
+def client(store: TaskStore, api_server: SharedServer) -> Iterator[httpx.Client]:
+    with api_server.client(create_app(store)) as http:
         yield http
 
 

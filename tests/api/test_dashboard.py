@@ -15,7 +15,7 @@ import httpx
 import pytest
 from sqlalchemy import URL
 
-from tests.http_server import http_client, served
+from tests.http_server import SharedServer, served
 from uniqc_store import TaskInfo, TaskShard, TaskStore
 from uniqc_store.api.app import REDACTED, create_app
 from uniqc_store.api.dashboard import queries
@@ -44,8 +44,8 @@ def seed(store: TaskStore, n: int = 7) -> list[str]:
 
 
 @pytest.fixture
-def client(store: TaskStore) -> Iterator[httpx.Client]:
-    with http_client(create_app(store)) as http:
+def client(store: TaskStore, api_server: SharedServer) -> Iterator[httpx.Client]:
+    with api_server.client(create_app(store)) as http:
         yield http
 
 
@@ -175,10 +175,10 @@ def test_info_shows_the_url_without_its_password(client: httpx.Client, store: Ta
 
 
 def test_page_is_public_and_data_needs_the_token(
-    store: TaskStore, monkeypatch: pytest.MonkeyPatch
+    api_server: SharedServer, store: TaskStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("UNIQC_STORE_API_TOKEN", TOKEN)
-    with http_client(create_app(store)) as client:
+    with api_server.client(create_app(store)) as client:
         page = client.get("/")
         assert page.status_code == 200 and "<title>uniqc-store</title>" in page.text
         assert "script-src 'self'" in page.headers["content-security-policy"]
@@ -191,14 +191,14 @@ def test_page_is_public_and_data_needs_the_token(
 
 
 def test_dashboard_routes_check_the_token_without_the_middleware(
-    store: TaskStore, monkeypatch: pytest.MonkeyPatch
+    api_server: SharedServer, store: TaskStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Besides the middleware, each dashboard route checks the token itself (the app's
     route dependency), while the page stays a plain route outside it."""
     monkeypatch.setenv("UNIQC_STORE_API_TOKEN", TOKEN)
     app = create_app(store)
     app.user_middleware.clear()  # the app builds its middleware stack on first use
-    with http_client(app) as client:
+    with api_server.client(app) as client:
         assert client.get("/api/dashboard/info").status_code == 401
         assert client.get("/api/dashboard/counts").status_code == 401
         good = {"Authorization": f"Bearer {TOKEN}"}

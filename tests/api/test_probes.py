@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import URL
 
 from tests.conftest import scratch_url
-from tests.http_server import http_client, served, start_serve, stop_serve
+from tests.http_server import SharedServer, http_client, served, start_serve, stop_serve
 from tests.private_servers import PrivateServer, private_mariadb, private_postgresql
 from tests.race_tools import unit_held_elsewhere
 from uniqc_store import TaskInfo, TaskStore, Timeouts
@@ -62,11 +62,11 @@ def _value(
 
 
 def test_the_probes_answer_without_the_token_for_any_host(
-    api_store: TaskStore, monkeypatch: pytest.MonkeyPatch
+    api_server: SharedServer, api_store: TaskStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("UNIQC_STORE_API_TOKEN", TOKEN)
     assert {"/api/live", "/api/ready", "/api/health"} <= PROBE_PATHS
-    with http_client(create_app(api_store)) as client:
+    with api_server.client(create_app(api_store)) as client:
         for host in [None, *POD_IP_HOSTS]:
             headers = {"Host": host} if host else {}
             live = client.get("/api/live", headers=headers)
@@ -88,8 +88,10 @@ def test_the_probes_answer_without_the_token_for_any_host(
         assert client.get("/metrics", headers=bearer).status_code == 200
 
 
-def test_the_probes_refuse_unknown_query_parameters(api_store: TaskStore) -> None:
-    with http_client(create_app(api_store)) as client:
+def test_the_probes_refuse_unknown_query_parameters(
+    api_server: SharedServer, api_store: TaskStore
+) -> None:
+    with api_server.client(create_app(api_store)) as client:
         assert client.get("/api/live", params={"x": "1"}).status_code == 422
         assert client.get("/api/ready", params={"x": "1"}).status_code == 422
 
@@ -186,9 +188,11 @@ def test_ready_answers_503_within_its_bound_when_the_server_is_stopped(
 # -- /metrics ---------------------------------------------------------------------
 
 
-def test_metrics_count_the_calls_and_errors_made_through_the_api(api_store: TaskStore) -> None:
+def test_metrics_count_the_calls_and_errors_made_through_the_api(
+    api_server: SharedServer, api_store: TaskStore
+) -> None:
     api_store.save(TaskInfo(task_id="uqt_metrics", backend="dummy"))
-    with http_client(create_app(api_store)) as client:
+    with api_server.client(create_app(api_store)) as client:
         before = _samples(client.get("/metrics").text)
         assert client.get("/api/tasks/uqt_metrics").status_code == 200
         assert client.get("/api/tasks/uqt_none").status_code == 404
@@ -225,16 +229,18 @@ def test_metrics_count_the_calls_and_errors_made_through_the_api(api_store: Task
         assert _value(after, "uniqc_store_pool_size") == api_store.engine.pool.size()  # type: ignore[attr-defined]
 
 
-def test_metrics_speak_openmetrics_when_asked(api_store: TaskStore) -> None:
-    with http_client(create_app(api_store)) as client:
+def test_metrics_speak_openmetrics_when_asked(
+    api_server: SharedServer, api_store: TaskStore
+) -> None:
+    with api_server.client(create_app(api_store)) as client:
         answer = client.get("/metrics", headers={"Accept": "application/openmetrics-text"})
     assert answer.status_code == 200
     assert answer.headers["content-type"].startswith("application/openmetrics-text")
     assert answer.text.rstrip().endswith("# EOF")
 
 
-def test_metrics_follow_the_host_rule(api_store: TaskStore) -> None:
-    with http_client(create_app(api_store, allowed_hosts=["10.0.0.7", "fd00::7"])) as client:
+def test_metrics_follow_the_host_rule(api_server: SharedServer, api_store: TaskStore) -> None:
+    with api_server.client(create_app(api_store, allowed_hosts=["10.0.0.7", "fd00::7"])) as client:
         for host in POD_IP_HOSTS:
             assert client.get("/metrics", headers={"Host": host}).status_code == 200
         refused = client.get("/metrics", headers={"Host": "10.0.0.8:8000"})

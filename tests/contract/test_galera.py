@@ -18,7 +18,7 @@ from tests.conftest import CLUSTER_NODES, scratch_url
 from uniqc_store import DatabaseBusyError, TaskInfo, TaskStore
 from uniqc_store.db.drivers import GALERA_SYNC_WAIT
 
-pytestmark = pytest.mark.one_path
+pytestmark = [pytest.mark.one_path, pytest.mark.galera]
 
 
 @pytest.fixture

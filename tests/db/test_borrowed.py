@@ -16,7 +16,7 @@ from sqlalchemy import Connection, create_engine, text
 from sqlalchemy.orm import Session
 
 from tests.app_transactions import Undo, app_transaction
-from tests.conftest import create_scratch_database, drop_scratch_database
+from tests.conftest import scratch_url
 from uniqc_store import (
     DatabaseBusyError,
     MissingParentTaskError,
@@ -241,18 +241,17 @@ def test_a_connection_to_another_database_is_refused(
         other.dispose()
     if backend == "sqlite":
         return
-    url, admin, name = create_scratch_database(backend)
-    elsewhere, same = create_engine(url), create_engine(store.url)
-    try:
-        with elsewhere.connect() as conn, pytest.raises(ValueError, match="another database"):
-            enter(store, conn)
-        with same.begin() as conn, store.using(conn) as tx:
-            tx.save(TaskInfo("uqt_through_another_engine", "b"))
-        assert store.get("uqt_through_another_engine") is not None
-    finally:
-        elsewhere.dispose()
-        same.dispose()
-        drop_scratch_database(backend, admin, name)
+    with scratch_url(backend, tmp_path) as url:
+        elsewhere, same = create_engine(url), create_engine(store.url)
+        try:
+            with elsewhere.connect() as conn, pytest.raises(ValueError, match="another database"):
+                enter(store, conn)
+            with same.begin() as conn, store.using(conn) as tx:
+                tx.save(TaskInfo("uqt_through_another_engine", "b"))
+            assert store.get("uqt_through_another_engine") is not None
+        finally:
+            elsewhere.dispose()
+            same.dispose()
 
 
 def test_sqlite_refuses_a_connection_without_the_recipe(tmp_path: Path) -> None:

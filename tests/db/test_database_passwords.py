@@ -122,6 +122,7 @@ def test_a_masked_url_is_never_offered_as_a_command() -> None:
     )
 
 
+@pytest.mark.postgresql  # reaches the shared PostgreSQL
 def test_schema_behind_head_hint_is_runnable_and_clean(tmp_path: Path) -> None:
     """On PostgreSQL (trust auth ignores the password): the hint points at UNIQC_STORE_URL."""
     with scratch_url("postgresql", tmp_path) as scratch:

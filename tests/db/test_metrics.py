@@ -129,6 +129,7 @@ def test_an_exhausted_pool_is_a_busy_wait_and_the_pool_is_shown(
             store.close()
 
 
+@pytest.mark.postgresql  # reaches the shared PostgreSQL
 def test_a_deadlock_the_executor_runs_again_is_a_conflict_retry(tmp_path: Path) -> None:
     """PostgreSQL, where the victim is certain: the backend whose deadlock check runs
     first (the one that waited first, the store's) is the one aborted."""

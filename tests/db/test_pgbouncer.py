@@ -10,15 +10,14 @@ times; ``?prepare_threshold=none`` in the URL turns that off).
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
 import psycopg
 import pytest
-from sqlalchemy import URL, make_url, text
+from sqlalchemy import URL, make_url
 
 from tests.clusters import PgBouncer
-from tests.conftest import server_url
+from tests.conftest import scratch_on_pgbouncer, server_url
 from uniqc_store import TaskInfo, TaskStore
 from uniqc_store.db.drivers import prepare_threshold_of, server_connect_args
 from uniqc_store.db.engine import create_store_engine
@@ -28,17 +27,9 @@ from uniqc_store.timeouts import DEFAULT_TIMEOUTS
 @pytest.fixture
 def pooled_database(pgbouncer: PgBouncer) -> Iterator[tuple[PgBouncer, str]]:
     """A new database (so PgBouncer opens a new pool for it, empty)."""
-    server = server_url("postgresql")
-    name = f"uqt_test_{uuid.uuid4().hex[:12]}"
-    admin = create_store_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield pgbouncer, name
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with scratch_on_pgbouncer(pgbouncer) as url:
+        assert url.database is not None
+        yield pgbouncer, url.database
 
 
 def _repeat_then_switch_server_connection(port: int, database: str, threshold: int | None) -> None:

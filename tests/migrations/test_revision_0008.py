@@ -294,6 +294,7 @@ def compiled(stmt: Any) -> str:
     return str(stmt.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
 
 
+@pytest.mark.postgresql  # reaches the shared PostgreSQL
 def test_a_linguistic_database_compares_ids_by_code_point_from_0008(icu_url: URL) -> None:
     engine = create_store_engine(icu_url, foreign_keys=False)
     with engine.connect() as conn:  # the database's own order is linguistic
@@ -335,6 +336,7 @@ def test_a_linguistic_database_compares_ids_by_code_point_from_0008(icu_url: URL
     engine.dispose()
 
 
+@pytest.mark.postgresql  # reaches the shared PostgreSQL
 def test_the_id_search_is_a_key_range_scan_after_0008(icu_url: URL) -> None:
     """EXPLAIN of the search's own statements: the id prefix reads a range of
     ``pk_tasks``, the platform id its index. Before 0008 a ``LIKE`` prefix could not

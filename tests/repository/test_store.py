@@ -210,6 +210,7 @@ def test_save_many_is_one_transaction(store: TaskStore) -> None:
     assert store.save_many([]) == 0
 
 
+@pytest.mark.one_engine  # checked before any SQL
 @pytest.mark.parametrize(
     ("info", "error", "message"),
     [
