@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Integer, Select, Table, and_, bindparam, func, or_, select
 
+from uniqc_store.db.dialects import is_mysql
 from uniqc_store.records import TaskInfo
 from uniqc_store.repository.statements import bounded_listing, filtered, page_bound, stored
 from uniqc_store.schema.tables import archived_tasks, tasks
@@ -160,8 +161,9 @@ def key_positions(table: Table) -> tuple[int, int]:
     return names.index("submit_time"), names.index("task_id")
 
 
-#: Engines whose first pages by status and backend are read from a bound (``bounded_page``).
-BOUNDED_ENGINES = ("mysql", "mariadb")
+def reads_from_a_bound(dialect: str) -> bool:
+    """Whether pages by status and backend are read by ``bounded_page``: on MySQL/MariaDB."""
+    return is_mysql(dialect)
 
 
 def bounded_page(conn: Connection, table: Table, params: dict[str, Any]) -> list[Any]:

@@ -340,7 +340,7 @@ class TaskStore:
             limit
             and status is not None
             and backend is not None
-            and self.dialect in pages.BOUNDED_ENGINES
+            and pages.reads_from_a_bound(self.dialect)
         ):
             work = functools.partial(pages.bounded_page, table=table, params=params)
             return [decode(row) for row in self._executor.read(work, snapshot=True)]

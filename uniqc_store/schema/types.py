@@ -239,7 +239,7 @@ def _copy_with_options(metadata: MetaData) -> MetaData:
         for index in table.indexes:
             lengths = index.info.get(MYSQL_INDEX_LENGTHS)
             if lengths:
-                for dialect in ("mysql", "mariadb"):
+                for dialect in _MYSQL:
                     copied[index.name].dialect_kwargs[f"{dialect}_length"] = dict(lengths)
     return copies
 
