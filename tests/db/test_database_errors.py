@@ -10,19 +10,24 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import URL, create_engine, event, text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
+from tests.conftest import scratch_url
 from uniqc_store import (
     DatabaseUnavailableError,
+    PayloadTooLargeError,
     StoreError,
     TaskInfo,
     TaskStore,
+    Timeouts,
 )
+from uniqc_store.db.dialects import MYSQL
 
 
 def _sqlite_url(path: Path, **query: str) -> URL:
@@ -147,3 +152,91 @@ def test_a_server_connection_killed_again_and_again(store: TaskStore, backend: s
     assert len(ours) > 1  # connections were killed and replaced
     assert store.get("uqt_1") is not None
     assert [i for i in acknowledged if store.get(i) is None] == []  # acknowledged is durable
+
+
+@pytest.fixture
+def mariadb_store(tmp_path: Path) -> Iterator[TaskStore]:
+    """A migrated store on a scratch database of the shared MariaDB (a long call deadline:
+    sending tens of MiB on a loaded machine takes a while)."""
+    with scratch_url("mysql", tmp_path) as url:
+        store = TaskStore(url=url, auto_migrate=True, timeouts=Timeouts(call_seconds=300))
+        try:
+            yield store
+        finally:
+            store.close()
+
+
+def _kill_while_blocked(store: TaskStore, ours: list[int], done: threading.Event) -> None:
+    """Kill every connection of the store that is running a statement, until ``done``."""
+    killer = create_engine(store.url, isolation_level="AUTOCOMMIT")
+    try:
+        with killer.connect() as conn:
+            while not done.is_set():
+                running = conn.execute(
+                    text("SELECT id FROM information_schema.processlist WHERE command = 'Query'")
+                ).scalars()
+                for server_id in set(running) & set(ours):
+                    with contextlib.suppress(SQLAlchemyError):  # already gone
+                        conn.execute(text(f"KILL {int(server_id)}"))
+                done.wait(0.02)
+    finally:
+        killer.dispose()
+
+
+def test_a_small_write_whose_connection_is_killed_is_a_lost_connection(
+    mariadb_store: TaskStore,
+) -> None:
+    """A save of a few hundred bytes killed mid-statement (it waits on a row lock another
+    connection holds; both attempts are killed) gets MySQL's hang-up (2013), which for a
+    statement this small is a lost connection, not a payload over max_allowed_packet."""
+    store, ours = mariadb_store, []
+
+    @event.listens_for(store.engine, "connect")
+    def _remember(dbapi_connection: Any, _record: object) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("SELECT CONNECTION_ID()")
+        ours.append(int(cursor.fetchone()[0]))
+        cursor.close()
+
+    store.engine.dispose()
+    store.save(TaskInfo(task_id="uqt_1", backend="b"))
+    holder = create_engine(store.url)
+    done = threading.Event()
+    try:
+        with holder.connect() as conn:
+            conn.execute(text("SELECT * FROM tasks WHERE task_id = 'uqt_1' FOR UPDATE")).all()
+            thread = threading.Thread(target=_kill_while_blocked, args=(store, ours, done))
+            thread.start()
+            try:
+                with pytest.raises(StoreError) as caught:
+                    store.save(TaskInfo(task_id="uqt_1", backend="changed", metadata={"k": "v"}))
+            finally:
+                done.set()
+                thread.join(10)
+            conn.rollback()
+    finally:
+        holder.dispose()
+    cause = caught.value.__cause__
+    assert isinstance(cause, DBAPIError) and cause.orig is not None
+    assert cause.orig.args[0] in MYSQL.hung_up and cause.statement.lstrip().startswith("INSERT")
+    assert type(caught.value) is DatabaseUnavailableError, caught.value
+    assert "max_allowed_packet" not in str(caught.value)
+    got = store.get("uqt_1")
+    assert got is not None and got.backend == "b"  # nothing was written
+
+
+def test_a_write_far_over_max_allowed_packet_is_too_large_when_the_server_hangs_up(
+    mariadb_store: TaskStore,
+) -> None:
+    """A statement 2.5 times the server's limit: the server cuts the connection while it
+    is still being sent (2006), which for a statement that large is PayloadTooLargeError."""
+    store = mariadb_store
+    with store.engine.connect() as conn:  # read only: the shared server is never reconfigured
+        limit = int(conn.execute(text("SELECT @@max_allowed_packet")).scalar_one())
+    too_big = TaskInfo(task_id="uqt_huge", backend="b", result={"x": "a" * (limit * 5 // 2)})
+    with pytest.raises(PayloadTooLargeError, match="max_allowed_packet") as caught:
+        store.save(too_big)
+    cause = caught.value.__cause__
+    assert isinstance(cause, DBAPIError) and cause.orig is not None
+    assert cause.orig.args[0] in MYSQL.too_large | MYSQL.hung_up
+    assert store.get("uqt_huge") is None and store.count() == 0

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import URL, Connection, Engine, inspect, text
+from sqlalchemy import URL, Connection, Engine, event, inspect, text
 from sqlalchemy.exc import OperationalError
 
 from tests.conftest import scratch_url
@@ -148,7 +148,13 @@ def test_upgraders_at_once_serialise_and_end_at_head(deploy_url: URL) -> None:
         deployer.stdin.write("go\n")
         deployer.stdin.flush()
     outcomes = [d.communicate(timeout=300) for d in deployers]
-    assert [d.returncode for d in deployers] == [0, 0, 0], [err for _, err in outcomes]
+    failed = [
+        f"deployer {n} (on {u.render_as_string()}) exited {d.returncode}:\n{err}"
+        for n, (u, d, (_, err)) in enumerate(zip(urls, deployers, outcomes, strict=True), 1)
+        if d.returncode != 0
+    ]
+    if failed:  # the whole stderr (driver errno and text), which an assert message truncates
+        pytest.fail("\n".join(failed), pytrace=False)
     engine = engine_for(deploy_url)
     try:
         assert version_at(engine) == CURRENT_SCHEMA_VERSION
@@ -186,6 +192,45 @@ def test_galera_get_lock_does_not_serialise_nodes_but_the_lease_does(galera_url:
 def galera_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[URL]:
     with scratch_url("galera", tmp_path, request) as url:
         yield url
+
+
+@pytest.mark.parametrize("if_not_exists", [True, False], ids=["as-sent", "without-if-not-exists"])
+def test_a_lease_table_another_node_creates_after_our_look_is_no_error(
+    galera_url: URL, if_not_exists: bool
+) -> None:
+    """The race of concurrent deployers, forced: node 2 creates the lease table between
+    node 1's look-up (none there) and node 1's CREATE, which Galera then applies after
+    node 2's. Ours says IF NOT EXISTS; sent without it (``without-if-not-exists``, as
+    the statement was before) it fails with 1050, a lost race, and the next look finds
+    the table. Either way the lease is taken and given back on node 1."""
+    from tests.conftest import CLUSTER_NODES
+
+    one, two = (engine_for(u) for u in CLUSTER_NODES[galera_url.render_as_string(False)][:2])
+    raced: list[str] = []
+
+    def node_two_first(
+        _conn: Connection, _cursor: object, statement: str, *rest: object
+    ) -> tuple[str, object]:
+        if statement.lstrip().startswith("CREATE TABLE") and not raced:
+            with two.connect() as other:
+                lease_table.create(other)
+                other.commit()
+            raced.append(statement)
+            if not if_not_exists:
+                statement = statement.replace("IF NOT EXISTS ", "")
+        return statement, rest[0]
+
+    try:
+        with one.connect() as conn:
+            event.listen(conn, "before_cursor_execute", node_two_first, retval=True)
+            with migration_lock(conn, SHORT, method="lease"):
+                assert _lease_holder(conn).startswith("uniqc-store upgrade on")
+            event.remove(conn, "before_cursor_execute", node_two_first)
+            assert len(raced) == 1 and MIGRATION_LOCK_TABLE in raced[0]
+            assert _lease_holder(conn) == ""
+    finally:
+        one.dispose()
+        two.dispose()
 
 
 def _lease_holder(conn: Connection) -> str:

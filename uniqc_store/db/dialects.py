@@ -40,11 +40,18 @@ class Family:
     unavailable_classes: tuple[str, ...] = ()
     #: A statement larger than the server takes.
     too_large: frozenset[int | str] = frozenset()
-    #: The server hung up on the statement (for a write: probably too large).
+    #: The server hung up on the statement (for a write of ``hung_up_large_bytes`` or
+    #: more: probably too large; for a smaller one: the connection was lost).
     hung_up: frozenset[int | str] = frozenset()
+    #: The size of a statement's parameters from which a hang-up on it is read as the
+    #: server refusing its size (the smallest limit a server plausibly runs with).
+    hung_up_large_bytes: int = 0
     #: (code, text in its message) of errors that also ask for another run, where the
     #: code alone means something permanent.
     retry_when: tuple[tuple[int | str, str], ...] = ()
+    #: A CREATE (or its look-up of the table) that met another connection's creation of
+    #: the same table: it is there now, or is being made; look again.
+    ddl_race: frozenset[int | str] = frozenset()
     #: The bytes the store's tables and indexes take on the server (one value, or NULL);
     #: None where the database is a file, whose size is read from the file system.
     size_sql: str | None = None
@@ -55,6 +62,10 @@ class Family:
         if code in self.retry:
             return True
         return any(code == c and text in str(orig) for c, text in self.retry_when)
+
+    def lost_ddl_race(self, orig: BaseException | None) -> bool:
+        """Whether a CREATE met another connection's creation of the same table."""
+        return self.code_of(orig) in self.ddl_race
 
     def code_of(self, orig: BaseException | None) -> int | str | None:
         """The family's code of a driver exception, or None if it carries none."""
@@ -91,6 +102,9 @@ POSTGRESQL = Family(
     busy=frozenset({"40001", "40P01", "55P03", "57014"}),  # + lock not available, cancelled
     unavailable=frozenset({"25006"}),  # read-only transaction
     unavailable_classes=("08", "53", "57", "58", "28", "3D", "XX"),
+    # 42P07: duplicate table; 23505: two CREATE TABLE IF NOT EXISTS at once collide
+    # on the catalog's unique index of type names (the other one commits first).
+    ddl_race=frozenset({"42P07", "23505"}),
     size_sql="SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c "
     "WHERE c.relname IN ('tasks', 'archived_tasks', 'task_shards', 'archived_task_shards') "
     "AND pg_table_is_visible(c.oid)",
@@ -105,10 +119,20 @@ MYSQL = Family(
     unavailable=frozenset({1044, 1045, 1049, 1290, 2002, 2003, 2005, 2006, 2013, 1021, 1114}),
     too_large=frozenset({1153, 1301}),
     hung_up=frozenset({2006, 2013}),
+    # 1 MiB: the smallest default max_allowed_packet any MySQL or MariaDB release
+    # shipped (MySQL up to 5.6.5; MySQL 5.7: 4 MiB, 8.0: 64 MiB; MariaDB 10.2.4+: 16 MiB).
+    # A write smaller than that was not refused for its size unless the server was
+    # configured lower: its hang-up is a lost connection (a KILL, a restart, a network).
+    hung_up_large_bytes=1024 * 1024,
     # MariaDB Galera: a statement that fires a trigger while the node reloads the table's
     # triggers fails as a syntax error (1064) with this text; nothing was done, and the
     # same statement runs a moment later (seen once in the Galera soak, after 0009).
     retry_when=((1064, "Unknown trigger has an error in its body"),),
+    # 1050: table already exists (another deployer's CREATE won: on Galera, another
+    # node's, applied here in total order between our look-up and our CREATE); 1684:
+    # "was skipped since its definition is being modified by concurrent DDL statement",
+    # a look-up of the table while another node's CREATE of it is applied here.
+    ddl_race=frozenset({1050, 1684}),
     size_sql="SELECT sum(data_length + index_length) FROM information_schema.tables "
     "WHERE table_schema = DATABASE()",
 )

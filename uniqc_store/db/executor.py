@@ -79,6 +79,14 @@ MAX_ATTEMPTS = 8
 BACKOFF_BASE_S = 0.005
 BACKOFF_CAP_S = 0.5
 
+
+def backoff_pause(attempt: int) -> float:
+    """The sleep after failed attempt ``attempt`` (1, 2, ...): full jitter, a random time
+    up to min(cap, base * 2**attempt), so two that collided do not collide again in step.
+    The one retry policy of the package (the executor's units, the lease table's creation)."""
+    return random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt))
+
+
 _NESTED = (
     "a store call was made inside another store call's transaction (from a modify() change?); "
     "it would wait on that call's own locks: make it before or after"
@@ -591,7 +599,7 @@ class Executor:
                 again = dropped_first or is_transient(exc, self.engine.dialect.name)
                 if attempt == MAX_ATTEMPTS or not again:
                     raise
-                pause = random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt))
+                pause = backoff_pause(attempt)
                 if time.monotonic() + pause >= deadline:
                     raise
                 self.metrics.retried(RETRY_DROPPED if dropped_first else RETRY_CONFLICT)

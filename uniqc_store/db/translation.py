@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Mapping
 from time import perf_counter
 from typing import Any, TypeVar, cast
 
@@ -48,7 +48,11 @@ def _classify(exc: SQLAlchemyError, backend: str) -> type[StoreError]:
     code = family.code_of(exc.orig)
     if family is POSTGRESQL and code is None and isinstance(exc, OperationalError):
         return DatabaseUnavailableError  # psycopg's own: the connection broke client-side
-    if code in family.too_large or (code in family.hung_up and _is_write(exc.statement)):
+    if code in family.too_large or (
+        code in family.hung_up
+        and _is_write(exc.statement)
+        and _size_of(exc.params) >= family.hung_up_large_bytes
+    ):
         return PayloadTooLargeError
     if code in family.busy:
         return DatabaseBusyError
@@ -59,6 +63,19 @@ def _classify(exc: SQLAlchemyError, backend: str) -> type[StoreError]:
 
 def _is_write(statement: str | None) -> bool:
     return (statement or "").lstrip()[:6].upper() in ("INSERT", "UPDATE")
+
+
+def _size_of(params: Any) -> int:
+    """About how many bytes a statement's parameters take on the wire: its text and
+    binary values (of every parameter set of an executemany), at least one byte each
+    for the rest. Characters count one byte each: a lower bound is what the rule needs."""
+    if isinstance(params, (str, bytes, bytearray, memoryview)):
+        return len(params)
+    if isinstance(params, Mapping):
+        return sum(_size_of(value) for value in params.values())
+    if isinstance(params, (list, tuple)):
+        return sum(_size_of(value) for value in params)
+    return 1
 
 
 _ADVICE: dict[type[StoreError], str] = {

@@ -20,31 +20,18 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Connection, MetaData, String, Table
-from sqlalchemy.exc import DBAPIError, IntegrityError, ProgrammingError
+from sqlalchemy import BigInteger, Column, Connection, MetaData, String, Table, inspect
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.schema import CreateTable
 
+from uniqc_store.db.dialects import family_of
+from uniqc_store.db.executor import MAX_ATTEMPTS, backoff_pause
 from uniqc_store.errors import StoreError
-from uniqc_store.migrations.lockwait import (
-    LOCK_NAME,
-    POLL_CAP_S,
-    busy_error,
-    errno_of,
-    owner_name,
-    sqlstate_of,
-)
+from uniqc_store.migrations.lockwait import LOCK_NAME, POLL_CAP_S, busy_error, owner_name
 from uniqc_store.schema.versions import MIGRATION_LOCK_TABLE
 from uniqc_store.timeouts import Timeouts
 
 log = logging.getLogger(__name__)
-
-#: MySQL error numbers and PostgreSQL SQLSTATEs of a lost race for the lease row
-#: (on Galera a duplicate key inserted on two nodes at once is a deadlock, 1213).
-_CONFLICT_ERRNOS = {1062, 1213}
-_CONFLICT_SQLSTATES = {"23505", "40001", "40P01"}
-#: MariaDB's "table ... was skipped since its definition is being modified by concurrent
-#: DDL statement": a look-up of the table (``checkfirst``) while another node's CREATE of
-#: it is being applied here (Galera replicates DDL in total order, not in our transaction).
-_DDL_IN_FLIGHT_ERRNO = 1684
 
 lease_table = Table(
     MIGRATION_LOCK_TABLE,
@@ -69,37 +56,37 @@ def server_now_ms(conn: Connection) -> int:
     return now
 
 
-def _is_conflict(exc: DBAPIError) -> bool:
-    return (
-        isinstance(exc, IntegrityError)
-        or errno_of(exc) in _CONFLICT_ERRNOS
-        or sqlstate_of(exc) in _CONFLICT_SQLSTATES
-    )
+def _is_conflict(conn: Connection, exc: DBAPIError) -> bool:
+    """A lost race for the lease row: a duplicate key, or a transaction the server
+    aborted (on Galera a duplicate key inserted on two nodes at once is a deadlock, 1213)."""
+    return isinstance(exc, IntegrityError) or family_of(conn.dialect.name).asks_for_retry(exc.orig)
 
 
 def create_lease_table(conn: Connection) -> None:
-    """The lease table, if missing (two deployers creating it at once is fine).
+    """The lease table, if missing (deployers creating it at once is fine).
 
-    On Galera a node's DDL aborts the transactions of other nodes that touch the
-    same name (1213, a certification conflict), and a look-up of the table while that
-    DDL is applied here fails (1684): both are worth another try too.
+    Galera runs DDL in total order on every node, outside any transaction, so a
+    deployer on another node may create the table between our look-up and our CREATE
+    (1050; hence ``IF NOT EXISTS`` too), or while we look (1684), or abort us (1213):
+    each is a lost race (``Family.ddl_race``, ``asks_for_retry``), and the next look
+    finds the table. The look-up first keeps a present table from costing a cluster-wide
+    DDL per deployer. Attempts and back-off are the executor's policy.
     """
-    for attempt in range(8):
+    family = family_of(conn.dialect.name)
+    for attempt in range(1, MAX_ATTEMPTS + 1):
         try:
-            lease_table.create(conn, checkfirst=True)
+            if not inspect(conn).has_table(MIGRATION_LOCK_TABLE):
+                conn.execute(CreateTable(lease_table, if_not_exists=True))
             conn.commit()
             return
-        except DBAPIError as exc:  # created by another at that moment, or aborted by its DDL
+        except DBAPIError as exc:
             conn.rollback()
-            if not (
-                isinstance(exc, (IntegrityError, ProgrammingError))
-                or _is_conflict(exc)
-                or errno_of(exc) == _DDL_IN_FLIGHT_ERRNO
-            ):
+            if not (family.lost_ddl_race(exc.orig) or family.asks_for_retry(exc.orig)):
                 raise
-            if attempt == 7:
+            if attempt == MAX_ATTEMPTS:
                 raise StoreError(f"cannot create the migration lock table: {exc.orig}") from exc
-            time.sleep(random.uniform(0, min(POLL_CAP_S, 0.01 * 2**attempt)))
+            log.info("the migration lock table was being created elsewhere (%s)", exc.orig)
+            time.sleep(backoff_pause(attempt))
 
 
 @contextlib.contextmanager
@@ -113,7 +100,7 @@ def lease(conn: Connection, timeouts: Timeouts) -> Iterator[None]:
             holder = _take_lease(conn, me, int(timeouts.migration_seconds * 1000))
         except DBAPIError as exc:  # a certification conflict with another node: try again
             conn.rollback()
-            if not _is_conflict(exc):
+            if not _is_conflict(conn, exc):
                 raise
             holder = ""
         if holder is None:
@@ -141,7 +128,7 @@ def _take_lease(conn: Connection, me: str, lease_ms: int) -> str | None:
         return None
     except DBAPIError as exc:
         conn.rollback()
-        if not _is_conflict(exc):
+        if not _is_conflict(conn, exc):
             raise
     c = lease_table.c
     row = conn.execute(lease_table.select().where(c.lock_name == LOCK_NAME)).first()
@@ -165,7 +152,7 @@ def _take_over(conn: Connection, row: Any, me: str, now: int, lease_ms: int) -> 
         conn.commit()
     except DBAPIError as exc:
         conn.rollback()
-        if _is_conflict(exc):
+        if _is_conflict(conn, exc):
             return False
         raise
     if result.rowcount == 1:
@@ -183,5 +170,5 @@ def _release_lease(conn: Connection, me: str) -> None:
             return
         except DBAPIError as exc:
             conn.rollback()
-            if not _is_conflict(exc) or attempt == 7:
+            if not _is_conflict(conn, exc) or attempt == 7:
                 raise

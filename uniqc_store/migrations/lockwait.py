@@ -1,6 +1,6 @@
 """What every migration lock shares (``locks.py``, ``lease.py``): its name, who
 takes it, how often a waiter looks, the error when the wait runs out, and the
-codes a database error carries."""
+SQLSTATE a PostgreSQL error carries."""
 
 from __future__ import annotations
 
@@ -35,8 +35,3 @@ def busy_error(wait: float, holder: str | None) -> DatabaseBusyError:
 
 def sqlstate_of(exc: DBAPIError) -> str | None:
     return getattr(exc.orig, "sqlstate", None)
-
-
-def errno_of(exc: DBAPIError) -> object:
-    args = getattr(exc.orig, "args", ())
-    return args[0] if args else None
