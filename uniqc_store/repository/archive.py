@@ -30,7 +30,8 @@ multi-statement unit, what each statement locks per engine, and its race test.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+import itertools
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -45,10 +46,12 @@ from sqlalchemy import (
     Table,
     Text,
     TextClause,
+    and_,
     bindparam,
     delete,
     func,
     insert,
+    or_,
     select,
     text,
 )
@@ -59,8 +62,6 @@ from uniqc_store.errors import TaskConflictError
 from uniqc_store.records import MAX_HOURS, TERMINAL_STATUSES
 from uniqc_store.schema.tables import archived_task_shards, archived_tasks, task_shards, tasks
 
-#: Live rows ``archive_expired`` reads per page (one short read each).
-SCAN_PAGE = 1000
 #: Tasks it moves per transaction: small, so that a writer beside it waits for one
 #: short transaction at most (measured at 1M tasks: ``benchmarks/retention.py``).
 CHUNK = 100
@@ -336,17 +337,60 @@ def _expires(
     )
 
 
-#: The columns the expiry walk reads from ``tasks``, a page at a time.
-EXPIRY_SCAN = ("task_id", "status", "update_time", "submit_time")
+#: The candidates' read (``expiry_candidates``): the live tasks whose ``update_time``
+#: sorts before ``:day_after`` (a range of ``tasks_update_time_idx``, revision 0010),
+#: less those whose stamp is in the store's own form (``YYYY-MM-DDT...+00:00``, which
+#: sorts as time does) and after ``:cutoff``.
+EXPIRY_CANDIDATES = select(tasks.c.task_id).where(
+    tasks.c.update_time < bindparam("day_after"),
+    or_(
+        tasks.c.update_time <= bindparam("cutoff"),
+        func.substr(tasks.c.update_time, 11, 1) != "T",
+        ~tasks.c.update_time.like(f"%{_UTC_SUFFIX}"),
+    ),
+)
 
 
-def sort_scanned(
-    rows: Sequence[Sequence[Any]], cutoff: datetime, terminal_only: bool
-) -> tuple[list[str], list[str]]:
-    """A page of the expiry walk as (expired ids, ids left alone because not finished)."""
-    expired = [row[0] for row in rows if _expires(row[1], row[2], row[3], cutoff, terminal_only)]
-    running = [row[0] for row in rows if terminal_only and row[1] not in TERMINAL_STATUSES]
-    return expired, running
+def _outside(values: Sequence[str]) -> ColumnElement[bool]:
+    """``column NOT IN values`` as ranges between them (an index serves ranges)."""
+    column = tasks.c.status
+    edges = sorted(values)
+    ranges = [column < edges[0], column > edges[-1]]
+    ranges += [and_(column > low, column < high) for low, high in itertools.pairwise(edges)]
+    return or_(*ranges)
+
+
+#: The live tasks not finished (``skipped_running`` when ``terminal_only``): ranges of
+#: ``tasks_status_time_idx`` around the terminal statuses.
+NOT_FINISHED = select(tasks.c.task_id).where(_outside(TERMINAL_STATUSES))
+
+
+def candidate_bounds(cutoff: datetime) -> dict[str, str]:
+    """The parameters of ``EXPIRY_CANDIDATES`` for ``cutoff``.
+
+    Why the day after the next: a stamp the store parses (``_parse_time``) is
+    ISO-8601 text starting with its local date, and its offset is under 24 hours,
+    so a stamp that expired has a local date at most ``cutoff + 24h``'s, which
+    sorts before the date after it whatever follows the date (a time, ``Z``, an
+    offset, any separator). Only a stamp in ISO-8601's basic, ordinal or week
+    layout (``20250101``, ``2025-001``, ``2025-W01-1``, which Python 3.11 also
+    parses) can sort later and is not found. Every candidate is checked again by
+    the same rule as before (``_expires``, on the locked row) before it moves.
+    """
+    day_after = (cutoff + timedelta(days=2)).date().isoformat()
+    return {"cutoff": cutoff.isoformat(), "day_after": day_after}
+
+
+def expiry_candidates(conn: Connection, cutoff: datetime, skip: Collection[str] = ()) -> list[str]:
+    """The ids that may have expired by ``cutoff`` (a superset), but ``skip``, in id order."""
+    found = conn.execute(EXPIRY_CANDIDATES, candidate_bounds(cutoff)).scalars()
+    left_alone = set(skip)
+    return sorted(task_id for task_id in found if task_id not in left_alone)
+
+
+def not_finished(conn: Connection) -> list[str]:
+    """The ids of the live tasks not in a terminal status, in id order."""
+    return sorted(conn.execute(NOT_FINISHED).scalars())
 
 
 def archive_chunk(

@@ -23,10 +23,11 @@ import json
 import re
 from typing import Any, NamedTuple
 
-from sqlalchemy import Integer, Select, Table, and_, bindparam, func, or_, select
+from sqlalchemy import Connection, Integer, Select, Table, and_, bindparam, func, or_, select
 
+from uniqc_store.db.dialects import is_mysql
 from uniqc_store.records import TaskInfo
-from uniqc_store.repository.statements import filtered, stored
+from uniqc_store.repository.statements import bounded_listing, filtered, page_bound, stored
 from uniqc_store.schema.tables import archived_tasks, tasks
 from uniqc_store.schema.values import check_key
 
@@ -158,3 +159,22 @@ def key_positions(table: Table) -> tuple[int, int]:
     """Where ``submit_time`` and ``task_id`` sit in a row of ``stored(table)``."""
     names = [c.name for c in table.columns]
     return names.index("submit_time"), names.index("task_id")
+
+
+def reads_from_a_bound(dialect: str) -> bool:
+    """Whether pages by status and backend are read by ``bounded_page``: on MySQL/MariaDB."""
+    return is_mysql(dialect)
+
+
+def bounded_page(conn: Connection, table: Table, params: dict[str, Any]) -> list[Any]:
+    """``list(status=, backend=, limit=, offset=)`` on MySQL/MariaDB in two statements
+    of one snapshot: the page's oldest ``submit_time`` (``statements.page_bound``),
+    then the rows from it up (``statements.bounded_listing``, which says why)."""
+    start = params.get("offset", 0)
+    if params["limit"] == 0:
+        return []
+    edge = {**params, "edge": start + params["limit"] - 1}
+    bound = conn.execute(page_bound(table), edge).scalar()
+    # fewer rows than the page's end: all of them ('' sorts before every text)
+    found = {**params, "bound": "" if bound is None else bound}
+    return list(conn.execute(bounded_listing(table, conn.dialect.name, "offset" in params), found))

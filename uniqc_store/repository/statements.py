@@ -119,6 +119,35 @@ def listing(
 
 
 @functools.cache
+def page_bound(table: Table) -> Select[Any]:
+    """The ``submit_time`` of the ``:edge``-th newest row of one status and backend,
+    by ``submit_time`` alone (``bounded_listing``'s bound, on MySQL/MariaDB)."""
+    stmt = filtered(select(table.c.submit_time), table, True, True)
+    stmt = stmt.order_by(table.c.submit_time.desc()).limit(1)
+    return stmt.offset(bindparam("edge", type_=Integer()))
+
+
+@functools.cache
+def bounded_listing(table: Table, dialect: str, offset: bool) -> Select[Any]:
+    """``listing`` by status and backend, of the rows from ``:bound`` up only.
+
+    Why, on MySQL/MariaDB: InnoDB extends an index by the primary key only while
+    both fit in 3,072 bytes; ``(status, backend, submit_time)`` (3 x 1,022) with
+    ``task_id`` (1,022) does not, so the optimizer does not know that index is in
+    ``task_id`` order within one ``submit_time``: it either sorts every matching
+    row or walks ``tasks_submit_time_idx`` (extended: 2 x 1,022) filtering on
+    status and backend. Cut at the bound (``page_bound``, which the index
+    serves in order), the page is a range of ``:offset + :limit`` entries and ties,
+    sorted: the same page, the rows tying on the bound included."""
+    stmt = filtered(select(*stored(table)), table, True, True)
+    stmt = stmt.where(table.c.submit_time >= bindparam("bound")).order_by(
+        *newest_first(table, dialect)
+    )
+    stmt = stmt.limit(bindparam("limit", type_=Integer()))
+    return stmt.offset(bindparam("offset", type_=Integer())) if offset else stmt
+
+
+@functools.cache
 def keyset_page(table: Table, status: bool, backend: bool, first: bool) -> Select[Any]:
     """A page of ``table`` in id order after ``:after`` (from the start when ``first``)."""
     stmt = filtered(select(*stored(table)), table, status, backend).order_by(table.c.task_id)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import copy
+import functools
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -338,6 +339,14 @@ class TaskStore:
             limit is not None,
             offset is not None,
         )
+        if (
+            limit
+            and status is not None
+            and backend is not None
+            and pages.reads_from_a_bound(self.dialect)
+        ):
+            work = functools.partial(pages.bounded_page, table=table, params=params)
+            return [decode(row) for row in self._executor.read(work, snapshot=True)]
         with bulk() if limit is None else contextlib.nullcontext():
             rows = self._executor.fetch(stmt, params)
         return [decode(row) for row in rows]
@@ -614,13 +623,14 @@ class TaskStore:
         ``terminal_only``, ``skipped_running`` (non-terminal ids left alone when
         ``terminal_only``) and ``skipped_conflicts`` (ids already archived).
 
-        The live table is walked in id order, ``archive.SCAN_PAGE`` rows per
-        short read, and the expired tasks move ``archive.CHUNK`` (100) at a time,
-        each chunk in one transaction of its own (locked, checked again, copied,
-        deleted): no transaction grows with the table. The exception to "every call is one atomic
-        unit": an error part-way is ``PartialRunError``, whose ``report`` is
-        this dict for the chunks already committed (the failing chunk moved
-        nothing); an error in the first chunk is raised as it is.
+        What may have expired is read in one range of an index
+        (``archive.expiry_candidates``), and those tasks move in id order,
+        ``archive.CHUNK`` (100) at a time, each chunk in one transaction of its own
+        (locked, checked again, copied, deleted): no transaction grows with the table.
+        The exception to "every call is one atomic unit": an error part-way is
+        ``PartialRunError``, whose ``report`` is this dict for the chunks already
+        committed (the failing chunk moved nothing); an error in the first chunk is
+        raised as it is.
         """
         refuse_inside(self._executor, "archive_expired()")
         cutoff = archive.cutoff_for(hours)  # validates before anything runs
@@ -648,11 +658,14 @@ class TaskStore:
             outcome.skipped_conflicts += taken
 
         with self._chunked("archive_expired", lambda: bool(outcome.archived), report):
-            for rows in self._pages(tasks, archive.EXPIRY_SCAN, archive.SCAN_PAGE):
-                expired, running = archive.sort_scanned(rows, cutoff, terminal_only)
-                outcome.skipped_running += running
-                for start in range(0, len(expired), archive.CHUNK):
-                    chunk(expired[start : start + archive.CHUNK])
+            if terminal_only:
+                outcome.skipped_running = self._executor.read(archive.not_finished)
+            running = outcome.skipped_running
+            found = self._executor.read(
+                lambda conn: archive.expiry_candidates(conn, cutoff, running)
+            )
+            for start in range(0, len(found), archive.CHUNK):
+                chunk(found[start : start + archive.CHUNK])
         return report()
 
     def purge_archived(

@@ -35,7 +35,7 @@ from typing import Any
 from sqlalchemy import Dialect, ForeignKeyConstraint, MetaData, String, Table, Text
 from sqlalchemy.exc import CompileError
 from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.schema import CreateColumn, CreateTable
+from sqlalchemy.schema import CreateColumn, CreateIndex, CreateTable
 from sqlalchemy.sql.compiler import DDLCompiler, GenericTypeCompiler
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
@@ -196,6 +196,11 @@ MYSQL_TABLE_ARGS: dict[str, Any] = {
 MYSQL_OPTIONS = "uniqc_mysql_table_options"
 
 
+#: Index ``info`` key: ``{column: characters}``, the prefix a MySQL/MariaDB index holds
+#: of a ``TEXT`` column (``mysql_length``), given to the copy only, for the same reason.
+MYSQL_INDEX_LENGTHS = "uniqc_mysql_index_lengths"
+
+
 def with_mysql_options(metadata: MetaData) -> MetaData:
     """A copy of ``metadata`` whose ``MYSQL_OPTIONS`` tables carry ``MYSQL_TABLE_ARGS``
     (made once per ``metadata``; this loads the MySQL dialect).
@@ -230,7 +235,25 @@ def _copy_with_options(metadata: MetaData) -> MetaData:
     for table in metadata.tables.values():
         if table.info.get(MYSQL_OPTIONS):
             Table(table.name, copies, schema=table.schema, extend_existing=True, **MYSQL_TABLE_ARGS)
+        copied = {index.name: index for index in copies.tables[table.key].indexes}
+        for index in table.indexes:
+            lengths = index.info.get(MYSQL_INDEX_LENGTHS)
+            if lengths:
+                for dialect in _MYSQL:
+                    copied[index.name].dialect_kwargs[f"{dialect}_length"] = dict(lengths)
     return copies
+
+
+@compiles(CreateIndex, "mysql", "mariadb")
+def _mysql_create_index(element: CreateIndex, compiler: DDLCompiler, **kw: Any) -> str:
+    """An index with ``MYSQL_INDEX_LENGTHS`` is made as its copy's (with the lengths)."""
+    index = element.element
+    table = index.table
+    if index.info.get(MYSQL_INDEX_LENGTHS) and table is not None and table.metadata is not None:
+        copy = with_mysql_options(table.metadata).tables[table.key]
+        (index,) = (i for i in copy.indexes if i.name == element.element.name)
+        element = CreateIndex(index, if_not_exists=element.if_not_exists)
+    return str(compiler.visit_create_index(element, **kw))  # type: ignore[no-untyped-call]
 
 
 @compiles(CreateTable, "mysql", "mariadb")
