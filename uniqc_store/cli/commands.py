@@ -58,8 +58,9 @@ from uniqc_store.redaction import redact_record
 from uniqc_store.repository import counts as tallies
 from uniqc_store.repository import row_check, transfer
 from uniqc_store.repository.archive import PurgeReport
-from uniqc_store.repository.store import MAX_BATCH_SIZE, TaskStore
+from uniqc_store.repository.store import TaskStore
 from uniqc_store.schema.tables import archived_task_shards, archived_tasks, task_shards, tasks
+from uniqc_store.schema.validation import MAX_BATCH_SIZE
 
 __all__ = ["main", "parse_hours"]
 
