@@ -223,6 +223,8 @@ def test_urls_are_printed_as_given(module_url: URL) -> None:
     report = json.loads(run("stats", "--json", "--url", given)[1])
     assert report["url"] == redact(given)
     assert "charset" not in report["url"] and "pysqlite" not in report["url"]
+    # Measured on every engine: the file on SQLite, the dialect table's size SQL on servers.
+    assert isinstance(report["size_bytes"], int) and report["size_bytes"] > 0
     assert run("upgrade", "--url", given)[1].startswith(f"{redact(given)}: already at")
 
 

@@ -6,6 +6,9 @@ the database is busy, unreachable, or that a statement was too large. Code
 that must branch on the engine asks :func:`family_of` instead of comparing
 dialect names (MariaDB is the MySQL family under its own dialect name).
 
+Besides errors it holds the family's SQL that callers above the executor
+would otherwise write per dialect (the database's size, for ``stats``).
+
 The column types (``schema/types.py``) keep their own per-dialect compile
 hooks, since the schema sits below this layer.
 """
@@ -42,6 +45,9 @@ class Family:
     #: (code, text in its message) of errors that also ask for another run, where the
     #: code alone means something permanent.
     retry_when: tuple[tuple[int | str, str], ...] = ()
+    #: The bytes the store's tables and indexes take on the server (one value, or NULL);
+    #: None where the database is a file, whose size is read from the file system.
+    size_sql: str | None = None
 
     def asks_for_retry(self, orig: BaseException | None) -> bool:
         """Whether the server aborted the transaction and asks for it to run again."""
@@ -85,6 +91,9 @@ POSTGRESQL = Family(
     busy=frozenset({"40001", "40P01", "55P03", "57014"}),  # + lock not available, cancelled
     unavailable=frozenset({"25006"}),  # read-only transaction
     unavailable_classes=("08", "53", "57", "58", "28", "3D", "XX"),
+    size_sql="SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c "
+    "WHERE c.relname IN ('tasks', 'archived_tasks', 'task_shards', 'archived_task_shards') "
+    "AND pg_table_is_visible(c.oid)",
 )
 MYSQL = Family(
     name="mysql",
@@ -100,8 +109,12 @@ MYSQL = Family(
     # triggers fails as a syntax error (1064) with this text; nothing was done, and the
     # same statement runs a moment later (seen once in the Galera soak, after 0009).
     retry_when=((1064, "Unknown trigger has an error in its body"),),
+    size_sql="SELECT sum(data_length + index_length) FROM information_schema.tables "
+    "WHERE table_schema = DATABASE()",
 )
 FAMILIES = (SQLITE, POSTGRESQL, MYSQL)
+#: The dialect names of the families that run on a server (not a file).
+SERVER_BACKENDS = POSTGRESQL.backends | MYSQL.backends
 
 
 def family_of(backend: str) -> Family:

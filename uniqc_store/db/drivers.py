@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import URL
 
+from uniqc_store.db.dialects import SERVER_BACKENDS, is_mysql
 from uniqc_store.timeouts import Timeouts
 
 #: Server pools: sized for the API's concurrency (40 requests at once), and a
@@ -28,13 +29,13 @@ def server_connect_args(url: URL, timeouts: Timeouts) -> dict[str, Any]:
     ``init_command`` when it connects (error 1205 after that long)."""
     backend = url.get_backend_name()
     args: dict[str, Any] = {}
-    if backend not in ("postgresql", "mysql", "mariadb"):
+    if backend not in SERVER_BACKENDS:
         return args  # an unknown scheme: create_engine says so (asking its driver would raise)
     driver = url.get_driver_name()
     if backend == "postgresql" and driver in ("psycopg", "psycopg_async"):
         args["connect_timeout"] = timeouts.connect_whole_seconds
         args.update(prepare_threshold_of(url))
-    elif backend in ("mysql", "mariadb") and driver == "aiomysql":
+    elif is_mysql(backend) and driver == "aiomysql":
         # aiomysql's connect_timeout bounds the connect and the login; the watchdog
         # bounds calls (it has no read_timeout)
         wait = timeouts.lock_wait_whole_seconds
@@ -42,7 +43,7 @@ def server_connect_args(url: URL, timeouts: Timeouts) -> dict[str, Any]:
         args["init_command"] = (
             f"SET SESSION innodb_lock_wait_timeout = {wait}, SESSION lock_wait_timeout = {wait}"
         )
-    elif backend in ("mysql", "mariadb") and driver == "pymysql":
+    elif is_mysql(backend) and driver == "pymysql":
         wait = timeouts.lock_wait_whole_seconds
         args["connect_timeout"] = timeouts.connect_whole_seconds
         # PyMySQL's connect_timeout covers the TCP connect only: the handshake,

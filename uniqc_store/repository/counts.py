@@ -32,6 +32,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Select, Table, bindparam, func, select, text
 
+from uniqc_store.db.dialects import family_of
 from uniqc_store.repository.statements import filtered
 from uniqc_store.schema.tables import archived_tasks, task_counts, tasks
 
@@ -98,8 +99,7 @@ def counters_present(conn: Connection) -> bool:
     """Whether this database keeps ``task_counts``: the table and every trigger that
     keeps it, each on its table (SQLite files from 0007, the servers from 0009). A
     database made by ``create_all`` has none of them and is counted from its rows."""
-    dialect = "mysql" if conn.dialect.name in ("mysql", "mariadb") else conn.dialect.name
-    query = _PRESENCE.get(dialect)
+    query = _PRESENCE.get(family_of(conn.dialect.name).name)
     if query is None:
         return False
     found = {(str(t), str(n)) for t, n in conn.execute(text(query.format(counts=task_counts.name)))}

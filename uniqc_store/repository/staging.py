@@ -47,6 +47,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.schema import CreateTable
 from sqlalchemy.util import await_only
 
+from uniqc_store.db.dialects import SERVER_BACKENDS
 from uniqc_store.db.executor import Transaction
 from uniqc_store.repository.statements import KEPT_BY_SAVE
 from uniqc_store.schema.tables import tasks
@@ -57,7 +58,7 @@ PREFIX = "uniqc_stage_"
 #: Rows per ``COPY`` / multi-row ``INSERT`` sent at once.
 CHUNK = 5000
 #: Engines with a staging path; SQLite keeps ``executemany`` (it has no server round trips).
-ENGINES = ("postgresql", "mysql", "mariadb")
+ENGINES = SERVER_BACKENDS
 
 Numbered = tuple[int, dict[str, Any]]
 

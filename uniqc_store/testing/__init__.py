@@ -54,6 +54,7 @@ import pytest
 from sqlalchemy import URL, Connection, text
 
 from uniqc_store.db import door
+from uniqc_store.db.dialects import SERVER_BACKENDS, is_mysql
 from uniqc_store.db.engine import create_store_engine
 from uniqc_store.db.urls import parse_url, redact, sqlite_file_path
 from uniqc_store.repository.store import TaskStore
@@ -145,7 +146,7 @@ def drop_leftover_scratch(url: str | URL, *, before: float) -> list[str]:
     """
     parsed = parse_url(url)
     backend = parsed.get_backend_name()
-    if backend not in ("postgresql", "mysql", "mariadb"):
+    if backend not in SERVER_BACKENDS:
         raise ValueError(f"drop_leftover_scratch: a PostgreSQL or MySQL URL, not {backend}")
     if not isinstance(before, (int, float)) or isinstance(before, bool):
         raise TypeError(f"before must be a unix time (a number), not {type(before).__name__}")
@@ -206,7 +207,7 @@ def scratch_database(url: URL) -> Iterator[URL]:
                 conn.execute(text(f'CREATE SCHEMA "{name}"'))
                 scratch = _with_search_path(url, name)
                 drop = f'DROP SCHEMA "{name}" CASCADE'
-            elif backend in ("mysql", "mariadb"):
+            elif is_mysql(backend):
                 conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
                 scratch = url.set(database=name)
                 drop = f"DROP DATABASE `{name}`"
