@@ -17,8 +17,8 @@ from sqlalchemy import event, insert, text
 
 from uniqc_store import StoreError, TaskInfo, TaskStore
 from uniqc_store.repository.pages import MAX_CURSOR_LENGTH, Page, page_query
-from uniqc_store.repository.store import MAX_PAGE_SIZE
 from uniqc_store.schema.tables import tasks
+from uniqc_store.schema.validation import MAX_PAGE_SIZE
 
 Pager = Callable[..., Page]
 

@@ -69,9 +69,10 @@ from uniqc_store.api.probes import (
     ready_bound,
 )
 from uniqc_store.errors import StoreError, TaskConflictError
-from uniqc_store.records import CURRENT_SCHEMA_VERSION, MAX_HOURS, TaskInfo, TaskStatus
+from uniqc_store.records import CURRENT_SCHEMA_VERSION, TaskInfo, TaskStatus
 from uniqc_store.redaction import REDACTED, redact_record, redact_sensitive
 from uniqc_store.repository.store import TaskStore
+from uniqc_store.schema.validation import INT_MAX, MAX_HOURS
 
 MAX_LIMIT = 1000
 #: The health probe: no token needed (it shows only "ok" or that the database is down).
@@ -169,7 +170,7 @@ def _package_version() -> str:
 
 
 Limit = Annotated[int, Query(ge=0, le=MAX_LIMIT, description=f"at most {MAX_LIMIT}")]
-Offset = Annotated[int, Query(ge=0, le=2**31 - 1)]
+Offset = Annotated[int, Query(ge=0, le=INT_MAX)]
 
 
 def create_app(

@@ -13,8 +13,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from uniqc_store.api.errors import MAX_TEXT, TEXT_SCHEMA, StorableText
-from uniqc_store.records import MAX_HOURS
-from uniqc_store.repository.store import MAX_BATCH_SIZE
+from uniqc_store.schema.validation import INT_MAX, MAX_BATCH_SIZE, MAX_HOURS
 
 #: The most ids ``archive-expired`` lists per kind; the counts are always complete.
 MAX_REPORTED_IDS = 1000
@@ -67,10 +66,13 @@ class PurgeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     older_than_hours: float = Field(
-        ge=0, lt=MAX_HOURS, allow_inf_nan=False, description="Age since archiving, in hours."
+        ge=0,
+        lt=MAX_HOURS,
+        allow_inf_nan=False,
+        description=f"Age since archiving, in hours, < {MAX_HOURS:g}.",
     )
     keep_last: WholeNumber = Field(
-        0, ge=0, le=2**31 - 1, description="Always keep this many newest archived tasks."
+        0, ge=0, le=INT_MAX, description="Always keep this many newest archived tasks."
     )
     batch_size: WholeNumber = Field(
         1000, ge=1, le=MAX_BATCH_SIZE, description="Archived tasks deleted per transaction."

@@ -29,21 +29,18 @@ from uniqc_store.errors import (
     TaskConflictError,
     UnreadableRowError,
 )
-from uniqc_store.records import MAX_HOURS, MAX_KEY_LENGTH
 from uniqc_store.redaction import mask_text
+from uniqc_store.schema.validation import MAX_HOURS, MAX_KEY_LENGTH, free_text
 
-#: Ids, backends and filters: the store's own bound (``records.MAX_KEY_LENGTH``), so a
+#: Ids, backends and filters: the store's own bound (``MAX_KEY_LENGTH``, 255), so a
 #: value the store would refuse, or could never match, is a 422 here.
 MAX_TEXT = MAX_KEY_LENGTH
 
 
 def storable(value: str) -> str:
-    """Refuse text no engine can store or compare (checked here so it is a 422, not a 500)."""
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
-    if any("\ud800" <= ch <= "\udfff" for ch in value):
-        raise ValueError("must not contain lone surrogates (not valid Unicode)")
-    return value
+    """Refuse text no engine can store or compare (the store's rule, ``free_text``,
+    checked here so it is a 422, not a 500)."""
+    return free_text(value, "the text")
 
 
 #: The NUL rule for the OpenAPI document, so schema-valid data is storable data. (Lone

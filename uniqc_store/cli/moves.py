@@ -21,7 +21,7 @@ from uniqc_store.cli.support import (
 )
 from uniqc_store.errors import PartialRunError
 from uniqc_store.repository.archive import PurgeReport
-from uniqc_store.repository.store import MAX_BATCH_SIZE
+from uniqc_store.schema.validation import MAX_BATCH_SIZE
 
 
 @click.command("archive-expired", cls=Command)

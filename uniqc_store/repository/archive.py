@@ -59,8 +59,9 @@ from sqlalchemy.exc import IntegrityError
 
 from uniqc_store.db.executor import Transaction
 from uniqc_store.errors import TaskConflictError
-from uniqc_store.records import MAX_HOURS, TERMINAL_STATUSES
+from uniqc_store.records import TERMINAL_STATUSES
 from uniqc_store.schema.tables import archived_task_shards, archived_tasks, task_shards, tasks
+from uniqc_store.schema.validation import age_in_hours
 
 #: Tasks it moves per transaction: small, so that a writer beside it waits for one
 #: short transaction at most (measured at 1M tasks: ``benchmarks/retention.py``).
@@ -538,6 +539,4 @@ class PurgeReport:
 
 def cutoff_for(hours: float, name: str = "hours") -> datetime:
     """The moment ``hours`` ago; tasks last touched before it have expired."""
-    if isinstance(hours, bool) or not isinstance(hours, (int, float)) or not 0 <= hours < MAX_HOURS:
-        raise ValueError(f"{name} must be a number from 0 to {MAX_HOURS:g}, not {hours!r}")
-    return datetime.now(timezone.utc) - timedelta(hours=hours)
+    return datetime.now(timezone.utc) - timedelta(hours=age_in_hours(hours, name))

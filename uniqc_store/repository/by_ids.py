@@ -10,21 +10,11 @@ outcomes of the chunks.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from uniqc_store.db.executor import Transaction
 from uniqc_store.repository.archive import moves
-from uniqc_store.schema.values import check_key
-
-
-def checked_ids(task_ids: Iterable[str], name: str = "task_ids") -> list[str]:
-    """``task_ids`` as a list, every id checked as a key before any SQL runs."""
-    if isinstance(task_ids, (str, bytes)) or not isinstance(task_ids, Iterable):
-        raise TypeError(
-            f"{name} must be an iterable of task id strings, not {type(task_ids).__name__}"
-        )
-    return [check_key(task_id, f"{name} item") for task_id in task_ids]
 
 
 def chunks(ids: Sequence[str], size: int) -> Iterator[list[str]]:

@@ -29,7 +29,7 @@ from uniqc_store.db.dialects import is_mysql
 from uniqc_store.records import TaskInfo
 from uniqc_store.repository.statements import bounded_listing, filtered, page_bound, stored
 from uniqc_store.schema.tables import archived_tasks, tasks
-from uniqc_store.schema.values import check_key
+from uniqc_store.schema.validation import lookup_key
 
 
 class Page(NamedTuple):
@@ -113,7 +113,7 @@ def _task_id(value: Any) -> str:
 
 def _checked(value: str, field: str) -> str:
     try:
-        return check_key(value, field)
+        return lookup_key(value, field)
     except ValueError as exc:  # NUL, lone surrogates: no engine could have stored them
         raise _refused(str(exc)) from None
 

@@ -55,13 +55,17 @@ from uniqc_store.repository.statements import (
 )
 from uniqc_store.schema.decoding import TaskDecoder, row_to_shard
 from uniqc_store.schema.tables import archived_tasks, tasks
-from uniqc_store.schema.values import (
-    check_int,
-    check_key,
-    check_optional_key,
-    shard_to_row,
-    task_to_row,
+from uniqc_store.schema.validation import (
+    MAX_BATCH_SIZE,
+    MAX_PAGE_SIZE,
+    flag,
+    int_in_range,
+    lookup_key,
+    lookup_keys,
+    optional_lookup_key,
+    row_count,
 )
+from uniqc_store.schema.values import shard_to_row, task_to_row
 from uniqc_store.timeouts import Timeouts
 
 if TYPE_CHECKING:
@@ -266,7 +270,7 @@ class TaskStore:
 
     def get(self, task_id: str) -> TaskInfo | None:
         """The task with ``task_id``, or None."""
-        params = {"task_id": check_key(task_id, "task_id")}
+        params = {"task_id": lookup_key(task_id, "task_id")}
         row = self._executor.fetch_one(self._sql.get_task, params)
         return _decode_task(row) if row is not None else None
 
@@ -281,7 +285,7 @@ class TaskStore:
         nothing is written; it runs again on a fresh read when the database asks
         for a retry (a deadlock), so it should only edit the record it is given.
         """
-        key = check_key(task_id, "task_id")
+        key = lookup_key(task_id, "task_id")
 
         def read_change_write(tx: Transaction) -> TaskInfo | None:
             rows = tx.fetch(self._sql.lock_task, {"task_id": key})
@@ -328,9 +332,9 @@ class TaskStore:
     ) -> builtins.list[TaskInfo]:
         params = _filters(status, backend)
         if limit is not None:
-            params["limit"] = _non_negative(limit, "limit")
+            params["limit"] = row_count(limit, "limit")
         if offset is not None:
-            params["offset"] = _non_negative(offset, "offset")
+            params["offset"] = row_count(offset, "offset")
         stmt = listing(
             table,
             self.dialect,
@@ -404,7 +408,7 @@ class TaskStore:
         ``total()``, ``by_status()``, ``by_backend()``. Every count of the package is
         one (``repository/counts.py``): trigger-kept counters from 0007 (SQLite) / 0009 (servers),
         an index scan where there are none."""
-        table = archived_tasks if _flag(archived, "archived") else tasks
+        table = archived_tasks if flag(archived, "archived") else tasks
         return self._tally(table, status, backend)
 
     def _tally(
@@ -427,7 +431,7 @@ class TaskStore:
 
     def delete(self, task_id: str) -> bool:
         """Delete a task and its shards; True if it existed."""
-        params = {"task_id": check_key(task_id, "task_id")}
+        params = {"task_id": lookup_key(task_id, "task_id")}
         return self._executor.write_one(self._sql.delete_task, params) > 0
 
     def clear_completed(self, terminal_statuses: Iterable[str] = TERMINAL_STATUSES) -> int:
@@ -502,7 +506,7 @@ class TaskStore:
 
     def get_shards(self, uniqc_task_id: str) -> builtins.list[TaskShard]:
         """The task's shards, by index."""
-        params = {"task_id": check_key(uniqc_task_id, "uniqc_task_id")}
+        params = {"task_id": lookup_key(uniqc_task_id, "uniqc_task_id")}
         return [row_to_shard(row) for row in self._executor.fetch(self._sql.get_shards, params)]
 
     def get_shard_by_platform_id(
@@ -527,7 +531,7 @@ class TaskStore:
 
     def delete_shards(self, uniqc_task_id: str) -> int:
         """Delete a task's shards; return how many."""
-        params = {"task_id": check_key(uniqc_task_id, "uniqc_task_id")}
+        params = {"task_id": lookup_key(uniqc_task_id, "uniqc_task_id")}
         return self._executor.write_one(self._sql.delete_shards, params)
 
     @staticmethod
@@ -563,24 +567,24 @@ class TaskStore:
 
     def archive_task(self, task_id: str) -> bool:
         """Move a task and its shards into the archive; False if there is no such task."""
-        task_id = check_key(task_id, "task_id")
+        task_id = lookup_key(task_id, "task_id")
         now = utc_now_iso()
         return self._executor.write(lambda tx: archive.archive_one(tx, task_id, now))
 
     def restore_task(self, task_id: str) -> bool:
         """Move an archived task and its shards back; False if it is not archived."""
-        task_id = check_key(task_id, "task_id")
+        task_id = lookup_key(task_id, "task_id")
         return self._executor.write(lambda tx: archive.restore_one(tx, task_id))
 
     def get_archived(self, task_id: str) -> TaskInfo | None:
         """The archived task with ``task_id`` (``archived_at`` set), or None."""
-        params = {"task_id": check_key(task_id, "task_id")}
+        params = {"task_id": lookup_key(task_id, "task_id")}
         row = self._executor.fetch_one(self._sql.get_archived, params)
         return _decode_archived(row) if row is not None else None
 
     def get_archived_shards(self, task_id: str) -> builtins.list[TaskShard]:
         """The shards of an archived task, by index."""
-        params = {"task_id": check_key(task_id, "task_id")}
+        params = {"task_id": lookup_key(task_id, "task_id")}
         rows = self._executor.fetch(self._sql.get_archived_shards, params)
         return [row_to_shard(row) for row in rows]
 
@@ -613,7 +617,7 @@ class TaskStore:
 
     def delete_archived(self, task_id: str) -> bool:
         """Delete an archived task and its archived shards; True if it existed."""
-        task_id = check_key(task_id, "task_id")
+        task_id = lookup_key(task_id, "task_id")
         return self._executor.write(lambda tx: archive.delete_archived(tx, task_id))
 
     def archive_expired(self, hours: float = 72, terminal_only: bool = True) -> dict[str, Any]:
@@ -634,7 +638,7 @@ class TaskStore:
         """
         refuse_inside(self._executor, "archive_expired()")
         cutoff = archive.cutoff_for(hours)  # validates before anything runs
-        terminal_only = _flag(terminal_only, "terminal_only")
+        terminal_only = flag(terminal_only, "terminal_only")
         now = utc_now_iso()
         outcome = archive.ExpiryOutcome()
 
@@ -691,11 +695,9 @@ class TaskStore:
         """
         refuse_inside(self._executor, "purge_archived()")
         cutoff = archive.cutoff_for(older_than_hours, "older_than_hours")
-        keep = _non_negative(keep_last, "keep_last")
-        size = _non_negative(batch_size, "batch_size")
-        if not 1 <= size <= MAX_BATCH_SIZE:
-            raise ValueError(f"batch_size must be from 1 to {MAX_BATCH_SIZE}, not {size}")
-        dry = _flag(dry_run, "dry_run")
+        keep = row_count(keep_last, "keep_last")
+        size = int_in_range(batch_size, "batch_size", 1, MAX_BATCH_SIZE)
+        dry = flag(dry_run, "dry_run")
         if progress is not None and not callable(progress):
             raise TypeError(f"progress must be a callable or None, not {type(progress).__name__}")
         report = archive.PurgeReport(float(older_than_hours), keep, dry)
@@ -787,7 +789,7 @@ class TaskStore:
         """The live task with ``task_id``, else the archived one, with its shards and
         whether it is archived: all read in one snapshot, so a task moving meanwhile
         is found once, with its own shards. None when it is in neither table."""
-        params = {"task_id": check_key(task_id, "task_id")}
+        params = {"task_id": lookup_key(task_id, "task_id")}
         sql = self._sql
 
         def read(conn: Connection) -> tuple[TaskInfo, builtins.list[TaskShard], bool] | None:
@@ -810,7 +812,7 @@ class TaskStore:
     def expired_task_ids(self, hours: float = 72, terminal_only: bool = True) -> builtins.list[str]:
         """What ``archive_expired`` would archive now (ids), without moving anything."""
         cutoff = archive.cutoff_for(hours)
-        terminal_only = _flag(terminal_only, "terminal_only")
+        terminal_only = flag(terminal_only, "terminal_only")
         with bulk():
             return self._executor.read(
                 lambda conn: archive.expired_ids(conn, cutoff, terminal_only)
@@ -862,9 +864,7 @@ class TaskStore:
         cursor: str | None,
     ) -> Page:
         params = _filters(status, backend)
-        size = check_int(limit, "limit")
-        if not 1 <= size <= MAX_PAGE_SIZE:
-            raise ValueError(f"limit must be from 1 to {MAX_PAGE_SIZE}, not {size}")
+        size = int_in_range(limit, "limit", 1, MAX_PAGE_SIZE)
         if cursor is not None:
             params["submit_time"], params["task_id"] = pages.decode_cursor(
                 cursor, table, self.dialect
@@ -891,7 +891,7 @@ class TaskStore:
         chunks committed; an error in the first chunk is raised as it is.
         """
         refuse_inside(self._executor, "archive_many()")
-        ids = by_ids.checked_ids(task_ids)
+        ids = lookup_keys(task_ids, "task_ids")
         now = utc_now_iso()
         done: set[str] = set()
         moved: set[str] = set()
@@ -939,7 +939,7 @@ class TaskStore:
         checked before any SQL; chunks and errors as ``archive_many``.
         """
         refuse_inside(self._executor, "delete_many()")
-        ids = by_ids.checked_ids(task_ids)
+        ids = lookup_keys(task_ids, "task_ids")
         done: set[str] = set()
         deleted: set[str] = set()
 
@@ -961,10 +961,6 @@ class TaskStore:
 PARENT_RETRIES = 3
 #: The longest pause between two chunks of a retention call on SQLite (``_giving_way``).
 GIVE_WAY_MAX_S = 0.05
-#: The largest page ``purge_archived`` reads and deletes at once.
-MAX_BATCH_SIZE = 100_000
-#: The largest page ``list_page`` / ``list_archived_page`` read at once.
-MAX_PAGE_SIZE = 100_000
 
 _decode_task = TaskDecoder([c.name for c in tasks.columns])
 _decode_archived = TaskDecoder([c.name for c in archived_tasks.columns])
@@ -985,7 +981,7 @@ def walk_params(
     status: str | TaskStatus | None, backend: str | None, batch_size: int
 ) -> dict[str, Any]:
     """The checked parameters of an ``iter_tasks`` / ``iter_archived`` walk."""
-    if _non_negative(batch_size, "batch_size") < 1:
+    if row_count(batch_size, "batch_size") < 1:
         raise ValueError("batch_size must be at least 1")
     return {**_filters(status, backend), "limit": batch_size}
 
@@ -994,25 +990,12 @@ def _filters(status: str | TaskStatus | None, backend: str | None) -> dict[str, 
     """Checked ``status`` / ``backend`` filter parameters (None: no filter)."""
     return {
         "status": None if status is None else normalize_status(status),
-        "backend": check_optional_key(backend, "backend"),
+        "backend": optional_lookup_key(backend, "backend"),
     }
 
 
 def _platform_filters(platform_task_id: str, backend: str | None) -> dict[str, Any]:
     return {
-        "platform_task_id": check_key(platform_task_id, "platform_task_id"),
-        "backend": check_optional_key(backend, "backend"),
+        "platform_task_id": lookup_key(platform_task_id, "platform_task_id"),
+        "backend": optional_lookup_key(backend, "backend"),
     }
-
-
-def _flag(value: Any, name: str) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be True or False, not {type(value).__name__}")
-    return value
-
-
-def _non_negative(value: Any, name: str) -> int:
-    number = check_int(value, name)
-    if number < 0:
-        raise ValueError(f"{name} must not be negative")
-    return number
