@@ -144,12 +144,12 @@ def test_the_readme_deploys_from_an_installed_package(
             deploy_venv, empty, url, "python", "-c", "import uniqc_store as u; print(u.__file__)"
         )
         assert where.stdout.startswith(str(deploy_venv))
-        assert alembic("current").strip() == "0010 (head)"
-        assert "0009 -> 0010 (head), v10" in alembic("history")
+        assert alembic("current").strip() == "0011 (head)"
+        assert "0010 -> 0011 (head), v11" in alembic("history")
         alembic("check")
-        alembic("downgrade", "-6")
+        alembic("downgrade", "-7")
         assert alembic("current").strip() == "0004"
         sql = alembic("upgrade", "head", "--sql")
-        assert "CREATE TABLE IF NOT EXISTS tasks (" in sql and "SET version_num='0010'" in sql
+        assert "CREATE TABLE IF NOT EXISTS tasks (" in sql and "SET version_num='0011'" in sql
         alembic("upgrade", "head")
-        assert alembic("current").strip() == "0010 (head)"
+        assert alembic("current").strip() == "0011 (head)"

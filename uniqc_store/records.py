@@ -20,7 +20,7 @@ DB_FILENAME = "tasks.sqlite"
 APPLICATION_ID: int = 0x554E4943
 
 #: The schema version of the newest revision; also the newest ``user_version``.
-CURRENT_SCHEMA_VERSION: int = 10
+CURRENT_SCHEMA_VERSION: int = 11
 
 TERMINAL_STATUSES: tuple[str, ...] = ("success", "failed", "cancelled")
 

@@ -58,7 +58,7 @@ def test_the_real_alembic_command_line(tmp_path: Path) -> None:
     checked = alembic("check")
     assert checked.returncode == 0, checked.stderr
     assert "No new upgrade operations detected" in checked.stdout
-    downgraded = alembic("downgrade", "-6")
+    downgraded = alembic("downgrade", "-7")
     assert downgraded.returncode == 0, downgraded.stderr
     assert alembic("check").returncode != 0  # not at head: an exit code says so
     sql = alembic("upgrade", "0004:head", "--sql")
@@ -69,6 +69,7 @@ def test_the_real_alembic_command_line(tmp_path: Path) -> None:
     assert "UPDATE uniqc_store_alembic_version SET version_num='0008'" in sql.stdout
     assert "UPDATE uniqc_store_alembic_version SET version_num='0009'" in sql.stdout
     assert "UPDATE uniqc_store_alembic_version SET version_num='0010'" in sql.stdout
+    assert "UPDATE uniqc_store_alembic_version SET version_num='0011'" in sql.stdout
     engine = create_store_engine(url)
     with engine.connect() as conn:
         assert database_version(conn) == 4  # --sql printed the SQL and ran none of it

@@ -78,7 +78,19 @@ def test_revision_ids_are_schema_versions() -> None:
     script = script_directory()
     assert script.get_heads() == [f"{CURRENT_SCHEMA_VERSION:04d}"]
     chain = [r.revision for r in script.walk_revisions("base", "heads")]
-    assert chain == ["0010", "0009", "0008", "0007", "0006", "0005", "0004", "0003", "0002", "0001"]
+    assert chain == [
+        "0011",
+        "0010",
+        "0009",
+        "0008",
+        "0007",
+        "0006",
+        "0005",
+        "0004",
+        "0003",
+        "0002",
+        "0001",
+    ]
 
 
 def without_0007_indexes(facts: dict[str, Any]) -> dict[str, Any]:

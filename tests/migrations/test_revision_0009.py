@@ -114,7 +114,7 @@ def test_0009_up_and_down_with_data(fresh_url: URL) -> None:
         )
     before = grouped(engine)
 
-    upgrade(engine)
+    upgrade(engine, "0009")
     with engine.connect() as conn:
         assert database_version(conn) == 9
         if not server:
