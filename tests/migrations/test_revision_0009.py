@@ -313,10 +313,10 @@ def test_mysql_fill_run_again_adds_nothing(tmp_path: Path) -> None:
         engine = create_store_engine(url, foreign_keys=False)
         upgrade(engine, "0008")
         raw_insert(engine, [(f"uqt_{i}", BACKENDS[i % 5], "failed") for i in range(30)])
-        upgrade(engine)
+        upgrade(engine, "0009")
         with engine.begin() as conn:  # as if the version stamp had not been written
             conn.execute(text("UPDATE uniqc_store_alembic_version SET version_num = '0008'"))
-        upgrade(engine)
+        upgrade(engine, "0009")
         assert counted(engine) == grouped(engine)
         assert server_objects(engine) == (True, made_triggers(engine))
         engine.dispose()
