@@ -67,7 +67,7 @@ def test_schema_commands(fresh_url: URL) -> None:
     assert "0008  v8: keys sort and compare by code point on PostgreSQL" in history
     assert "0009  v9: counts that do not scan on the servers" in history
     assert "0010  v10: an index on ``tasks.update_time``" in history
-    assert "0011  v11: PostgreSQL's counters kept per statement" in history
+    assert "0011  v11: PostgreSQL counts inserted and deleted rows per statement" in history
     code, out = run("downgrade", "base", "--yes", "--url", url)
     assert code == 0 and out.endswith(
         f"downgraded from schema version {CURRENT_SCHEMA_VERSION} to 0\n"
