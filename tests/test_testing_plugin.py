@@ -60,15 +60,20 @@ def run_example(
     return result, seen.read_text().splitlines() if seen.exists() else []
 
 
+def scratch_name(url: str) -> str:
+    """The scratch schema/database the inner run's plugin made: the last one the URL
+    names (the suite's own scratch, which the URL it was given holds, comes first)."""
+    names: list[str] = re.findall(r"uniqc_test_\w+", url)
+    return names[-1]
+
+
 def scratch_exists(admin_url: URL, seen_url: str) -> bool:
     """Whether the scratch schema/database a test ran on is still there."""
-    match = re.search(r"(uniqc_test_\w+)", seen_url)
-    assert match is not None, seen_url
     engine = create_store_engine(admin_url)
     try:
         with engine.connect() as conn:
             sql = "SELECT count(*) FROM information_schema.schemata WHERE schema_name = :n"
-            return bool(conn.execute(text(sql), {"n": match.group(1)}).scalar_one())
+            return bool(conn.execute(text(sql), {"n": scratch_name(seen_url)}).scalar_one())
     finally:
         engine.dispose()
 
@@ -113,7 +118,7 @@ def test_a_server_url_gets_scratch_databases(
     result, seen = run_example(pytester, monkeypatch, plain(store.url), *workers)
     result.assert_outcomes(passed=8)
     assert store.get("uqt_precious") is not None and store.count() == 1
-    scratches = {re.search(r"uniqc_test_\w+", url).group(0) for url in seen}  # type: ignore[union-attr]
+    scratches = {scratch_name(url) for url in seen}
     assert len(scratches) == (2 if workers else 1)
     assert not any(scratch_exists(store.url, url) for url in seen)
 
@@ -128,7 +133,7 @@ def test_keep_leaves_the_scratch_database_and_names_it(
         pytester, monkeypatch, plain(store.url), "{file}::test_starts_empty_and_writes[0]"
     )
     result.assert_outcomes(passed=1, warnings=1)
-    name = re.search(r"uniqc_test_\w+", seen[0]).group(0)  # type: ignore[union-attr]
+    name = scratch_name(seen[0])
     assert "uniqc-store kept" in result.stdout.str() and name in result.stdout.str()
     assert scratch_exists(store.url, seen[0])
     with TaskStore(url=seen[0]) as kept:
@@ -276,7 +281,7 @@ def _cleanup_on(
         left = _names(url)
         assert crashed not in left and older not in left
         assert {later, *others} <= left  # and the workers' own lived through the run:
-        assert len({re.search(r"uniqc_test_\w+", u).group(0) for u in seen}) == 2  # type: ignore[union-attr]
+        assert len({scratch_name(u) for u in seen}) == 2
         assert not any(scratch_exists(url, u) for u in seen)  # dropped at its end
     finally:
         _admin_run(url, *(f"DROP {kind} IF EXISTS {quote}{n}{quote}" for n in names))
@@ -422,7 +427,7 @@ def test_nothing_a_rolled_back_test_wrote_was_committed(
         with TaskStore(url=kept) as store:
             assert store.count() == 0 and store.schema_version() == CURRENT_SCHEMA_VERSION
     finally:
-        name = re.search(r"uniqc_test_\w+", seen[0]).group(0)  # type: ignore[union-attr]
+        name = scratch_name(seen[0])
         kind = "SCHEMA" if engine == "postgresql" else "DATABASE"
         quoted = f'"{name}" CASCADE' if engine == "postgresql" else f"`{name}`"
         drop = f"DROP {kind} {quoted}"

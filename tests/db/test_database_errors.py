@@ -183,6 +183,7 @@ def _kill_while_blocked(store: TaskStore, ours: list[int], done: threading.Event
         killer.dispose()
 
 
+@pytest.mark.mysql
 def test_a_small_write_whose_connection_is_killed_is_a_lost_connection(
     mariadb_store: TaskStore,
 ) -> None:
@@ -225,6 +226,7 @@ def test_a_small_write_whose_connection_is_killed_is_a_lost_connection(
     assert got is not None and got.backend == "b"  # nothing was written
 
 
+@pytest.mark.mysql
 def test_a_write_far_over_max_allowed_packet_is_too_large_when_the_server_hangs_up(
     mariadb_store: TaskStore,
 ) -> None:

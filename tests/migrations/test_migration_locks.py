@@ -194,6 +194,7 @@ def galera_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[URL]:
         yield url
 
 
+@pytest.mark.galera
 @pytest.mark.parametrize("if_not_exists", [True, False], ids=["as-sent", "without-if-not-exists"])
 def test_a_lease_table_another_node_creates_after_our_look_is_no_error(
     galera_url: URL, if_not_exists: bool
