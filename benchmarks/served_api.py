@@ -61,9 +61,8 @@ from uniqc_store.api.bodies import TaskDetail, TaskPage
 from uniqc_store.api.dashboard import _event_stream, close_streams
 from uniqc_store.api.errors import BackendQuery, TaskIdPath
 from uniqc_store.db.engine import create_store_engine
-from uniqc_store.errors import StoreError
 from uniqc_store.records import TaskStatus
-from uniqc_store.repository.changes import ChangeFeed, open_signal
+from uniqc_store.repository.changes import ChangeFeed, ChangeSignal, open_signal
 
 SEED_TASKS = 2000
 WRITE_INTERVAL = 1.0  # one write a second: twice the feed's poll, so no write hides another
@@ -130,28 +129,14 @@ def _async_routes(app: FastAPI, store: TaskStore, astore: AsyncTaskStore) -> Non
 
 def _async_feed(store: TaskStore, astore: AsyncTaskStore) -> Any:
     """The dashboard's ``ChangeFeed`` with its marker read awaited on the async store
-    (the same marker query as the real feed's; its poll loop, copied, awaits it)."""
+    (the same marker query and poll loop as the real feed's)."""
     signal = open_signal(store)  # only for its marker query and exactness
     marker: Callable[[Connection], Hashable] = signal._marker  # type: ignore[attr-defined]
 
     class AsyncPolledFeed(ChangeFeed):
-        async def _poll(self, primed: asyncio.Event) -> None:
-            last: Hashable = None
-            settling = False
-            while self._listeners:
-                try:
-                    async with astore.reading() as conn:
-                        value = await conn.run_sync(marker)
-                except StoreError as exc:
-                    log.warning("change signal failed (retrying): %s", exc)
-                else:
-                    moved = last is not None and value != last
-                    if moved or settling:
-                        await self._announce()
-                    settling = moved and not signal.exact
-                    last = value
-                primed.set()
-                await asyncio.sleep(self._interval)
+        async def _read_marker(self, _signal: ChangeSignal) -> Hashable:
+            async with astore.reading() as conn:
+                return await conn.run_sync(marker)
 
     return AsyncPolledFeed(lambda: signal)
 

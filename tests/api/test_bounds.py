@@ -18,6 +18,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 
+from tests.api.test_api import PATH_ROUTES
 from tests.http_server import http_client
 from uniqc_store import TaskInfo, TaskShard, TaskStore
 from uniqc_store.api.app import create_app
@@ -51,16 +52,7 @@ def _state(store: TaskStore) -> tuple[int, int, int]:
 
 
 #: Each route taking a task id in its path (method, path with ``{}`` for the id).
-ID_ROUTES = [
-    ("GET", "/api/tasks/{}"),
-    ("GET", "/api/tasks/{}/shards"),
-    ("DELETE", "/api/tasks/{}"),
-    ("POST", "/api/tasks/{}/archive"),
-    ("GET", "/api/archive/{}"),
-    ("DELETE", "/api/archive/{}"),
-    ("POST", "/api/archive/restore/{}"),
-    ("GET", "/api/dashboard/task/{}"),
-]
+ID_ROUTES = [*PATH_ROUTES, ("GET", "/api/dashboard/task/{}")]
 
 
 @pytest.mark.parametrize(("method", "path"), ID_ROUTES, ids=[" ".join(r) for r in ID_ROUTES])

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event
 
+from tests.repository.test_retention import no_sql
 from uniqc_store import TaskInfo, TaskShard, TaskStore
 
 #: The documented bounds, spelled out (not read from the code, so a changed bound fails here).
@@ -28,23 +27,6 @@ LONGEST, TOO_LONG = MAX_KEY_LENGTH, MAX_KEY_LENGTH + 1
 def sqlite_store(tmp_path: Path) -> Iterator[TaskStore]:
     with TaskStore(tmp_path) as store:
         yield store
-
-
-@contextmanager
-def no_sql(store: TaskStore) -> Iterator[None]:
-    """Fail if a statement runs inside (a listener also takes the store off its
-    direct path, so every statement is seen)."""
-    statements: list[str] = []
-
-    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        statements.append(statement)
-
-    event.listen(store.engine, "before_cursor_execute", seen)
-    try:
-        yield
-    finally:
-        event.remove(store.engine, "before_cursor_execute", seen)
-    assert statements == []
 
 
 def _task(**fields: Any) -> TaskInfo:

@@ -98,6 +98,8 @@ def test_purge_never_deletes_an_unreadable_archived_at(store: TaskStore) -> None
 
 @contextmanager
 def no_sql(store: TaskStore) -> Iterator[None]:
+    """Fail if a statement runs inside (a listener also takes the store off its
+    direct path, so every statement is seen)."""
     statements: list[str] = []
 
     def seen(*args: Any) -> None:

@@ -210,6 +210,10 @@ class ChangeFeed:
             self._changed = asyncio.Event()
         return self._changed
 
+    async def _read_marker(self, signal: ChangeSignal) -> Hashable:
+        """The signal's marker, read off the event loop (a worker thread)."""
+        return await anyio.to_thread.run_sync(signal.read)
+
     async def _poll(self, primed: asyncio.Event) -> None:
         signal = self._make_signal()
         last: Hashable = None
@@ -217,7 +221,7 @@ class ChangeFeed:
         try:
             while self._listeners:
                 try:
-                    marker = await anyio.to_thread.run_sync(signal.read)
+                    marker = await self._read_marker(signal)
                 except StoreError as exc:
                     log.warning("change signal failed (retrying): %s", exc)
                 else:
